@@ -1,0 +1,18 @@
+"""Errors that jsnq reports to users as one line, without a traceback."""
+
+from __future__ import annotations
+
+__all__ = ["JsnqInputError"]
+
+
+class JsnqInputError(ValueError):
+    """Bad input: a missing, corrupt, blank or non-2-D image, mismatched labels, a bad spacing.
+
+    ``str(err)`` is a single line that names the offending file (or array) and the problem,
+    e.g. ``"followup.png: image is blank (constant value 0)"``.
+    """
+
+    def __init__(self, source: object, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")

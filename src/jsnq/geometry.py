@@ -1,0 +1,160 @@
+"""The one place that knows the similarity parameterisation and its conventions.
+
+Conventions (used everywhere in jsnq):
+
+* Arrays are indexed ``[row, col]``; points are ``(x, y) = (col, row)`` in pixels, with
+  ``(0, 0)`` the centre of the top-left pixel. Image ``+y`` points down, which for a joint
+  crop in canonical orientation (finger up) is from the upper bone towards the lower bone.
+* A :class:`Similarity` maps **baseline** pixel coordinates to **follow-up** pixel
+  coordinates about a centre ``c`` (by default the crop centre ``((W-1)/2, (H-1)/2)``)::
+
+      p_followup = c + scale * R(angle) @ (p_baseline - c) + (tx, ty)
+
+  with ``R(a) = [[cos a, -sin a], [sin a, cos a]]``. Because ``+y`` points down, a
+  positive angle turns the image *clockwise* as displayed.
+* Narrowing is the displacement of the upper bone relative to the lower bone along ``+y``,
+  evaluated in the baseline frame at a point ``p`` (the crop centre by default):
+  ``narrowing = (lower^-1 o upper)(p).y - p.y``. Positive means the joint space narrowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Similarity", "crop_centre", "narrowing_px", "px_to_mm"]
+
+
+def crop_centre(shape: Sequence[int]) -> tuple[float, float]:
+    """Centre ``(x, y)`` in pixels of an array of ``shape = (rows, cols)``."""
+    rows, cols = int(shape[0]), int(shape[1])
+    return ((cols - 1) / 2.0, (rows - 1) / 2.0)
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """4-parameter similarity: isotropic scale, rotation, shift; about a fixed centre.
+
+    Attributes:
+        scale: isotropic scale factor (1 = no change).
+        angle: rotation in radians (positive = clockwise as displayed, since +y is down).
+        tx: shift along x (columns) in pixels.
+        ty: shift along y (rows) in pixels.
+        center: ``(x, y)`` centre of rotation and scaling in pixels.
+    """
+
+    scale: float = 1.0
+    angle: float = 0.0
+    tx: float = 0.0
+    ty: float = 0.0
+    center: tuple[float, float] = field(default=(0.0, 0.0))
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {self.scale!r}")
+        for name in ("angle", "tx", "ty"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+        object.__setattr__(self, "center", (float(self.center[0]), float(self.center[1])))
+
+    # -- constructors -----------------------------------------------------------------
+    @classmethod
+    def identity(cls, center: tuple[float, float] = (0.0, 0.0)) -> "Similarity":
+        return cls(1.0, 0.0, 0.0, 0.0, center)
+
+    @classmethod
+    def from_params(cls, params: Sequence[float], center: tuple[float, float]) -> "Similarity":
+        """From ``(log_scale, angle, tx, ty)``: the vector the optimisers work in."""
+        log_s, a, tx, ty = (float(v) for v in params)
+        return cls(math.exp(log_s), a, tx, ty, center)
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray, center: tuple[float, float] = (0.0, 0.0)) -> "Similarity":
+        """From a 3x3 (or 2x3) homogeneous matrix acting on ``(x, y, 1)`` columns.
+
+        The linear part must be a scaled rotation (within 1e-6 relative), else ValueError.
+        """
+        m = np.asarray(matrix, dtype=float)
+        a, b = m[0, 0], m[1, 0]
+        if not (np.isclose(m[0, 1], -b, atol=1e-6 * max(1.0, abs(a))) and
+                np.isclose(m[1, 1], a, atol=1e-6 * max(1.0, abs(a)))):
+            raise ValueError("matrix is not a similarity (linear part is not a scaled rotation)")
+        scale = math.hypot(a, b)
+        angle = math.atan2(b, a)
+        c = np.asarray(center, dtype=float)
+        lin = m[:2, :2]
+        # p' = L p + o = c + L (p - c) + t  =>  t = o - c + L c
+        t = m[:2, 2] - c + lin @ c
+        return cls(scale, angle, float(t[0]), float(t[1]), (float(c[0]), float(c[1])))
+
+    # -- views ------------------------------------------------------------------------
+    @property
+    def angle_deg(self) -> float:
+        return math.degrees(self.angle)
+
+    @property
+    def params(self) -> np.ndarray:
+        """``(log_scale, angle, tx, ty)``."""
+        return np.array([math.log(self.scale), self.angle, self.tx, self.ty])
+
+    def linear(self) -> np.ndarray:
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        return self.scale * np.array([[c, -s], [s, c]])
+
+    def matrix(self) -> np.ndarray:
+        """3x3 homogeneous matrix acting on ``(x, y, 1)`` columns."""
+        lin = self.linear()
+        c = np.asarray(self.center)
+        off = c - lin @ c + np.array([self.tx, self.ty])
+        m = np.eye(3)
+        m[:2, :2] = lin
+        m[:2, 2] = off
+        return m
+
+    # -- algebra ----------------------------------------------------------------------
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(..., 2)`` points ``(x, y)`` from the baseline to the follow-up frame."""
+        p = np.asarray(points, dtype=float)
+        m = self.matrix()
+        return p @ m[:2, :2].T + m[:2, 2]
+
+    def inverse(self) -> "Similarity":
+        return Similarity.from_matrix(np.linalg.inv(self.matrix()), self.center)
+
+    def compose(self, other: "Similarity") -> "Similarity":
+        """``self o other``: apply ``other`` first, then ``self``. Keeps ``self.center``."""
+        return Similarity.from_matrix(self.matrix() @ other.matrix(), self.center)
+
+    def with_center(self, center: tuple[float, float]) -> "Similarity":
+        """The same mapping expressed about another centre."""
+        return Similarity.from_matrix(self.matrix(), center)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "scale": self.scale,
+            "angle_deg": self.angle_deg,
+            "tx_px": self.tx,
+            "ty_px": self.ty,
+            "center_x_px": self.center[0],
+            "center_y_px": self.center[1],
+        }
+
+
+def narrowing_px(upper: Similarity, lower: Similarity, point: tuple[float, float] | None = None) -> float:
+    """Displacement along +y of the upper bone relative to the lower bone, in pixels.
+
+    Evaluated in the baseline frame at ``point`` (default: ``upper.center``):
+    ``(lower^-1 o upper)(point).y - point.y``. Positive = narrowing. For pure translations
+    this equals ``upper.ty - lower.ty``.
+    """
+    p = np.asarray(upper.center if point is None else point, dtype=float)
+    rel = lower.inverse().compose(upper)
+    return float(rel.apply(p)[1] - p[1])
+
+
+def px_to_mm(value_px: float, spacing_mm: float | None) -> float | None:
+    """Pixels to millimetres; ``None`` when the spacing is unknown."""
+    return None if spacing_mm is None else float(value_px) * float(spacing_mm)
