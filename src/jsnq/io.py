@@ -1,0 +1,413 @@
+"""Reading and validating radiographs and label maps; no image maths.
+
+Conventions:
+
+* Every array is indexed ``[row, col]`` (``shape = (rows, cols)``), as in
+  :mod:`jsnq.geometry`.
+* Pixel values are returned as stored in the file (DICOM: after RescaleSlope/Intercept),
+  as ``float32``. The only change made is inverting MONOCHROME1 (DICOM) / MINISWHITE (TIFF)
+  images, ``max + min - value``, so that bone is always bright.
+* Pixel spacing is isotropic, in millimetres per pixel, or ``None`` when unknown.
+* Label maps are ``uint8 [row, col]``: 0 other, 1 upper side of the joint, 2 lower side.
+
+Every problem with the input is raised as :class:`~jsnq.errors.JsnqInputError`, whose
+message is one line naming the file (or array) and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import JsnqInputError
+
+__all__ = ["Image", "load_image", "load_labels", "save_labels", "validate_spacing"]
+
+MIN_SIDE_PX = 16
+SPACING_RANGE_MM = (0.01, 5.0)  # (exclusive, inclusive)
+GREY_TOLERANCE_LEVELS = 8  # channel spread allowed in an RGB image that encodes grey, in 8-bit levels
+GREY_OUTLIER_FRACTION = 0.01  # fraction of pixels allowed to exceed that spread (JPEG chroma noise)
+ANISOTROPY_TOLERANCE = 0.01  # relative difference of row and column spacing still called isotropic
+
+_INVERTED_PHOTOMETRIC = frozenset({"MONOCHROME1", "MINISWHITE"})
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PILLOW_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"GIF8")
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+_PILLOW_DIRECT_MODES = frozenset({"L", "LA", "I", "I;16", "I;16L", "I;16B", "F", "RGB", "RGBA"})
+
+_ARRAY_NAME = "<array>"
+
+# A reader returns (pixels as stored, meta, file spacing as (row_mm, col_mm, tag) or None).
+_Raw = tuple[np.ndarray, dict[str, Any], tuple[float, float, str] | None]
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """A 2-D greyscale radiograph.
+
+    Attributes:
+        array: ``float32`` pixel values indexed ``[row, col]``, C-contiguous; values as
+            stored in the file (DICOM: after RescaleSlope/Intercept), MONOCHROME1 inverted
+            so that bone is bright. Treat as read-only.
+        spacing_mm: isotropic pixel spacing in millimetres per pixel, ``None`` when unknown.
+        source: the file path, or ``"<array>"`` / the caller-given name; used in messages.
+        meta: small dict describing the origin: ``format`` ("PNG", "JPEG", "BMP", "TIFF",
+            "DICOM", "array"), ``dtype`` (original), ``bits``, ``photometric``,
+            ``spacing_source`` ("PixelSpacing", "ImagerPixelSpacing", "caller" or None);
+            DICOM adds ``transfer_syntax``.
+
+    Compared by identity (``eq=False``), since arrays have no single truth value.
+    """
+
+    array: np.ndarray
+    spacing_mm: float | None
+    source: str
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        array = np.ascontiguousarray(self.array, dtype=np.float32)
+        if array.ndim != 2:
+            raise JsnqInputError(self.source, f"image is not 2-D (shape {array.shape})")
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "spacing_mm", validate_spacing(self.spacing_mm, self.source))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` in pixels."""
+        return (int(self.array.shape[0]), int(self.array.shape[1]))
+
+
+# -- public API ---------------------------------------------------------------------------
+
+
+def validate_spacing(spacing_mm: float | None, source: str) -> float | None:
+    """Check a pixel spacing.
+
+    Args:
+        spacing_mm: millimetres per pixel, or ``None`` (unknown; passes).
+        source: file or array name used in the error message.
+
+    Returns:
+        The spacing as a ``float`` in mm, or ``None``.
+
+    Raises:
+        JsnqInputError: the spacing is not a finite number in (0.01, 5] mm.
+    """
+    if spacing_mm is None:
+        return None
+    try:
+        value = float(spacing_mm)
+    except (TypeError, ValueError):
+        problem = f"invalid pixel spacing {spacing_mm!r} (expected a number in mm)"
+        raise JsnqInputError(source, problem) from None
+    low, high = SPACING_RANGE_MM
+    if not (math.isfinite(value) and low < value <= high):
+        raise JsnqInputError(source, f"absurd pixel spacing {value:g} mm (expected {low:g}-{high:g} mm)")
+    return value
+
+
+def load_image(
+    src: str | os.PathLike | np.ndarray | Image,
+    *,
+    spacing_mm: float | None = None,
+    name: str | None = None,
+) -> Image:
+    """Load a greyscale radiograph from a file, an array or an :class:`Image`.
+
+    Files are recognised by content: DICOM (``DICM`` at offset 128, or a ``.dcm`` file
+    without preamble), TIFF (tifffile, falling back to Pillow for codecs tifffile lacks),
+    and PNG / JPEG / BMP through Pillow; 8- or 16-bit integer or float. RGB(A) images are
+    accepted when they encode grey (channels within 8 levels of each other on 99% of pixels)
+    and their colour channels are averaged; alpha is ignored.
+
+    Args:
+        src: a path, a 2-D array indexed ``[row, col]`` (or ``(rows, cols, 3|4)`` grey RGB),
+            or an :class:`Image` (returned with ``name`` / ``spacing_mm`` applied).
+        spacing_mm: pixel spacing in mm per pixel; overrides the file's spacing, whose tags
+            are then not read (``meta["spacing_source"] == "caller"``).
+        name: label used as ``source`` in place of the path or ``"<array>"``.
+
+    Returns:
+        The :class:`Image`, ``array`` float32 ``[row, col]``.
+
+    Raises:
+        JsnqInputError: missing, unreadable or corrupt file; colour, non-2-D, non-finite,
+            blank or too small (< 16 px a side) image; absurd or anisotropic spacing.
+    """
+    if isinstance(src, Image):
+        source = name or src.source
+        spacing = validate_spacing(spacing_mm, source)
+        if spacing is None:
+            return dataclasses.replace(src, source=source)
+        return dataclasses.replace(
+            src, source=source, spacing_mm=spacing, meta={**src.meta, "spacing_source": "caller"}
+        )
+
+    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
+    spacing = validate_spacing(spacing_mm, source)
+    if isinstance(src, np.ndarray):
+        pixels, meta, file_spacing = src, {"format": "array", "dtype": str(src.dtype)}, None
+    else:
+        pixels, meta, file_spacing = _read_file(os.fspath(src), source)
+
+    array = _as_grey(pixels, source)
+    _check_image(array, source)
+    if meta.get("photometric") in _INVERTED_PHOTOMETRIC:
+        array = array.max() + array.min() - array
+
+    if spacing is not None:
+        meta["spacing_source"] = "caller"
+    elif file_spacing is not None:
+        row_mm, col_mm, meta["spacing_source"] = file_spacing
+        if abs(row_mm - col_mm) > ANISOTROPY_TOLERANCE * max(abs(row_mm), abs(col_mm)):
+            problem = f"anisotropic pixel spacing ({row_mm:g} x {col_mm:g} mm) is not supported"
+            raise JsnqInputError(source, problem)
+        spacing = validate_spacing((row_mm + col_mm) / 2.0, source)
+    else:
+        meta["spacing_source"] = None
+    return Image(array, spacing, source, meta)
+
+
+def load_labels(
+    src: str | os.PathLike | np.ndarray,
+    *,
+    shape: tuple[int, int],
+    split_mask: bool = False,
+    name: str | None = None,
+) -> np.ndarray:
+    """Load a label map for an image of ``shape``.
+
+    Args:
+        src: a path (any format :func:`load_image` reads; PNG typical) or an array
+            indexed ``[row, col]``.
+        shape: ``(rows, cols)`` of the image the labels belong to.
+        split_mask: ``False``: the values must be a subset of {0, 1, 2} (0 other, 1 upper
+            side, 2 lower side). ``True``: a binary split mask in the paper's style,
+            non-zero = upper side (1), zero = lower side (2).
+        name: label used in messages in place of the path or ``"<array>"``.
+
+    Returns:
+        ``uint8`` array ``[row, col]`` of 0, 1, 2, holding both 1 and 2.
+
+    Raises:
+        JsnqInputError: unreadable file, shape mismatch, unexpected values, or a side missing.
+    """
+    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
+    pixels = src if isinstance(src, np.ndarray) else _read_file(os.fspath(src), source)[0]
+    values = _as_grey(pixels, source, what="labels")
+
+    expected = tuple(int(n) for n in shape)
+    if values.shape != expected:
+        raise JsnqInputError(source, f"labels are {_dims(values.shape)} but the image is {_dims(expected)}")
+    if not np.isfinite(values).all():
+        raise JsnqInputError(source, "labels contain NaN or infinite values")
+
+    if split_mask:
+        labels = np.where(values != 0, 1, 2).astype(np.uint8)
+    else:
+        present = np.unique(values)
+        unexpected = present[~np.isin(present, (0, 1, 2))]
+        if unexpected.size:
+            listed = ", ".join(f"{v:g}" for v in unexpected[:8]) + (", ..." if unexpected.size > 8 else "")
+            hint = "; a 0/255 split mask needs split_mask=True" if set(present.tolist()) <= {0, 255} else ""
+            problem = f"labels contain unexpected values {listed} (expected 0, 1, 2){hint}"
+            raise JsnqInputError(source, problem)
+        labels = values.astype(np.uint8)
+
+    counts = np.bincount(labels.ravel(), minlength=3)
+    for value, side in ((1, "upper"), (2, "lower")):
+        if counts[value] == 0:
+            raise JsnqInputError(source, f"labels lack the {side} bone side (value {value})")
+    return np.ascontiguousarray(labels)
+
+
+def save_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write a label map (values 0, 1, 2, indexed ``[row, col]``) as an 8-bit PNG.
+
+    Raises:
+        JsnqInputError: ``labels`` is not 2-D or holds values other than 0, 1, 2.
+    """
+    from PIL import Image as PILImage
+
+    values = np.asarray(labels)
+    if values.ndim != 2 or not np.isin(values, (0, 1, 2)).all():
+        raise JsnqInputError(os.fspath(path), "labels to save must be a 2-D array of 0, 1, 2")
+    PILImage.fromarray(values.astype(np.uint8)).save(path, format="PNG")
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+def _as_grey(pixels: np.ndarray, source: str, what: str = "image") -> np.ndarray:
+    """2-D (or ``(rows, cols, 2|3|4)`` grey-encoding) numeric pixels -> one plane.
+
+    Two channels are grey + alpha; three or four are RGB(A). The colour channels must agree
+    within ``GREY_TOLERANCE_LEVELS`` (scaled to the dtype) on all but
+    ``GREY_OUTLIER_FRACTION`` of the pixels; they are then averaged.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype.kind not in "buif":
+        raise JsnqInputError(source, f"{what} has non-numeric pixel type {pixels.dtype}")
+    if not (pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4)):
+        return pixels
+    colour = pixels[..., : 1 if pixels.shape[-1] == 2 else 3]
+    spread = colour.max(axis=-1).astype(np.float32) - colour.min(axis=-1).astype(np.float32)
+    if pixels.dtype.kind in "ui":
+        tolerance = GREY_TOLERANCE_LEVELS * 2.0 ** (8 * pixels.dtype.itemsize - 8)
+    else:
+        tolerance = GREY_TOLERANCE_LEVELS / 255.0 * float(np.ptp(colour)) if colour.size else 0.0
+    if np.mean(spread > tolerance) > GREY_OUTLIER_FRACTION:
+        raise JsnqInputError(source, f"{what} is colour, not greyscale")
+    return colour.mean(axis=-1, dtype=np.float64)
+
+
+def _check_image(array: np.ndarray, source: str) -> None:
+    if array.ndim != 2:
+        raise JsnqInputError(source, f"image is not 2-D (shape {array.shape})")
+    rows, cols = array.shape
+    if min(rows, cols) < MIN_SIDE_PX:
+        problem = f"image is too small ({rows}x{cols} px; need at least {MIN_SIDE_PX} a side)"
+        raise JsnqInputError(source, problem)
+    if not np.isfinite(array).all():
+        raise JsnqInputError(source, "image contains NaN or infinite values")
+    low, high = array.min(), array.max()
+    if low == high:
+        raise JsnqInputError(source, f"image is blank (constant value {float(low):g})")
+
+
+# -- file readers ---------------------------------------------------------------------------
+
+
+def _read_file(path: str, source: str) -> _Raw:
+    """Dispatch on content; turn any reader failure into one JsnqInputError line."""
+    if not os.path.exists(path):
+        raise JsnqInputError(source, "file not found")
+    if os.path.isdir(path):
+        raise JsnqInputError(source, "is a directory, not an image file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        if not head:
+            raise JsnqInputError(source, "cannot read image: file is empty")
+        if head[128:132] == b"DICM":
+            return _read_dicom(path, source, force=False)
+        if head[:4] in _TIFF_MAGIC:
+            return _read_tiff(path, source)
+        if not head.startswith(_PILLOW_MAGIC) and Path(path).suffix.lower() in _DICOM_SUFFIXES:
+            return _read_dicom(path, source, force=True)  # DICOM without the 128-byte preamble
+        return _read_pillow(path, source)
+    except (JsnqInputError, MemoryError):
+        raise
+    except Exception as exc:  # every codec raises its own types; report them uniformly
+        raise JsnqInputError(source, f"cannot read image: {_short_reason(exc)}") from exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "unrecognised or corrupt image format"
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = reason.split(" - ")[0].rstrip(" .") or type(exc).__name__  # drop long explanations
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+def _read_pillow(path: str, source: str) -> _Raw:
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise JsnqInputError(source, f"image is not 2-D (shape ({frames}, {im.height}, {im.width}))")
+        fmt, mode = im.format, im.mode
+        if mode not in _PILLOW_DIRECT_MODES:  # palette, 1-bit, CMYK, ...: let the grey check decide
+            im = im.convert("RGBA" if im.has_transparency_data else "RGB")
+        pixels = np.asarray(im)  # decodes; raises on truncated data
+    meta = {"format": fmt, "dtype": str(pixels.dtype), "bits": 8 * pixels.dtype.itemsize, "photometric": mode}
+    return pixels, meta, None
+
+
+def _read_tiff(path: str, source: str) -> _Raw:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series, page = tif.series[0], tif.pages[0]
+            photometric = page.photometric.name
+            if photometric not in ("MINISBLACK", "MINISWHITE", "RGB"):
+                raise ValueError(f"unsupported TIFF photometric {photometric}")
+            pixels = series.asarray()
+            if "S" in series.axes:  # samples (channels) last, also for planar RGB
+                pixels = np.moveaxis(pixels, series.axes.index("S"), -1)
+            bits = int(page.bitspersample)
+    except Exception as exc:
+        # tifffile needs imagecodecs for LZW, JPEG, ... and does not read palette TIFFs;
+        # Pillow does. Report tifffile's reason when Pillow cannot read the file either.
+        try:
+            return _read_pillow(path, source)
+        except JsnqInputError:
+            raise
+        except Exception:
+            raise exc from None
+    meta = {"format": "TIFF", "dtype": str(pixels.dtype), "bits": bits, "photometric": photometric}
+    return pixels, meta, None
+
+
+def _read_dicom(path: str, source: str, *, force: bool) -> _Raw:
+    import pydicom  # JPEG / JPEG-LS / JPEG 2000 / RLE decoders: pylibjpeg plugins, found by pydicom
+
+    ds = pydicom.dcmread(path, force=force)
+    if "TransferSyntaxUID" not in ds.file_meta:  # raw DICOM without file meta: use the encoding read
+        implicit_vr, little_endian = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            pydicom.uid.ImplicitVRLittleEndian if implicit_vr
+            else pydicom.uid.ExplicitVRLittleEndian if little_endian
+            else pydicom.uid.ExplicitVRBigEndian
+        )
+    frames = int(_dicom_number(ds, "NumberOfFrames", 1))
+    if frames > 1:
+        raise JsnqInputError(source, f"image is not 2-D (shape ({frames}, {ds.Rows}, {ds.Columns}))")
+    pixels = ds.pixel_array
+    dtype = str(pixels.dtype)
+    slope, intercept = _dicom_number(ds, "RescaleSlope", 1.0), _dicom_number(ds, "RescaleIntercept", 0.0)
+    if (slope, intercept) != (1.0, 0.0):
+        pixels = pixels * slope + intercept
+
+    spacing = None
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(tag)
+        if value is not None and value != "":
+            many = isinstance(value, pydicom.multival.MultiValue)
+            row_col = [float(v) for v in (value if many else [value])]
+            row_col = row_col * 2 if len(row_col) == 1 else row_col
+            spacing = (row_col[0], row_col[1], tag)
+            break
+
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    meta = {
+        "format": "DICOM",
+        "dtype": dtype,
+        "bits": int(_dicom_number(ds, "BitsStored", 8 * np.dtype(dtype).itemsize)),
+        "photometric": str(ds.get("PhotometricInterpretation", "")).strip() or None,
+        "transfer_syntax": syntax.name if syntax else None,
+    }
+    return pixels, meta, spacing
+
+
+def _dicom_number(ds: Any, keyword: str, default: float) -> float:
+    value = ds.get(keyword)
+    return default if value is None or value == "" else float(value)
