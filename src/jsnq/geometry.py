@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Similarity", "crop_centre", "narrowing_px", "px_to_mm"]
+__all__ = ["Similarity", "crop_centre", "narrowing_px", "narrowing_jacobian", "px_to_mm"]
 
 
 def crop_centre(shape: Sequence[int]) -> tuple[float, float]:
@@ -158,3 +158,30 @@ def narrowing_px(upper: Similarity, lower: Similarity, point: tuple[float, float
 def px_to_mm(value_px: float, spacing_mm: float | None) -> float | None:
     """Pixels to millimetres; ``None`` when the spacing is unknown."""
     return None if spacing_mm is None else float(value_px) * float(spacing_mm)
+
+
+def narrowing_jacobian(upper: Similarity, lower: Similarity, point: tuple[float, float] | None = None,
+                       *, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of :func:`narrowing_px` with respect to each bone's parameters.
+
+    The parameters are right-composed perturbations ``d = (log_scale, angle, tx, ty)``:
+    ``upper o Similarity.from_params(d, upper.center)^-1`` (the inverse-compositional update
+    used by the registration engine, whose covariances are expressed in this ``d``).
+    Central differences with step ``eps``.
+    """
+    def perturbed(s: Similarity, d: np.ndarray) -> Similarity:
+        return s.compose(Similarity.from_params(d, s.center).inverse())
+
+    grads = []
+    for which in (0, 1):
+        g = np.zeros(4)
+        for k in range(4):
+            d = np.zeros(4)
+            d[k] = eps
+            pair_p = [upper, lower]
+            pair_m = [upper, lower]
+            pair_p[which] = perturbed(pair_p[which], d)
+            pair_m[which] = perturbed(pair_m[which], -d)
+            g[k] = (narrowing_px(*pair_p, point=point) - narrowing_px(*pair_m, point=point)) / (2 * eps)
+        grads.append(g)
+    return grads[0], grads[1]
