@@ -1,0 +1,50 @@
+"""From two bone similarities to narrowing, its standard error and the paper's dy difference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import Similarity, narrowing_jacobian, narrowing_px
+
+__all__ = ["Narrowing", "narrowing"]
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Joint space narrowing in pixels of the baseline crop.
+
+    Attributes:
+        narrowing_px: displacement of the upper bone relative to the lower one along +y at
+            ``point`` (baseline frame); positive = the joint space narrowed.
+        se_px: standard error of ``narrowing_px`` propagated from both bones' covariances.
+        dy_difference_px: the paper's ``dy_upper - dy_lower`` (equal to ``narrowing_px``
+            for pure translations).
+        point: ``(x, y)`` where the narrowing is evaluated.
+    """
+
+    narrowing_px: float
+    se_px: float
+    dy_difference_px: float
+    point: tuple[float, float]
+
+
+def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_lower: np.ndarray,
+              *, point: tuple[float, float] | None = None) -> Narrowing:
+    """Narrowing and its standard error.
+
+    Args:
+        upper, lower: baseline -> follow-up similarities of the two bones (same centre).
+        cov_upper, cov_lower: 4x4 covariances of right-composed perturbations of each
+            transform in ``(log_scale, angle, tx, ty)`` (see :class:`~jsnq.register.classical.BoneFit`);
+            the bones are fitted on disjoint pixels, so their errors are independent.
+        point: evaluation point (default: the transforms' centre, i.e. the crop centre).
+    """
+    p = upper.center if point is None else (float(point[0]), float(point[1]))
+    g_u, g_l = narrowing_jacobian(upper, lower, p)
+    var = float(g_u @ np.asarray(cov_upper) @ g_u + g_l @ np.asarray(cov_lower) @ g_l)
+    se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
+    return Narrowing(narrowing_px=narrowing_px(upper, lower, p), se_px=se,
+                     dy_difference_px=upper.ty - lower.ty, point=p)

@@ -1,0 +1,94 @@
+"""Residual ("loss") maps before and after registration, and the reliability flag."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import Similarity
+from .register.warp import warp_to_baseline
+
+__all__ = ["ResidualMaps", "residual_maps", "ReliabilityThresholds", "assess"]
+
+
+@dataclass(frozen=True)
+class ResidualMaps:
+    """Per-pixel residuals on the bone sides, in units of each side's intensity SD.
+
+    ``before`` compares the follow-up as acquired with the baseline, ``after`` the follow-up
+    warped by each side's own similarity. Both are ``z(followup) - z(baseline)`` with ``z``
+    the standardisation over that side, so ``mean(map**2) = 2 (1 - NCC)`` on each side.
+    Pixels outside the labels, or mapped outside the follow-up, are NaN. ``warped`` is the
+    follow-up in the baseline frame, each side through its own bone's similarity.
+    """
+
+    before: np.ndarray
+    after: np.ndarray
+    warped: np.ndarray
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    sd = float(np.nanstd(values))
+    return (values - float(np.nanmean(values))) / (sd if sd > 0 else 1.0)
+
+
+def residual_maps(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray,
+                  upper: Similarity, lower: Similarity) -> ResidualMaps:
+    """Residual maps of both sides before and after registration (baseline frame)."""
+    shape = baseline.shape
+    before = np.full(shape, np.nan, np.float32)
+    after = np.full(shape, np.nan, np.float32)
+    warped = np.full(shape, np.nan, np.float32)
+    for lab, s in ((1, upper), (2, lower)):
+        side = labels == lab
+        w = warp_to_baseline(followup, s, shape)
+        warped[side] = w[side]
+        for out, f in ((before, followup), (after, w)):
+            ok = side & np.isfinite(f)
+            out[ok] = _z(f[ok]) - _z(baseline[ok])
+    return ResidualMaps(before=before, after=after, warped=warped)
+
+
+@dataclass(frozen=True)
+class ReliabilityThresholds:
+    """When a measurement is flagged unreliable (each reason is independent).
+
+    Attributes:
+        min_ncc_after: smallest acceptable NCC of either side after registration.
+        max_se_px: largest acceptable standard error of the narrowing.
+        max_abs_narrowing_px: larger changes are implausible between two visits of a joint.
+    """
+
+    min_ncc_after: float = 0.8
+    max_se_px: float = 0.25
+    max_abs_narrowing_px: float = 6.0
+
+
+def assess(fits: dict, narrowing_px: float, se_px: float,
+           thresholds: ReliabilityThresholds | None = None) -> tuple[bool, tuple[str, ...]]:
+    """The reliability flag and its reasons.
+
+    Args:
+        fits: ``{"upper": BoneFit, "lower": BoneFit}``.
+        narrowing_px, se_px: the narrowing and its standard error.
+        thresholds: :class:`ReliabilityThresholds`.
+    """
+    th = thresholds or ReliabilityThresholds()
+    reasons: list[str] = []
+    for name, fit in fits.items():
+        if not fit.converged:
+            reasons.append(f"{name} bone: optimisation did not converge")
+        if fit.at_bound:
+            reasons.append(f"{name} bone: motion at the plausibility bounds "
+                           f"(scale {fit.transform.scale:.3f}, angle {fit.transform.angle_deg:.1f} deg)")
+        if not (fit.ncc_after >= th.min_ncc_after):
+            reasons.append(f"{name} bone: poor match after registration (NCC {fit.ncc_after:.3f} < {th.min_ncc_after})")
+    if not (se_px <= th.max_se_px):
+        reasons.append(f"uncertain: standard error {se_px:.3f} px > {th.max_se_px} px")
+    if not (abs(narrowing_px) <= th.max_abs_narrowing_px):
+        reasons.append(f"implausible narrowing {narrowing_px:+.2f} px (|JSN| > {th.max_abs_narrowing_px} px)")
+    if not math.isfinite(narrowing_px):
+        reasons.append("narrowing is not finite")
+    return (not reasons), tuple(reasons)
