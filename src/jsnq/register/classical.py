@@ -31,7 +31,8 @@ from scipy import ndimage as ndi
 from ..geometry import Similarity, crop_centre
 from .warp import SplineImage
 
-__all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity", "global_search"]
+__all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity", "global_search",
+           "side_masks"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,12 @@ class RegistrationOptions:
         search_scales: scales tried by the global search.
         search_factor: downsampling of the global search.
         block_px: block size of the sandwich covariance.
+        grad_sigma: extra Gaussian smoothing (px) of the baseline for the Jacobian only.
+        gap_exclusion_px: pixels of one side closer than this to the other side are left out
+            of both fits. They lie in the joint space, which belongs to neither bone and
+            deforms as the joint narrows; including them biases the narrowing towards zero
+            (on real crops moved by known per-bone motions, the noise-free error SD falls
+            from 0.042 to 0.016 px with a 3 px band; see benchmarks/split_line.py).
         max_abs_angle_deg, scale_range, max_shift_px: plausibility bounds; a fit beyond them
             is flagged ``at_bound``.
     """
@@ -63,6 +70,7 @@ class RegistrationOptions:
     search_factor: int = 4
     block_px: int = 8
     grad_sigma: float = 1.5
+    gap_exclusion_px: float = 3.0
     max_abs_angle_deg: float = 30.0
     scale_range: tuple[float, float] = (0.75, 1.33)
     max_shift_px: float = 60.0
@@ -125,7 +133,7 @@ class Registration:
 class _Level:
     """Baseline samples and Jacobian data at one scale-space level for one mask."""
 
-    def __init__(self, base_s: np.ndarray, grad: tuple[np.ndarray, np.ndarray], mask: np.ndarray,
+    def __init__(self, base_s: np.ndarray, grads: tuple[tuple[np.ndarray, np.ndarray], ...], mask: np.ndarray,
                  step: int, center: tuple[float, float]) -> None:
         sel = np.zeros_like(mask)
         sel[::step, ::step] = mask[::step, ::step]
@@ -133,10 +141,13 @@ class _Level:
         self.rows, self.cols = ys, xs
         self.pts = np.stack([xs, ys], axis=1).astype(float)
         t = base_s[ys, xs]
-        gx, gy = grad[1][ys, xs], grad[0][ys, xs]
         dx, dy = xs - center[0], ys - center[1]
-        # Jacobian of T(W(x; p)) at p = 0 for p = (log_scale, angle, tx, ty).
-        self.design = np.stack([gx * dx + gy * dy, -gx * dy + gy * dx, gx, gy], axis=1)
+        # Jacobians of T(W(x; p)) at p = 0 for p = (log_scale, angle, tx, ty): from the
+        # smoothed gradient (the "instrument" that weights the residual) and from the plain one
+        # (which sets the step length).
+        self.design, self.design_raw = (
+            np.stack([gx * dx + gy * dy, -gx * dy + gy * dx, gx, gy], axis=1)
+            for gx, gy in ((g[1][ys, xs], g[0][ys, xs]) for g in grads))
         self.t = t
         # Largest lever arm, to turn a parameter step into a pixel displacement.
         self.radius = float(np.max(np.hypot(dx, dy))) if len(xs) else 0.0
@@ -149,19 +160,20 @@ class _ScaleSpace:
         self.grad_sigma = grad_sigma
         self.baseline = np.asarray(baseline, dtype=np.float64)
         self.followup = np.asarray(followup, dtype=np.float64)
-        self._cache: dict[float, tuple[np.ndarray, tuple[np.ndarray, np.ndarray], SplineImage]] = {}
+        self._cache: dict[float, tuple] = {}
 
     def get(self, sigma: float):
         if sigma not in self._cache:
             b = ndi.gaussian_filter(self.baseline, sigma) if sigma > 0 else self.baseline
             f = ndi.gaussian_filter(self.followup, sigma) if sigma > 0 else self.followup
-            # The Jacobian uses a slightly smoothed gradient: with a noisy baseline, the raw
-            # finite-difference gradient inflates the Gauss-Newton matrix and slows convergence.
-            # The antisymmetric derivative kernel gives the centre pixel zero weight, so this
-            # smoothing adds no bias to the fixed point.
+            # The residual is weighted by a slightly smoothed gradient (an instrumental
+            # variable): the noise of a raw finite-difference gradient would otherwise enter
+            # the estimate. The antisymmetric derivative kernel gives the centre pixel zero
+            # weight, so the smoothing adds no bias to the fixed point.
             g = b if self.grad_sigma <= 0 else ndi.gaussian_filter(self.baseline, math.hypot(sigma, self.grad_sigma))
+            grads = (tuple(np.gradient(g)), tuple(np.gradient(b)))
             # Linear interpolation is enough on the blurred coarse levels.
-            self._cache[sigma] = (b, tuple(np.gradient(g)), SplineImage(f, order=1 if sigma >= 2 else 3))
+            self._cache[sigma] = (b, grads, SplineImage(f, order=1 if sigma >= 2 else 3))
         return self._cache[sigma]
 
 
@@ -194,7 +206,7 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     """
     s = init
     center = init.center
-    jac, t = level.design, level.t
+    jac, jac_raw, t = level.design, level.design_raw, level.t
     converged = False
     it = 0
     gain, offset = 1.0, 0.0
@@ -202,6 +214,7 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     valid = np.ones(len(t), bool)
     jc = jac
     a_mat = np.eye(4)
+    step = np.inf
     for it in range(1, max_iter + 1):
         vals, valid = fol.sample(s.apply(level.pts))
         w = valid.astype(float)
@@ -214,7 +227,10 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
         offset = mv - gain * mt
         resid = vc - gain * tc
         jc = (jac - (w @ jac) / n) * w[:, None]
-        a_mat = jc.T @ jc
+        # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
+        # Using the smoothed one on both sides shortens every step and made convergence
+        # linear (step ratio ~0.9 at 10 % scale change).
+        a_mat = jc.T @ ((jac_raw - (w @ jac_raw) / n) * w[:, None])
         if gain <= 1e-3:
             break
         try:
@@ -225,15 +241,20 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
         if not np.isfinite(dp).all():
             break
         s = s.compose(Similarity.from_params(dp, center).inverse())
-        if _step_px(dp, level.radius) < tol_px:
+        step = _step_px(dp, level.radius)
+        if step < tol_px:
             converged = True
             break
+    else:
+        # Out of iterations: noise can make the last steps dither around the optimum just
+        # above ``tol_px``; that is still a converged fit.
+        converged = bool(step < 10 * tol_px)
     return s, gain, offset, jc, resid, valid, a_mat, it, converged
 
 
 def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.ndarray,
                   gain: float, n: int, block: int) -> np.ndarray:
-    """Block-sandwich covariance ``A^-1 B A^-1 / gain^2`` of the geometric step (4x4)."""
+    """Block-sandwich covariance ``A^-1 B A^-T / gain^2`` of the geometric step (4x4)."""
     score = jc * resid[:, None]
     blocks = (level.rows // block) * 100_003 + (level.cols // block)
     _, inv = np.unique(blocks, return_inverse=True)
@@ -244,7 +265,7 @@ def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.nd
         a_inv = np.linalg.inv(a_mat)
     except np.linalg.LinAlgError:
         return np.full((4, 4), np.inf)
-    return a_inv @ b_mat @ a_inv / (gain * gain)
+    return a_inv @ b_mat @ a_inv.T / (gain * gain)
 
 
 def _ncc_mse(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -269,8 +290,8 @@ def _refine(space: _ScaleSpace, mask: np.ndarray, init: Similarity,
     total = 0
     out = None
     for sigma, step in levels:
-        base_s, grad, fol = space.get(sigma)
-        level = _Level(base_s, grad, mask, int(step), init.center)
+        base_s, grads, fol = space.get(sigma)
+        level = _Level(base_s, grads, mask, int(step), init.center)
         if len(level.t) < 20:
             raise ValueError("too few pixels in the mask to register")
         s, *rest, it, conv = _gauss_newton(level, fol, s, max_iter=opts.max_iter, tol_px=opts.tol_px)
@@ -364,6 +385,21 @@ def global_search(baseline: np.ndarray, followup: np.ndarray, *, options: Regist
 
 
 # ----------------------------------------------------------------------------------------
+# Bone sides
+# ----------------------------------------------------------------------------------------
+def side_masks(labels: np.ndarray, gap_exclusion_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels that the upper (1) and lower (2) fits use, without a band around their border.
+
+    A pixel of one side within ``gap_exclusion_px`` of the other side is left out.
+    """
+    up, lo = labels == 1, labels == 2
+    if gap_exclusion_px > 0 and up.any() and lo.any():
+        return (up & (ndi.distance_transform_edt(~lo) > gap_exclusion_px),
+                lo & (ndi.distance_transform_edt(~up) > gap_exclusion_px))
+    return up, lo
+
+
+# ----------------------------------------------------------------------------------------
 # Both bones
 # ----------------------------------------------------------------------------------------
 def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray, *,
@@ -380,10 +416,11 @@ def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
     if baseline.shape != followup.shape or baseline.shape != labels.shape:
         raise ValueError("baseline, followup and labels must have the same shape")
     space = _ScaleSpace(baseline, followup, opts.grad_sigma)
+    upper_mask, lower_mask = side_masks(labels, opts.gap_exclusion_px)
     both = labels > 0
     if init is None:
         init = global_search(baseline, followup, options=opts)
         init, _, _ = _refine(space, both, init, opts.global_levels, opts)
-    upper = fit_similarity(baseline, followup, labels == 1, init=init, options=opts, _space=space)
-    lower = fit_similarity(baseline, followup, labels == 2, init=init, options=opts, _space=space)
+    upper = fit_similarity(baseline, followup, upper_mask, init=init, options=opts, _space=space)
+    lower = fit_similarity(baseline, followup, lower_mask, init=init, options=opts, _space=space)
     return Registration(upper=upper, lower=lower, initial=init)
