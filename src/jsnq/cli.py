@@ -1,0 +1,421 @@
+"""The ``jsnq`` command line: a thin typer layer over :func:`jsnq.measure.measure`.
+
+It parses arguments, calls the Python API and prints. The measurement stack and
+matplotlib are imported inside the commands so that ``jsnq --help`` stays fast.
+Bad input (``JsnqInputError`` / ``ValueError`` from the API) ends a command with one
+line ``error: <message>`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import typer
+
+from . import __version__
+from .errors import JsnqInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from .measure import Measurement
+
+EXIT_INPUT_ERROR = 2
+EXIT_BATCH_FAILURES = 1
+DEMO_SPACING_MM = 0.175  # the paper's pixel spacing; the phantom itself has no physical size
+
+app = typer.Typer(
+    name="jsnq",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _reports_input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the API's input errors into ``error: <message>`` on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as err:  # JsnqInputError is a ValueError
+            typer.echo(f"error: {_one_line(err)}", err=True)
+            raise typer.Exit(EXIT_INPUT_ERROR) from None
+
+    return wrapper
+
+
+def _stdout() -> "Console":
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _stderr() -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _output_file(path: Path) -> Path:
+    """An output file name whose directory exists (jsnq writes only where told)."""
+    if not path.parent.is_dir():
+        raise JsnqInputError(path, "output directory does not exist")
+    if path.is_dir():
+        raise JsnqInputError(path, "is a directory, not a file name")
+    return path
+
+
+def _output_dir(path: Path) -> Path:
+    """An output directory: created when missing, but never its parents."""
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise JsnqInputError(path, "exists and is not a directory")
+    if not path.parent.is_dir():
+        raise JsnqInputError(path, "parent directory does not exist")
+    try:
+        path.mkdir()
+    except OSError as err:
+        raise JsnqInputError(path, f"cannot create directory: {err.strerror or err}") from None
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise JsnqInputError(path, f"cannot write: {err.strerror or err}") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats -> None, so that the JSON is standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _save_png16(path: Path, image: Any) -> None:
+    """Write a float image as a 16-bit greyscale PNG, its min..max stretched to 0..65535."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    scaled = np.round((a - lo) / (hi - lo if hi > lo else 1.0) * 65535.0).astype(np.uint16)
+    try:
+        PILImage.fromarray(scaled).save(path, format="PNG")
+    except OSError as err:
+        raise JsnqInputError(path, f"cannot write: {err.strerror or err}") from None
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"jsnq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Sub-pixel joint space narrowing (JSN) between a baseline and a follow-up crop of one joint.
+
+    Crops must show the same joint, finger up, with the same size (and spacing) at both visits.
+    Positive narrowing = the joint space narrowed.
+    """
+
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def _pm(value: float | None, se: float | None, unit: str) -> str:
+    return f"{value:+.3f} ± {se:.3f} {unit}"
+
+
+def _print_summary(console: "Console", m: "Measurement") -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print("[bold]Joint space narrowing[/]")
+    console.print(f"  baseline:  {escape(m.baseline_source)}", soft_wrap=True)
+    console.print(f"  follow-up: {escape(m.followup_source)}", soft_wrap=True)
+    if m.narrowing_mm is not None:
+        console.print(f"  narrowing: [bold]{_pm(m.narrowing_mm, m.narrowing_se_mm, 'mm')}[/]"
+                      f"  ({_pm(m.narrowing_px, m.narrowing_se_px, 'px')} at {m.spacing_mm:g} mm/px)")
+    else:
+        console.print(f"  narrowing: [bold]{_pm(m.narrowing_px, m.narrowing_se_px, 'px')}[/]")
+        console.print("  pixel spacing unknown: pixels only (give --spacing MM for millimetres)")
+    console.print("  ± = standard error; positive = the joint space narrowed")
+    console.print(f"  dy difference (dy upper − dy lower): {m.dy_difference_px:+.3f} px")
+
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("bone")
+    for name in ("scale", "angle (deg)", "tx (px)", "ty (px)", "NCC before→after", "converged"):
+        table.add_column(name, justify="right")
+    for name, b in (("upper", m.upper), ("lower", m.lower)):
+        table.add_row(name, f"{b.scale:.4f}", f"{b.angle_deg:+.2f}", f"{b.tx_px:+.2f}", f"{b.ty_px:+.2f}",
+                      f"{b.ncc_before:.3f}→{b.ncc_after:.3f}",
+                      ("yes" if b.converged else "NO") + (" (at bound)" if b.at_bound else ""))
+    console.print(table)
+    if m.reliable:
+        console.print("  reliable: [green]yes[/]")
+    else:
+        console.print("  reliable: [bold red]NO[/]")
+        for reason in m.reasons:
+            console.print(f"    [red]- {escape(reason)}[/]")
+
+
+# -- measure ------------------------------------------------------------------------------
+
+
+@app.command("measure")
+@_reports_input_errors
+def measure_cmd(
+    baseline: Path = typer.Argument(..., metavar="BASELINE", help="Baseline crop (PNG, JPEG, TIFF, DICOM, ...)."),
+    followup: Path = typer.Argument(..., metavar="FOLLOWUP", help="Follow-up crop of the same joint, same size."),
+    baseline_labels: Optional[Path] = typer.Option(
+        None, "--baseline-labels", metavar="FILE",
+        help="Label image in the baseline frame: 1 = upper side, 2 = lower side, 0 = ignore. "
+             "Default: the joint-space line is found automatically."),
+    followup_labels: Optional[Path] = typer.Option(
+        None, "--followup-labels", metavar="FILE", help="The same for the follow-up (validated, shown in figures)."),
+    split_masks: bool = typer.Option(
+        False, "--split-masks", help="Label files are paper-style binary split masks (non-zero = upper side)."),
+    spacing: Optional[float] = typer.Option(
+        None, "--spacing", metavar="MM", help="Pixel spacing in mm/px (overrides the files'); else pixels only."),
+    engine: str = typer.Option("auto", "--engine", metavar="auto|classical", help="Registration engine."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else)."),
+    figure: Optional[Path] = typer.Option(None, "--figure", metavar="OUT.png", help="Write a QA figure (PNG)."),
+) -> None:
+    """Measure the narrowing between BASELINE and FOLLOWUP crops of one joint."""
+    if split_masks and baseline_labels is None and followup_labels is None:
+        raise ValueError("--split-masks needs --baseline-labels and/or --followup-labels")
+    if figure is not None:
+        _output_file(figure)  # fail before the work, not after
+
+    from .measure import measure
+
+    m = measure(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
+                split_masks=split_masks, spacing_mm=spacing, engine=engine)
+    if as_json:
+        typer.echo(json.dumps(_json_safe(m.to_dict()), indent=2))
+    else:
+        _print_summary(_stdout(), m)
+    if figure is not None:
+        from .report import qa_figure
+
+        qa_figure(m, figure)
+        _stderr().print(f"wrote {figure}", markup=False)
+
+
+# -- measure-batch ------------------------------------------------------------------------
+
+BATCH_COLUMNS = (
+    "id", "baseline", "followup", "narrowing_px", "narrowing_se_px", "narrowing_mm", "narrowing_se_mm",
+    "dy_difference_px",
+    "upper_scale", "upper_angle_deg", "upper_tx_px", "upper_ty_px",
+    "lower_scale", "lower_angle_deg", "lower_tx_px", "lower_ty_px",
+    "reliable", "reasons", "error",
+)
+_BATCH_REQUIRED = ("baseline", "followup")
+_BATCH_OPTIONAL = ("baseline_labels", "followup_labels", "spacing_mm", "id")
+
+
+def _read_pairs(pairs: Path) -> list[dict[str, str]]:
+    if not pairs.exists():
+        raise JsnqInputError(pairs, "file not found")
+    if pairs.is_dir():
+        raise JsnqInputError(pairs, "is a directory, not a CSV file")
+    try:
+        with pairs.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in _BATCH_REQUIRED if c not in header]
+            if missing:
+                raise JsnqInputError(pairs, f"missing column(s) {', '.join(missing)} "
+                                     f"(need {', '.join(_BATCH_REQUIRED)}; optional {', '.join(_BATCH_OPTIONAL)})")
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+                    for row in reader]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise JsnqInputError(pairs, f"cannot read CSV: {_one_line(err)}") from None
+    rows = [r for r in rows if any(r.values())]  # blank lines
+    if not rows:
+        raise JsnqInputError(pairs, "no pairs listed")
+    return rows
+
+
+def _resolve(folder: Path, value: str) -> Path | None:
+    return (folder / value) if value else None
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "pair"
+
+
+def _batch_row(row_id: str, row: dict[str, str], m: "Measurement | None", error: str) -> dict[str, Any]:
+    out: dict[str, Any] = {c: "" for c in BATCH_COLUMNS}
+    out.update(id=row_id, baseline=row.get("baseline", ""), followup=row.get("followup", ""), error=error)
+    if m is not None:
+        out.update(narrowing_px=m.narrowing_px, narrowing_se_px=m.narrowing_se_px,
+                   narrowing_mm=m.narrowing_mm, narrowing_se_mm=m.narrowing_se_mm,
+                   dy_difference_px=m.dy_difference_px,
+                   reliable="true" if m.reliable else "false", reasons="; ".join(m.reasons))
+        for side, b in (("upper", m.upper), ("lower", m.lower)):
+            out.update({f"{side}_scale": b.scale, f"{side}_angle_deg": b.angle_deg,
+                        f"{side}_tx_px": b.tx_px, f"{side}_ty_px": b.ty_px})
+    return {k: ("" if v is None else v) for k, v in out.items()}
+
+
+@app.command("measure-batch")
+@_reports_input_errors
+def measure_batch_cmd(
+    pairs: Path = typer.Argument(
+        ..., metavar="PAIRS.csv",
+        help="CSV with columns baseline, followup and optional baseline_labels, followup_labels, spacing_mm, id "
+             "(relative paths are resolved against the CSV's folder)."),
+    out: Path = typer.Option(..., "--out", metavar="RESULTS.csv", help="Results CSV (its folder must exist)."),
+    spacing: Optional[float] = typer.Option(
+        None, "--spacing", metavar="MM", help="Pixel spacing in mm/px for rows without spacing_mm."),
+    split_masks: bool = typer.Option(
+        False, "--split-masks", help="Label files are paper-style binary split masks (non-zero = upper side)."),
+    figures: Optional[Path] = typer.Option(
+        None, "--figures", metavar="DIR", help="Write a QA figure per pair into DIR (created if missing)."),
+    json_out: Optional[Path] = typer.Option(
+        None, "--json-out", metavar="RESULTS.json", help="Also write the full results as JSON."),
+) -> None:
+    """Measure many pairs listed in a CSV; bad rows are recorded, not fatal.
+
+    Exit code 0 when every row succeeded, 1 when any failed (the results are written anyway).
+    """
+    rows = _read_pairs(pairs)
+    _output_file(out)
+    if json_out is not None:
+        _output_file(json_out)
+    if figures is not None:
+        _output_dir(figures)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .measure import measure
+
+    folder = pairs.parent
+    results: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    used_names: set[str] = set()
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=_stderr())
+    with progress:
+        for number, row in enumerate(progress.track(rows, description="measuring"), start=1):
+            row_id = row.get("id") or str(number)
+            m, error = None, ""
+            try:
+                row_spacing = spacing
+                if row.get("spacing_mm"):
+                    try:
+                        row_spacing = float(row["spacing_mm"])
+                    except ValueError:
+                        raise JsnqInputError(f"{pairs} row {number}",
+                                             f"invalid spacing_mm {row['spacing_mm']!r}") from None
+                if not row.get("baseline") or not row.get("followup"):
+                    raise JsnqInputError(f"{pairs} row {number}", "baseline and followup are required")
+                m = measure(_resolve(folder, row["baseline"]), _resolve(folder, row["followup"]),
+                            baseline_labels=_resolve(folder, row.get("baseline_labels", "")),
+                            followup_labels=_resolve(folder, row.get("followup_labels", "")),
+                            split_masks=split_masks, spacing_mm=row_spacing)
+                if figures is not None:
+                    name = _safe_name(row_id)
+                    if name in used_names:
+                        name = f"{name}_{number}"
+                    used_names.add(name)
+                    from .report import qa_figure
+
+                    qa_figure(m, figures / f"{name}.png", title=f"{row_id}: {row['baseline']} → {row['followup']}")
+            except ValueError as err:
+                error = _one_line(err)
+            except Exception as err:  # a bug on one row must not lose the whole batch
+                error = f"unexpected error ({type(err).__name__}): {_one_line(err)}"
+            results.append(_batch_row(row_id, row, m, error))
+            records.append({"id": row_id, "row": number, "error": error or None,
+                            "result": None if m is None else m.to_dict()})
+
+    try:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(BATCH_COLUMNS))
+            writer.writeheader()
+            writer.writerows(results)
+    except OSError as err:
+        raise JsnqInputError(out, f"cannot write: {err.strerror or err}") from None
+    if json_out is not None:
+        _write_text(json_out, json.dumps(_json_safe(records), indent=2) + "\n")
+
+    failed = [r for r in results if r["error"]]
+    unreliable = [r for r in results if not r["error"] and r["reliable"] == "false"]
+    console = _stdout()
+    console.print(f"{len(results)} pairs: {len(results) - len(failed)} ok "
+                  f"({len(unreliable)} unreliable), {len(failed)} failed", markup=False)
+    for r in failed:
+        console.print(f"  failed {r['id']}: {r['error']}", markup=False, soft_wrap=True)
+    console.print(f"results: {out}", markup=False)
+    if failed:
+        raise typer.Exit(EXIT_BATCH_FAILURES)
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+@_reports_input_errors
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-output"), "--out", metavar="DIR",
+                             help="Folder for the demo files (created if missing, not its parents)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic joint."),
+) -> None:
+    """Measure a synthetic joint pair with a known narrowing and write a QA figure."""
+    _output_dir(out)
+
+    from .io import Image
+    from .measure import measure
+    from .phantom import make_pair
+    from .report import qa_figure
+
+    pair = make_pair(seed, narrowing_px=(0.4, 0.6), noise=0.01)
+    _save_png16(out / "baseline.png", pair.baseline)
+    _save_png16(out / "followup.png", pair.followup)
+    m = measure(Image(pair.baseline, None, "synthetic baseline"), Image(pair.followup, None, "synthetic follow-up"),
+                spacing_mm=DEMO_SPACING_MM)
+    truth = pair.narrowing_px
+    lines = [
+        f"Synthetic joint pair (seed {seed}, noise 1 %): {out / 'baseline.png'}, {out / 'followup.png'} (16-bit PNG)",
+        f"Assumed pixel spacing {DEMO_SPACING_MM} mm/px (the phantom has no physical size).",
+        f"  measured narrowing: {_pm(m.narrowing_px, m.narrowing_se_px, 'px')} = "
+        f"{_pm(m.narrowing_mm, m.narrowing_se_mm, 'mm')}",
+        f"  true narrowing:     {truth:+.3f} px         = {truth * DEMO_SPACING_MM:+.3f} mm",
+        f"  error: {m.narrowing_px - truth:+.3f} px; reliable: {'yes' if m.reliable else 'no'}",
+    ]
+    typer.echo("\n".join(lines))
+    figure = qa_figure(m, out / "qa.png",
+                       title=f"jsnq demo: synthetic joint (seed {seed}), true narrowing {truth:+.3f} px "
+                             f"= {truth * DEMO_SPACING_MM:+.3f} mm at an assumed {DEMO_SPACING_MM} mm/px")
+    typer.echo(f"QA figure: {figure}")
+    typer.echo(f"Try: jsnq measure {out / 'baseline.png'} {out / 'followup.png'} --spacing {DEMO_SPACING_MM}")

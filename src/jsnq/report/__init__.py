@@ -1,0 +1,8 @@
+"""Human-readable reports of a :class:`~jsnq.measure.Measurement` (figures).
+
+matplotlib is used only here, always through the Agg canvas (no global backend state).
+"""
+
+from .figures import overlay_labels, qa_figure
+
+__all__ = ["qa_figure", "overlay_labels"]
