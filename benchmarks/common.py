@@ -1,0 +1,138 @@
+"""Shared pieces of the benchmark scripts: data location, real crops, synthetic motions, tables."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jsnq.geometry import Similarity, crop_centre, narrowing_px
+from jsnq.io import load_image
+from jsnq.phantom import apply_bone_motions
+from jsnq.segment.classical import labels_from_masks
+
+REPO = Path(__file__).resolve().parents[1]
+#: The paper's figures (Wang et al. 2023, private clinical set at 0.175 mm/px).
+PAPER_SD_MM = 0.0661
+PAPER_SPACING_MM = 0.175
+PAPER_MISMATCH = 0.0048
+
+
+def data_dir() -> Path:
+    """``$JSNQ_DATA`` or ../shared/data next to the repository; SystemExit when absent."""
+    d = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
+    if not (d / "finger-joints" / "manifest.csv").exists():
+        raise SystemExit(f"benchmark data not found under {d} (set JSNQ_DATA)")
+    return d
+
+
+@dataclass(frozen=True)
+class Crop:
+    joint_id: str
+    joint: str
+    image: np.ndarray  # float64 in [0, 1]
+    upper: np.ndarray  # bool bone masks
+    lower: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        return labels_from_masks(self.upper, self.lower)
+
+
+def manifest(root: Path) -> list[dict[str, str]]:
+    with open(root / "finger-joints" / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def load_crop(root: Path, row: dict[str, str]) -> Crop:
+    fj = root / "finger-joints"
+    img = load_image(fj / row["image"]).array / 255.0
+    up = load_image(fj / row["upper_mask"]).array > 0
+    lo = load_image(fj / row["lower_mask"]).array > 0
+    return Crop(row["joint_id"], row["joint"], img.astype(np.float64), up, lo)
+
+
+def one_crop_per_joint(root: Path, n: int, seed: int = 0) -> list[Crop]:
+    """``n`` crops of ``n`` different joints, chosen reproducibly."""
+    rows = manifest(root)
+    first: dict[str, dict[str, str]] = {}
+    for r in rows:
+        first.setdefault(r["joint_id"], r)
+    ids = sorted(first)
+    pick = np.random.default_rng(seed).choice(len(ids), size=min(n, len(ids)), replace=False)
+    return [load_crop(root, first[ids[i]]) for i in sorted(pick)]
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    noise: float  # SD of white noise, fraction of the [0, 1] range, added to both images
+    max_rotation_deg: float = 10.0
+    max_scale: float = 0.10  # |log scale|
+    max_shift_px: float = 10.0
+    exposure: float = 0.2  # gain in 1 +- exposure, offset in +- exposure / 4
+    relative_rotation_deg: float = 0.5
+    max_narrowing_px: float = 1.0
+
+
+@dataclass(frozen=True)
+class Case:
+    baseline: np.ndarray
+    followup: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+    upper: Similarity
+    lower: Similarity
+    gain: float
+    truth_px: float
+
+
+def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
+    """A follow-up of a real crop with known per-bone motions, exposure change and noise."""
+    c = crop_centre(crop.image.shape)
+    common = Similarity(math.exp(rng.uniform(-cond.max_scale, cond.max_scale)),
+                        math.radians(rng.uniform(-cond.max_rotation_deg, cond.max_rotation_deg)),
+                        rng.uniform(-cond.max_shift_px, cond.max_shift_px),
+                        rng.uniform(-cond.max_shift_px, cond.max_shift_px), c)
+    n = rng.uniform(-cond.max_narrowing_px, cond.max_narrowing_px)
+    d = math.radians(rng.uniform(-cond.relative_rotation_deg, cond.relative_rotation_deg))
+    up_rel = Similarity(1.0, d / 2, 0.0, n / 2, c)
+    lo_rel = Similarity(1.0, -d / 2, 0.0, -n / 2, c)
+    upper, lower = common.compose(up_rel), common.compose(lo_rel)
+    labels = crop.labels
+    fol = apply_bone_motions(crop.image, labels, upper, lower)
+    gain = 1.0 + rng.uniform(-cond.exposure, cond.exposure)
+    fol = gain * fol + rng.uniform(-cond.exposure / 4, cond.exposure / 4)
+    base = crop.image + rng.normal(0.0, cond.noise, crop.image.shape)
+    fol = fol + rng.normal(0.0, cond.noise, fol.shape)
+    return Case(base, fol, crop.image, labels, upper, lower, gain, narrowing_px(upper, lower))
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            if math.isnan(v):
+                return "–"
+            return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
