@@ -5,24 +5,45 @@ Quick use::
     import jsnq
     m = jsnq.measure("baseline.png", "followup.png", spacing_mm=0.175)
     print(m.narrowing_mm, m.narrowing_se_mm, m.reliable, m.reasons)
+
+The public names are imported lazily, so ``import jsnq`` (and the CLI's ``--help``) stays fast.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import JsnqInputError  # noqa: E402
-from .geometry import Similarity, narrowing_px  # noqa: E402
-from .io import Image, load_image, load_labels  # noqa: E402
-from .measure import BoneMotion, Measurement, measure  # noqa: E402
+_EXPORTS = {
+    "measure": "measure",
+    "Measurement": "measure",
+    "BoneMotion": "measure",
+    "Similarity": "geometry",
+    "narrowing_px": "geometry",
+    "load_image": "io",
+    "load_labels": "io",
+    "Image": "io",
+    "JsnqInputError": "errors",
+}
 
-__all__ = [
-    "__version__",
-    "measure",
-    "Measurement",
-    "BoneMotion",
-    "Similarity",
-    "narrowing_px",
-    "load_image",
-    "load_labels",
-    "Image",
-    "JsnqInputError",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import JsnqInputError
+    from .geometry import Similarity, narrowing_px
+    from .io import Image, load_image, load_labels
+    from .measure import BoneMotion, Measurement, measure
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jsnq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -99,31 +98,6 @@ def _output_dir(path: Path) -> Path:
 def _write_text(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise JsnqInputError(path, f"cannot write: {err.strerror or err}") from None
-
-
-def _json_safe(value: Any) -> Any:
-    """Non-finite floats -> None, so that the JSON is standard."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _save_png16(path: Path, image: Any) -> None:
-    """Write a float image as a 16-bit greyscale PNG, its min..max stretched to 0..65535."""
-    import numpy as np
-    from PIL import Image as PILImage
-
-    a = np.asarray(image, dtype=np.float64)
-    lo, hi = float(a.min()), float(a.max())
-    scaled = np.round((a - lo) / (hi - lo if hi > lo else 1.0) * 65535.0).astype(np.uint16)
-    try:
-        PILImage.fromarray(scaled).save(path, format="PNG")
     except OSError as err:
         raise JsnqInputError(path, f"cannot write: {err.strerror or err}") from None
 
@@ -219,7 +193,7 @@ def measure_cmd(
     m = measure(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
                 split_masks=split_masks, spacing_mm=spacing, engine=engine)
     if as_json:
-        typer.echo(json.dumps(_json_safe(m.to_dict()), indent=2))
+        typer.echo(json.dumps(m.to_dict(), indent=2))
     else:
         _print_summary(_stdout(), m)
     if figure is not None:
@@ -367,7 +341,7 @@ def measure_batch_cmd(
     except OSError as err:
         raise JsnqInputError(out, f"cannot write: {err.strerror or err}") from None
     if json_out is not None:
-        _write_text(json_out, json.dumps(_json_safe(records), indent=2) + "\n")
+        _write_text(json_out, json.dumps(records, indent=2) + "\n")
 
     failed = [r for r in results if r["error"]]
     unreliable = [r for r in results if not r["error"] and r["reliable"] == "false"]
@@ -394,14 +368,14 @@ def demo_cmd(
     """Measure a synthetic joint pair with a known narrowing and write a QA figure."""
     _output_dir(out)
 
-    from .io import Image
+    from .io import Image, save_image
     from .measure import measure
     from .phantom import make_pair
     from .report import qa_figure
 
     pair = make_pair(seed, narrowing_px=(0.4, 0.6), noise=0.01)
-    _save_png16(out / "baseline.png", pair.baseline)
-    _save_png16(out / "followup.png", pair.followup)
+    save_image(out / "baseline.png", pair.baseline)
+    save_image(out / "followup.png", pair.followup)
     m = measure(Image(pair.baseline, None, "synthetic baseline"), Image(pair.followup, None, "synthetic follow-up"),
                 spacing_mm=DEMO_SPACING_MM)
     truth = pair.narrowing_px

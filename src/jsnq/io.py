@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import JsnqInputError
 
-__all__ = ["Image", "load_image", "load_labels", "save_labels", "validate_spacing"]
+__all__ = ["Image", "load_image", "load_labels", "save_image", "save_labels", "validate_spacing"]
 
 MIN_SIDE_PX = 16
 SPACING_RANGE_MM = (0.01, 5.0)  # (exclusive, inclusive)
@@ -216,7 +216,7 @@ def load_labels(
         unexpected = present[~np.isin(present, (0, 1, 2))]
         if unexpected.size:
             listed = ", ".join(f"{v:g}" for v in unexpected[:8]) + (", ..." if unexpected.size > 8 else "")
-            hint = "; a 0/255 split mask needs split_mask=True" if set(present.tolist()) <= {0, 255} else ""
+            hint = "; a 0/255 image looks like a binary split mask (--split-masks / split_masks=True)" if set(present.tolist()) <= {0, 255} else ""
             problem = f"labels contain unexpected values {listed} (expected 0, 1, 2){hint}"
             raise JsnqInputError(source, problem)
         labels = values.astype(np.uint8)
@@ -226,6 +226,23 @@ def load_labels(
         if counts[value] == 0:
             raise JsnqInputError(source, f"labels lack the {side} bone side (value {value})")
     return np.ascontiguousarray(labels)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a 2-D image as a 16-bit greyscale PNG, its min..max stretched to 0..65535.
+
+    Raises:
+        JsnqInputError: the file cannot be written.
+    """
+    from PIL import Image as PILImage
+
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    scaled = np.round((a - lo) / (hi - lo if hi > lo else 1.0) * 65535.0).astype(np.uint16)
+    try:
+        PILImage.fromarray(scaled).save(path, format="PNG")
+    except OSError as err:
+        raise JsnqInputError(os.fspath(path), f"cannot write: {err.strerror or err}") from None
 
 
 def save_labels(path: str | os.PathLike, labels: np.ndarray) -> None:

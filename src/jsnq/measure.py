@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -106,7 +107,7 @@ class Measurement:
         def bone(b: BoneMotion) -> dict[str, Any]:
             return {k: getattr(b, k) for k in b.__dataclass_fields__}
 
-        return {
+        return _json_safe({
             "jsnq_version": __version__,
             "baseline": self.baseline_source,
             "followup": self.followup_source,
@@ -124,7 +125,18 @@ class Measurement:
             "upper": bone(self.upper),
             "lower": bone(self.lower),
             "sign_convention": "positive narrowing = the joint space narrowed (upper bone moved towards the lower)",
-        }
+        })
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats -> None, so that ``json.dumps`` writes standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _choose(value: str, allowed: tuple[str, ...], what: str) -> str:
