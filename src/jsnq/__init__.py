@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "measure": "measure",
-    "Measurement": "measure",
-    "BoneMotion": "measure",
+    "measure": "pipeline",
+    "Measurement": "pipeline",
+    "BoneMotion": "pipeline",
     "Similarity": "geometry",
     "narrowing_px": "geometry",
     "load_image": "io",
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import JsnqInputError
     from .geometry import Similarity, narrowing_px
     from .io import Image, load_image, load_labels
-    from .measure import BoneMotion, Measurement, measure
+    from .pipeline import BoneMotion, Measurement, measure
 
 
 def __getattr__(name: str) -> Any:

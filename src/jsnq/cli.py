@@ -1,4 +1,4 @@
-"""The ``jsnq`` command line: a thin typer layer over :func:`jsnq.measure.measure`.
+"""The ``jsnq`` command line: a thin typer layer over :func:`jsnq.pipeline.measure`.
 
 It parses arguments, calls the Python API and prints. The measurement stack and
 matplotlib are imported inside the commands so that ``jsnq --help`` stays fast.
@@ -23,7 +23,7 @@ from .errors import JsnqInputError
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from .measure import Measurement
+    from .pipeline import Measurement
 
 EXIT_INPUT_ERROR = 2
 EXIT_BATCH_FAILURES = 1
@@ -188,7 +188,7 @@ def measure_cmd(
     if figure is not None:
         _output_file(figure)  # fail before the work, not after
 
-    from .measure import measure
+    from .pipeline import measure
 
     m = measure(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
                 split_masks=split_masks, spacing_mm=spacing, engine=engine)
@@ -291,7 +291,7 @@ def measure_batch_cmd(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .measure import measure
+    from .pipeline import measure
 
     folder = pairs.parent
     results: list[dict[str, Any]] = []
@@ -369,7 +369,7 @@ def demo_cmd(
     _output_dir(out)
 
     from .io import Image, save_image
-    from .measure import measure
+    from .pipeline import measure
     from .phantom import make_pair
     from .report import qa_figure
 

@@ -59,11 +59,16 @@ class ReliabilityThresholds:
         min_ncc_after: smallest acceptable NCC of either side after registration.
         max_se_px: largest acceptable standard error of the narrowing.
         max_abs_narrowing_px: larger changes are implausible between two visits of a joint.
+        max_relative_rotation_deg: a larger rotation of one bone relative to the other means
+            the joint was positioned differently (flexion, deviation): the joint space then
+            narrows on one side and widens on the other, and the narrowing at the crop centre
+            depends strongly on where that centre falls on the joint.
     """
 
     min_ncc_after: float = 0.8
     max_se_px: float = 0.25
     max_abs_narrowing_px: float = 6.0
+    max_relative_rotation_deg: float = 5.0
 
 
 def assess(fits: dict, narrowing_px: float, se_px: float,
@@ -85,6 +90,11 @@ def assess(fits: dict, narrowing_px: float, se_px: float,
                            f"(scale {fit.transform.scale:.3f}, angle {fit.transform.angle_deg:.1f} deg)")
         if not (fit.ncc_after >= th.min_ncc_after):
             reasons.append(f"{name} bone: poor match after registration (NCC {fit.ncc_after:.3f} < {th.min_ncc_after})")
+    if "upper" in fits and "lower" in fits:
+        rel = fits["lower"].transform.inverse().compose(fits["upper"].transform).angle_deg
+        if abs(rel) > th.max_relative_rotation_deg:
+            reasons.append(f"joint posture changed: bones rotated {rel:+.1f} deg relative to each other "
+                           f"(> {th.max_relative_rotation_deg} deg); the narrowing depends on the evaluation point")
     if not (se_px <= th.max_se_px):
         reasons.append(f"uncertain: standard error {se_px:.3f} px > {th.max_se_px} px")
     if not (abs(narrowing_px) <= th.max_abs_narrowing_px):
