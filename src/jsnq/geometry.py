@@ -78,9 +78,9 @@ class Similarity:
         The linear part must be a scaled rotation (within 1e-6 relative), else ValueError.
         """
         m = np.asarray(matrix, dtype=float)
-        a, b = m[0, 0], m[1, 0]
-        if not (np.isclose(m[0, 1], -b, atol=1e-6 * max(1.0, abs(a))) and
-                np.isclose(m[1, 1], a, atol=1e-6 * max(1.0, abs(a)))):
+        a, b = float(m[0, 0]), float(m[1, 0])
+        tol = 1e-6 * max(1.0, abs(a), abs(b))
+        if abs(m[0, 1] + b) > tol or abs(m[1, 1] - a) > tol:
             raise ValueError("matrix is not a similarity (linear part is not a scaled rotation)")
         scale = math.hypot(a, b)
         angle = math.atan2(b, a)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Similarity
-from .register.warp import warp_to_baseline
+from .register.warp import SplineImage
 
 __all__ = ["ResidualMaps", "residual_maps", "ReliabilityThresholds", "assess"]
 
@@ -41,13 +41,14 @@ def residual_maps(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray
     before = np.full(shape, np.nan, np.float32)
     after = np.full(shape, np.nan, np.float32)
     warped = np.full(shape, np.nan, np.float32)
+    spline = SplineImage(followup)
     for lab, s in ((1, upper), (2, lower)):
-        side = labels == lab
-        w = warp_to_baseline(followup, s, shape)
-        warped[side] = w[side]
-        for out, f in ((before, followup), (after, w)):
-            ok = side & np.isfinite(f)
-            out[ok] = _z(f[ok]) - _z(baseline[ok])
+        rows, cols = np.nonzero(labels == lab)
+        vals, ok = spline.sample(s.apply(np.stack([cols, rows], axis=1).astype(float)))
+        warped[rows[ok], cols[ok]] = vals[ok]
+        before[rows, cols] = _z(followup[rows, cols]) - _z(baseline[rows, cols])
+        r, c = rows[ok], cols[ok]
+        after[r, c] = _z(vals[ok]) - _z(baseline[r, c])
     return ResidualMaps(before=before, after=after, warped=warped)
 
 
