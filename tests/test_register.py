@@ -1,0 +1,312 @@
+"""Accuracy, capture range, noise behaviour and honesty of the classical per-bone registration.
+
+Ground truth comes from the phantom (jsnq.phantom): the follow-up is rendered exactly from
+the moved geometry (never interpolated from the baseline), so the true narrowing and the
+true per-bone similarities are known exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from jsnq.geometry import Similarity, crop_centre, narrowing_px
+from jsnq.jsn import narrowing
+from jsnq.phantom import PhantomPair, make_pair, render, sample_params
+from jsnq.register.bounds import narrowing_crb
+from jsnq.register.classical import (
+    BoneFit,
+    RegistrationOptions,
+    fit_similarity,
+    global_search,
+    register_bones,
+)
+from jsnq.register.warp import warp_to_baseline
+
+SHAPE = (256, 256)
+C = crop_centre(SHAPE)
+
+#: Spec: narrowing within 0.05 px of the truth on noiseless phantoms (and at 0.5 % noise over
+#: the capture range, where the engine's noise SD is ~0.003 px, so 0.05 px is >10 SD).
+NARROWING_TOL_PX = 0.05
+#: Per-bone parameter tolerances: an angle error of 0.05 deg or a scale error of 1e-3 moves a
+#: pixel 60 px from the crop centre (the extent of the joint surfaces) by <= 0.06 px, i.e. the
+#: size of the narrowing spec; observed noiseless errors are several times smaller
+#: (<= 0.008 deg, <= 1.2e-4, <= 0.015 px).
+ANGLE_TOL_DEG = 0.05
+SCALE_TOL = 1e-3
+SHIFT_TOL_PX = 0.05
+
+
+def _motions(common: Similarity, n: float, rel_rot_deg: float = 0.0) -> tuple[Similarity, Similarity]:
+    """Upper/lower motions ``common o R(+-d/2) T(0, +-h/2)`` with true narrowing ``n`` at the
+    crop centre (``h cos(d/2) = n``, as in :func:`jsnq.phantom.sample_params`)."""
+    d = math.radians(rel_rot_deg)
+    h = n / math.cos(d / 2.0)
+    rel_u = Similarity(1.0, d / 2.0, 0.0, h / 2.0, C)
+    rel_l = Similarity(1.0, -d / 2.0, 0.0, -h / 2.0, C)
+    return common.compose(rel_u).with_center(C), common.compose(rel_l).with_center(C)
+
+
+def _phantom(geometry_seed: int, common: Similarity, n: float, *, rel_rot_deg: float = 0.0,
+             noise: float = 0.0, gain: float = 1.0, offset: float = 0.0) -> PhantomPair:
+    """Explicit PhantomParams: geometry/texture drawn from ``geometry_seed``, motion and
+    exposure set exactly."""
+    base = sample_params(np.random.default_rng(geometry_seed))
+    upper, lower = _motions(common, n, rel_rot_deg)
+    p = dataclasses.replace(base, upper=upper, lower=lower, noise_sigma=noise, gain=gain, offset=offset)
+    pair = render(p)
+    assert pair.narrowing_px == pytest.approx(n, abs=1e-9)
+    return pair
+
+
+def _register(pair: PhantomPair, **kw):
+    return register_bones(pair.baseline.astype(np.float64), pair.followup.astype(np.float64),
+                          pair.baseline_labels, **kw)
+
+
+def _estimated(reg) -> float:
+    return narrowing_px(reg.upper.transform, reg.lower.transform, C)
+
+
+def _check_bone(fit: BoneFit, truth: Similarity, what: str) -> None:
+    s = fit.transform
+    assert abs(s.angle_deg - truth.angle_deg) <= ANGLE_TOL_DEG, what
+    assert abs(s.scale - truth.scale) <= SCALE_TOL, what
+    # translation at the crop centre, independent of the centre the fit is expressed about
+    np.testing.assert_allclose(s.apply(np.array(C)), truth.apply(np.array(C)), rtol=0, atol=SHIFT_TOL_PX,
+                               err_msg=what)
+    assert not fit.at_bound, what
+
+
+# -- noiseless accuracy ------------------------------------------------------------------------
+NOISELESS_CASES = {
+    # name: (common motion, narrowing, relative rotation between the bones in deg)
+    "translation": (Similarity(1.0, 0.0, 3.3, -4.7, C), 0.37, 0.0),
+    "rotation+10": (Similarity(1.0, math.radians(10.0), 0.0, 0.0, C), -0.62, 0.4),
+    "rotation-10": (Similarity(1.0, math.radians(-10.0), 0.0, 0.0, C), 0.81, -0.4),
+    "scale+10%": (Similarity(1.10, 0.0, 0.0, 0.0, C), 0.55, 0.0),
+    "scale-10%": (Similarity(0.90, 0.0, 0.0, 0.0, C), -0.45, 0.3),
+    "combined": (Similarity(1.07, math.radians(-7.5), -5.2, 6.1, C), 0.93, -0.5),
+}
+
+
+GEOMETRY_SEEDS = (1, 2, 3)
+
+
+@functools.lru_cache(maxsize=None)
+def _noiseless(case: str, geometry_seed: int):
+    """(pair, registration) of a noiseless case, computed once for the tests that share it."""
+    common, n, rel = NOISELESS_CASES[case]
+    pair = _phantom(geometry_seed, common, n, rel_rot_deg=rel)
+    return pair, _register(pair)
+
+
+@pytest.mark.parametrize("geometry_seed", GEOMETRY_SEEDS)
+@pytest.mark.parametrize("case", list(NOISELESS_CASES))
+def test_noiseless_narrowing_and_bone_parameters(case, geometry_seed):
+    pair, reg = _noiseless(case, geometry_seed)
+    assert abs(_estimated(reg) - pair.narrowing_px) <= NARROWING_TOL_PX
+    _check_bone(reg.upper, pair.params.upper, "upper")
+    _check_bone(reg.lower, pair.params.lower, "lower")
+
+
+_CONVERGENCE_CASES = [(case, seed) for case in NOISELESS_CASES for seed in GEOMETRY_SEEDS]
+
+
+@pytest.mark.parametrize("case, geometry_seed", _CONVERGENCE_CASES)
+def test_noiseless_fits_report_convergence(case, geometry_seed):
+    """A noiseless, exactly-similar motion is the easiest possible fit: both bones must
+    report convergence (the reliability flag relies on it)."""
+    _, reg = _noiseless(case, geometry_seed)
+    assert reg.upper.converged and reg.lower.converged, (reg.upper.iterations, reg.lower.iterations)
+
+
+def test_registering_an_image_to_itself_gives_identity():
+    # Noise-free, identical images: the fixed point is exactly the identity; 1e-4 (in
+    # log-scale, rad and px) leaves room only for the Gauss-Newton stopping tolerance.
+    pair = _phantom(4, Similarity.identity(C), 0.3)
+    img = pair.baseline.astype(np.float64)
+    reg = register_bones(img, img, pair.baseline_labels)
+    for fit in (reg.upper, reg.lower):
+        np.testing.assert_allclose(fit.transform.with_center(C).params, 0.0, rtol=0, atol=1e-4)
+        assert fit.ncc_after == pytest.approx(1.0, abs=1e-6)
+    assert abs(_estimated(reg)) <= 1e-4
+
+
+# -- capture range -----------------------------------------------------------------------------
+CORNERS = list(itertools.product((-15.0, 15.0), (0.9, 1.1), (-15.0, 15.0), (-15.0, 15.0)))
+
+
+@pytest.mark.parametrize("angle_deg, scale, sx, sy", CORNERS)
+def test_capture_range_corners(angle_deg, scale, sx, sy):
+    """Spec capture range: at least +-15 deg, +-10 % scale and +-15 px shift of the common
+    motion. Each corner uses its own phantom geometry; noise 0.5 % (engine SD ~0.004 px
+    there). Observed errors: <= 0.040 px (RMS 0.023), most of it a scale-dependent bias of
+    the 3-px gap exclusion (<= 0.022 px with gap_exclusion_px=0)."""
+    i = CORNERS.index((angle_deg, scale, sx, sy))
+    common = Similarity(scale, math.radians(angle_deg), sx, sy, C)
+    pair = _phantom(100 + i, common, 0.6, noise=0.005)
+    reg = _register(pair)
+    assert abs(_estimated(reg) - pair.narrowing_px) <= NARROWING_TOL_PX
+    for fit in (reg.upper, reg.lower):
+        assert not fit.at_bound
+
+
+def test_global_search_lands_within_one_grid_cell():
+    """The coarse search grid has 4-deg and 0.1-scale steps and a 4-px shift quantum (search
+    factor 4): the candidate must be within half a step in angle and scale and within
+    ~one quantum (+ the lever of the angle/scale residual) in shift."""
+    common = Similarity(1.08, math.radians(-11.0), 9.5, -12.3, C)
+    pair = _phantom(7, common, 0.0, noise=0.005)
+    init = global_search(pair.baseline.astype(np.float64), pair.followup.astype(np.float64))
+    assert init.center == pytest.approx(C)
+    assert abs(init.angle_deg - common.angle_deg) <= 2.0
+    assert abs(init.scale - common.scale) <= 0.05
+    assert np.hypot(init.tx - common.tx, init.ty - common.ty) <= 6.0
+
+
+# -- noise -------------------------------------------------------------------------------------
+NOISE = 0.02
+NOISE_SEEDS = range(12)
+
+
+@pytest.fixture(scope="module")
+def noisy_runs():
+    """make_pair at 2 % noise (random motion within the sampler's defaults: +-5 deg, +-5 %
+    scale, +-5 px, +-0.5 deg relative rotation, +-10 % exposure, narrowing +-1 px)."""
+    out = []
+    for seed in NOISE_SEEDS:
+        pair = make_pair(seed, noise=NOISE)
+        reg = _register(pair)
+        nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance)
+        out.append((pair, nar.narrowing_px - pair.narrowing_px, nar.se_px,
+                    reg.upper.converged and reg.lower.converged))
+    return out
+
+
+def test_noise_sd_and_bias(noisy_runs):
+    """Benchmark target SD 0.03 px at 2 % noise; 12 samples estimate an SD to about +-20 %,
+    so the assertion is SD <= 0.04 px; |mean| <= 0.03 px (the standard error of the mean is
+    SD/sqrt(12) <= 0.012 px). Observed: SD 0.015 px, mean -0.002 px (72 other seeds: SD
+    0.011 px, mean -0.0002 px)."""
+    err = np.array([e for _, e, *_ in noisy_runs])
+    assert err.std(ddof=1) <= 0.04
+    assert abs(err.mean()) <= 0.03
+
+
+def test_noise_sd_is_not_below_the_cramer_rao_bound(noisy_runs):
+    """No unbiased estimator beats the CRB (~0.009 px here; the engine's SD is 1.2-1.6x it).
+    A 12-sample SD estimate is
+    below half its expectation with probability < 1e-3, so SD >= 0.5 x CRB guards
+    against a broken noise study (e.g. noise not applied) without flaking."""
+    err = np.array([e for _, e, *_ in noisy_runs])
+    crbs = []
+    for pair, *_ in noisy_runs[:4]:
+        p = pair.params
+        clean = render(dataclasses.replace(p, noise_sigma=0.0))
+        nb = NOISE * float(clean.baseline.max() - clean.baseline.min())
+        nf = NOISE * float(clean.followup.max() - clean.followup.min())
+        crbs.append(narrowing_crb(clean.baseline.astype(np.float64), pair.baseline_labels, p.upper, p.lower,
+                                  noise_baseline=nb, noise_followup=nf, gain=p.gain))
+    crb = float(np.mean(crbs))
+    assert 0.002 < crb < 0.03  # the bound itself is in a sane range for 2 % noise
+    assert err.std(ddof=1) >= 0.5 * crb
+
+
+def test_noisy_fits_converge(noisy_runs):
+    """At 2 % noise the Gauss-Newton steps must still fall below tol_px (or dither just above
+    it): a non-converged flag on a good pair would make measure() call it unreliable."""
+    assert all(conv for *_, conv in noisy_runs)
+
+
+def test_reported_standard_error_is_honest(noisy_runs):
+    """z = error / se should have unit SD; the spec accepts 0.5-1.5 (12 samples estimate an SD
+    to ~+-20 %). Observed: z SD 1.38 on these seeds, 1.34 on seeds 0-35 and 1.08 on 72 other
+    seeds (pooled ~1.18): the reported se is slightly optimistic at 2 % noise."""
+    z = np.array([e / se for _, e, se, _ in noisy_runs])
+    assert np.all(np.isfinite(z))
+    assert 0.5 <= z.std(ddof=1) <= 1.5
+    assert all(se > 0 for _, _, se, _ in noisy_runs)
+
+
+# -- exposure ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("gain, offset", [(0.8, 0.05), (0.8, -0.05), (1.25, 0.05), (1.25, -0.05)])
+def test_exposure_change(gain, offset):
+    """Gain/offset are fitted per side, so a global exposure change must not bias the
+    narrowing: noiseless, spec tolerance 0.05 px."""
+    common = Similarity(1.04, math.radians(3.0), 2.5, -1.5, C)
+    pair = _phantom(5, common, -0.42, rel_rot_deg=0.3, gain=gain, offset=offset)
+    reg = _register(pair)
+    assert abs(_estimated(reg) - pair.narrowing_px) <= NARROWING_TOL_PX
+    for fit in (reg.upper, reg.lower):
+        # gain is the follow-up/baseline intensity ratio on the side (the true gain, up to
+        # the rendering's boundary effects: 2 %)
+        assert fit.gain == pytest.approx(gain, rel=0.02)
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_register_bones_rejects_mismatched_shapes():
+    a = np.zeros((64, 64))
+    lab = np.ones((64, 64), np.uint8)
+    lab[32:] = 2
+    with pytest.raises(ValueError, match="same shape"):
+        register_bones(a, np.zeros((64, 60)), lab)
+    with pytest.raises(ValueError, match="same shape"):
+        register_bones(a, a, lab[:, :60])
+
+
+def test_fit_similarity_rejects_an_almost_empty_mask():
+    pair = _phantom(1, Similarity.identity(C), 0.0)
+    mask = np.zeros(SHAPE, bool)
+    mask[120:123, 120:123] = True  # 9 pixels
+    with pytest.raises(ValueError, match="too few pixels"):
+        fit_similarity(pair.baseline.astype(np.float64), pair.followup.astype(np.float64), mask)
+
+
+def test_registration_options_validation():
+    with pytest.raises(ValueError):
+        RegistrationOptions(bone_levels=())
+    with pytest.raises(ValueError):
+        RegistrationOptions(bone_levels=((-1.0, 1),))
+    with pytest.raises(ValueError):
+        RegistrationOptions(global_levels=((2.0, 0),))
+
+
+# -- Cramer-Rao bound --------------------------------------------------------------------------
+def test_narrowing_crb_properties():
+    common = Similarity(1.02, math.radians(2.0), 1.0, -2.0, C)
+    pair = _phantom(2, common, 0.5)
+    clean, lab, p = pair.baseline.astype(np.float64), pair.baseline_labels, pair.params
+    b1 = narrowing_crb(clean, lab, p.upper, p.lower, noise_baseline=0.01, noise_followup=0.01)
+    b2 = narrowing_crb(clean, lab, p.upper, p.lower, noise_baseline=0.02, noise_followup=0.02)
+    b0 = narrowing_crb(clean, lab, p.upper, p.lower, noise_baseline=0.0, noise_followup=0.0)
+    assert b1 > 0 and math.isfinite(b1)
+    assert b2 / b1 == pytest.approx(2.0, rel=0.01)  # the bound is linear in the noise SD
+    assert b0 == 0.0
+    # only the effective noise sqrt(nf^2 + g^2 nb^2) matters
+    b_f = narrowing_crb(clean, lab, p.upper, p.lower, noise_baseline=0.0, noise_followup=math.sqrt(2) * 0.01)
+    assert b_f == pytest.approx(b1, rel=1e-9)
+
+
+# -- warp --------------------------------------------------------------------------------------
+def test_warp_to_baseline_integer_translation():
+    """out[p] = followup[T(p)] with T a shift of (dx, dy) = (3, -2): out[r, c] = f[r - 2, c + 3].
+    An integer shift samples the spline at its knots, where a cubic B-spline interpolates
+    exactly: float32 round-off only (1e-5 on values of order 1)."""
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(40, 50))
+    t = Similarity(1.0, 0.0, 3.0, -2.0, crop_centre(f.shape))
+    out = warp_to_baseline(f, t)
+    assert out.shape == f.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out[2:, :-3], f[:-2, 3:], rtol=0, atol=1e-5)
+    # pixels that map outside the follow-up are NaN
+    assert np.isnan(out[:2, :]).all() and np.isnan(out[:, -3:]).all()
+    # the same with an explicit fill value
+    filled = warp_to_baseline(f, t, cval=-7.0)
+    assert (filled[:2, :] == -7.0).all()
