@@ -43,7 +43,7 @@ class RegistrationOptions:
         global_levels: ``(sigma_px, step_px)`` scale-space levels for the joint (both-bone)
             similarity that follows the global search. ``sigma`` is the Gaussian blur applied
             to both images; ``step`` the spacing of the baseline sample grid.
-        bone_levels: levels for the per-bone refinement; the last should be ``(0, 1)``
+        bone_levels: levels for the per-bone refinement; the last must be ``(0, 1)``
             (full resolution, every pixel) for sub-pixel precision.
         max_iter: Gauss-Newton iterations per level.
         tol_px: stop a level when the update moves no pixel of the side by more than this.
@@ -61,11 +61,11 @@ class RegistrationOptions:
             is flagged ``at_bound``.
     """
 
-    global_levels: tuple[tuple[float, int], ...] = ((4.0, 4), (2.0, 2))
+    global_levels: tuple[tuple[float, int], ...] = ((4.0, 4),)
     bone_levels: tuple[tuple[float, int], ...] = ((2.0, 2), (0.0, 1))
     max_iter: int = 30
     tol_px: float = 2e-3
-    search_angles_deg: tuple[float, ...] = tuple(float(a) for a in np.arange(-20.0, 20.1, 4.0))
+    search_angles_deg: tuple[float, ...] = tuple(float(a) for a in np.arange(-20.0, 20.1, 5.0))
     search_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
     search_factor: int = 4
     block_px: int = 8
@@ -76,8 +76,8 @@ class RegistrationOptions:
     max_shift_px: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.bone_levels:
-            raise ValueError("bone_levels must not be empty")
+        if not self.bone_levels or tuple(self.bone_levels[-1]) != (0, 1):
+            raise ValueError("bone_levels must end with (0, 1): full resolution, every pixel")
         for sigma, step in (*self.global_levels, *self.bone_levels):
             if sigma < 0 or int(step) < 1:
                 raise ValueError(f"levels need sigma >= 0 and step >= 1, got ({sigma}, {step})")
@@ -200,9 +200,9 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     through the mask boundary (a 0.02 px narrowing bias at 2 % noise before this choice).
     The ratio is consistent when each visit's noise scales with its exposure.
 
-    Returns the transform, gain, offset, the centred Jacobian, the residual and validity at
-    the last evaluation, the normal matrix, the iteration count, and whether the step fell
-    below ``tol_px``.
+    Returns the transform, gain, offset, the centred Jacobian, the residual, the resampled
+    follow-up and its validity at the last evaluation, the normal matrix, the iteration
+    count, and whether the step fell below ``tol_px``.
     """
     s = init
     center = init.center
@@ -211,6 +211,7 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     it = 0
     gain, offset = 1.0, 0.0
     resid = np.zeros(len(t))
+    vals = np.zeros(len(t))
     valid = np.ones(len(t), bool)
     jc = jac
     a_mat = np.eye(4)
@@ -249,7 +250,7 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
         # Out of iterations: noise can make the last steps dither around the optimum just
         # above ``tol_px``; that is still a converged fit.
         converged = bool(step < 10 * tol_px)
-    return s, gain, offset, jc, resid, valid, a_mat, it, converged
+    return s, gain, offset, jc, resid, vals, valid, a_mat, it, converged
 
 
 def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.ndarray,
@@ -315,18 +316,15 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
     mask = np.asarray(mask, bool)
     init = init or Similarity.identity(crop_centre(baseline.shape))
-    s, iters, (level, gain, offset, jc, resid, valid, a_mat, conv) = _refine(space, mask, init, opts.bone_levels, opts)
+    s, iters, (level, gain, offset, jc, resid, vals, valid, a_mat, conv) = _refine(
+        space, mask, init, opts.bone_levels, opts)
     n = int(valid.sum())
     cov = _sandwich_cov(level, jc, resid, a_mat, gain, n, opts.block_px)
-    # Diagnostics at full resolution: before (identity) and after (the fit).
-    ys, xs = np.nonzero(mask)
-    pts = np.stack([xs, ys], axis=1).astype(float)
-    t = space.baseline[ys, xs]
-    fol0 = space.get(0.0)[2]
-    v0, ok0 = fol0.sample(pts)
-    v1, ok1 = fol0.sample(s.apply(pts))
-    ncc0, mse0 = _ncc_mse(t[ok0], v0[ok0])
-    ncc1, mse1 = _ncc_mse(t[ok1], v1[ok1])
+    # Diagnostics over the mask at full resolution: before (identity) and after (the last
+    # evaluation, within ``tol_px`` of the fit when converged).
+    v0, ok0 = space.get(0.0)[2].sample(level.pts)
+    ncc0, mse0 = _ncc_mse(level.t[ok0], v0[ok0])
+    ncc1, mse1 = _ncc_mse(level.t[valid], vals[valid])
     sd = float(np.sqrt((resid[valid] ** 2).sum() / max(n - 6, 1)))
     return BoneFit(
         transform=s, covariance=cov, gain=float(gain), offset=float(offset), ncc_before=ncc0, ncc_after=ncc1,
