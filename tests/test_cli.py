@@ -66,7 +66,8 @@ def test_measure_prints_narrowing_in_pixels_only_without_spacing(pair_dir):
 
 def test_measure_json_matches_truth(pair_dir):
     folder, truth = pair_dir
-    data = _json(runner.invoke(app, ["measure", str(folder / "baseline.png"), str(folder / "followup.png"), "--json"]))
+    data = _json(runner.invoke(app, ["measure", str(folder / "baseline.png"), str(folder / "followup.png"), "--json",
+                                     "--segmenter", "classical"]))
     assert abs(data["narrowing_px"] - truth) < TOLERANCE_PX
     assert data["narrowing_mm"] is None and data["narrowing_se_mm"] is None
     assert data["units"] == "px"

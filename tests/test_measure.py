@@ -35,7 +35,9 @@ def _pair(seed: int, noise: float = 0.01) -> PhantomPair:
 @functools.lru_cache(maxsize=None)
 def _measured(seed: int, with_labels: bool) -> Measurement:
     pair = _pair(seed)
-    return measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels if with_labels else None)
+    # Without labels this exercises the classical joint-space line (the network has its own tests).
+    return measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels if with_labels else None,
+                   segmenter="classical")
 
 
 @pytest.mark.parametrize("seed", PHANTOM_SEEDS)

@@ -127,6 +127,13 @@ def _pm(value: float | None, se: float | None, unit: str) -> str:
     return f"{value:+.3f} ± {se:.3f} {unit}"
 
 
+def _jsw_text(jsw: Any) -> str:
+    text = f"mean {jsw.mean_px:.2f} px, min {jsw.min_px:.2f} px"
+    if jsw.mean_mm is not None:
+        text += f" (mean {jsw.mean_mm:.3f} mm, min {jsw.min_mm:.3f} mm)"
+    return text + f" over columns {jsw.columns[0]}-{jsw.columns[1]}"
+
+
 def _print_summary(console: "Console", m: "Measurement") -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -142,6 +149,10 @@ def _print_summary(console: "Console", m: "Measurement") -> None:
         console.print("  pixel spacing unknown: pixels only (give --spacing MM for millimetres)")
     console.print("  ± = standard error; positive = the joint space narrowed")
     console.print(f"  dy difference (dy upper − dy lower): {m.dy_difference_px:+.3f} px")
+    console.print(f"  segmenter: {m.segmenter}")
+    for visit, jsw in (("baseline", m.jsw_baseline), ("follow-up", m.jsw_followup)):
+        if jsw is not None:
+            console.print(f"  JSW {visit}: {_jsw_text(jsw)}", soft_wrap=True)
 
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("bone")
@@ -179,6 +190,10 @@ def measure_cmd(
     spacing: Optional[float] = typer.Option(
         None, "--spacing", metavar="MM", help="Pixel spacing in mm/px (overrides the files'); else pixels only."),
     engine: str = typer.Option("auto", "--engine", metavar="auto|classical", help="Registration engine."),
+    segmenter: str = typer.Option(
+        "auto", "--segmenter", metavar="auto|network|classical",
+        help="Without --baseline-labels: the shipped UNet++ (network), the joint-space line (classical), "
+             "or the network when its weights load (auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else)."),
     figure: Optional[Path] = typer.Option(None, "--figure", metavar="OUT.png", help="Write a QA figure (PNG)."),
 ) -> None:
@@ -191,7 +206,7 @@ def measure_cmd(
     from .pipeline import measure
 
     m = measure(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
-                split_masks=split_masks, spacing_mm=spacing, engine=engine)
+                split_masks=split_masks, spacing_mm=spacing, engine=engine, segmenter=segmenter)
     if as_json:
         typer.echo(json.dumps(m.to_dict(), indent=2))
     else:
@@ -210,6 +225,7 @@ BATCH_COLUMNS = (
     "dy_difference_px",
     "upper_scale", "upper_angle_deg", "upper_tx_px", "upper_ty_px",
     "lower_scale", "lower_angle_deg", "lower_tx_px", "lower_ty_px",
+    "segmenter", "jsw_baseline_mean_px", "jsw_followup_mean_px",
     "reliable", "reasons", "error",
 )
 _BATCH_REQUIRED = ("baseline", "followup")
@@ -254,7 +270,10 @@ def _batch_row(row_id: str, row: dict[str, str], m: "Measurement | None", error:
         out.update(narrowing_px=m.narrowing_px, narrowing_se_px=m.narrowing_se_px,
                    narrowing_mm=m.narrowing_mm, narrowing_se_mm=m.narrowing_se_mm,
                    dy_difference_px=m.dy_difference_px,
-                   reliable="true" if m.reliable else "false", reasons="; ".join(m.reasons))
+                   reliable="true" if m.reliable else "false", reasons="; ".join(m.reasons),
+                   segmenter=m.segmenter,
+                   jsw_baseline_mean_px=None if m.jsw_baseline is None else m.jsw_baseline.mean_px,
+                   jsw_followup_mean_px=None if m.jsw_followup is None else m.jsw_followup.mean_px)
         for side, b in (("upper", m.upper), ("lower", m.lower)):
             out.update({f"{side}_scale": b.scale, f"{side}_angle_deg": b.angle_deg,
                         f"{side}_tx_px": b.tx_px, f"{side}_ty_px": b.ty_px})
@@ -277,6 +296,9 @@ def measure_batch_cmd(
         None, "--figures", metavar="DIR", help="Write a QA figure per pair into DIR (created if missing)."),
     json_out: Optional[Path] = typer.Option(
         None, "--json-out", metavar="RESULTS.json", help="Also write the full results as JSON."),
+    segmenter: str = typer.Option(
+        "auto", "--segmenter", metavar="auto|network|classical",
+        help="Segmenter for rows without baseline_labels (see `jsnq measure --help`)."),
 ) -> None:
     """Measure many pairs listed in a CSV; bad rows are recorded, not fatal.
 
@@ -291,8 +313,10 @@ def measure_batch_cmd(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .pipeline import measure
+    from .pipeline import SEGMENTERS, measure
 
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"segmenter must be one of {', '.join(map(repr, SEGMENTERS))}; got {segmenter!r}")
     folder = pairs.parent
     results: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
@@ -316,7 +340,7 @@ def measure_batch_cmd(
                 m = measure(_resolve(folder, row["baseline"]), _resolve(folder, row["followup"]),
                             baseline_labels=_resolve(folder, row.get("baseline_labels", "")),
                             followup_labels=_resolve(folder, row.get("followup_labels", "")),
-                            split_masks=split_masks, spacing_mm=row_spacing)
+                            split_masks=split_masks, spacing_mm=row_spacing, segmenter=segmenter)
                 if figures is not None:
                     name = _safe_name(row_id)
                     if name in used_names:
@@ -393,3 +417,164 @@ def demo_cmd(
                              f"= {truth * DEMO_SPACING_MM:+.3f} mm at an assumed {DEMO_SPACING_MM} mm/px")
     typer.echo(f"QA figure: {figure}")
     typer.echo(f"Try: jsnq measure {out / 'baseline.png'} {out / 'followup.png'} --spacing {DEMO_SPACING_MM}")
+
+
+# -- segment ---------------------------------------------------------------------------------
+
+
+def _overlay_rgb(image: Any, result: Any) -> Any:
+    """8-bit RGB: the crop in grey, the upper bone tinted red, the lower blue, the midline yellow."""
+    import numpy as np
+
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(a, [0.5, 99.5])
+    g = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+    rgb = np.stack([g, g, g], axis=-1)
+    for mask, colour in ((result.upper_mask, (1.0, 0.25, 0.25)), (result.lower_mask, (0.3, 0.45, 1.0))):
+        rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.asarray(colour)
+    cols = np.flatnonzero(np.isfinite(result.line))
+    rows = np.clip(np.round(result.line[cols]).astype(int), 0, a.shape[0] - 1)
+    rgb[rows, cols] = (1.0, 0.9, 0.1)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+@app.command("segment")
+@_reports_input_errors
+def segment_cmd(
+    image: Path = typer.Argument(..., metavar="IMAGE", help="Joint crop, finger up (PNG, JPEG, TIFF, DICOM, ...)."),
+    labels_out: Optional[Path] = typer.Option(
+        None, "-o", "--output", metavar="LABELS.png",
+        help="Write the labels measure uses: 1 = upper side, 2 = lower side, 0 = inside both bones."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", metavar="OUT.png",
+                                           help="Write the crop with the bone masks and the midline drawn on it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else)."),
+    spacing: Optional[float] = typer.Option(
+        None, "--spacing", metavar="MM", help="Pixel spacing in mm/px for the JSW in mm (overrides the file's)."),
+) -> None:
+    """Segment the two bones of a joint crop with the shipped UNet++; report the joint space width."""
+    for path in (labels_out, overlay):
+        if path is not None:
+            _output_file(path)
+
+    from .io import load_image, save_labels
+    from .segment.network import segment
+
+    img = load_image(image, spacing_mm=spacing)
+    result = segment(img)
+    if labels_out is not None:
+        save_labels(labels_out, result.labels)
+    if overlay is not None:
+        from PIL import Image as PILImage
+
+        try:
+            PILImage.fromarray(_overlay_rgb(img.array, result)).save(overlay, format="PNG")
+        except OSError as err:
+            raise JsnqInputError(overlay, f"cannot write: {err.strerror or err}") from None
+    if as_json:
+        data = {"jsnq_version": __version__, "image": img.source, "spacing_mm": img.spacing_mm,
+                "shape": list(img.shape), **result.to_dict(),
+                "labels": None if labels_out is None else str(labels_out),
+                "overlay": None if overlay is None else str(overlay)}
+        typer.echo(json.dumps(data, indent=2))
+        return
+    console = _stdout()
+    console.print(f"[bold]Bones of[/] {img.source}", soft_wrap=True, markup=True, highlight=False)
+    d = result.to_dict()
+    console.print(f"  upper bone: {d['upper_area_px']} px, lower bone: {d['lower_area_px']} px, "
+                  f"overlap: {d['overlap_px']} px", markup=False)
+    if result.jsw is None:
+        console.print("  JSW: not measurable (the bones share no column)", markup=False)
+    else:
+        console.print(f"  JSW: {_jsw_text(result.jsw)}", markup=False, soft_wrap=True)
+        if result.jsw.mean_mm is None:
+            console.print("  pixel spacing unknown: pixels only (give --spacing MM for millimetres)", markup=False)
+    for path, what in ((labels_out, "labels"), (overlay, "overlay")):
+        if path is not None:
+            _stderr().print(f"wrote {what}: {path}", markup=False)
+
+
+# -- train ------------------------------------------------------------------------------------
+
+train_app = typer.Typer(name="train", no_args_is_help=True, help="Train jsnq's networks.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("segment")
+@_reports_input_errors
+def train_segment_cmd(
+    data: Path = typer.Option(..., "--data", metavar="DIR",
+                              help="Folder with manifest.csv (image, upper_mask, lower_mask[, joint_id])."),
+    out: Path = typer.Option(..., "--out", metavar="CKPT", help="Checkpoint written after every epoch."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    size: int = typer.Option(128, "--size", metavar="S", help="Network input side in px (multiple of 8)."),
+    target_size: int = typer.Option(256, "--target-size", metavar="T",
+                                    help="Side the masks are compared at (the crop size for 256-px crops)."),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, shuffling and augmentation."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Fraction of joints held out."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="CKPT",
+                                          help="Continue an interrupted run from its checkpoint."),
+) -> None:
+    """Train the bone segmenter (UNet++) on a manifest folder; split by joint, seeded, resumable."""
+    _output_file(out)
+    import time
+
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .segment.network import NetworkConfig
+    from .training import TrainConfig, train_segmenter
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config = TrainConfig(data=str(data), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         val_fraction=val_fraction, target_size=target_size, device=device,
+                         network=NetworkConfig(input_size=size))
+    err = _stderr()
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err)
+    state: dict[str, Any] = {}
+
+    def on_start(first: int, total: int, per_epoch: int) -> None:
+        state["task"] = progress.add_task("training", total=(total - first) * per_epoch, loss=float("nan"))
+        err.print(f"epochs {first + 1}-{total}, {per_epoch} batches each", markup=False)
+
+    def on_batch(epoch: int, batch: int, loss: float) -> None:
+        progress.update(state["task"], advance=1, loss=loss, description=f"epoch {epoch + 1}")
+
+    def on_epoch(rec: Any) -> None:
+        progress.console.print(f"epoch {rec.epoch}: loss {rec.loss:.4f}, validation DSC upper {rec.val_dsc_upper:.4f} "
+                               f"lower {rec.val_dsc_lower:.4f} ({rec.seconds:.0f} s)", markup=False)
+
+    t0 = time.perf_counter()
+    with progress:
+        result = train_segmenter(config, out, resume=resume, on_start=on_start, on_batch=on_batch, on_epoch=on_epoch)
+    console = _stdout()
+    console.print(f"trained on {result.n_train} crops, validated on {result.n_val} "
+                  f"({len(result.excluded)} excluded) in {time.perf_counter() - t0:.0f} s", markup=False)
+    for path, reason in result.excluded:
+        console.print(f"  excluded {path}: {reason}", markup=False, soft_wrap=True)
+    if result.history:
+        last = result.history[-1]
+        console.print(f"final validation DSC: upper {last.val_dsc_upper:.4f}, lower {last.val_dsc_lower:.4f}",
+                      markup=False)
+    console.print(f"checkpoint: {out}", markup=False)
+
+
+@train_app.command("export")
+@_reports_input_errors
+def train_export_cmd(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Training checkpoint."),
+    out: Path = typer.Argument(..., metavar="WEIGHTS.pt", help="Slim weights file (no optimizer state)."),
+    note: Optional[str] = typer.Option(None, "--note", help="Provenance note stored in the file (e.g. the command)."),
+) -> None:
+    """Write a slim copy of a checkpoint for shipping (e.g. into src/jsnq/weights/)."""
+    _output_file(out)
+    from .training import export_weights
+
+    export_weights(checkpoint, out, extra={"note": note} if note else None)
+    _stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", markup=False)

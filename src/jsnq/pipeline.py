@@ -13,18 +13,27 @@ from . import __version__
 from .errors import JsnqInputError
 from .geometry import Similarity, px_to_mm
 from .io import Image, load_image, load_labels
-from .jsn import narrowing
+from .jsn import narrowing, systematic_se_px
+from .jsw import JointSpaceWidth
 from .quality import ReliabilityThresholds, ResidualMaps, assess, residual_maps
 from .register.classical import BoneFit, RegistrationOptions, register_bones
 from .segment.classical import joint_space_line, labels_from_line
 
-__all__ = ["BoneMotion", "Measurement", "measure", "ENGINES", "SEGMENTERS"]
+__all__ = ["BoneMotion", "Measurement", "measure", "ENGINES", "SEGMENTERS", "jsw_disagreement"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 ENGINES = ("auto", "classical")
-SEGMENTERS = ("auto", "classical")
+SEGMENTERS = ("auto", "network", "classical")
 #: Two visits whose pixel spacings differ by more than this fraction are refused.
 SPACING_TOLERANCE = 0.01
+#: Standard error (px) of one visit's mean JSW from the network's masks: the robust SD
+#: (1.4826 MAD) of its error against the true masks on the 187 validation crops, 1.07 px
+#: (benchmarks/segmentation.py; the RMS, 2.5 px, is dominated by crops whose bones overlap).
+JSW_SE_PX = 1.0
+#: The JSW change and the registration's narrowing "disagree grossly" beyond
+#: max(JSW_DISAGREEMENT_MIN_PX, JSW_DISAGREEMENT_SIGMAS x their combined standard error).
+JSW_DISAGREEMENT_MIN_PX = 1.0
+JSW_DISAGREEMENT_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,9 @@ class Measurement:
         spacing_mm: pixel spacing used for mm, or None.
         upper, lower: per-bone motions and diagnostics.
         reliable: False when any check failed; ``reasons`` says which.
-        engine, segmenter: what produced the result.
+        engine, segmenter: what produced the result ("given", "network" or "classical").
+        jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
+            masks (None unless the network segmented the baseline).
         baseline_source, followup_source: file names (or "<array>").
         baseline, followup, labels, followup_labels, residuals: arrays for figures and
             reports (not part of equality or ``to_dict``).
@@ -90,6 +101,8 @@ class Measurement:
     segmenter: str
     baseline_source: str
     followup_source: str
+    jsw_baseline: JointSpaceWidth | None
+    jsw_followup: JointSpaceWidth | None
     upper_transform: Similarity = field(repr=False)
     lower_transform: Similarity = field(repr=False)
     baseline: np.ndarray = field(repr=False, compare=False)
@@ -122,6 +135,8 @@ class Measurement:
             "reasons": list(self.reasons),
             "engine": self.engine,
             "segmenter": self.segmenter,
+            "jsw_baseline": None if self.jsw_baseline is None else self.jsw_baseline.to_dict(),
+            "jsw_followup": None if self.jsw_followup is None else self.jsw_followup.to_dict(),
             "upper": bone(self.upper),
             "lower": bone(self.lower),
             "sign_convention": "positive narrowing = the joint space narrowed (upper bone moved towards the lower)",
@@ -159,6 +174,42 @@ def _normalise(a: np.ndarray) -> np.ndarray:
     return ((a - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float64)
 
 
+def jsw_disagreement(jsw_baseline: JointSpaceWidth | None, jsw_followup: JointSpaceWidth | None,
+                     narrowing_px: float, se_px: float, *, scale: float = 1.0) -> str | None:
+    """A reason string when the JSW change and the registration's narrowing disagree grossly.
+
+    The JSW change is ``jsw_baseline - jsw_followup / scale`` (px, positive = narrowed; the
+    follow-up's width is brought to the baseline's magnification by the bones' mean scale).
+    It is a coarse cross-check: each visit's mean JSW from the network's masks errs by about
+    :data:`JSW_SE_PX`, so the tolerance is ``max(JSW_DISAGREEMENT_MIN_PX, JSW_DISAGREEMENT_SIGMAS *
+    sqrt(se_px**2 + 2 * JSW_SE_PX**2))``, about 4.3 px: 3 SD of the disagreement expected
+    from the JSW's own error. On 126 real visit pairs of the validation joints the
+    disagreement has a robust SD of 1.9 px and this flags 9 pairs (1 of the 77 that pass the
+    other checks). None when they agree or a JSW is missing.
+    """
+    if jsw_baseline is None or jsw_followup is None or not math.isfinite(narrowing_px):
+        return None
+    change = jsw_baseline.mean_px - jsw_followup.mean_px / scale
+    se = math.sqrt((se_px if math.isfinite(se_px) else 0.0) ** 2 + 2.0 * JSW_SE_PX ** 2)
+    tol = max(JSW_DISAGREEMENT_MIN_PX, JSW_DISAGREEMENT_SIGMAS * se)
+    if abs(change - narrowing_px) <= tol:
+        return None
+    return (f"JSW change {change:+.2f} px (network masks) disagrees with the registration's narrowing "
+            f"{narrowing_px:+.2f} px by more than {tol:.2f} px: check the segmentation and the registration")
+
+
+def _network_segment(image: Image, required: bool):
+    """The network's segmentation of ``image``, or None when ``required`` is False and it fails."""
+    from .segment.network import WeightsUnavailableError, segment
+
+    try:
+        return segment(image)
+    except (WeightsUnavailableError, JsnqInputError, ValueError):
+        if required:
+            raise
+        return None
+
+
 def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageLike | None = None,
             followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
             engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
@@ -175,12 +226,17 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             bone side, 0 = ignore; or with ``split_masks`` a binary mask, non-zero = upper side.
             When None, the joint-space line is found automatically (``segmenter``).
         followup_labels: the same for the follow-up; validated and shown in figures (the
-            fit itself uses the baseline's labels).
+            fit itself uses the baseline's labels). When None and the network segmented the
+            baseline, the network's labels of the follow-up are used for the figures.
         split_masks: read the label images as paper-style binary split masks.
         spacing_mm: pixel spacing; overrides the files' spacing. Without any, results are
             in pixels and the mm fields are None.
         engine: ``"auto"`` or ``"classical"``.
-        segmenter: ``"auto"`` or ``"classical"`` (used only when no labels are given).
+        segmenter: ``"auto"``, ``"network"`` or ``"classical"`` (used only when no baseline
+            labels are given). ``"network"``: the shipped UNet++ segments both visits' bones;
+            the baseline's labels split the crop on the midline between its bone masks, and
+            each visit's joint space width is reported. ``"auto"``: the network when its weights
+            load and it finds both bones, else the classical joint-space line.
         options: registration options.
         thresholds: reliability thresholds.
     """
@@ -193,23 +249,44 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
                              f"{base.array.shape[0]}x{base.array.shape[1]}; crop both visits to the same size")
     spacing = _common_spacing(base, fol)
     shape = base.array.shape
+    seg_base = seg_fol = None
     if baseline_labels is not None:
         labels = load_labels(baseline_labels, shape=shape, split_mask=split_masks)
         used_segmenter = "given"
     else:
-        labels = labels_from_line(joint_space_line(base.array), shape)
-        used_segmenter = "classical"
+        if segmenter != "classical":
+            seg_base = _network_segment(base, required=segmenter == "network")
+        if seg_base is not None:
+            labels = seg_base.labels
+            used_segmenter = "network"
+            seg_fol = _network_segment(fol, required=False)
+        else:
+            labels = labels_from_line(joint_space_line(base.array), shape)
+            used_segmenter = "classical"
     fol_labels = (load_labels(followup_labels, shape=shape, split_mask=split_masks)
                   if followup_labels is not None else None)
+    if fol_labels is None and seg_fol is not None:
+        fol_labels = seg_fol.labels
 
     b, f = _normalise(base.array), _normalise(fol.array)
     try:
         reg = register_bones(b, f, labels, options=options)
     except ValueError as err:
         raise JsnqInputError(base.source, f"registration failed: {err}") from None
-    nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance)
+    nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
+                    systematic_px=systematic_se_px(used_segmenter))
     maps = residual_maps(b, f, labels, reg.upper.transform, reg.lower.transform)
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px, thresholds)
+    jsw_b = seg_base.jsw if seg_base is not None else None
+    jsw_f = seg_fol.jsw if seg_fol is not None else None
+    if jsw_b is not None and spacing is not None and jsw_b.spacing_mm is None:
+        jsw_b = _with_spacing(jsw_b, spacing)
+    if jsw_f is not None and spacing is not None and jsw_f.spacing_mm is None:
+        jsw_f = _with_spacing(jsw_f, spacing)
+    mean_scale = math.sqrt(reg.upper.transform.scale * reg.lower.transform.scale)
+    disagreement = jsw_disagreement(jsw_b, jsw_f, nar.narrowing_px, nar.se_px, scale=mean_scale)
+    if disagreement is not None:
+        reliable, reasons = False, (*reasons, disagreement)
     return Measurement(
         narrowing_px=nar.narrowing_px,
         narrowing_mm=px_to_mm(nar.narrowing_px, spacing),
@@ -225,6 +302,8 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         segmenter=used_segmenter,
         baseline_source=base.source,
         followup_source=fol.source,
+        jsw_baseline=jsw_b,
+        jsw_followup=jsw_f,
         upper_transform=reg.upper.transform,
         lower_transform=reg.lower.transform,
         baseline=b.astype(np.float32),
@@ -235,3 +314,10 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
     )
 
 
+
+
+def _with_spacing(jsw: JointSpaceWidth, spacing_mm: float) -> JointSpaceWidth:
+    import dataclasses
+
+    return dataclasses.replace(jsw, spacing_mm=spacing_mm, mean_mm=px_to_mm(jsw.mean_px, spacing_mm),
+                               min_mm=px_to_mm(jsw.min_px, spacing_mm))

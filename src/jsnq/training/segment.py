@@ -1,0 +1,306 @@
+"""Training the bone segmenter (:class:`~jsnq.segment.network.UNetPlusPlus`) on a manifest folder.
+
+The loop is plain and seeded: the network's initialisation comes from ``seed``, and every
+epoch draws its shuffling and augmentation from ``torch.Generator().manual_seed(f(seed, epoch))``,
+so an interrupted run resumed from its last checkpoint continues exactly as it would have.
+The learning rate is a pure function of the step (linear warm-up, cosine decay).
+
+Loss: binary cross-entropy + soft Dice, per bone channel (the two bones may overlap, so each
+channel is its own sigmoid), computed at the crop's resolution: the logits are resized
+bilinearly from the network's input size to the masks' size first, exactly as at inference.
+
+Checkpoints (``torch.save``, readable with ``torch.load(weights_only=True)``) hold::
+
+    {"format", "jsnq_version", "config": {"network", "training", "split", "excluded"},
+     "state_dict", "epoch", "optimizer", "history"}
+
+:func:`export_weights` strips the optimizer state for shipping.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..errors import JsnqInputError
+from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
+from .augment import AugmentRanges, apply_augmentation, sample_augmentation
+from .data import SPLIT_RULE, SegmentationData, load_dataset, read_manifest, split_joints
+
+__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
+           "export_weights", "read_checkpoint", "lr_at"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run (stored in the checkpoint).
+
+    Attributes:
+        data: the data folder (holds manifest.csv).
+        epochs, batch_size, lr, weight_decay, warmup_fraction: optimisation (AdamW, cosine).
+        seed: initialisation, shuffling and augmentation.
+        val_fraction, split_seed: the split by joint (:data:`~jsnq.training.data.SPLIT_RULE`).
+        target_size: side of the masks the loss is computed on (the crop size for 256-px crops).
+        max_overlap: annotation-error filter (see :func:`~jsnq.training.data.load_dataset`).
+        device: "cpu" or "cuda".
+        augment: the augmentation ranges.
+        network: the network's config.
+    """
+
+    data: str
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    seed: int = 0
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    target_size: int = 256
+    max_overlap: float = 0.8
+    device: str = "cpu"
+    augment: AugmentRanges = field(default_factory=AugmentRanges)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
+        if self.target_size < self.network.input_size:
+            raise ValueError(f"target_size ({self.target_size}) must be >= the input size ({self.network.input_size})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("augment", "network")}
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        aug = AugmentRanges.from_dict(d.pop("augment", {}))
+        return cls(**d, augment=aug, network=NetworkConfig.from_dict(network))
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Per-epoch summary: mean training loss, validation Dice per bone, seconds."""
+
+    epoch: int
+    loss: float
+    val_dsc_upper: float
+    val_dsc_lower: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    history: tuple[EpochRecord, ...]
+    n_train: int
+    n_val: int
+    excluded: tuple[tuple[str, str], ...]
+
+
+def lr_at(step: int, total: int, *, lr: float, warmup_fraction: float) -> float:
+    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine decay to 1 % of ``lr``."""
+    warm = max(1, int(round(warmup_fraction * total)))
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice, averaged over the batch and the two channels.
+
+    ``logits`` ``(N, 2, S, S)`` are resized bilinearly to the target's ``(T, T)`` first.
+    """
+    if logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum((-2, -1))
+    dice = 1.0 - (2.0 * inter + 1.0) / (p.sum((-2, -1)) + target.sum((-2, -1)) + 1.0)
+    return bce + dice.mean()
+
+
+def evaluate(model: torch.nn.Module, data: SegmentationData, *, batch_size: int = 32) -> tuple[float, float]:
+    """Mean Dice of the upper and the lower bone over ``data`` (threshold 0.5, masks' resolution)."""
+    if not len(data):
+        return float("nan"), float("nan")
+    p = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64)
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            x = data.images[i:i + batch_size].to(p.device).contiguous(memory_format=torch.channels_last)
+            t = data.masks[i:i + batch_size].to(p.device) >= 128
+            logits = F.interpolate(model(x), size=t.shape[-2:], mode="bilinear", align_corners=False)
+            pred = logits > 0
+            inter = (pred & t).sum((-2, -1)).double()
+            sums += (2 * inter / ((pred.sum((-2, -1)) + t.sum((-2, -1))).double().clamp(min=1))).sum(0).cpu()
+    model.train(was_training)
+    dsc = sums / len(data)
+    return float(dsc[0]), float(dsc[1])
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def _save(ckpt: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint as a dict (``weights_only=True``)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise JsnqInputError(path, "checkpoint not found") from None
+    except Exception as err:
+        raise JsnqInputError(path, f"cannot read checkpoint: {' '.join(str(err).split())[:200]}") from None
+    if not isinstance(ckpt, dict) or not {"state_dict", "config", "epoch"} <= set(ckpt):
+        raise JsnqInputError(path, "not a jsnq training checkpoint")
+    return ckpt
+
+
+def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                    on_start: Callable[[int, int, int], None] | None = None,
+                    on_batch: Callable[[int, int, float], None] | None = None,
+                    on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+    """Train (or resume training) and write the checkpoint to ``out`` after every epoch.
+
+    Args:
+        config: the run's options. When resuming, the checkpoint's options are used, except
+            ``epochs`` (which may extend the run) and ``device``.
+        out: checkpoint path (its folder must exist).
+        resume: a checkpoint of an earlier, interrupted run on the same data and split.
+        on_start: ``(first_epoch, epochs, batches_per_epoch)`` once the data are loaded.
+        on_batch: ``(epoch, batch, loss)`` after each optimisation step.
+        on_epoch: after each epoch, with its :class:`EpochRecord`.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        JsnqInputError: bad data folder, manifest or files; a resume checkpoint that does
+            not match the data.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = TrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    device = torch.device(config.device)
+
+    rows = read_manifest(config.data)
+    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
+                                  split_seed=config.split_seed)
+    if not train_j:
+        raise JsnqInputError(config.data, "no training joints after the split")
+    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
+        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
+    net_cfg = config.network
+    data = load_dataset(rows, input_size=net_cfg.input_size, target_size=config.target_size,
+                        percentiles=net_cfg.percentiles, max_overlap=config.max_overlap)
+    train, val = data.subset(train_j), data.subset(val_j)
+    if not len(train):
+        raise JsnqInputError(config.data, "no usable training crops")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(net_cfg)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[EpochRecord] = []
+    first_epoch = 0
+    if prev is not None:
+        model.load_state_dict(prev["state_dict"])
+        opt.load_state_dict(prev["optimizer"])
+        history = [EpochRecord(**h) for h in prev.get("history", [])]
+        first_epoch = int(prev["epoch"])
+
+    n = len(train)
+    per_epoch = math.ceil(n / config.batch_size)
+    total = per_epoch * config.epochs
+    ckpt_config = {
+        "network": net_cfg.to_dict(),
+        "training": config.to_dict(),
+        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+                  "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": n,
+                  "n_validation_crops": len(val)},
+        "excluded": [list(e) for e in data.excluded],
+    }
+    if on_start is not None:
+        on_start(first_epoch, config.epochs, per_epoch)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        gen = _epoch_generator(config.seed, epoch)
+        order = torch.randperm(n, generator=gen)
+        losses = []
+        for b in range(per_epoch):
+            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+            params = sample_augmentation(len(idx), gen, config.augment)
+            x, y = apply_augmentation(train.images[idx], train.masks[idx].float() / 255.0, params)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
+            loss = segmentation_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if on_batch is not None:
+                on_batch(epoch, b, losses[-1])
+        du, dl = evaluate(model, val)
+        rec = EpochRecord(epoch=epoch + 1, loss=sum(losses) / len(losses), val_dsc_upper=du, val_dsc_lower=dl,
+                          seconds=time.perf_counter() - t0)
+        history.append(rec)
+        model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _save({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
+               "state_dict": model_cpu_state, "epoch": epoch + 1, "optimizer": opt.state_dict(),
+               "history": [asdict(h) for h in history]}, out)
+        if on_epoch is not None:
+            on_epoch(rec)
+    if first_epoch >= config.epochs and prev is not None:
+        _save(prev, out)
+    return TrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val), excluded=data.excluded)
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write a slim copy of a training checkpoint for shipping: no optimizer state.
+
+    The result loads with :func:`jsnq.segment.network.load_model`. ``extra`` (e.g. the
+    command line and wall time) is stored under ``config["provenance"]``.
+    """
+    ckpt = read_checkpoint(checkpoint)
+    slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
+    slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    if extra:
+        slim["config"] = {**slim["config"], "provenance": extra}
+    out = Path(out)
+    _save(slim, out)
+    load_model(out)  # refuse to ship something that does not load
+    return out

@@ -1,0 +1,124 @@
+"""Joint space width from two bone masks (jsnq.jsw): known gaps, slopes, sub-pixel edges,
+overlap, units, errors; the phantom's gap."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from jsnq.jsw import facing_surfaces, joint_space_width
+from jsnq.phantom import make_pair
+
+SHAPE = (96, 120)
+
+
+def _bands(gap_rows: int, top: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bone rows [10, top), lower bone rows [top + gap, 90), columns 10..109."""
+    up = np.zeros(SHAPE, bool)
+    lo = np.zeros(SHAPE, bool)
+    up[10:top, 10:110] = True
+    lo[top + gap_rows:90, 10:110] = True
+    return up, lo
+
+
+@pytest.mark.parametrize("gap", [0, 1, 4, 9])
+def test_flat_gap_counts_the_background_rows(gap):
+    """Binary masks: the width is the number of empty rows between the bones, exactly."""
+    up, lo = _bands(gap)
+    jsw = joint_space_width(up, lo)
+    assert jsw.mean_px == pytest.approx(gap, abs=1e-9)
+    assert jsw.min_px == pytest.approx(gap, abs=1e-9)
+    # the central 50 % of the shared columns 10..109
+    assert jsw.columns == (35, 84) and jsw.n_columns == 50
+
+
+def test_facing_surfaces_are_pixel_boundaries_for_binary_masks():
+    up, lo = _bands(4)
+    yu, yl, both = facing_surfaces(up, lo)
+    assert np.all(yu[both] == 39.5) and np.all(yl[both] == 43.5)
+    assert not both[:10].any() and np.isnan(yu[:10]).all()
+
+
+@pytest.mark.parametrize("gap", [3.3, 5.75, 8.1])
+def test_subpixel_edges_from_probability_maps(gap):
+    """Linear ramps (3 px wide, like a network's probabilities) across each edge put the 0.5
+    crossing anywhere: recovered to 0.01 px."""
+    rows = np.arange(SHAPE[0], dtype=float)[:, None] * np.ones(SHAPE)
+    y_up = 40.2  # the upper bone's lower edge
+    up = np.clip((y_up - rows) / 3.0 + 0.5, 0.0, 1.0)
+    lo = np.clip((rows - (y_up + gap)) / 3.0 + 0.5, 0.0, 1.0)
+    up[:, :10] = up[:, 110:] = 0
+    lo[:, :10] = lo[:, 110:] = 0
+    assert joint_space_width(up, lo).mean_px == pytest.approx(gap, abs=0.01)
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 20.0, 35.0])
+def test_a_sloping_gap_is_measured_across_not_vertically(angle_deg):
+    """Two parallel edges at ``angle``, vertical distance ``g``: the width is ``g cos(angle)``
+    (anti-aliased masks; tolerance 0.05 px)."""
+    g = 8.0
+    t = math.tan(math.radians(angle_deg))
+    rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]].astype(float)
+    edge_up = 40.0 + t * (cols - 60.0)
+    up = np.clip(edge_up - rows + 0.5, 0.0, 1.0)
+    lo = np.clip(rows - (edge_up + g) + 0.5, 0.0, 1.0)
+    sel = np.abs(cols - 60) > 30  # keep the edges inside the crop
+    up[sel] = 0
+    lo[sel] = 0
+    jsw = joint_space_width(up, lo)
+    assert jsw.mean_px == pytest.approx(g * math.cos(math.radians(angle_deg)), abs=0.05)
+
+
+def test_overlapping_bones_give_a_negative_width():
+    """Where the masks overlap on the projection the width is negative (signed)."""
+    up, lo = _bands(0)
+    up[40:43, :] = up[39:40, :]  # the upper bone reaches 3 rows into the lower one
+    jsw = joint_space_width(up, lo)
+    assert jsw.mean_px == pytest.approx(-3.0, abs=1e-9)
+    assert jsw.min_px <= jsw.mean_px < 0
+
+
+def test_minimum_and_units():
+    up, lo = _bands(6)
+    lo[44:46, 60] = True  # a bump of the lower bone: 2 px narrower at one column
+    jsw = joint_space_width(up, lo, spacing_mm=0.2)
+    assert jsw.min_px < jsw.mean_px < 6.0
+    assert jsw.min_px == pytest.approx(4.0, abs=0.5)
+    assert jsw.mean_mm == pytest.approx(0.2 * jsw.mean_px) and jsw.min_mm == pytest.approx(0.2 * jsw.min_px)
+    assert jsw.to_dict()["spacing_mm"] == 0.2
+    plain = joint_space_width(up, lo)
+    assert plain.mean_mm is None and plain.min_mm is None and plain.spacing_mm is None
+
+
+def test_central_fraction_selects_columns():
+    up, lo = _bands(5)
+    assert joint_space_width(up, lo, central_fraction=1.0).columns == (10, 109)
+    with pytest.raises(ValueError, match="central_fraction"):
+        joint_space_width(up, lo, central_fraction=0.0)
+
+
+def test_errors():
+    up, lo = _bands(5)
+    with pytest.raises(ValueError, match="non-empty"):
+        joint_space_width(np.zeros(SHAPE, bool), lo)
+    with pytest.raises(ValueError, match="same shape"):
+        joint_space_width(up, lo[:-1])
+    side = np.zeros(SHAPE, bool)
+    side[50:80, 0:8] = True
+    with pytest.raises(ValueError, match="share no column"):
+        joint_space_width(up, side)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_phantom_gap(seed):
+    """The phantom's true masks: the minimum width is the rendered gap at the centre (the gap
+    widens to the sides, so the mean is larger). The masks are pixel-centre samples, so a
+    column's gap counts the pixel centres inside a gap of width g: between g - 1 and g + 1;
+    hence 1.5 px."""
+    pair = make_pair(seed)
+    jsw = joint_space_width(pair.upper_mask, pair.lower_mask)
+    gap = pair.params.gap_px
+    assert abs(jsw.min_px - gap) <= 1.5
+    assert jsw.mean_px >= jsw.min_px
