@@ -57,9 +57,18 @@ def load_crop(root: Path, row: dict[str, str]) -> Crop:
     return Crop(row["joint_id"], row["joint"], img.astype(np.float64), up, lo)
 
 
-def one_crop_per_joint(root: Path, n: int, seed: int = 0) -> list[Crop]:
-    """``n`` crops of ``n`` different joints, chosen reproducibly."""
+def one_crop_per_joint(root: Path, n: int, seed: int = 0, *, validation_only: bool = False) -> list[Crop]:
+    """``n`` crops of ``n`` different joints, chosen reproducibly.
+
+    With ``validation_only``, only joints held out from the shipped segmentation network's
+    training (the split rule of :func:`jsnq.training.data.split_joints`).
+    """
     rows = manifest(root)
+    if validation_only:
+        from jsnq.training.data import split_joints
+
+        held_out = set(split_joints(sorted({r["joint_id"] for r in rows}))[1])
+        rows = [r for r in rows if r["joint_id"] in held_out]
     first: dict[str, dict[str, str]] = {}
     for r in rows:
         first.setdefault(r["joint_id"], r)
