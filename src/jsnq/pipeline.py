@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -314,10 +315,6 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
     )
 
 
-
-
 def _with_spacing(jsw: JointSpaceWidth, spacing_mm: float) -> JointSpaceWidth:
-    import dataclasses
-
     return dataclasses.replace(jsw, spacing_mm=spacing_mm, mean_mm=px_to_mm(jsw.mean_px, spacing_mm),
                                min_mm=px_to_mm(jsw.min_px, spacing_mm))
