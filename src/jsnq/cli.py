@@ -422,22 +422,6 @@ def demo_cmd(
 # -- segment ---------------------------------------------------------------------------------
 
 
-def _overlay_rgb(image: Any, result: Any) -> Any:
-    """8-bit RGB: the crop in grey, the upper bone tinted red, the lower blue, the midline yellow."""
-    import numpy as np
-
-    a = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(a, [0.5, 99.5])
-    g = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-    rgb = np.stack([g, g, g], axis=-1)
-    for mask, colour in ((result.upper_mask, (1.0, 0.25, 0.25)), (result.lower_mask, (0.3, 0.45, 1.0))):
-        rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.asarray(colour)
-    cols = np.flatnonzero(np.isfinite(result.line))
-    rows = np.clip(np.round(result.line[cols]).astype(int), 0, a.shape[0] - 1)
-    rgb[rows, cols] = (1.0, 0.9, 0.1)
-    return np.round(rgb * 255.0).astype(np.uint8)
-
-
 @app.command("segment")
 @_reports_input_errors
 def segment_cmd(
@@ -466,8 +450,11 @@ def segment_cmd(
     if overlay is not None:
         from PIL import Image as PILImage
 
+        from .report import segmentation_overlay
+
+        rgb = segmentation_overlay(img.array, result.upper_mask, result.lower_mask, result.line)
         try:
-            PILImage.fromarray(_overlay_rgb(img.array, result)).save(overlay, format="PNG")
+            PILImage.fromarray(rgb).save(overlay, format="PNG")
         except OSError as err:
             raise JsnqInputError(overlay, f"cannot write: {err.strerror or err}") from None
     if as_json:

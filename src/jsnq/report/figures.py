@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..pipeline import BoneMotion, Measurement
 
-__all__ = ["qa_figure", "overlay_labels"]
+__all__ = ["qa_figure", "overlay_labels", "segmentation_overlay"]
 
 UPPER_COLOUR = "#ff9f1c"  # orange: upper side of the joint (proximal phalanx)
 LOWER_COLOUR = "#2ec4f0"  # blue: lower side (metacarpal head)
@@ -47,6 +47,22 @@ def _grey_limits(image: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     lo, hi = np.percentile(finite, [0.5, 99.5])
     return (float(lo), float(hi)) if hi > lo else (float(lo), float(lo) + 1.0)
+
+
+def segmentation_overlay(image: np.ndarray, upper_mask: np.ndarray, lower_mask: np.ndarray,
+                         line: np.ndarray) -> np.ndarray:
+    """8-bit RGB ``[row, col, 3]``: the crop in grey (0.5-99.5 percentile limits), the upper
+    bone tinted red, the lower blue, and the midline (a row per column, NaN = none) yellow."""
+    a = np.asarray(image, dtype=np.float64)
+    lo, hi = _grey_limits(a)
+    g = np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+    rgb = np.stack([g, g, g], axis=-1)
+    for mask, colour in ((upper_mask, (1.0, 0.25, 0.25)), (lower_mask, (0.3, 0.45, 1.0))):
+        rgb[mask] = 0.6 * rgb[mask] + 0.4 * np.asarray(colour)
+    cols = np.flatnonzero(np.isfinite(line))
+    rows = np.clip(np.round(line[cols]).astype(int), 0, a.shape[0] - 1)
+    rgb[rows, cols] = (1.0, 0.9, 0.1)
+    return np.round(rgb * 255.0).astype(np.uint8)
 
 
 def _show(ax: "Axes", image: np.ndarray, limits: tuple[float, float], title: str) -> None:
