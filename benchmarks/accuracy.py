@@ -38,7 +38,7 @@ from benchmarks.baselines import poc_per_bone, sitk_per_bone  # noqa: E402
 from benchmarks.common import (PAPER_SD_MM, PAPER_SPACING_MM, Condition, data_dir, machine,  # noqa: E402
                                markdown_table, one_crop_per_joint, synthesise)
 from jsnq import measure  # noqa: E402
-from jsnq.geometry import narrowing_px  # noqa: E402
+from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.register.bounds import narrowing_crb  # noqa: E402
 
 CONDITIONS = [
@@ -63,7 +63,7 @@ def _jsnq(case, segmenter: str | None) -> tuple[float, float]:
 def _pair(fn):
     def run(case) -> tuple[float, float]:
         up, lo = fn(case.baseline, case.followup, case.labels)
-        return narrowing_px(up, lo), float("nan")
+        return symmetric_narrowing_px(up, lo), float("nan")
     return run
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jsnq.geometry import Similarity, crop_centre, narrowing_px
+from jsnq.geometry import Similarity, crop_centre, symmetric_narrowing_px
 from jsnq.io import load_image
 from jsnq.phantom import apply_bone_motions
 from jsnq.segment.classical import labels_from_masks
@@ -119,7 +119,7 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     fol = gain * fol + rng.uniform(-cond.exposure / 4, cond.exposure / 4)
     base = crop.image + rng.normal(0.0, cond.noise, crop.image.shape)
     fol = fol + rng.normal(0.0, cond.noise, fol.shape)
-    return Case(base, fol, crop.image, labels, upper, lower, gain, narrowing_px(upper, lower))
+    return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower))
 
 
 def machine() -> str:

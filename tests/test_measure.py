@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jsnq import Image, JsnqInputError, Measurement, load_image, measure
-from jsnq.geometry import Similarity, crop_centre, narrowing_px
+from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.pipeline import ENGINES, SEGMENTERS
 from jsnq.phantom import PhantomPair, apply_bone_motions, make_pair
 from jsnq.segment.classical import labels_from_masks
@@ -109,7 +109,8 @@ def test_measurement_fields(with_ignored_pixels):
         assert t.center == pytest.approx(C)  # the parameters are about the crop centre
         assert bone.converged and not bone.at_bound
     assert m.dy_difference_px == pytest.approx(m.upper.ty_px - m.lower.ty_px, abs=1e-12)
-    assert m.narrowing_px == pytest.approx(narrowing_px(m.upper_transform, m.lower_transform, C), abs=1e-12)
+    assert m.narrowing_px == pytest.approx(symmetric_narrowing_px(m.upper_transform, m.lower_transform, m.point_px,
+                                                                  m.followup_point_px), abs=1e-12)
     assert m.narrowing_se_px > 0 and math.isfinite(m.narrowing_se_px)
     np.testing.assert_array_equal(m.labels, labels)
     assert m.baseline.shape == SHAPE and m.followup.shape == SHAPE
@@ -286,7 +287,7 @@ def _antisymmetry(fwd: Measurement, bwd: Measurement) -> tuple[float, float, flo
     ``narrowing_px(U^-1, L^-1)`` with ``(U, L)`` the forward fit, i.e. a sum equal to the
     frame term; the engine's own forward/backward disagreement is the sum minus that term.
     """
-    frame = fwd.narrowing_px + narrowing_px(fwd.upper_transform.inverse(), fwd.lower_transform.inverse(), C)
+    frame = fwd.narrowing_px + symmetric_narrowing_px(fwd.upper_transform.inverse(), fwd.lower_transform.inverse(), C)
     literal = fwd.narrowing_px + bwd.narrowing_px
     return literal, frame, literal - frame
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from jsnq.geometry import Similarity, crop_centre, narrowing_px
+from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.phantom import (
     PhantomPair,
     PhantomParams,
@@ -103,7 +103,8 @@ def test_default_params_render():
 # -- ground truth --------------------------------------------------------------------------
 def test_true_narrowing_is_geometry_narrowing(pair):
     p = pair.params
-    assert pair.narrowing_px == narrowing_px(p.upper, p.lower, C)
+    assert pair.narrowing_px == symmetric_narrowing_px(p.upper, p.lower, C)
+    assert pair.narrowing_px == pytest.approx(narrowing_px(p.upper, p.lower, C), abs=0.05)
     assert p.upper.center == C and p.lower.center == C
 
 

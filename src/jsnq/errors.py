@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["JsnqInputError"]
+__all__ = ["JsnqInputError", "WeightsUnavailableError"]
 
 
 class JsnqInputError(ValueError):
@@ -16,3 +16,7 @@ class JsnqInputError(ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class WeightsUnavailableError(ValueError):
+    """A network was asked for but its weights cannot be loaded (one-line message)."""

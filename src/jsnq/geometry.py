@@ -25,7 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Similarity", "crop_centre", "narrowing_px", "narrowing_jacobian", "px_to_mm"]
+__all__ = ["Similarity", "crop_centre", "narrowing_px", "symmetric_narrowing_px", "sqrt_similarity",
+           "narrowing_jacobian", "px_to_mm"]
 
 
 def crop_centre(shape: Sequence[int]) -> tuple[float, float]:
@@ -155,20 +156,63 @@ def narrowing_px(upper: Similarity, lower: Similarity, point: tuple[float, float
     return float(rel.apply(p)[1] - p[1])
 
 
+def sqrt_similarity(s: Similarity) -> Similarity:
+    """The similarity ``h`` with ``h o h = s`` (half the scale's log, half the angle), same centre."""
+    m = s.matrix()
+    half = Similarity(math.sqrt(s.scale), s.angle / 2.0, 0.0, 0.0, (0.0, 0.0)).matrix()
+    # h(x) = B x + u with B^2 = A and (B + I) u = t.
+    u = np.linalg.solve(half[:2, :2] + np.eye(2), m[:2, 2])
+    h = half.copy()
+    h[:2, 2] = u
+    return Similarity.from_matrix(h, s.center)
+
+
+def symmetric_narrowing_px(upper: Similarity, lower: Similarity, point: tuple[float, float] | None = None,
+                           followup_point: tuple[float, float] | None = None) -> float:
+    """Inverse-consistent narrowing: the upper bone's displacement towards the lower bone,
+    measured half-way between the two visits.
+
+    With ``R = lower^-1 o upper`` (the upper bone's motion relative to the lower bone, in the
+    baseline frame) and its square root ``H`` (``H o H = R``)::
+
+        p*  = (point + lower^-1(followup_point)) / 2        (or point, without followup_point)
+        d   = R(-angle_lower / 2) (0, 1)                     (the y axis, half-way rotated)
+        JSN = sqrt(scale_lower) * d . (H(p*) - H^-1(p*))
+
+    so that swapping the visits (``upper^-1``, ``lower^-1``, the points swapped) gives
+    exactly ``-JSN``: the evaluation point, the axis and the pixel size are each taken
+    half-way between the two visits. For pure translations this is ``upper.ty - lower.ty``,
+    like :func:`narrowing_px`, which it matches to first order for small motions.
+
+    ``point`` and ``followup_point`` should mark the same anatomical place in each visit
+    (e.g. each crop's joint centre); default: ``upper.center``.
+    """
+    p = np.asarray(upper.center if point is None else point, dtype=float)
+    lower_inv = lower.inverse()
+    if followup_point is not None:
+        p = 0.5 * (p + lower_inv.apply(np.asarray(followup_point, dtype=float)))
+    h = sqrt_similarity(lower_inv.compose(upper))
+    disp = h.apply(p) - h.inverse().apply(p)
+    half = lower.angle / 2.0
+    return float(math.sqrt(lower.scale) * (math.sin(half) * disp[0] + math.cos(half) * disp[1]))
+
+
 def px_to_mm(value_px: float, spacing_mm: float | None) -> float | None:
     """Pixels to millimetres; ``None`` when the spacing is unknown."""
     return None if spacing_mm is None else float(value_px) * float(spacing_mm)
 
 
 def narrowing_jacobian(upper: Similarity, lower: Similarity, point: tuple[float, float] | None = None,
-                       *, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+                       *, eps: float = 1e-6, function=None) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of :func:`narrowing_px` with respect to each bone's parameters.
 
     The parameters are right-composed perturbations ``d = (log_scale, angle, tx, ty)``:
     ``upper o Similarity.from_params(d, upper.center)^-1`` (the inverse-compositional update
     used by the registration engine, whose covariances are expressed in this ``d``).
-    Central differences with step ``eps``.
+    Central differences with step ``eps``. ``function(upper, lower)`` replaces
+    :func:`narrowing_px` at ``point`` when given (e.g. :func:`symmetric_narrowing_px`).
     """
+    fn = function or (lambda u, lo: narrowing_px(u, lo, point=point))
     def perturbed(s: Similarity, d: np.ndarray) -> Similarity:
         return s.compose(Similarity.from_params(d, s.center).inverse())
 
@@ -182,6 +226,6 @@ def narrowing_jacobian(upper: Similarity, lower: Similarity, point: tuple[float,
             pair_m = [upper, lower]
             pair_p[which] = perturbed(pair_p[which], d)
             pair_m[which] = perturbed(pair_m[which], -d)
-            g[k] = (narrowing_px(*pair_p, point=point) - narrowing_px(*pair_m, point=point)) / (2 * eps)
+            g[k] = (fn(*pair_p) - fn(*pair_m)) / (2 * eps)
         grads.append(g)
     return grads[0], grads[1]

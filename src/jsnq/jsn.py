@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import Similarity, narrowing_jacobian, narrowing_px
+from .geometry import Similarity, narrowing_jacobian, symmetric_narrowing_px
 
-__all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "systematic_se_px"]
+__all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX", "systematic_se_px"]
 
 #: Systematic part of the narrowing's standard error, by where the bone sides came from (px).
 #: Measured by benchmarks/accuracy.py: the error SD of noise-free synthetic per-bone motions
@@ -19,9 +19,17 @@ __all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "systematic_se_px"]
 SYSTEMATIC_SE_PX = {"given": 0.02, "classical": 0.05}
 
 
-def systematic_se_px(segmenter: str) -> float:
-    """The systematic SE floor for a label source (the automatic line's, when not measured)."""
-    return SYSTEMATIC_SE_PX.get(segmenter, SYSTEMATIC_SE_PX["classical"])
+#: Systematic SE of the network-only ("deep") engine: the SD of its narrowing error on
+#: benchmarks/registration.py's synthetic motions (it has no optimiser to reach the
+#: noise-limited fit, so the fit covariance at its answer does not describe its error).
+DEEP_SYSTEMATIC_SE_PX = 0.25
+
+
+def systematic_se_px(segmenter: str, engine: str = "classical") -> float:
+    """The systematic SE floor for a label source (the automatic line's, when not measured),
+    or the network-only engine's when it is larger."""
+    floor = SYSTEMATIC_SE_PX.get(segmenter, SYSTEMATIC_SE_PX["classical"])
+    return max(floor, DEEP_SYSTEMATIC_SE_PX) if engine == "deep" else floor
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,8 @@ class Narrowing:
         se_px: standard error of ``narrowing_px`` propagated from both bones' covariances.
         dy_difference_px: the paper's ``dy_upper - dy_lower`` (equal to ``narrowing_px``
             for pure translations).
-        point: ``(x, y)`` where the narrowing is evaluated.
+        point: ``(x, y)`` the baseline anchor the narrowing is evaluated at (half-way to the
+            follow-up's anchor when that is known).
     """
 
     narrowing_px: float
@@ -44,20 +53,25 @@ class Narrowing:
 
 
 def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_lower: np.ndarray,
-              *, point: tuple[float, float] | None = None, systematic_px: float = 0.0) -> Narrowing:
-    """Narrowing and its standard error.
+              *, point: tuple[float, float] | None = None, followup_point: tuple[float, float] | None = None,
+              systematic_px: float = 0.0) -> Narrowing:
+    """Narrowing (:func:`~jsnq.geometry.symmetric_narrowing_px`) and its standard error.
 
     Args:
         upper, lower: baseline -> follow-up similarities of the two bones (same centre).
         cov_upper, cov_lower: 4x4 covariances of right-composed perturbations of each
             transform in ``(log_scale, angle, tx, ty)`` (see :class:`~jsnq.register.classical.BoneFit`);
             the bones are fitted on disjoint pixels, so their errors are independent.
-        point: evaluation point (default: the transforms' centre, i.e. the crop centre).
+        point: the joint's anchor in the baseline (default: the transforms' centre, i.e. the crop centre).
+        followup_point: the same anatomical anchor in the follow-up, when known.
         systematic_px: a systematic error SD added in quadrature to the propagated one.
     """
     p = upper.center if point is None else (float(point[0]), float(point[1]))
-    g_u, g_l = narrowing_jacobian(upper, lower, p)
+
+    def fn(u: Similarity, lo: Similarity) -> float:
+        return symmetric_narrowing_px(u, lo, p, followup_point)
+
+    g_u, g_l = narrowing_jacobian(upper, lower, function=fn)
     var = float(g_u @ np.asarray(cov_upper) @ g_u + g_l @ np.asarray(cov_lower) @ g_l) + systematic_px**2
     se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
-    return Narrowing(narrowing_px=narrowing_px(upper, lower, p), se_px=se,
-                     dy_difference_px=upper.ty - lower.ty, point=p)
+    return Narrowing(narrowing_px=fn(upper, lower), se_px=se, dy_difference_px=upper.ty - lower.ty, point=p)

@@ -49,6 +49,10 @@ class JointSpaceWidth:
         spacing_mm: the spacing used, or None.
         columns: ``(first, last)`` measured column (inclusive).
         profile_px: width per measured column (px).
+        centre_px: the joint centre ``(x, y)``: the mean column measured and the mean of the
+            mid-points between the facing surfaces there. It moves with the bones, not with
+            the crop window, which makes it the anatomical anchor of the narrowing
+            (:func:`jsnq.geometry.symmetric_narrowing_px`).
     """
 
     mean_px: float
@@ -58,6 +62,7 @@ class JointSpaceWidth:
     spacing_mm: float | None
     columns: tuple[int, int]
     profile_px: np.ndarray = field(repr=False, compare=False)
+    centre_px: tuple[float, float] = (float("nan"), float("nan"))
 
     @property
     def n_columns(self) -> int:
@@ -65,7 +70,8 @@ class JointSpaceWidth:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean_px": self.mean_px, "min_px": self.min_px, "mean_mm": self.mean_mm, "min_mm": self.min_mm,
-                "spacing_mm": self.spacing_mm, "columns": list(self.columns), "n_columns": self.n_columns}
+                "spacing_mm": self.spacing_mm, "columns": list(self.columns), "n_columns": self.n_columns,
+                "centre_px": list(self.centre_px)}
 
 
 def _edge(p: np.ndarray, threshold: float, *, lowest: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -170,4 +176,5 @@ def joint_space_width(upper: np.ndarray, lower: np.ndarray, *, spacing_mm: float
     return JointSpaceWidth(mean_px=mean_px, min_px=min_px, mean_mm=px_to_mm(mean_px, spacing_mm),
                            min_mm=px_to_mm(min_px, spacing_mm),
                            spacing_mm=None if spacing_mm is None else float(spacing_mm),
-                           columns=(int(cols[0]), int(cols[-1])), profile_px=width)
+                           columns=(int(cols[0]), int(cols[-1])), profile_px=width,
+                           centre_px=(float(cols.mean()), float(np.mean(0.5 * (yu[cols] + yl[cols])))))

@@ -61,7 +61,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Similarity, crop_centre, narrowing_px as _narrowing_px
+from .geometry import Similarity, crop_centre, symmetric_narrowing_px
 
 __all__ = [
     "PhantomParams",
@@ -249,8 +249,9 @@ class PhantomParams:
 
     @property
     def narrowing_px(self) -> float:
-        """True narrowing at the crop centre: ``geometry.narrowing_px(upper, lower, centre)``."""
-        return _narrowing_px(self.upper, self.lower, self.centre)
+        """True narrowing at the crop centre, as jsnq defines it:
+        ``geometry.symmetric_narrowing_px(upper, lower, centre)``."""
+        return symmetric_narrowing_px(self.upper, self.lower, self.centre)
 
 
 @dataclass(frozen=True)
@@ -308,8 +309,11 @@ def sample_params(
     uniform in +-``max_scale``, tx and ty uniform in +-``max_shift_px``) applied to both
     bones after a small relative motion: ``upper = C o Ru``, ``lower = C o Rl`` with ``Ru``
     (``Rl``) a rotation by ``+d/2`` (``-d/2``) about the crop centre, ``d`` uniform in
-    +-``relative_rotation_deg``, and a vertical shift chosen so that the true narrowing at
-    the crop centre is exactly ``n``, uniform in ``narrowing_px``. All similarity centres
+    +-``relative_rotation_deg``, and a vertical shift chosen so that the baseline-frame
+    narrowing at the crop centre (:func:`jsnq.geometry.narrowing_px`) is exactly ``n``,
+    uniform in ``narrowing_px``; the truth jsnq reports, the half-way definition
+    (:attr:`PhantomParams.narrowing_px`), differs from ``n`` by about the common scale change
+    (a few % of ``n``). All similarity centres
     are the crop centre. Exposure: gain uniform in ``1 +- exposure``, offset uniform in
     ``+- exposure/2``. ``noise`` is the noise_sigma of both images (fixed, not drawn).
     ``gap_px``: range of the baseline gap width; default ``(4, 12) * rows/256``.
