@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "measure": "pipeline",
+    "measure_many": "pipeline",
+    "series": "pipeline",
+    "SeriesResult": "pipeline",
     "Measurement": "pipeline",
     "BoneMotion": "pipeline",
     "Similarity": "geometry",
@@ -34,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import JsnqInputError
     from .geometry import Similarity, narrowing_px
     from .io import Image, load_image, load_labels
-    from .pipeline import BoneMotion, Measurement, measure
+    from .pipeline import BoneMotion, Measurement, SeriesResult, measure, measure_many, series
 
 
 def __getattr__(name: str) -> Any:

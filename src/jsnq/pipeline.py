@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -20,13 +20,16 @@ from .quality import ReliabilityThresholds, ResidualMaps, assess, residual_maps
 from .register.classical import BoneFit, RegistrationOptions, register_bones
 from .segment.classical import joint_space_line, labels_from_line
 
-__all__ = ["BoneMotion", "Measurement", "measure", "ENGINES", "SEGMENTERS", "jsw_disagreement"]
+__all__ = ["BoneMotion", "Measurement", "measure", "measure_many", "series", "SeriesResult", "ENGINES", "SEGMENTERS", "jsw_disagreement"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
-ENGINES = ("auto", "classical")
+ENGINES = ("auto", "classical", "deep", "hybrid")
 SEGMENTERS = ("auto", "network", "classical")
 #: Two visits whose pixel spacings differ by more than this fraction are refused.
 SPACING_TOLERANCE = 0.01
+#: Refinement levels of the hybrid engine: the network lands within a pixel or two, so the
+#: coarse level of the classical schedule is not needed.
+HYBRID_BONE_LEVELS = ((0.0, 1),)
 #: Standard error (px) of one visit's mean JSW from the network's masks: the robust SD
 #: (1.4826 MAD) of its error against the true masks on the 187 validation crops, 1.07 px
 #: (benchmarks/segmentation.py; the RMS, 2.5 px, is dominated by crops whose bones overlap).
@@ -72,8 +75,9 @@ class Measurement:
     """Joint space narrowing between two visits of one joint.
 
     Attributes:
-        narrowing_px: relative displacement of the upper bone towards the lower bone at the
-            crop centre (baseline frame), px; positive = the joint space narrowed.
+        narrowing_px: displacement of the upper bone towards the lower bone at the joint's
+            anchor, measured half-way between the visits
+            (:func:`~jsnq.geometry.symmetric_narrowing_px`), px; positive = the joint space narrowed.
         narrowing_mm: the same in mm, None when the pixel spacing is unknown.
         narrowing_se_px, narrowing_se_mm: standard errors.
         dy_difference_px: the paper's ``dy_upper - dy_lower``.
@@ -83,6 +87,9 @@ class Measurement:
         engine, segmenter: what produced the result ("given", "network" or "classical").
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
+        point_px, followup_point_px: the anchor in each crop (the follow-up's may be None).
+        inputs: how it was asked for (label sources, split_masks, spacing_mm, segmenter):
+            what ``jsnq report`` needs to measure it again from the files.
         baseline_source, followup_source: file names (or "<array>").
         baseline, followup, labels, followup_labels, residuals: arrays for figures and
             reports (not part of equality or ``to_dict``).
@@ -104,6 +111,9 @@ class Measurement:
     followup_source: str
     jsw_baseline: JointSpaceWidth | None
     jsw_followup: JointSpaceWidth | None
+    point_px: tuple[float, float]
+    followup_point_px: tuple[float, float] | None
+    inputs: dict = field(repr=False, compare=False)
     upper_transform: Similarity = field(repr=False)
     lower_transform: Similarity = field(repr=False)
     baseline: np.ndarray = field(repr=False, compare=False)
@@ -130,6 +140,8 @@ class Measurement:
             "narrowing_mm": self.narrowing_mm,
             "narrowing_se_mm": self.narrowing_se_mm,
             "dy_difference_px": self.dy_difference_px,
+            "point_px": list(self.point_px),
+            "followup_point_px": None if self.followup_point_px is None else list(self.followup_point_px),
             "spacing_mm": self.spacing_mm,
             "units": self.units,
             "reliable": self.reliable,
@@ -140,6 +152,7 @@ class Measurement:
             "jsw_followup": None if self.jsw_followup is None else self.jsw_followup.to_dict(),
             "upper": bone(self.upper),
             "lower": bone(self.lower),
+            "inputs": self.inputs,
             "sign_convention": "positive narrowing = the joint space narrowed (upper bone moved towards the lower)",
         })
 
@@ -199,6 +212,38 @@ def jsw_disagreement(jsw_baseline: JointSpaceWidth | None, jsw_followup: JointSp
             f"{narrowing_px:+.2f} px by more than {tol:.2f} px: check the segmentation and the registration")
 
 
+def _shipped_regnet(required: bool):
+    """The shipped registration network, or None when ``required`` is False and it cannot load."""
+    from .errors import WeightsUnavailableError
+    from .register.network import shipped_regnet
+
+    try:
+        return shipped_regnet()
+    except WeightsUnavailableError:
+        if required:
+            raise
+        return None
+
+
+def _register(engine: str, b: np.ndarray, f: np.ndarray, labels: np.ndarray, options: RegistrationOptions | None,
+              inits: tuple[Similarity, Similarity] | None = None):
+    """Run ``engine`` (``auto`` resolved here) -> (Registration, engine used); ``inits``: the
+    network's transforms when already predicted (batched)."""
+    if inits is None and engine != "classical":
+        model = _shipped_regnet(required=engine != "auto")
+        if model is not None:
+            from .register.network import predict_similarities
+
+            inits = predict_similarities(model, b, f, labels)
+    if inits is None:
+        return register_bones(b, f, labels, options=options), "classical"
+    used = "hybrid" if engine == "auto" else engine
+    opts = options or RegistrationOptions()
+    if used == "hybrid":
+        opts = dataclasses.replace(opts, bone_levels=HYBRID_BONE_LEVELS) if options is None else opts
+    return register_bones(b, f, labels, inits=inits, refine=used == "hybrid", options=opts), used
+
+
 def _network_segment(image: Image, required: bool):
     """The network's segmentation of ``image``, or None when ``required`` is False and it fails."""
     from .segment.network import WeightsUnavailableError, segment
@@ -214,7 +259,8 @@ def _network_segment(image: Image, required: bool):
 def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageLike | None = None,
             followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
             engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
-            thresholds: ReliabilityThresholds | None = None) -> Measurement:
+            thresholds: ReliabilityThresholds | None = None, point: tuple[float, float] | None = None,
+            followup_point: tuple[float, float] | None = None) -> Measurement:
     """Measure joint space narrowing between a baseline and a follow-up crop of one joint.
 
     Both crops must show the same joint in canonical orientation (finger up), have the same
@@ -232,7 +278,10 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         split_masks: read the label images as paper-style binary split masks.
         spacing_mm: pixel spacing; overrides the files' spacing. Without any, results are
             in pixels and the mm fields are None.
-        engine: ``"auto"`` or ``"classical"``.
+        engine: ``"classical"`` (global search + per-bone Gauss-Newton), ``"deep"`` (the
+            registration network alone, as in the paper), ``"hybrid"`` (the network's
+            per-bone transforms refined by Gauss-Newton at full resolution) or ``"auto"``
+            (hybrid when the shipped network loads, else classical).
         segmenter: ``"auto"``, ``"network"`` or ``"classical"`` (used only when no baseline
             labels are given). ``"network"``: the shipped UNet++ segments both visits' bones;
             the baseline's labels split the crop on the midline between its bone masks, and
@@ -240,9 +289,99 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             load and it finds both bones, else the classical joint-space line.
         options: registration options.
         thresholds: reliability thresholds.
+        point, followup_point: the joint's anatomical anchor ``(x, y)`` in each crop, where
+            the narrowing is evaluated (:func:`~jsnq.geometry.symmetric_narrowing_px`). With
+            relative bone rotation the narrowing varies along the joint, so the anchor must
+            move with the bones, not with the crop window. Default: each visit's joint
+            centre from the network's bone masks when the network segmented it, else the
+            crop centre (baseline) and none (follow-up).
+    """
+    engine = _choose(engine, ENGINES, "engine")
+    prepared = _prepare(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
+                        split_masks=split_masks, spacing_mm=spacing_mm, segmenter=segmenter, point=point,
+                        followup_point=followup_point)
+    return _finish(prepared, engine, options, thresholds)
+
+
+def measure_many(jobs: Sequence[Mapping[str, Any]], *, engine: str = "auto", segmenter: str = "auto",
+                 batch_size: int = 16, options: RegistrationOptions | None = None,
+                 thresholds: ReliabilityThresholds | None = None) -> Iterator[Measurement | Exception]:
+    """:func:`measure` for many pairs, with the registration network run on batches.
+
+    Args:
+        jobs: one mapping per pair with the keyword arguments of :func:`measure`
+            (``baseline``, ``followup`` and optionally ``baseline_labels``, ``followup_labels``,
+            ``split_masks``, ``spacing_mm``).
+        batch_size: pairs per batched forward pass of the registration network.
+
+    Yields:
+        per job, in order, its :class:`Measurement` or the exception that stopped it (a
+        ``ValueError`` such as :class:`~jsnq.errors.JsnqInputError` for bad input): one bad
+        pair does not stop the others.
     """
     engine = _choose(engine, ENGINES, "engine")
     segmenter = _choose(segmenter, SEGMENTERS, "segmenter")
+    for start in range(0, len(jobs), max(1, batch_size)):
+        chunk: list[_Prepared | Exception] = []
+        for job in jobs[start:start + max(1, batch_size)]:
+            try:
+                chunk.append(_prepare(segmenter=segmenter, **job))
+            except Exception as err:  # reported per pair; the batch goes on
+                chunk.append(err)
+        ok = [p for p in chunk if isinstance(p, _Prepared)]
+        inits: dict[int, tuple[Similarity, Similarity]] = {}
+        model = None if engine == "classical" or not ok else _shipped_regnet(required=engine != "auto")
+        if model is not None:
+            from .register.network import predict_similarities_batch
+
+            for p, init in zip(ok, predict_similarities_batch(model, [(p.b, p.f, p.labels) for p in ok])):
+                inits[id(p)] = init
+        for p in chunk:
+            if isinstance(p, Exception):
+                yield p
+                continue
+            try:
+                result: Measurement | Exception = _finish(p, engine, options, thresholds, inits=inits.get(id(p)))
+            except Exception as err:  # reported per pair; the batch goes on
+                result = err
+            yield result
+
+
+@dataclass
+class _Prepared:
+    """A pair loaded, checked and labelled, ready to register."""
+
+    base: Image
+    fol: Image
+    spacing: float | None
+    labels: np.ndarray
+    fol_labels: np.ndarray | None
+    segmenter: str
+    seg_base: Any
+    seg_fol: Any
+    b: np.ndarray
+    f: np.ndarray
+    point: tuple[float, float] | None = None
+    followup_point: tuple[float, float] | None = None
+    inputs: dict = field(default_factory=dict)
+
+
+def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageLike | None = None,
+             followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
+             segmenter: str = "auto", point: tuple[float, float] | None = None,
+             followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None) -> _Prepared:
+    """Load, check and label a pair. ``segment_cache`` (``id(image array) -> result``) lets a
+    series segment each visit once."""
+    segmenter = _choose(segmenter, SEGMENTERS, "segmenter")
+
+    def seg(img: Image, required: bool):
+        if segment_cache is None:
+            return _network_segment(img, required)
+        key = id(img.array)  # load_image(Image) makes a new Image around the same array
+        if key not in segment_cache:
+            segment_cache[key] = _network_segment(img, required)
+        return segment_cache[key]
+
     base = load_image(baseline, spacing_mm=spacing_mm, name=None)
     fol = load_image(followup, spacing_mm=spacing_mm, name=None)
     if base.array.shape != fol.array.shape:
@@ -256,11 +395,11 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         used_segmenter = "given"
     else:
         if segmenter != "classical":
-            seg_base = _network_segment(base, required=segmenter == "network")
+            seg_base = seg(base, segmenter == "network")
         if seg_base is not None:
             labels = seg_base.labels
             used_segmenter = "network"
-            seg_fol = _network_segment(fol, required=False)
+            seg_fol = seg(fol, False)
         else:
             labels = labels_from_line(joint_space_line(base.array), shape)
             used_segmenter = "classical"
@@ -268,14 +407,39 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
                   if followup_labels is not None else None)
     if fol_labels is None and seg_fol is not None:
         fol_labels = seg_fol.labels
+    if point is None and seg_base is not None and seg_base.jsw is not None:
+        point = seg_base.jsw.centre_px
+    if followup_point is None and seg_fol is not None and seg_fol.jsw is not None:
+        followup_point = seg_fol.jsw.centre_px
+    inputs = {"baseline_labels": _source_of(baseline_labels), "followup_labels": _source_of(followup_labels),
+              "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "segmenter": segmenter}
+    return _Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol,
+                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs)
 
-    b, f = _normalise(base.array), _normalise(fol.array)
+
+def _source_of(value: Any) -> str | None:
+    """A label input as recorded in the results: its path, "<array>", or None."""
+    if value is None:
+        return None
+    if isinstance(value, Image):
+        return value.source
+    if isinstance(value, np.ndarray):
+        return "<array>"
+    return os.fspath(value)
+
+
+def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thresholds: ReliabilityThresholds | None,
+            *, inits: tuple[Similarity, Similarity] | None = None) -> Measurement:
+    base, fol, spacing, labels, used_segmenter = p.base, p.fol, p.spacing, p.labels, p.segmenter
+    seg_base, seg_fol, fol_labels, b, f = p.seg_base, p.seg_fol, p.fol_labels, p.b, p.f
     try:
-        reg = register_bones(b, f, labels, options=options)
+        reg, used_engine = _register(engine, b, f, labels, options, inits)
     except ValueError as err:
+        if isinstance(err, JsnqInputError) or type(err).__name__ == "WeightsUnavailableError":
+            raise
         raise JsnqInputError(base.source, f"registration failed: {err}") from None
     nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
-                    systematic_px=systematic_se_px(used_segmenter))
+                    point=p.point, followup_point=p.followup_point, systematic_px=systematic_se_px(used_segmenter, used_engine))
     maps = residual_maps(b, f, labels, reg.upper.transform, reg.lower.transform)
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px, thresholds)
     jsw_b = seg_base.jsw if seg_base is not None else None
@@ -299,12 +463,15 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         lower=BoneMotion.from_fit(reg.lower),
         reliable=reliable,
         reasons=reasons,
-        engine="classical",
+        engine=used_engine,
         segmenter=used_segmenter,
         baseline_source=base.source,
         followup_source=fol.source,
         jsw_baseline=jsw_b,
         jsw_followup=jsw_f,
+        point_px=nar.point,
+        followup_point_px=p.followup_point,
+        inputs=p.inputs,
         upper_transform=reg.upper.transform,
         lower_transform=reg.lower.transform,
         baseline=b.astype(np.float32),
@@ -318,3 +485,132 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
 def _with_spacing(jsw: JointSpaceWidth, spacing_mm: float) -> JointSpaceWidth:
     return dataclasses.replace(jsw, spacing_mm=spacing_mm, mean_mm=px_to_mm(jsw.mean_px, spacing_mm),
                                min_mm=px_to_mm(jsw.min_px, spacing_mm))
+
+
+# -- series ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """One joint across N visits (in time order).
+
+    Attributes:
+        sources: the visits' file names.
+        dates: ISO dates per visit, or None.
+        spacing_mm: common pixel spacing, or None (results in px only).
+        trajectory: the fitted cumulative narrowing per visit (:class:`~jsnq.trajectory.Trajectory`).
+        measurements: ``{(i, j): Measurement}`` for every ordered pair that could be measured.
+        errors: ``{(i, j): message}`` for the pairs that could not.
+        inputs: how it was asked for (label sources, settings): what ``jsnq report`` needs.
+    """
+
+    sources: tuple[str, ...]
+    dates: tuple[str, ...] | None
+    spacing_mm: float | None
+    trajectory: Any
+    measurements: dict[tuple[int, int], Measurement] = field(repr=False)
+    errors: dict[tuple[int, int], str]
+    inputs: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def years(self) -> np.ndarray | None:
+        """Time since the first visit in years (365.25 days), when dates are known."""
+        if self.dates is None:
+            return None
+        import datetime as _dt
+
+        d = [_dt.date.fromisoformat(x) for x in self.dates]
+        return np.array([(x - d[0]).days / 365.25 for x in d])
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.trajectory
+        visits = []
+        for k, src in enumerate(self.sources):
+            visits.append({
+                "visit": k, "source": src, "date": None if self.dates is None else self.dates[k],
+                "narrowing_px": float(t.narrowing_px[k]), "se_px": float(t.se_px[k]),
+                "narrowing_mm": px_to_mm(float(t.narrowing_px[k]), self.spacing_mm),
+                "se_mm": px_to_mm(float(t.se_px[k]), self.spacing_mm),
+                "flag": t.flagged_visits.get(k)})
+        return _json_safe({
+            "jsnq_version": __version__, "kind": "series", "spacing_mm": self.spacing_mm, "visits": visits,
+            "trajectory": t.to_dict(),
+            "pairs": [{"baseline": i, "followup": j, **m.to_dict()} for (i, j), m in sorted(self.measurements.items())],
+            "errors": [{"baseline": i, "followup": j, "error": e} for (i, j), e in sorted(self.errors.items())],
+            "inputs": self.inputs,
+        })
+
+
+def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | None = None,
+           dates: Sequence[str] | None = None, split_masks: bool = False, spacing_mm: float | None = None,
+           engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
+           thresholds: ReliabilityThresholds | None = None) -> SeriesResult:
+    """Follow one joint across visits: measure every ordered pair, fit one trajectory.
+
+    Args:
+        visits: the crops of one joint, in time order (paths, arrays or Images), same size.
+        labels: per visit, its label image (1 = upper side, 2 = lower side) or None; a
+            visit's labels are used when it is the baseline of a pair.
+        dates: per visit an ISO date (``YYYY-MM-DD``), increasing; optional.
+        split_masks, spacing_mm, engine, segmenter, options, thresholds: as for :func:`measure`.
+
+    Returns:
+        A :class:`SeriesResult`; pairs that fail are recorded in ``errors`` and left out of
+        the fit (a visit left without any pair is flagged).
+
+    Raises:
+        JsnqInputError: fewer than two visits, a bad visit image, dates out of order, or
+            no pair could be measured.
+    """
+    from .trajectory import PairEstimate, fit_trajectory
+
+    engine = _choose(engine, ENGINES, "engine")
+    segmenter = _choose(segmenter, SEGMENTERS, "segmenter")
+    if len(visits) < 2:
+        raise JsnqInputError("series", f"needs at least two visits, got {len(visits)}")
+    if labels is not None and len(labels) != len(visits):
+        raise JsnqInputError("series", f"{len(labels)} label images for {len(visits)} visits")
+    if dates is not None:
+        import datetime as _dt
+
+        if len(dates) != len(visits):
+            raise JsnqInputError("series", f"{len(dates)} dates for {len(visits)} visits")
+        try:
+            parsed = [_dt.date.fromisoformat(str(d)) for d in dates]
+        except ValueError as err:
+            raise JsnqInputError("series", f"bad date: {err} (use YYYY-MM-DD)") from None
+        if any(b < a for a, b in zip(parsed, parsed[1:])):
+            raise JsnqInputError("series", "dates must be in time order, like the visits")
+    images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
+    lab = list(labels) if labels is not None else [None] * len(images)
+    cache: dict = {}
+    measurements: dict[tuple[int, int], Measurement] = {}
+    errors: dict[tuple[int, int], str] = {}
+    for i, j in ((i, j) for i in range(len(images)) for j in range(len(images)) if i != j):
+        try:
+            prepared = _prepare(images[i], images[j], baseline_labels=lab[i], followup_labels=lab[j],
+                                split_masks=split_masks, segmenter=segmenter, segment_cache=cache)
+            measurements[i, j] = _finish(prepared, engine, options, thresholds)
+        except ValueError as err:
+            errors[i, j] = " ".join(str(err).split())
+    pairs = []
+    for i, j in ((i, j) for i in range(len(images)) for j in range(i + 1, len(images))):
+        f, b = measurements.get((i, j)), measurements.get((j, i))
+        if f is None and b is None:
+            continue
+        fwd = f.narrowing_px if f is not None else -b.narrowing_px
+        bwd = b.narrowing_px if b is not None else -f.narrowing_px
+        se = max(m.narrowing_se_px for m in (f, b) if m is not None)
+        pairs.append(PairEstimate(i, j, 0.5 * (fwd - bwd), se, fwd, bwd,
+                                  all(m is not None and m.reliable for m in (f, b))))
+    if not pairs:
+        first = next(iter(errors.values()), "no pair measured")
+        raise JsnqInputError("series", f"no pair of visits could be measured ({first})")
+    spacing = next((m.spacing_mm for m in measurements.values() if m.spacing_mm is not None), None)
+    return SeriesResult(sources=tuple(im.source for im in images), dates=None if dates is None else tuple(map(str, dates)),
+                        spacing_mm=spacing, trajectory=fit_trajectory(len(images), pairs),
+                        measurements=measurements, errors=errors,
+                        inputs={"visits": [im.source for im in images], "labels": [_source_of(x) for x in lab],
+                                "dates": None if dates is None else list(map(str, dates)),
+                                "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "engine": engine,
+                                "segmenter": segmenter})

@@ -31,8 +31,8 @@ from scipy import ndimage as ndi
 from ..geometry import Similarity, crop_centre
 from .warp import SplineImage
 
-__all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity", "global_search",
-           "side_masks"]
+__all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity",
+           "evaluate_similarity", "global_search", "side_masks"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,28 @@ def _step_px(dp: np.ndarray, radius: float) -> float:
     return float(abs(math.expm1(dp[0])) * radius + abs(dp[1]) * radius + math.hypot(dp[2], dp[3]))
 
 
+def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
+    """One evaluation of the fit at ``s``: the photometric fit, the residual, the centred
+    Jacobian and the instrumental-variable normal matrix; None with < 20 valid samples."""
+    vals, valid = fol.sample(s.apply(level.pts))
+    w = valid.astype(float)
+    n = w.sum()
+    if n < 20:
+        return None
+    t, jac = level.t, level.design
+    mt, mv = _dot(w, t) / n, _dot(w, vals) / n
+    tc, vc = (t - mt) * w, (vals - mv) * w
+    gain = math.copysign(math.sqrt(_dot(vc, vc) / max(_dot(tc, tc), 1e-300)), _dot(tc, vc))
+    offset = mv - gain * mt
+    resid = vc - gain * tc
+    jc = (jac - (w @ jac) / n) * w[:, None]
+    # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
+    # Using the smoothed one on both sides shortens every step and made convergence
+    # linear (step ratio ~0.9 at 10 % scale change).
+    a_mat = jc.T @ ((level.design_raw - (w @ level.design_raw) / n) * w[:, None])
+    return gain, offset, resid, jc, a_mat, vals, valid, n
+
+
 def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter: int, tol_px: float):
     """Inverse-compositional Gauss-Newton with a symmetric photometric fit.
 
@@ -222,32 +244,21 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     """
     s = init
     center = init.center
-    jac, jac_raw, t = level.design, level.design_raw, level.t
+    t = level.t
     converged = False
     it = 0
     gain, offset = 1.0, 0.0
     resid = np.zeros(len(t))
     vals = np.zeros(len(t))
     valid = np.ones(len(t), bool)
-    jc = jac
+    jc = level.design
     a_mat = np.eye(4)
     step = np.inf
     for it in range(1, max_iter + 1):
-        vals, valid = fol.sample(s.apply(level.pts))
-        w = valid.astype(float)
-        n = w.sum()
-        if n < 20:
+        ev = _evaluate(level, fol, s)
+        if ev is None:
             break
-        mt, mv = _dot(w, t) / n, _dot(w, vals) / n
-        tc, vc = (t - mt) * w, (vals - mv) * w
-        gain = math.copysign(math.sqrt(_dot(vc, vc) / max(_dot(tc, tc), 1e-300)), _dot(tc, vc))
-        offset = mv - gain * mt
-        resid = vc - gain * tc
-        jc = (jac - (w @ jac) / n) * w[:, None]
-        # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
-        # Using the smoothed one on both sides shortens every step and made convergence
-        # linear (step ratio ~0.9 at 10 % scale change).
-        a_mat = jc.T @ ((jac_raw - (w @ jac_raw) / n) * w[:, None])
+        gain, offset, resid, jc, a_mat, vals, valid, n = ev
         if gain <= 1e-3:
             break
         try:
@@ -334,6 +345,12 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     init = init or Similarity.identity(crop_centre(baseline.shape))
     s, iters, (level, gain, offset, jc, resid, vals, valid, a_mat, conv) = _refine(
         space, mask, init, opts.bone_levels, opts)
+    return _bone_fit(space, level, s, gain, offset, jc, resid, vals, valid, a_mat, iters, bool(conv), opts)
+
+
+def _bone_fit(space: _ScaleSpace, level: _Level, s: Similarity, gain: float, offset: float, jc: np.ndarray,
+              resid: np.ndarray, vals: np.ndarray, valid: np.ndarray, a_mat: np.ndarray, iters: int,
+              converged: bool, opts: RegistrationOptions) -> BoneFit:
     n = int(valid.sum())
     cov = _sandwich_cov(level, jc, resid, a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
@@ -345,8 +362,29 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     return BoneFit(
         transform=s, covariance=cov, gain=float(gain), offset=float(offset), ncc_before=ncc0, ncc_after=ncc1,
         mse_before=mse0, mse_after=mse1, residual_sd=sd, n_pixels=n, iterations=iters,
-        converged=bool(conv), at_bound=_at_bound(s, opts),
+        converged=converged, at_bound=_at_bound(s, opts),
     )
+
+
+def evaluate_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray, transform: Similarity, *,
+                        options: RegistrationOptions | None = None, _space: _ScaleSpace | None = None) -> BoneFit:
+    """The diagnostics of a given transform (e.g. a network's) without optimising it.
+
+    The covariance is the sandwich estimate at ``transform`` (the noise-driven uncertainty
+    a refinement from there would have); ``iterations`` is 0 and ``converged`` is True.
+
+    Raises:
+        ValueError: fewer than 20 pixels of the mask map inside the follow-up.
+    """
+    opts = options or RegistrationOptions()
+    space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
+    base_s, grads, fol = space.get(0.0)
+    level = _Level(base_s, grads, np.asarray(mask, bool), 1, transform.center)
+    ev = _evaluate(level, fol, transform)
+    if ev is None:
+        raise ValueError("too few pixels of the mask map inside the follow-up")
+    gain, offset, resid, jc, a_mat, vals, valid, _ = ev
+    return _bone_fit(space, level, transform, gain, offset, jc, resid, vals, valid, a_mat, 0, True, opts)
 
 
 # ----------------------------------------------------------------------------------------
@@ -417,13 +455,18 @@ def side_masks(labels: np.ndarray, gap_exclusion_px: float = 0.0) -> tuple[np.nd
 # Both bones
 # ----------------------------------------------------------------------------------------
 def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray, *,
-                   init: Similarity | None = None, options: RegistrationOptions | None = None) -> Registration:
+                   init: Similarity | None = None, inits: tuple[Similarity, Similarity] | None = None,
+                   refine: bool = True, options: RegistrationOptions | None = None) -> Registration:
     """Estimate the upper (label 1) and lower (label 2) bone similarities.
 
     Args:
         baseline, followup: 2-D float images [row, col] of the same shape.
         labels: uint8 [row, col] in the baseline frame: 1 = upper side, 2 = lower side, 0 = ignore.
-        init: a joint starting transform (e.g. from a network); the global search runs when None.
+        init: a joint starting transform for both bones; the global search runs when neither
+            ``init`` nor ``inits`` is given.
+        inits: one starting transform per bone ``(upper, lower)``, e.g. a network's.
+        refine: False keeps ``inits`` as they are and only evaluates their diagnostics
+            (the network-only engine).
         options: :class:`RegistrationOptions`.
     """
     opts = options or RegistrationOptions()
@@ -431,10 +474,16 @@ def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
         raise ValueError("baseline, followup and labels must have the same shape")
     space = _ScaleSpace(baseline, followup, opts.grad_sigma)
     upper_mask, lower_mask = side_masks(labels, opts.gap_exclusion_px)
-    both = labels > 0
-    if init is None:
-        init = global_search(baseline, followup, options=opts)
-        init, _, _ = _refine(space, both, init, opts.global_levels, opts)
-    upper = fit_similarity(baseline, followup, upper_mask, init=init, options=opts, _space=space)
-    lower = fit_similarity(baseline, followup, lower_mask, init=init, options=opts, _space=space)
-    return Registration(upper=upper, lower=lower, initial=init)
+    if inits is None:
+        if init is None:
+            init = global_search(baseline, followup, options=opts)
+            init, _, _ = _refine(space, labels > 0, init, opts.global_levels, opts)
+        inits = (init, init)
+    elif not refine:
+        return Registration(
+            upper=evaluate_similarity(baseline, followup, upper_mask, inits[0], options=opts, _space=space),
+            lower=evaluate_similarity(baseline, followup, lower_mask, inits[1], options=opts, _space=space),
+            initial=inits[0])
+    upper = fit_similarity(baseline, followup, upper_mask, init=inits[0], options=opts, _space=space)
+    lower = fit_similarity(baseline, followup, lower_mask, init=inits[1], options=opts, _space=space)
+    return Registration(upper=upper, lower=lower, initial=init if init is not None else inits[0])

@@ -291,7 +291,8 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                    extra: dict[str, Any] | None = None) -> Path:
     """Write a slim copy of a training checkpoint for shipping: no optimizer state.
 
-    The result loads with :func:`jsnq.segment.network.load_model`. ``extra`` (e.g. the
+    The result loads with :func:`jsnq.segment.network.load_model` (a segmenter) or
+    :func:`jsnq.register.network.load_regnet` (a registration network). ``extra`` (e.g. the
     command line and wall time) is stored under ``config["provenance"]``.
     """
     ckpt = read_checkpoint(checkpoint)
@@ -302,5 +303,11 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         slim["config"] = {**slim["config"], "provenance": extra}
     out = Path(out)
     _save(slim, out)
-    load_model(out)  # refuse to ship something that does not load
+    # refuse to ship something that does not load
+    if slim["config"].get("network", {}).get("architecture", "unetpp") == "unetpp":
+        load_model(out)
+    else:
+        from ..register.network import load_regnet
+
+        load_regnet(out)
     return out

@@ -1,0 +1,224 @@
+"""The registration engines side by side: classical, deep (the network alone) and hybrid.
+
+(a) **Synthetic motions with known truth.** The accuracy benchmark's conditions (real crops of
+    held-out joints, each bone moved by a known similarity, exposure change, noise), plus a
+    wide one: common rotation +-15 deg, scale +-10 %, shift +-12 px, relative rotation +-2 deg.
+    Labels from the true masks. Reported per engine: bias, SD, max error, the share above
+    0.5 px, and ms per pair (median).
+
+(b) **Real visit pairs of the held-out joints, no ground truth needed** (the paper authors'
+    protocol). ``J(a, b)`` is measured with the labels of ``a``'s true masks, and with the
+    joint centres of both visits (:attr:`jsnq.jsw.JointSpaceWidth.centre_px` of the true
+    masks) as the anatomical anchor of the narrowing:
+
+    * antisymmetry: ``J(a, b) + J(b, a)`` over every pair of visits (RMS);
+    * path consistency: ``J(a, c) - J(a, b) - J(b, c)`` over every ordered triple (RMS);
+    * repeatability: each pair measured 10 times, each crop (with its masks) shifted
+      independently by a random integer offset in [-3, 3] px (reflected at the border); the SD
+      of the 10, RMS over pairs;
+    * mismatch rate: per pair, the share of those 10 that must be dropped, farthest from
+      the mean first, before their SD falls under 0.3 mm at 0.175 mm/px (1.71 px).
+
+    Reported over all pairs and over the pairs jsnq flags reliable.
+
+Usage::
+
+    python benchmarks/registration.py                 # full run (~15 min on 2 cores)
+    python benchmarks/registration.py --quick         # smoke test
+    python benchmarks/registration.py --json out.json
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (PAPER_MISMATCH, PAPER_SD_MM, PAPER_SPACING_MM, Condition, Crop, data_dir,  # noqa: E402
+                               load_crop, machine, manifest, markdown_table, one_crop_per_joint, synthesise)
+from jsnq import measure  # noqa: E402
+from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
+from jsnq.jsw import joint_space_width  # noqa: E402
+
+ENGINES = ("classical", "deep", "hybrid")
+CONDITIONS = [
+    Condition("noise 0 %", 0.0),
+    Condition("noise 2 %", 0.02),
+    Condition("noise 5 %", 0.05),
+    Condition("wide: rot 15, scale 10 %, shift 12, rel. rot 2", 0.02, max_rotation_deg=15, max_scale=0.10,
+              max_shift_px=12, relative_rotation_deg=2.0),
+]
+MISMATCH_SD_PX = 0.3 / PAPER_SPACING_MM
+
+
+def centre(crop: Crop) -> tuple[float, float]:
+    return joint_space_width(crop.upper, crop.lower).centre_px
+
+
+def synthetic(crops: list[Crop], engines: tuple[str, ...]) -> list[dict]:
+    out = []
+    for ci, cond in enumerate(CONDITIONS):
+        rng = np.random.default_rng(2000 + ci)
+        cases = [(cr, synthesise(cr, cond, rng)) for cr in crops]
+        for engine in engines:
+            errs, times = [], []
+            for cr, case in cases:
+                p = centre(cr)
+                truth = symmetric_narrowing_px(case.upper, case.lower, p)
+                t0 = time.perf_counter()
+                m = measure(case.baseline, case.followup, baseline_labels=case.labels, engine=engine, point=p)
+                times.append(time.perf_counter() - t0)
+                errs.append(m.narrowing_px - truth)
+            e = np.asarray(errs)
+            rec = {"condition": cond.name, "engine": engine, "n": len(e), "bias_px": float(e.mean()),
+                   "sd_px": float(e.std(ddof=1)), "max_abs_px": float(np.abs(e).max()),
+                   "over_0.5px": float(np.mean(np.abs(e) > 0.5)), "ms_median": 1e3 * float(np.median(times))}
+            out.append(rec)
+            print(f"{cond.name:48s} {engine:9s} sd {rec['sd_px']:.4f} bias {rec['bias_px']:+.4f} "
+                  f"max {rec['max_abs_px']:.3f} ms {rec['ms_median']:.0f}", file=sys.stderr, flush=True)
+    return out
+
+
+def longitudinal(root: Path, max_joints: int, seed: int = 0) -> list[list[Crop]]:
+    """Held-out joints with >= 2 visits (all their crops, manifest order), chosen reproducibly."""
+    from jsnq.training.data import split_joints
+
+    rows = manifest(root)
+    held = set(split_joints(sorted({r["joint_id"] for r in rows}))[1])
+    by_joint: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        if r["joint_id"] in held:
+            by_joint.setdefault(r["joint_id"], []).append(r)
+    ids = sorted(j for j, v in by_joint.items() if len(v) >= 2)
+    pick = sorted(np.random.default_rng(seed).permutation(len(ids))[:max_joints])
+    return [[load_crop(root, r) for r in by_joint[ids[i]][:4]] for i in pick]
+
+
+def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``a`` moved by (dy, dx) px within the same window, reflected at the border."""
+    p = 3
+    padded = np.pad(a, p, mode="reflect" if a.dtype != bool else "edge")
+    return padded[p - dy:p - dy + a.shape[0], p - dx:p - dx + a.shape[1]]
+
+
+def _shifted(crop: Crop, dy: int, dx: int) -> Crop:
+    return Crop(crop.joint_id, crop.joint, _shift(crop.image, dy, dx), _shift(crop.upper, dy, dx),
+                _shift(crop.lower, dy, dx))
+
+
+def _j(a: Crop, b: Crop, engine: str):
+    m = measure(a.image, b.image, baseline_labels=a.labels, engine=engine, point=centre(a),
+                followup_point=centre(b))
+    return m.narrowing_px, m.reliable
+
+
+def _mismatch_share(values: np.ndarray) -> float:
+    v = list(values)
+    dropped = 0
+    while len(v) > 2 and np.std(v, ddof=1) >= MISMATCH_SD_PX:
+        mean = np.mean(v)
+        v.pop(int(np.argmax(np.abs(np.asarray(v) - mean))))
+        dropped += 1
+    return dropped / len(values)
+
+
+def real_pairs(joints: list[list[Crop]], engines: tuple[str, ...], repeats: int) -> list[dict]:
+    out = []
+    for engine in engines:
+        anti, anti_rel, path, path_rel, rep, rep_rel, mism = [], [], [], [], [], [], []
+        for crops in joints:
+            n = len(crops)
+            j, rel = {}, {}
+            for a, b in itertools.permutations(range(n), 2):
+                j[a, b], rel[a, b] = _j(crops[a], crops[b], engine)
+            for a, b in itertools.combinations(range(n), 2):
+                anti.append(j[a, b] + j[b, a])
+                if rel[a, b] and rel[b, a]:
+                    anti_rel.append(anti[-1])
+            for a, b, c in itertools.permutations(range(n), 3):
+                path.append(j[a, c] - j[a, b] - j[b, c])
+                if rel[a, c] and rel[a, b] and rel[b, c]:
+                    path_rel.append(path[-1])
+            rng = np.random.default_rng(hash(crops[0].joint_id) % 2**32)
+            for a, b in itertools.combinations(range(n), 2):
+                vals = []
+                for _ in range(repeats):
+                    sa, sb = rng.integers(-3, 4, 2), rng.integers(-3, 4, 2)
+                    vals.append(_j(_shifted(crops[a], *sa), _shifted(crops[b], *sb), engine)[0])
+                v = np.asarray(vals)
+                rep.append(float(v.std(ddof=1)))
+                mism.append(_mismatch_share(v))
+                if rel[a, b]:
+                    rep_rel.append(rep[-1])
+
+        def rms(v: list[float]) -> float:
+            return float(np.sqrt(np.mean(np.square(v)))) if v else float("nan")
+
+        rec = {"engine": engine, "joints": len(joints), "pairs": len(anti), "reliable_pairs": len(anti_rel),
+               "antisymmetry_rms_px": rms(anti), "antisymmetry_rms_reliable_px": rms(anti_rel),
+               "path_rms_px": rms(path), "path_rms_reliable_px": rms(path_rel), "triples": len(path),
+               "repeatability_sd_rms_px": rms(rep), "repeatability_sd_rms_reliable_px": rms(rep_rel),
+               "repeatability_sd_median_px": float(np.median(rep)) if rep else float("nan"),
+               "mismatch_rate": float(np.mean(mism)) if mism else float("nan")}
+        out.append(rec)
+        print(json.dumps(rec), file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--crops", type=int, default=40, help="crops (one per held-out joint) per synthetic condition")
+    ap.add_argument("--joints", type=int, default=20, help="held-out joints with >= 2 visits for (b)")
+    ap.add_argument("--repeats", type=int, default=10, help="shifted re-measurements per real pair")
+    ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="8 crops, 4 joints, 4 repeats")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.crops, args.joints, args.repeats = 8, 4, 4
+    engines = tuple(args.engines)
+    root = data_dir()
+    syn = [] if args.skip_synthetic else synthetic(one_crop_per_joint(root, args.crops, seed=0, validation_only=True),
+                                                     engines)
+    real = [] if args.skip_real else real_pairs(longitudinal(root, args.joints), engines, args.repeats)
+    print(f"\nMachine: {machine()}; 2 threads.\n")
+    if syn:
+        print(f"(a) synthetic motions on {args.crops} held-out real crops, true-mask labels\n")
+        print(markdown_table(["condition", "engine", "n", "bias px", "SD px", "max px", "> 0.5 px", "ms/pair"],
+                             [[r["condition"], r["engine"], r["n"], r["bias_px"], r["sd_px"], r["max_abs_px"],
+                               f"{100 * r['over_0.5px']:.1f} %", f"{r['ms_median']:.0f}"] for r in syn]
+                             + [["paper's clinical set", "Wang et al. 2023", "–", float("nan"),
+                                 PAPER_SD_MM / PAPER_SPACING_MM, float("nan"), "0.48 % mismatch", "–"]]))
+    if real:
+        print("\n(b) real visit pairs of held-out joints (all pairs / pairs flagged reliable)\n")
+        print(markdown_table(
+            ["engine", "joints", "pairs (reliable)", "antisymmetry RMS px", "path RMS px", "repeatability SD px",
+             "mismatch rate"],
+            [[r["engine"], r["joints"], f"{r['pairs']} ({r['reliable_pairs']})",
+              f"{r['antisymmetry_rms_px']:.3f} / {r['antisymmetry_rms_reliable_px']:.3f}",
+              f"{r['path_rms_px']:.3f} / {r['path_rms_reliable_px']:.3f}",
+              f"{r['repeatability_sd_rms_px']:.3f} / {r['repeatability_sd_rms_reliable_px']:.3f}",
+              f"{100 * r['mismatch_rate']:.2f} %"] for r in real]
+            + [["paper (its clinical set)", "–", "–", "–", "–", "–", f"{100 * PAPER_MISMATCH:.2f} %"]]))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "synthetic": syn, "real": real}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

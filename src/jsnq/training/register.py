@@ -1,0 +1,479 @@
+"""Training the registration network (:class:`~jsnq.register.network.RegistrationNet`).
+
+Every batch mixes two kinds of pairs, all built on the fly at the network's resolution from
+crops preloaded once (:func:`~jsnq.training.data.load_dataset`), training joints only:
+
+* **synthetic pairs**: a real crop is posed by a random augmentation ``A`` (rotation,
+  scale, shift, left/right flip) to make the baseline; the follow-up moves its upper and its
+  lower side by known similarities ``U`` and ``L`` (a common motion plus a relative one),
+  composited with a smooth weight across the joint space. The truth is known, so these
+  carry a supervised term: the displacement error of the predicted transform over each
+  bone side, and that of the upper bone's motion relative to the lower one over the joint
+  (Huber, network pixels), plus the unsupervised term below.
+* **real pairs**: two visits of the same training joint, both posed by the same random
+  augmentation plus an extra random motion of the follow-up. Only the unsupervised term:
+  the paper's masked similarity loss, ``1 - NCC`` between the baseline and the follow-up
+  warped through each bone's transform, over that bone's side (without the band around the
+  joint space that belongs to neither bone; NCC makes it exposure-invariant).
+
+Both passes of the cascade are trained (the second on the detached output of the first).
+Intensity augmentation: gain, offset, gamma and Gaussian noise, independently per image.
+
+Seeded like the segmenter: the initialisation from ``seed``, each epoch's draws from
+``torch.Generator().manual_seed(f(seed, epoch))``, so a resumed run continues exactly.
+Checkpoints hold ``{"format", "jsnq_version", "config": {"network", "training", "split"},
+"state_dict", "epoch", "optimizer", "history"}``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import JsnqInputError
+from ..phantom import _side_weight
+from ..register.classical import side_masks
+from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
+                                matrix_to_params, params_to_matrix, warp)
+from ..segment.classical import labels_from_masks
+from .data import SPLIT_RULE, load_dataset, read_manifest, split_joints
+from .segment import _epoch_generator, _save, lr_at, read_checkpoint
+
+__all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
+           "registration_loss", "evaluate_regnet", "train_registration"]
+
+
+@dataclass(frozen=True)
+class MotionRanges:
+    """Ranges (uniform) of the synthetic motions and augmentations, in crop pixels of a
+    256-px crop (halved at the 128-px network input) and degrees.
+
+    Attributes:
+        rotation_deg, log_scale, shift_px: the pose augmentation of the baseline and the
+            common motion of both bones (each drawn independently).
+        relative_rotation_deg, relative_log_scale, relative_shift_px, narrowing_px: the
+            motion of one bone relative to the other (half to each, opposite signs).
+        flip_probability: left/right flip of the pair.
+        gain, offset, gamma_log, noise: photometric, per image.
+    """
+
+    rotation_deg: float = 20.0
+    log_scale: float = 0.14
+    shift_px: float = 20.0
+    relative_rotation_deg: float = 12.0
+    relative_log_scale: float = 0.03
+    relative_shift_px: float = 3.0
+    narrowing_px: float = 4.0
+    flip_probability: float = 0.5
+    gain: float = 0.2
+    offset: float = 0.05
+    gamma_log: float = 0.2
+    noise: float = 0.05
+
+
+@dataclass(frozen=True)
+class RegTrainConfig:
+    """Options of a registration training run (stored in the checkpoint)."""
+
+    data: str
+    epochs: int = 20
+    steps_per_epoch: int = 200
+    batch_size: int = 32
+    real_fraction: float = 0.5
+    supervised_weight: float = 1.0
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.03
+    seed: int = 0
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    crop_px: int = 256
+    max_overlap: float = 0.8
+    gap_exclusion_px: float = 3.0
+    device: str = "cpu"
+    motion: MotionRanges = field(default_factory=MotionRanges)
+    network: RegNetConfig = field(default_factory=RegNetConfig)
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
+            raise ValueError("epochs, steps_per_epoch and batch_size must be >= 1")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "network")}
+        d["motion"] = asdict(self.motion)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "RegTrainConfig":
+        d = dict(d)
+        motion = MotionRanges(**d.pop("motion", {}))
+        return cls(**d, motion=motion, network=RegNetConfig.from_dict(network))
+
+
+@dataclass(frozen=True)
+class RegEpochRecord:
+    """Per-epoch summary: mean loss; validation narrowing RMS error (crop px) after pass 1
+    and after the last pass on synthetic pairs; validation NCC on real pairs; seconds."""
+
+    epoch: int
+    loss: float
+    val_rms_pass1_px: float
+    val_rms_px: float
+    val_real_ncc: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RegTrainResult:
+    checkpoint: Path
+    history: tuple[RegEpochRecord, ...]
+    n_train_crops: int
+    n_train_pairs: int
+    n_val_crops: int
+
+
+@dataclass(frozen=True)
+class PairData:
+    """Crops of some joints at the network's resolution.
+
+    Attributes:
+        images: ``(N, 1, S, S)`` in ~[0, 1].
+        labels: ``(N, 2, S, S)`` upper side, lower side (0/1), split on the joint-space midline.
+        loss_masks: ``(N, 2, S, S)`` the sides without the band around the joint space.
+        weights: ``(N, 1, S, S)`` smooth weight of the upper bone's motion when compositing.
+        pairs: ``(P, 2)`` indices of ordered visit pairs of the same joint.
+        joints: joint id of each crop.
+    """
+
+    images: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    loss_masks: torch.Tensor = field(repr=False)
+    weights: torch.Tensor = field(repr=False)
+    pairs: torch.Tensor = field(repr=False)
+    joints: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+def prepare_pairs(data_images: torch.Tensor, masks: torch.Tensor, joints: tuple[str, ...], *,
+                  gap_exclusion_px: float, scale: float) -> PairData:
+    """Labels, loss masks, blend weights and visit pairs from preloaded crops and bone masks
+    (masks ``uint8 (N, 2, S, S)`` at the network's resolution; ``scale`` = network px per crop px)."""
+    labels, loss, weights = [], [], []
+    for m in masks.numpy():
+        lab = labels_from_masks(m[0] >= 128, m[1] >= 128)
+        up, lo = side_masks(lab, gap_exclusion_px * scale)
+        labels.append(np.stack([lab == 1, lab == 2]))
+        loss.append(np.stack([up, lo]))
+        weights.append(_side_weight(lab, max(4.0 * scale, 1.0))[None])
+    by_joint: dict[str, list[int]] = {}
+    for i, j in enumerate(joints):
+        by_joint.setdefault(j, []).append(i)
+    pairs = [(a, b) for idx in by_joint.values() for a in idx for b in idx if a != b]
+    return PairData(data_images, torch.from_numpy(np.stack(labels)).float(), torch.from_numpy(np.stack(loss)).float(),
+                    torch.from_numpy(np.stack(weights)).float(),
+                    torch.as_tensor(pairs, dtype=torch.long).reshape(-1, 2), tuple(joints))
+
+
+def _uniform(n: int, bound: float, gen: torch.Generator) -> torch.Tensor:
+    return (torch.rand(n, generator=gen, dtype=torch.float64) * 2.0 - 1.0) * bound
+
+
+def _random_params(n: int, rot_deg: float, log_scale: float, shift: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.stack([_uniform(n, log_scale, gen), _uniform(n, math.radians(rot_deg), gen),
+                        _uniform(n, shift, gen), _uniform(n, shift, gen)], -1)
+
+
+def _photometric(x: torch.Tensor, r: MotionRanges, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    gamma = torch.exp(_uniform(n, r.gamma_log, gen)).float().view(n, 1, 1, 1)
+    gain = (1.0 + _uniform(n, r.gain, gen)).float().view(n, 1, 1, 1)
+    off = _uniform(n, r.offset, gen).float().view(n, 1, 1, 1)
+    sd = (torch.rand(n, generator=gen) * r.noise).view(n, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=gen) * sd
+    return gain * x.clamp(min=0.0).pow(gamma) + off + noise
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Network inputs and what the losses need; ``truth`` is NaN for real pairs."""
+
+    followup: torch.Tensor
+    baseline: torch.Tensor
+    labels: torch.Tensor
+    loss_masks: torch.Tensor
+    truth: torch.Tensor  # (N, 2, 4) network px, NaN where unknown
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device) for t in (self.followup, self.baseline, self.labels, self.loss_masks, self.truth)))
+
+
+def sample_batch(data: PairData, n: int, gen: torch.Generator, ranges: MotionRanges, *, real_fraction: float,
+                 scale: float) -> Batch:
+    """A batch of ``n`` pairs: ``round(n * real_fraction)`` real visit pairs (when the data
+    have any), the rest synthetic with known per-bone motions. Deterministic given ``gen``."""
+    size = data.images.shape[-1]
+    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+    n_real = int(round(n * real_fraction)) if len(data.pairs) else 0
+    n_syn = n - n_real
+    r = ranges
+    # Pose of the baseline: A maps baseline pixels to source pixels (with an optional flip).
+    pose = _random_params(n, r.rotation_deg, r.log_scale, r.shift_px * scale, gen)
+    a_mat = params_to_matrix(pose, c)
+    flip = torch.rand(n, generator=gen) < r.flip_probability
+    f_mat = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    f_mat[flip, 0, 0] = -1.0
+    f_mat[flip, 0, 2] = size - 1.0
+    a_mat = f_mat @ a_mat
+
+    src = torch.randint(len(data), (n_syn,), generator=gen)
+    pair = data.pairs[torch.randint(len(data.pairs), (n_real,), generator=gen)] if n_real else \
+        torch.zeros((0, 2), dtype=torch.long)
+    base_idx = torch.cat([src, pair[:, 0]])
+    img = data.images[base_idx]
+    af = a_mat.float()
+    baseline = warp(img, af, padding_mode="reflection")
+    labels = (warp(data.labels[base_idx], af) > 0.5).float()
+    loss_masks = (warp(data.loss_masks[base_idx], af) > 0.99).float()
+
+    # Synthetic follow-ups: common motion plus a relative one, half to each bone.
+    common = _random_params(n_syn, r.rotation_deg, r.log_scale, r.shift_px * scale, gen)
+    rel = torch.stack([_uniform(n_syn, r.relative_log_scale, gen), _uniform(n_syn, math.radians(r.relative_rotation_deg), gen),
+                       _uniform(n_syn, r.relative_shift_px * scale, gen), _uniform(n_syn, r.narrowing_px * scale, gen)], -1)
+    cm = params_to_matrix(common, c)
+    up_m = cm @ params_to_matrix(rel / 2, c)
+    lo_m = cm @ params_to_matrix(-rel / 2, c)
+    w = data.weights[src]
+    s_img = img[:n_syn]
+    a_syn = a_mat[:n_syn]
+    inv_u = (a_syn @ torch.linalg.inv(up_m)).float()
+    inv_l = (a_syn @ torch.linalg.inv(lo_m)).float()
+    w_u = warp(w, inv_u, padding_mode="border")
+    w_l = warp(1 - w, inv_l, padding_mode="border")
+    tot = w_u + w_l
+    w_u = torch.where(tot > 0.05, w_u / tot.clamp(min=0.05), torch.full_like(w_u, 0.5))
+    syn_fol = (w_u * warp(s_img, inv_u, padding_mode="reflection")
+               + (1 - w_u) * warp(s_img, inv_l, padding_mode="reflection"))
+    truth_syn = torch.stack([matrix_to_params(up_m, c), matrix_to_params(lo_m, c)], 1)
+
+    # Real follow-ups: the other visit, same pose plus an unknown extra motion.
+    extra = params_to_matrix(_random_params(n_real, r.rotation_deg / 2, r.log_scale / 2, r.shift_px * scale / 2, gen), c)
+    real_fol = warp(data.images[pair[:, 1]], (a_mat[n_syn:] @ extra).float(), padding_mode="reflection")
+    followup = torch.cat([syn_fol, real_fol])
+    truth = torch.cat([truth_syn, torch.full((n_real, 2, 4), float("nan"), dtype=torch.float64)]).float()
+    return Batch(_photometric(followup, r, gen), _photometric(baseline, r, gen), labels, loss_masks, truth)
+
+
+def _masked_ncc(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """NCC of ``x`` and ``y`` over weights ``m`` per sample (``(N, 1, H, W)`` each) -> ``(N,)``."""
+    n = m.sum((-2, -1)).clamp(min=1.0)
+    mx = (x * m).sum((-2, -1)) / n
+    my = (y * m).sum((-2, -1)) / n
+    xc, yc = (x - mx[..., None, None]) * m, (y - my[..., None, None]) * m
+    cov = (xc * yc).sum((-2, -1))
+    return (cov / torch.sqrt((xc * xc).sum((-2, -1)) * (yc * yc).sum((-2, -1)) + 1e-8)).view(-1)
+
+
+def _grid(size: int, step: int, device: torch.device) -> torch.Tensor:
+    v = torch.arange(step / 2 - 0.5, size, step, dtype=torch.float32, device=device)
+    yy, xx = torch.meshgrid(v, v, indexing="ij")
+    return torch.stack([xx.ravel(), yy.ravel(), torch.ones_like(xx.ravel())], 0)  # (3, P)
+
+
+def registration_loss(params: torch.Tensor, batch: Batch, *, supervised_weight: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(total loss, per-sample unsupervised NCC)`` for predicted ``(N, 2, 4)`` parameters."""
+    size = batch.baseline.shape[-1]
+    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+    mats = params_to_matrix(params, c)
+    nccs = []
+    for k in range(2):
+        moved = warp(batch.followup, mats[:, k])
+        valid = warp(torch.ones_like(batch.followup), mats[:, k]) > 0.999
+        nccs.append(_masked_ncc(moved, batch.baseline, batch.loss_masks[:, k:k + 1] * valid))
+    ncc = torch.stack(nccs, 1)
+    loss = (1.0 - ncc).mean()
+    known = torch.isfinite(batch.truth).all(-1).all(-1)
+    if supervised_weight > 0 and bool(known.any()):
+        pts = _grid(size, 8, params.device)
+        tm = params_to_matrix(batch.truth[known], c)
+        err = (mats[known] - tm)[..., :2, :] @ pts  # (K, 2, 2, P) displacement error
+        dist = torch.sqrt((err ** 2).sum(-2) + 1e-12)  # (K, 2, P)
+        wts = batch.loss_masks[known][..., 4::8, 4::8].reshape(dist.shape)
+        loss = loss + supervised_weight * ((_huber(dist) * wts).sum((-1,)) / wts.sum(-1).clamp(min=1.0)).mean()
+        # The narrowing lives in the motion of one bone relative to the other, a few pixels
+        # against the common motion's tens: its own term, over the joint (+-32 px of the centre).
+        rel_err = (torch.linalg.inv(mats[known][:, 1]) @ mats[known][:, 0]
+                   - torch.linalg.inv(tm[:, 1]) @ tm[:, 0])[..., :2, :] @ _joint_points(c, params.device)
+        loss = loss + supervised_weight * RELATIVE_WEIGHT * _huber(torch.sqrt((rel_err ** 2).sum(-2) + 1e-12)).mean()
+    return loss, ncc.detach()
+
+
+#: Weight of the relative-motion term against the per-bone displacement term.
+RELATIVE_WEIGHT = 2.0
+
+
+def _huber(d: torch.Tensor) -> torch.Tensor:
+    return torch.where(d < 1.0, 0.5 * d ** 2, d - 0.5)
+
+
+def _joint_points(c: tuple[float, float], device: torch.device) -> torch.Tensor:
+    v = torch.linspace(-32.0, 32.0, 5, device=device)
+    yy, xx = torch.meshgrid(v + c[1], v + c[0], indexing="ij")
+    return torch.stack([xx.ravel(), yy.ravel(), torch.ones_like(xx.ravel())], 0)
+
+
+def _narrowing_net(params: torch.Tensor, c: tuple[float, float]) -> torch.Tensor:
+    """Narrowing at the centre, network px: ``(L^-1 U)(c).y - c.y``."""
+    m = params_to_matrix(params.double(), c)
+    rel = torch.linalg.inv(m[:, 1]) @ m[:, 0]
+    p = torch.tensor([c[0], c[1], 1.0], dtype=torch.float64, device=params.device)
+    return (rel @ p)[:, 1] - c[1]
+
+
+def evaluate_regnet(model: RegistrationNet, data: PairData, *, scale: float, ranges: MotionRanges,
+                    n: int = 256, seed: int = 12345, batch_size: int = 32) -> tuple[float, float, float]:
+    """``(RMS narrowing error after pass 1, after the last pass, both in crop px; mean NCC
+    on real pairs after the last pass)`` on fixed draws from ``data`` (no photometric noise
+    changes between calls: the generator is seeded)."""
+    if not len(data):
+        return float("nan"), float("nan"), float("nan")
+    p = next(model.parameters())
+    was = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    size = data.images.shape[-1]
+    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+    e1, e2, ncc = [], [], []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            b = sample_batch(data, min(batch_size, n - start), gen, ranges, real_fraction=0.5, scale=scale).to(p.device)
+            outs = cascade(model, b.followup, b.baseline, b.labels, model.config.passes)
+            known = torch.isfinite(b.truth).all(-1).all(-1)
+            truth = _narrowing_net(b.truth[known], c)
+            e1.append((_narrowing_net(outs[0][known], c) - truth) / scale)
+            e2.append((_narrowing_net(outs[-1][known], c) - truth) / scale)
+            _, nc = registration_loss(outs[-1][~known], Batch(b.followup[~known], b.baseline[~known],
+                                      b.labels[~known], b.loss_masks[~known], b.truth[~known]), supervised_weight=0.0)
+            ncc.append(nc.mean(1))
+    model.train(was)
+
+    def rms(v: list[torch.Tensor]) -> float:
+        return float(torch.sqrt(torch.cat(v).square().mean()))
+
+    real = torch.cat(ncc)
+    return rms(e1), rms(e2), float(real.mean()) if len(real) else float("nan")
+
+
+def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                       on_start: Callable[[int, int, int], None] | None = None,
+                       on_batch: Callable[[int, int, float], None] | None = None,
+                       on_epoch: Callable[[RegEpochRecord], None] | None = None) -> RegTrainResult:
+    """Train (or resume) the registration network; write the checkpoint after every epoch.
+
+    Raises:
+        JsnqInputError: bad data folder, manifest or files; a resume checkpoint that does
+            not match the data.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = RegTrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    device = torch.device(config.device)
+    net = config.network
+    scale = net.input_size / config.crop_px
+
+    rows = read_manifest(config.data)
+    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
+                                  split_seed=config.split_seed)
+    if not train_j:
+        raise JsnqInputError(config.data, "no training joints after the split")
+    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
+        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
+    loaded = load_dataset(rows, input_size=net.input_size, target_size=net.input_size,
+                          percentiles=net.percentiles, max_overlap=config.max_overlap)
+
+    def subset(joints: list[str]) -> PairData:
+        d = loaded.subset(joints)
+        return prepare_pairs(d.images, d.masks, tuple(r.joint_id for r in d.rows),
+                             gap_exclusion_px=config.gap_exclusion_px, scale=scale)
+
+    train, val = subset(train_j), subset(val_j)
+    if not len(train):
+        raise JsnqInputError(config.data, "no usable training crops")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_regnet(net)
+    model = model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[RegEpochRecord] = []
+    first_epoch = 0
+    if prev is not None:
+        model.load_state_dict(prev["state_dict"])
+        opt.load_state_dict(prev["optimizer"])
+        history = [RegEpochRecord(**h) for h in prev.get("history", [])]
+        first_epoch = int(prev["epoch"])
+    per_epoch = config.steps_per_epoch
+    total = per_epoch * config.epochs
+    ckpt_config = {
+        "network": net.to_dict(),
+        "training": config.to_dict(),
+        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+                  "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": len(train),
+                  "n_train_pairs": int(len(train.pairs)), "n_validation_crops": len(val)},
+        "excluded": [list(e) for e in loaded.excluded],
+    }
+    if on_start is not None:
+        on_start(first_epoch, config.epochs, per_epoch)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        gen = _epoch_generator(config.seed, epoch)
+        losses = []
+        for b in range(per_epoch):
+            batch = sample_batch(train, config.batch_size, gen, config.motion, real_fraction=config.real_fraction,
+                                 scale=scale).to(device)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
+            outs = cascade(model, batch.followup, batch.baseline, batch.labels, net.passes)
+            loss = sum(registration_loss(o, batch, supervised_weight=config.supervised_weight)[0] for o in outs) / len(outs)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if on_batch is not None:
+                on_batch(epoch, b, losses[-1])
+        v1, v2, vn = evaluate_regnet(model, val, scale=scale, ranges=config.motion)
+        rec = RegEpochRecord(epoch=epoch + 1, loss=sum(losses) / len(losses), val_rms_pass1_px=v1, val_rms_px=v2,
+                             val_real_ncc=vn, seconds=time.perf_counter() - t0)
+        history.append(rec)
+        _save({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "epoch": epoch + 1,
+               "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
+        if on_epoch is not None:
+            on_epoch(rec)
+    if first_epoch >= config.epochs and prev is not None:
+        _save(prev, out)
+    return RegTrainResult(checkpoint=out, history=tuple(history), n_train_crops=len(train),
+                          n_train_pairs=int(len(train.pairs)), n_val_crops=len(val))
