@@ -1,0 +1,245 @@
+"""Longitudinal series (trajectory fit, consistency flags), the HTML report and its rebuild
+from saved results, and the report in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from jsnq import series
+from jsnq.cli import app
+from jsnq.geometry import Similarity, crop_centre
+from jsnq.io import save_image, save_labels
+from jsnq.phantom import apply_bone_motions, make_pair
+from jsnq.trajectory import PairEstimate, fit_trajectory
+
+runner = CliRunner()
+
+
+# -- the trajectory fit (pure maths) --------------------------------------------------------------
+
+
+def _pairs_from(x: np.ndarray, se: float = 0.05, noise: np.ndarray | None = None) -> list[PairEstimate]:
+    out, k = [], 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            e = 0.0 if noise is None else float(noise[k])
+            k += 1
+            v = float(x[j] - x[i]) + e
+            out.append(PairEstimate(i, j, v, se, v, -v, True))
+    return out
+
+
+def test_consistent_pairs_give_the_exact_trajectory():
+    x = np.array([0.0, 0.3, 0.5, 1.1])
+    t = fit_trajectory(4, _pairs_from(x))
+    np.testing.assert_allclose(t.narrowing_px, x, atol=1e-12)
+    assert t.path_rms_px == pytest.approx(0.0, abs=1e-12) and not t.flagged_visits
+    assert t.se_px[0] == 0.0 and np.all(t.se_px[1:] > 0)
+
+
+def test_standard_errors_follow_least_squares():
+    """With equal SEs s and all pairs of N visits, every x_k (k >= 1) has variance
+    2 s^2 / N (the complete graph's Laplacian): 0.05 * sqrt(2/4) for N = 4."""
+    t = fit_trajectory(4, _pairs_from(np.zeros(4), se=0.05))
+    np.testing.assert_allclose(t.se_px[1:], 0.05 * math.sqrt(2 / 4), rtol=1e-9)
+
+
+def test_an_inconsistent_visit_is_flagged():
+    """Visit 2's pairs are off by about +-1 px each, in different directions (a mismatch
+    such as a wrong joint or a failed registration): flagged, the others are not, and the
+    path residuals show it. (An error common to all of a visit's pairs would be consistent,
+    indistinguishable from a real change, and is not what this check is for.)"""
+    x = np.array([0.0, 0.2, 0.4, 0.6, 0.8])
+    bumps = iter([1.0, -0.8, 0.9, -1.1])
+    pairs = []
+    for p in _pairs_from(x):
+        bump = next(bumps) if 2 in (p.i, p.j) else 0.0
+        pairs.append(PairEstimate(p.i, p.j, p.value_px + bump, p.se_px, p.forward_px, p.backward_px, True))
+    t = fit_trajectory(5, pairs)
+    assert set(t.flagged_visits) == {2}
+    assert t.path_rms_px > 0.5
+
+
+def test_bad_input_to_the_fit():
+    with pytest.raises(ValueError, match="at least two"):
+        fit_trajectory(1, [])
+    with pytest.raises(ValueError, match="no pair"):
+        fit_trajectory(3, [])
+
+
+# -- series on synthetic visits -------------------------------------------------------------------
+
+TRUE = (0.0, 0.4, 0.9)  # cumulative narrowing (px) of three visits
+
+
+@pytest.fixture(scope="module")
+def visits(tmp_path_factory) -> tuple[Path, list[Path], list[Path]]:
+    """Three visits of one phantom joint: visit k moves the upper bone by TRUE[k] towards the
+    lower one (plus a common shift), written as 16-bit PNGs with their labels."""
+    folder = tmp_path_factory.mktemp("series")
+    pair = make_pair(4, noise=0.0)
+    c = crop_centre(pair.baseline.shape)
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for k, n in enumerate(TRUE):
+        shift = rng.uniform(-2, 2, 2)
+        up = Similarity(1.0, 0.0, shift[0], shift[1] + n, c)
+        lo = Similarity(1.0, 0.0, shift[0], shift[1], c)
+        img = apply_bone_motions(pair.baseline.astype(np.float64), pair.baseline_labels, up, lo)
+        img = img + rng.normal(0, 0.005, img.shape)
+        p = folder / f"visit{k}.png"
+        save_image(p, img)
+        paths.append(p)
+        # labels of each visit: the baseline's moved with the lower bone (good enough for a 1 px gap change)
+        lab = folder / f"visit{k}_labels.png"
+        moved = np.roll(pair.baseline_labels, (int(round(shift[1])), int(round(shift[0]))), axis=(0, 1))
+        save_labels(lab, moved)
+        labels.append(lab)
+    return folder, paths, labels
+
+
+def test_series_recovers_a_known_trajectory(visits):
+    """Cumulative narrowing of each visit within 0.1 px of the truth (the classical engine
+    with given labels; noise 0.5 %), and consistent: path RMS <= 0.1 px."""
+    _, paths, labels = visits
+    s = series(paths, labels=labels, dates=["2020-01-01", "2021-01-01", "2022-07-01"], engine="classical")
+    np.testing.assert_allclose(s.trajectory.narrowing_px, TRUE, atol=0.1)
+    assert s.trajectory.path_rms_px <= 0.1
+    assert len(s.measurements) == 6 and not s.errors
+    assert s.years == pytest.approx([0.0, 1.0, 2.5], abs=0.01)
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["kind"] == "series" and len(d["visits"]) == 3 and d["inputs"]["engine"] == "classical"
+
+
+def test_series_cli_writes_json_csv_plot_and_report(visits, tmp_path):
+    _, paths, labels = visits
+    args = ["series", *map(str, paths)]
+    for lab in labels:
+        args += ["--labels", str(lab)]
+    args += ["--dates", "2020-01-01,2021-01-01,2022-07-01", "--spacing", "0.175", "--engine", "classical",
+             "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png"),
+             "--report", str(tmp_path / "s.html")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "visit 2" in result.stdout and "mm" in result.stdout
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0].startswith("visit,source,date") and len(rows) == 4
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "s.html").read_text()
+    assert "cumulative narrowing" in text and "data:image/png;base64," in text
+
+
+def test_series_bad_input_is_one_line(tmp_path, visits):
+    _, paths, _ = visits
+    r = runner.invoke(app, ["series", str(paths[0])])
+    assert r.exit_code == 2 and "at least two visits" in r.stderr and "Traceback" not in r.stderr
+    r = runner.invoke(app, ["series", str(paths[0]), str(paths[1]), "--dates", "2021-01-01,2020-01-01"])
+    assert r.exit_code == 2 and "time order" in r.stderr
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _report_from_phantoms(folder: Path, n: int = 3) -> Path:
+    """measure-batch over n phantom pairs (one deliberately bad: a blank follow-up), with --report."""
+    rows = ["id,baseline,followup,baseline_labels"]
+    for k in range(n):
+        pair = make_pair(k, noise=0.01)
+        save_image(folder / f"b{k}.png", pair.baseline)
+        save_image(folder / f"f{k}.png", pair.followup)
+        save_labels(folder / f"l{k}.png", pair.baseline_labels)
+        rows.append(f"joint{k},b{k}.png,f{k}.png,l{k}.png")
+    # a pair from two different joints: must come out flagged
+    rows.append(f"mixed,b0.png,f1.png,l0.png")
+    (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
+    out = folder / "report.html"
+    result = runner.invoke(app, ["measure-batch", str(folder / "pairs.csv"), "--out", str(folder / "res.csv"),
+                                 "--json-out", str(folder / "res.json"), "--report", str(out),
+                                 "--engine", "classical"])
+    assert result.exit_code in (0, 1), result.stdout + result.stderr
+    return out
+
+
+def test_report_is_self_contained_and_complete(tmp_path):
+    out = _report_from_phantoms(tmp_path)
+    text = out.read_text()
+    assert out.stat().st_size < 5e6
+    # nothing fetched: no http(s) URL in any src/href, only data: images and in-page anchors
+    assert not re.search(r'(src|href)="(?!data:|#)', text)
+    assert "http://" not in text.replace("http-equiv", "") and "https://" not in text
+    for k in range(3):
+        assert f"joint{k}" in text
+    assert text.count("data:image/jpeg;base64,") >= 3 * 7
+    assert "residual before registration" in text and "checkerboard" in text and "flicker" in text
+
+
+def test_report_command_rebuilds_saved_results(tmp_path):
+    _report_from_phantoms(tmp_path)
+    out = tmp_path / "again.html"
+    result = runner.invoke(app, ["report", str(tmp_path / "res.json"), "-o", str(out)])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "differs" not in result.stderr  # the same numbers as saved
+    assert "joint1" in out.read_text()
+
+
+def test_report_command_bad_input(tmp_path):
+    (tmp_path / "x.json").write_text("{\"hello\": 1}")
+    r = runner.invoke(app, ["report", str(tmp_path / "x.json"), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 2 and "not jsnq results" in r.stderr
+
+
+# -- in a real browser ----------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_report_in_headless_chromium(tmp_path):
+    """Open a phantom report in Debian's Chromium (driven by playwright, never `playwright
+    install`): the key numbers are there, no console error, no network request, every image
+    decoded, the summary sorts, and a screenshot is not blank."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); `make test` installs it as root")
+    out = _report_from_phantoms(tmp_path)
+    saved = json.loads((tmp_path / "res.json").read_text())
+    errors, requests = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda req: requests.append(req.url) if not req.url.startswith(("data:", "file:")) else None)
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        body = page.inner_text("body")
+        for rec in saved:
+            if rec["result"] is not None:
+                assert f"{rec['result']['narrowing_px']:+.3f}" in body, rec["id"]
+        # flagged rows first in the summary
+        flags = page.eval_on_selector_all("#summary tbody tr", "rows => rows.map(r => r.dataset.flagged)")
+        assert flags == sorted(flags, reverse=True) and "1" in flags
+        # every image decoded
+        sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert sizes and all(ok and w > 0 for ok, w in sizes)
+        # sorting by the narrowing column puts values in order
+        page.click("#summary th:nth-child(3)")
+        vals = page.eval_on_selector_all("#summary tbody td:nth-child(3)",
+                                         "tds => tds.map(t => parseFloat(t.dataset.value))")
+        assert vals == sorted(vals) or vals == sorted(vals, reverse=True)
+        shot = page.screenshot(path=str(tmp_path / "shot.png"), full_page=False)
+        browser.close()
+    assert not errors, errors
+    assert not requests, requests
+    from PIL import Image as PILImage
+    import io
+
+    arr = np.asarray(PILImage.open(io.BytesIO(shot)).convert("L"), dtype=float)
+    assert arr.std() > 10.0  # not blank
