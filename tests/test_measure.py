@@ -388,3 +388,21 @@ def test_real_crop_known_motions(real_data, k, jid):
         print(info)
         assert abs(m.narrowing_px - truth) <= 0.1, info
         assert m.reliable, (info, m.reasons)
+
+
+def test_symmetric_measurement_is_exactly_antisymmetric():
+    """With both visits' labels jsnq registers both ways and reports the mean: swapping the
+    visits negates the narrowing exactly (float round-off), and the two one-way values are
+    reported; the mean stays within the accuracy spec of the truth."""
+    pair = make_pair(2, noise=0.01)
+    ab = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                 followup_labels=pair.followup_labels, engine="classical")
+    ba = measure(pair.followup, pair.baseline, baseline_labels=pair.followup_labels,
+                 followup_labels=pair.baseline_labels, engine="classical")
+    assert ab.narrowing_px == pytest.approx(-ba.narrowing_px, abs=1e-9)
+    assert ab.narrowing_forward_px == pytest.approx(ba.narrowing_backward_px, abs=1e-9)  # the same registration
+    assert ab.narrowing_px == pytest.approx(0.5 * (ab.narrowing_forward_px - ab.narrowing_backward_px))
+    assert abs(ab.narrowing_px - pair.narrowing_px) <= 0.05
+    one_way = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                      followup_labels=pair.followup_labels, engine="classical", symmetric=False)
+    assert one_way.narrowing_forward_px is None and one_way.narrowing_px == pytest.approx(ab.narrowing_forward_px)

@@ -30,6 +30,10 @@ SPACING_TOLERANCE = 0.01
 #: Refinement levels of the hybrid engine: the network lands within a pixel or two, so the
 #: coarse level of the classical schedule is not needed.
 HYBRID_BONE_LEVELS = ((0.0, 1),)
+#: Forward and backward narrowings "disagree grossly" beyond
+#: max(DIRECTION_DISAGREEMENT_MIN_PX, DIRECTION_DISAGREEMENT_SIGMAS x the SE of their sum).
+DIRECTION_DISAGREEMENT_MIN_PX = 0.3
+DIRECTION_DISAGREEMENT_SIGMAS = 4.0
 #: Standard error (px) of one visit's mean JSW from the network's masks: the robust SD
 #: (1.4826 MAD) of its error against the true masks on the 187 validation crops, 1.07 px
 #: (benchmarks/segmentation.py; the RMS, 2.5 px, is dominated by crops whose bones overlap).
@@ -88,6 +92,8 @@ class Measurement:
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
         point_px, followup_point_px: the anchor in each crop (the follow-up's may be None).
+        narrowing_forward_px, narrowing_backward_px: the two directions when the follow-up
+            had labels too (``narrowing_px`` is then ``(forward - backward) / 2``); None otherwise.
         inputs: how it was asked for (label sources, split_masks, spacing_mm, segmenter):
             what ``jsnq report`` needs to measure it again from the files.
         baseline_source, followup_source: file names (or "<array>").
@@ -113,6 +119,8 @@ class Measurement:
     jsw_followup: JointSpaceWidth | None
     point_px: tuple[float, float]
     followup_point_px: tuple[float, float] | None
+    narrowing_forward_px: float | None
+    narrowing_backward_px: float | None
     inputs: dict = field(repr=False, compare=False)
     upper_transform: Similarity = field(repr=False)
     lower_transform: Similarity = field(repr=False)
@@ -140,6 +148,8 @@ class Measurement:
             "narrowing_mm": self.narrowing_mm,
             "narrowing_se_mm": self.narrowing_se_mm,
             "dy_difference_px": self.dy_difference_px,
+            "narrowing_forward_px": self.narrowing_forward_px,
+            "narrowing_backward_px": self.narrowing_backward_px,
             "point_px": list(self.point_px),
             "followup_point_px": None if self.followup_point_px is None else list(self.followup_point_px),
             "spacing_mm": self.spacing_mm,
@@ -260,7 +270,7 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
             engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
             thresholds: ReliabilityThresholds | None = None, point: tuple[float, float] | None = None,
-            followup_point: tuple[float, float] | None = None) -> Measurement:
+            followup_point: tuple[float, float] | None = None, symmetric: bool = True) -> Measurement:
     """Measure joint space narrowing between a baseline and a follow-up crop of one joint.
 
     Both crops must show the same joint in canonical orientation (finger up), have the same
@@ -295,11 +305,15 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             move with the bones, not with the crop window. Default: each visit's joint
             centre from the network's bone masks when the network segmented it, else the
             crop centre (baseline) and none (follow-up).
+        symmetric: when the follow-up has labels (given, or from the network), also register
+            it back onto the baseline and report the mean of the two directions (exactly
+            antisymmetric under swapping the visits), with their disagreement in the SE and
+            flagged when gross. False: one direction only (half the time).
     """
     engine = _choose(engine, ENGINES, "engine")
     prepared = _prepare(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
                         split_masks=split_masks, spacing_mm=spacing_mm, segmenter=segmenter, point=point,
-                        followup_point=followup_point)
+                        followup_point=followup_point, symmetric=symmetric)
     return _finish(prepared, engine, options, thresholds)
 
 
@@ -329,19 +343,22 @@ def measure_many(jobs: Sequence[Mapping[str, Any]], *, engine: str = "auto", seg
             except Exception as err:  # reported per pair; the batch goes on
                 chunk.append(err)
         ok = [p for p in chunk if isinstance(p, _Prepared)]
-        inits: dict[int, tuple[Similarity, Similarity]] = {}
+        inits: dict[tuple[int, int], tuple[Similarity, Similarity]] = {}
         model = None if engine == "classical" or not ok else _shipped_regnet(required=engine != "auto")
         if model is not None:
             from .register.network import predict_similarities_batch
 
-            for p, init in zip(ok, predict_similarities_batch(model, [(p.b, p.f, p.labels) for p in ok])):
-                inits[id(p)] = init
+            todo = [((id(p), 0), (p.b, p.f, p.labels)) for p in ok]
+            todo += [((id(p), 1), (p.f, p.b, p.fol_labels)) for p in ok if p.symmetric and p.fol_labels is not None]
+            for (key, _), init in zip(todo, predict_similarities_batch(model, [t for _, t in todo])):
+                inits[key] = init
         for p in chunk:
             if isinstance(p, Exception):
                 yield p
                 continue
             try:
-                result: Measurement | Exception = _finish(p, engine, options, thresholds, inits=inits.get(id(p)))
+                result: Measurement | Exception = _finish(p, engine, options, thresholds, inits=inits.get((id(p), 0)),
+                                                          backward_inits=inits.get((id(p), 1)))
             except Exception as err:  # reported per pair; the batch goes on
                 result = err
             yield result
@@ -364,12 +381,14 @@ class _Prepared:
     point: tuple[float, float] | None = None
     followup_point: tuple[float, float] | None = None
     inputs: dict = field(default_factory=dict)
+    symmetric: bool = True
 
 
 def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageLike | None = None,
              followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
              segmenter: str = "auto", point: tuple[float, float] | None = None,
-             followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None) -> _Prepared:
+             followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None,
+             symmetric: bool = True) -> _Prepared:
     """Load, check and label a pair. ``segment_cache`` (``id(image array) -> result``) lets a
     series segment each visit once."""
     segmenter = _choose(segmenter, SEGMENTERS, "segmenter")
@@ -414,7 +433,7 @@ def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: Image
     inputs = {"baseline_labels": _source_of(baseline_labels), "followup_labels": _source_of(followup_labels),
               "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "segmenter": segmenter}
     return _Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol,
-                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs)
+                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs, symmetric)
 
 
 def _source_of(value: Any) -> str | None:
@@ -429,19 +448,45 @@ def _source_of(value: Any) -> str | None:
 
 
 def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thresholds: ReliabilityThresholds | None,
-            *, inits: tuple[Similarity, Similarity] | None = None) -> Measurement:
+            *, inits: tuple[Similarity, Similarity] | None = None,
+            backward_inits: tuple[Similarity, Similarity] | None = None) -> Measurement:
     base, fol, spacing, labels, used_segmenter = p.base, p.fol, p.spacing, p.labels, p.segmenter
     seg_base, seg_fol, fol_labels, b, f = p.seg_base, p.seg_fol, p.fol_labels, p.b, p.f
     try:
         reg, used_engine = _register(engine, b, f, labels, options, inits)
+        back = None
+        if p.symmetric and fol_labels is not None:
+            back, _ = _register(used_engine, f, b, fol_labels, options, backward_inits)
     except ValueError as err:
         if isinstance(err, JsnqInputError) or type(err).__name__ == "WeightsUnavailableError":
             raise
         raise JsnqInputError(base.source, f"registration failed: {err}") from None
+    floor = systematic_se_px(used_segmenter, used_engine)
     nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
-                    point=p.point, followup_point=p.followup_point, systematic_px=systematic_se_px(used_segmenter, used_engine))
+                    point=p.point, followup_point=p.followup_point, systematic_px=floor)
+    forward = backward = None
+    direction_reason = None
+    if back is not None:
+        # Inverse consistency: the follow-up registered back onto the baseline, with its own
+        # labels, measures the same narrowing with the opposite sign. The two are averaged
+        # (swapping the visits then negates the result exactly); their disagreement is the
+        # part of the error that depends on the direction (labels, fit regions), so half of
+        # it joins the standard error, and a gross one is flagged.
+        nb = narrowing(back.upper.transform, back.lower.transform, back.upper.covariance, back.lower.covariance,
+                       point=p.followup_point, followup_point=p.point, systematic_px=floor)
+        forward, backward = nar.narrowing_px, nb.narrowing_px
+        gap = forward + backward
+        se_one = math.sqrt(0.5 * (nar.se_px ** 2 + nb.se_px ** 2))
+        nar = dataclasses.replace(nar, narrowing_px=0.5 * (forward - backward),
+                                  se_px=math.sqrt(se_one ** 2 + (0.5 * gap) ** 2))
+        tol = max(DIRECTION_DISAGREEMENT_MIN_PX, DIRECTION_DISAGREEMENT_SIGMAS * math.sqrt(2.0) * se_one)
+        if not abs(gap) <= tol:
+            direction_reason = (f"forward and backward registrations disagree: {forward:+.2f} px vs "
+                                f"{-backward:+.2f} px (difference {gap:+.2f} px > {tol:.2f} px)")
     maps = residual_maps(b, f, labels, reg.upper.transform, reg.lower.transform)
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px, thresholds)
+    if direction_reason is not None:
+        reliable, reasons = False, (*reasons, direction_reason)
     jsw_b = seg_base.jsw if seg_base is not None else None
     jsw_f = seg_fol.jsw if seg_fol is not None else None
     if jsw_b is not None and spacing is not None and jsw_b.spacing_mm is None:
@@ -471,6 +516,8 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
         jsw_followup=jsw_f,
         point_px=nar.point,
         followup_point_px=p.followup_point,
+        narrowing_forward_px=forward,
+        narrowing_backward_px=backward,
         inputs=p.inputs,
         upper_transform=reg.upper.transform,
         lower_transform=reg.lower.transform,
@@ -588,8 +635,10 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     errors: dict[tuple[int, int], str] = {}
     for i, j in ((i, j) for i in range(len(images)) for j in range(len(images)) if i != j):
         try:
+            # One direction per ordered pair: the fit below combines J(i, j) and J(j, i) itself.
             prepared = _prepare(images[i], images[j], baseline_labels=lab[i], followup_labels=lab[j],
-                                split_masks=split_masks, segmenter=segmenter, segment_cache=cache)
+                                split_masks=split_masks, segmenter=segmenter, segment_cache=cache,
+                                symmetric=False)
             measurements[i, j] = _finish(prepared, engine, options, thresholds)
         except ValueError as err:
             errors[i, j] = " ".join(str(err).split())
