@@ -6,7 +6,9 @@ ResNet-like encoder (strided residual blocks) ends in a 4 x 4 feature map that i
 (the shifts need to know *where* things are) into a small MLP head regressing 2 x 4 raw
 numbers. They are mapped to bounded parameters per bone::
 
-    log_scale = B_s tanh(r0 / B_s),  angle = B_a tanh(r1 / B_a),  t = B_t tanh(u r / B_t)
+    log_scale = B_s tanh(r0 / (l B_s)),  angle = B_a tanh(r1 / (l B_a)),  t = B_t tanh(u r / B_t)
+
+(``l`` = ``lever_px``: every raw unit moves the bone by about a pixel)
 
 so the head's last layer, initialised to zero, gives the identity for both bones.
 
@@ -61,7 +63,12 @@ class RegNetConfig:
         input_size: side of the square network input, px.
         max_log_scale, max_angle_deg, max_shift: bounds of the per-bone parameters (the shift
             in network pixels).
-        shift_unit: network pixels per raw shift unit (keeps the raw outputs O(1)).
+        shift_unit: network pixels per raw shift unit.
+        lever_px: a raw unit of log-scale or angle is ``1 / lever_px``, i.e. about one pixel of
+            displacement at ``lever_px`` from the centre, like a raw unit of shift. Without this
+            balance the scale and angle outputs, whose raw units moved the bone surfaces by ~50
+            px, swamped the few-pixel shifts the narrowing lives in, and the network never
+            learned the relative shift of the bones.
         passes: forward passes of the cascade at inference.
         percentiles: intensity percentiles mapped to 0 and 1.
     """
@@ -72,7 +79,8 @@ class RegNetConfig:
     max_log_scale: float = 0.3
     max_angle_deg: float = 35.0
     max_shift: float = 40.0
-    shift_unit: float = 4.0
+    shift_unit: float = 1.0
+    lever_px: float = 32.0
     passes: int = 2
     percentiles: tuple[float, float] = (0.5, 99.5)
 
@@ -94,7 +102,7 @@ class RegNetConfig:
         return {"architecture": "resnet-similarity-x2", "widths": list(self.widths), "hidden": self.hidden,
                 "input_size": self.input_size, "max_log_scale": self.max_log_scale,
                 "max_angle_deg": self.max_angle_deg, "max_shift": self.max_shift, "shift_unit": self.shift_unit,
-                "passes": self.passes, "percentiles": list(self.percentiles)}
+                "lever_px": self.lever_px, "passes": self.passes, "percentiles": list(self.percentiles)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RegNetConfig":
@@ -102,7 +110,8 @@ class RegNetConfig:
             raise ValueError(f"unknown architecture {d.get('architecture')!r} (expected 'resnet-similarity-x2')")
         return cls(widths=tuple(d["widths"]), hidden=int(d["hidden"]), input_size=int(d["input_size"]),
                    max_log_scale=float(d["max_log_scale"]), max_angle_deg=float(d["max_angle_deg"]),
-                   max_shift=float(d["max_shift"]), shift_unit=float(d["shift_unit"]), passes=int(d["passes"]),
+                   max_shift=float(d["max_shift"]), shift_unit=float(d["shift_unit"]),
+                   lever_px=float(d.get("lever_px", 1.0)), passes=int(d["passes"]),
                    percentiles=tuple(d.get("percentiles", (0.5, 99.5))))
 
 
@@ -148,7 +157,8 @@ class RegistrationNet(nn.Module):
         c = self.config
         r = self.raw(x)
         bs, ba, bt = c.max_log_scale, math.radians(c.max_angle_deg), c.max_shift
-        return torch.stack([bs * torch.tanh(r[..., 0] / bs), ba * torch.tanh(r[..., 1] / ba),
+        lever = c.lever_px
+        return torch.stack([bs * torch.tanh(r[..., 0] / (lever * bs)), ba * torch.tanh(r[..., 1] / (lever * ba)),
                             bt * torch.tanh(c.shift_unit * r[..., 2] / bt),
                             bt * torch.tanh(c.shift_unit * r[..., 3] / bt)], dim=-1)
 
