@@ -51,19 +51,22 @@ CONDITIONS = [
 ]
 
 
-def _jsnq(case, segmenter: str | None) -> tuple[float, float]:
-    """jsnq with the true-mask labels (``segmenter=None``) or its own segmenter."""
+def _jsnq(case, segmenter: str | None) -> tuple[float, float, float]:
+    """jsnq with the true-mask labels (``segmenter=None``) or its own segmenter: (estimate,
+    SE, truth at the anchor jsnq used: the crop centre with given labels, the joint centres
+    from the network's masks with its segmentation)."""
     if segmenter is None:
-        m = measure(case.baseline, case.followup, baseline_labels=case.labels)
+        m = measure(case.baseline, case.followup, baseline_labels=case.labels, engine="classical")
     else:
-        m = measure(case.baseline, case.followup, segmenter=segmenter)
-    return m.narrowing_px, m.narrowing_se_px
+        m = measure(case.baseline, case.followup, segmenter=segmenter, engine="classical", symmetric=False)
+    truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
+    return m.narrowing_px, m.narrowing_se_px, truth
 
 
 def _pair(fn):
-    def run(case) -> tuple[float, float]:
+    def run(case) -> tuple[float, float, float]:
         up, lo = fn(case.baseline, case.followup, case.labels)
-        return symmetric_narrowing_px(up, lo), float("nan")
+        return symmetric_narrowing_px(up, lo), float("nan"), case.truth_px
     return run
 
 
@@ -107,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             errs, ses, times = [], [], []
             for case in subset:
                 t0 = time.perf_counter()
-                est, se = fn(case)
+                est, se, truth = fn(case)
                 times.append(time.perf_counter() - t0)
-                errs.append(est - case.truth_px)
+                errs.append(est - truth)
                 ses.append(se)
             e = np.asarray(errs)
             z = e / np.asarray(ses)

@@ -67,6 +67,37 @@ CONDITIONS = [
 MISMATCH_SD_PX = 0.3 / PAPER_SPACING_MM
 
 
+def model_size() -> dict:
+    """Parameters, multiply-accumulates and CPU time of the shipped network (2 threads)."""
+    import torch
+
+    from benchmarks.segmentation import _ms, conv_macs
+    from jsnq.register.network import load_regnet, predict_similarities, predict_similarities_batch, shipped_regnet_weights
+    from jsnq._torch import fuse_batchnorm
+
+    torch.set_num_threads(2)
+    model, _ = load_regnet(shipped_regnet_weights())
+    cfg = model.config
+    size = cfg.input_size
+    params = sum(p.numel() for p in model.parameters())
+    macs = conv_macs(model, (1, 4, size, size)) + sum(m.in_features * m.out_features for m in model.modules()
+                                                       if isinstance(m, torch.nn.Linear))
+    fused = fuse_batchnorm(model)
+    fused.config = cfg
+    x = torch.zeros(1, 4, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fwd = _ms(lambda: fused(x), 50)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((256, 256)), rng.random((256, 256))
+    lab = np.zeros((256, 256), np.uint8)
+    lab[:128], lab[128:] = 1, 2
+    one = _ms(lambda: predict_similarities(fused, a, b, lab), 30)
+    many = _ms(lambda: predict_similarities_batch(fused, [(a, b, lab)] * 32), 5) / 32
+    return {"params": params, "macs_per_pass": macs, "input_px": size, "passes": cfg.passes,
+            "file_mb": shipped_regnet_weights().stat().st_size / 1e6 if hasattr(shipped_regnet_weights(), "stat")
+            else float("nan"), "ms_forward": fwd, "ms_pair": one, "ms_pair_batched32": many}
+
+
 def centre(crop: Crop) -> tuple[float, float]:
     return joint_space_width(crop.upper, crop.lower).centre_px
 
@@ -207,10 +238,20 @@ def main(argv: list[str] | None = None) -> int:
         args.crops, args.joints, args.repeats = 8, 4, 4
     engines = tuple(args.engines)
     root = data_dir()
+    size = model_size() if "deep" in engines or "hybrid" in engines else None
     syn = [] if args.skip_synthetic else synthetic(one_crop_per_joint(root, args.crops, seed=0, validation_only=True),
                                                      engines)
     real = [] if args.skip_real else real_pairs(longitudinal(root, args.joints), engines, args.repeats)
     print(f"\nMachine: {machine()}; 2 threads.\n")
+    if size:
+        print(markdown_table(
+            ["network", "parameters", "input px", "MMACs per pass", "passes", "ms per forward", "ms per pair",
+             "ms per pair, batches of 32"],
+            [["jsnq ResNet (shipped)", f"{size['params'] / 1e6:.2f} M", size["input_px"],
+              f"{size['macs_per_pass'] / 1e6:.0f}", size["passes"], f"{size['ms_forward']:.1f}",
+              f"{size['ms_pair']:.1f}", f"{size['ms_pair_batched32']:.1f}"],
+             ["Wang et al. 2023", "~47 M", 224, "–", 1, "–", "–", "–"]]))
+        print()
     if syn:
         print(f"(a) synthetic motions on {args.crops} held-out real crops, true-mask labels\n")
         print(markdown_table(["condition", "engine", "n", "bias px", "SD px", "max px", "> 0.5 px", "ms/pair"],
@@ -231,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r['mismatch_rate']:.2f} %", f"{r['ms_median_symmetric']:.0f}"] for r in real]
             + [["paper (its clinical set)", "–", "–", "–", "–", "–", "–", f"{100 * PAPER_MISMATCH:.2f} %", "–"]]))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "synthetic": syn, "real": real}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "model": size, "synthetic": syn, "real": real},
+                                        indent=2))
     return 0
 
 

@@ -613,6 +613,16 @@ train_app = typer.Typer(name="train", no_args_is_help=True, help="Train jsnq's n
 app.add_typer(train_app, name="train")
 
 
+# Options shared by the training commands.
+_DATA_OPTION = typer.Option(..., "--data", metavar="DIR",
+                            help="Folder with manifest.csv (image, upper_mask, lower_mask[, joint_id]).")
+_CKPT_OPTION = typer.Option(..., "--out", metavar="CKPT", help="Checkpoint written after every epoch.")
+_VAL_OPTION = typer.Option(0.15, "--val-fraction", help="Fraction of joints held out.")
+_DEVICE_OPTION = typer.Option("cpu", "--device", metavar="cpu|cuda")
+_THREADS_OPTION = typer.Option(None, "--threads", min=1, help="CPU threads for torch.")
+_RESUME_OPTION = typer.Option(None, "--resume", metavar="CKPT", help="Continue an interrupted run from its checkpoint.")
+
+
 def _training_progress(describe: Callable[[Any], str]) -> tuple[Any, dict[str, Any]]:
     """A rich progress bar on stderr and the on_start/on_batch/on_epoch hooks that drive it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -639,9 +649,8 @@ def _training_progress(describe: Callable[[Any], str]) -> tuple[Any, dict[str, A
 @train_app.command("segment")
 @_reports_input_errors
 def train_segment_cmd(
-    data: Path = typer.Option(..., "--data", metavar="DIR",
-                              help="Folder with manifest.csv (image, upper_mask, lower_mask[, joint_id])."),
-    out: Path = typer.Option(..., "--out", metavar="CKPT", help="Checkpoint written after every epoch."),
+    data: Path = _DATA_OPTION,
+    out: Path = _CKPT_OPTION,
     epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     size: int = typer.Option(128, "--size", metavar="S", help="Network input side in px (multiple of 8)."),
@@ -649,11 +658,10 @@ def train_segment_cmd(
                                     help="Side the masks are compared at (the crop size for 256-px crops)."),
     lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, shuffling and augmentation."),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Fraction of joints held out."),
-    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="CKPT",
-                                          help="Continue an interrupted run from its checkpoint."),
+    val_fraction: float = _VAL_OPTION,
+    device: str = _DEVICE_OPTION,
+    threads: Optional[int] = _THREADS_OPTION,
+    resume: Optional[Path] = _RESUME_OPTION,
 ) -> None:
     """Train the bone segmenter (UNet++) on a manifest folder; split by joint, seeded, resumable."""
     _output_file(out)
@@ -689,9 +697,8 @@ def train_segment_cmd(
 @train_app.command("register")
 @_reports_input_errors
 def train_register_cmd(
-    data: Path = typer.Option(..., "--data", metavar="DIR",
-                              help="Folder with manifest.csv (image, upper_mask, lower_mask[, joint_id])."),
-    out: Path = typer.Option(..., "--out", metavar="CKPT", help="Checkpoint written after every epoch."),
+    data: Path = _DATA_OPTION,
+    out: Path = _CKPT_OPTION,
     epochs: int = typer.Option(20, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
     steps: int = typer.Option(200, "--steps", min=1, help="Optimisation steps per epoch."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
@@ -703,11 +710,10 @@ def train_register_cmd(
     crop_px: int = typer.Option(256, "--crop-px", help="Side of the crops in the data, px."),
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and of every random draw."),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Fraction of joints held out."),
-    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="CKPT",
-                                          help="Continue an interrupted run from its checkpoint."),
+    val_fraction: float = _VAL_OPTION,
+    device: str = _DEVICE_OPTION,
+    threads: Optional[int] = _THREADS_OPTION,
+    resume: Optional[Path] = _RESUME_OPTION,
 ) -> None:
     """Train the registration network on real visit pairs and synthetic per-bone motions; split by joint."""
     _output_file(out)

@@ -70,6 +70,11 @@ class RegNetConfig:
             px, swamped the few-pixel shifts the narrowing lives in, and the network never
             learned the relative shift of the bones.
         passes: forward passes of the cascade at inference.
+        networks: separate weight sets along the cascade: pass ``k`` uses network
+            ``min(k, networks - 1)``. Two (the default): a coarse network for the first pass
+            (large motions) and a fine one for the nearly aligned pairs after it. One network
+            serving both never learned the few-pixel relative shift in which the narrowing
+            lies: the large first-pass errors dominated its gradients.
         percentiles: intensity percentiles mapped to 0 and 1.
     """
 
@@ -82,6 +87,7 @@ class RegNetConfig:
     shift_unit: float = 1.0
     lever_px: float = 32.0
     passes: int = 2
+    networks: int = 2
     percentiles: tuple[float, float] = (0.5, 99.5)
 
     def __post_init__(self) -> None:
@@ -102,7 +108,7 @@ class RegNetConfig:
         return {"architecture": "resnet-similarity-x2", "widths": list(self.widths), "hidden": self.hidden,
                 "input_size": self.input_size, "max_log_scale": self.max_log_scale,
                 "max_angle_deg": self.max_angle_deg, "max_shift": self.max_shift, "shift_unit": self.shift_unit,
-                "lever_px": self.lever_px, "passes": self.passes, "percentiles": list(self.percentiles)}
+                "lever_px": self.lever_px, "passes": self.passes, "networks": self.networks, "percentiles": list(self.percentiles)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RegNetConfig":
@@ -112,6 +118,7 @@ class RegNetConfig:
                    max_log_scale=float(d["max_log_scale"]), max_angle_deg=float(d["max_angle_deg"]),
                    max_shift=float(d["max_shift"]), shift_unit=float(d["shift_unit"]),
                    lever_px=float(d.get("lever_px", 1.0)), passes=int(d["passes"]),
+                   networks=int(d.get("networks", 1)),
                    percentiles=tuple(d.get("percentiles", (0.5, 99.5))))
 
 
@@ -129,18 +136,12 @@ class _Residual(nn.Module):
         return F.relu(self.body(x) + self.short(x))
 
 
-class RegistrationNet(nn.Module):
-    """ResNet-like regressor of two similarities (upper bone, lower bone).
-
-    ``forward(x)`` takes ``(N, 4, S, S)`` (follow-up, baseline, upper label, lower label) and
-    returns ``(N, 2, 4)`` parameters ``(log_scale, angle_rad, tx, ty)`` in network pixels,
-    bone 0 = upper, bone 1 = lower.
-    """
+class _Regressor(nn.Module):
+    """Stem, strided residual stages and the MLP head: raw ``(N, 8)`` numbers."""
 
     def __init__(self, config: RegNetConfig) -> None:
         super().__init__()
         w = config.widths
-        self.config = config
         self.stem = nn.Sequential(nn.Conv2d(4, w[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w[0]),
                                   nn.ReLU(inplace=True))
         self.stages = nn.Sequential(*(_Residual(w[i], w[i + 1], 2) for i in range(len(w) - 1)))
@@ -150,12 +151,29 @@ class RegistrationNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x))).view(-1, 2, 4)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+class RegistrationNet(nn.Module):
+    """ResNet-like regressor of two similarities (upper bone, lower bone).
+
+    ``forward(x, stage)`` takes ``(N, 4, S, S)`` (follow-up, baseline, upper label, lower
+    label) and returns ``(N, 2, 4)`` parameters ``(log_scale, angle_rad, tx, ty)`` in network
+    pixels, bone 0 = upper, bone 1 = lower, from network ``min(stage, networks - 1)``.
+    """
+
+    def __init__(self, config: RegNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.nets = nn.ModuleList(_Regressor(config) for _ in range(config.networks))
+
+    def raw(self, x: torch.Tensor, stage: int = 0) -> torch.Tensor:
+        return self.nets[min(stage, len(self.nets) - 1)](x).view(-1, 2, 4)
+
+    def forward(self, x: torch.Tensor, stage: int = 0) -> torch.Tensor:
         c = self.config
-        r = self.raw(x)
+        r = self.raw(x, stage)
         bs, ba, bt = c.max_log_scale, math.radians(c.max_angle_deg), c.max_shift
         lever = c.lever_px
         return torch.stack([bs * torch.tanh(r[..., 0] / (lever * bs)), ba * torch.tanh(r[..., 1] / (lever * ba)),
@@ -248,12 +266,12 @@ def cascade(model: RegistrationNet, followup: torch.Tensor, baseline: torch.Tens
     size = baseline.shape[-1]
     center = ((size - 1) / 2.0, (baseline.shape[-2] - 1) / 2.0)
     out = []
-    params = model(torch.cat([followup, baseline, labels], 1))
+    params = model(torch.cat([followup, baseline, labels], 1), 0)
     out.append(params)
-    for _ in range(passes - 1):
+    for stage in range(1, passes):
         prev = params.detach() if detach_between else params
         moved = composite(followup, prev, labels, center)
-        delta = model(torch.cat([moved, baseline, labels], 1))
+        delta = model(torch.cat([moved, baseline, labels], 1), stage)
         params = compose_params(prev, delta, center)
         out.append(params)
     return out

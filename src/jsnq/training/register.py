@@ -16,7 +16,9 @@ crops preloaded once (:func:`~jsnq.training.data.load_dataset`), training joints
   warped through each bone's transform, over that bone's side (without the band around the
   joint space that belongs to neither bone; NCC makes it exposure-invariant).
 
-Both passes of the cascade are trained (the second on the detached output of the first).
+Both passes of the cascade are trained, each with its own network: the first on the pair as
+is, the second on the follow-up warped bone by bone from a start near the truth (synthetic
+pairs) or from the first pass's detached answer (real pairs); see :func:`_training_passes`.
 Intensity augmentation: gain, offset, gamma and Gaussian noise, independently per image.
 
 Seeded like the segmenter: the initialisation from ``seed``, each epoch's draws from
@@ -42,7 +44,7 @@ from ..errors import JsnqInputError
 from ..phantom import _side_weight
 from ..register.classical import side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
-                                matrix_to_params, params_to_matrix, warp)
+                                composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset, read_manifest, split_joints
 from .segment import _epoch_generator, _save, lr_at, read_checkpoint
@@ -378,6 +380,37 @@ def evaluate_regnet(model: RegistrationNet, data: PairData, *, scale: float, ran
     return rms(e1), rms(e2), float(real.mean()) if len(real) else float("nan")
 
 
+#: Per-bone perturbation of the truth that starts the later passes on synthetic pairs
+#: (network pixels / radians / log-scale): about the first pass's error once trained.
+FINE_START = (0.03, math.radians(3.0), 2.0)
+
+
+def _training_passes(model: RegistrationNet, batch: Batch, net: RegNetConfig, gen: torch.Generator
+                     ) -> list[torch.Tensor]:
+    """Every pass of the cascade on a training batch. The first pass sees the pair as is;
+    each later one sees the follow-up warped bone by bone from a start that is, on synthetic
+    pairs, the truth perturbed by up to :data:`FINE_START` (so the fine network trains on
+    nearly aligned pairs from the first step, whatever the coarse one has learned) and, on
+    real pairs, the previous pass's (detached) answer."""
+    size = batch.baseline.shape[-1]
+    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+    params = model(torch.cat([batch.followup, batch.baseline, batch.labels], 1), 0)
+    outs = [params]
+    known = torch.isfinite(batch.truth).all(-1).all(-1)
+    for stage in range(1, net.passes):
+        start = params.detach().clone()
+        k = int(known.sum())
+        if k:
+            ls, ang, sh = FINE_START
+            noise = torch.stack([_uniform(2 * k, ls, gen), _uniform(2 * k, ang, gen), _uniform(2 * k, sh, gen),
+                                 _uniform(2 * k, sh, gen)], -1).float().view(k, 2, 4)
+            start[known] = compose_params(batch.truth[known], noise, c).float()
+        moved = composite(batch.followup, start, batch.labels, c)
+        params = compose_params(start, model(torch.cat([moved, batch.baseline, batch.labels], 1), stage), c)
+        outs.append(params)
+    return outs
+
+
 def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
                        on_start: Callable[[int, int, int], None] | None = None,
                        on_batch: Callable[[int, int, float], None] | None = None,
@@ -455,7 +488,7 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
                                  scale=scale).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
-            outs = cascade(model, batch.followup, batch.baseline, batch.labels, net.passes)
+            outs = _training_passes(model, batch, net, gen)
             loss = sum(registration_loss(o, batch, supervised_weight=config.supervised_weight)[0] for o in outs) / len(outs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
