@@ -2,7 +2,8 @@
 
 Each joint's crops (manifest order: the visit dates are not in the data, and the
 consistency checks do not depend on the order) go through :func:`jsnq.series` with the
-labels of their true masks. Reported over joints: the RMS of the path residuals
+labels of their true masks and, as each visit's anchor, the joint centre of its true masks.
+Reported over joints: the RMS of the path residuals
 ``d_ij + d_jk - d_ik`` (each ``d`` the two directions of a pair combined), the RMS of the
 pairs' forward/backward disagreement ``J(i, j) + J(j, i)``, the reduced chi-square of the
 trajectory fit, and the visits flagged as inconsistent. Also over the joints whose pairs
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import data_dir, machine  # noqa: E402
-from benchmarks.registration import longitudinal  # noqa: E402
+from benchmarks.registration import centre, longitudinal  # noqa: E402
 from jsnq import series  # noqa: E402
 
 
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     path_all, path_rel, disagree, chi2, flagged, per_joint = [], [], [], [], 0, []
     t0 = time.perf_counter()
     for crops in joints:
-        s = series([c.image for c in crops], labels=[c.labels for c in crops], engine=args.engine)
+        s = series([c.image for c in crops], labels=[c.labels for c in crops], engine=args.engine,
+                   points=[centre(c) for c in crops])
         t = s.trajectory
         res = list(t.path_residuals_px.values())
         path_all += res

@@ -589,7 +589,8 @@ class SeriesResult:
 def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | None = None,
            dates: Sequence[str] | None = None, split_masks: bool = False, spacing_mm: float | None = None,
            engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
-           thresholds: ReliabilityThresholds | None = None) -> SeriesResult:
+           thresholds: ReliabilityThresholds | None = None,
+           points: Sequence[tuple[float, float] | None] | None = None) -> SeriesResult:
     """Follow one joint across visits: measure every ordered pair, fit one trajectory.
 
     Args:
@@ -598,6 +599,10 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
             visit's labels are used when it is the baseline of a pair.
         dates: per visit an ISO date (``YYYY-MM-DD``), increasing; optional.
         split_masks, spacing_mm, engine, segmenter, options, thresholds: as for :func:`measure`.
+        points: per visit, the joint's anatomical anchor ``(x, y)`` (see :func:`measure`).
+            Default: each visit's joint centre from the network's bone masks (also when
+            labels are given), so that every pair is read at the same anatomical place and the
+            pairs add up; the crop centre when the network cannot run (``segmenter="classical"``).
 
     Returns:
         A :class:`SeriesResult`; pairs that fail are recorded in ``errors`` and left out of
@@ -629,6 +634,15 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
     lab = list(labels) if labels is not None else [None] * len(images)
     cache: dict = {}
+    if points is not None and len(points) != len(images):
+        raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")
+    anchors = list(points) if points is not None else [None] * len(images)
+    if points is None and segmenter != "classical":
+        for k, im in enumerate(images):
+            seg = _network_segment(im, required=False)
+            cache[id(im.array)] = seg
+            if seg is not None and seg.jsw is not None:
+                anchors[k] = seg.jsw.centre_px
     measurements: dict[tuple[int, int], Measurement] = {}
     errors: dict[tuple[int, int], str] = {}
     for i, j in ((i, j) for i in range(len(images)) for j in range(len(images)) if i != j):
@@ -636,7 +650,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
             # One direction per ordered pair: the fit below combines J(i, j) and J(j, i) itself.
             prepared = _prepare(images[i], images[j], baseline_labels=lab[i], followup_labels=lab[j],
                                 split_masks=split_masks, segmenter=segmenter, segment_cache=cache,
-                                symmetric=False)
+                                symmetric=False, point=anchors[i], followup_point=anchors[j])
             measurements[i, j] = _finish(prepared, engine, options, thresholds)
         except ValueError as err:
             errors[i, j] = " ".join(str(err).split())

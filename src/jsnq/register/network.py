@@ -146,7 +146,10 @@ class _Regressor(nn.Module):
                                   nn.ReLU(inplace=True))
         self.stages = nn.Sequential(*(_Residual(w[i], w[i + 1], 2) for i in range(len(w) - 1)))
         flat = w[-1] * config.final_side ** 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.hidden), nn.ReLU(inplace=True),
+        # Leaky: with a plain ReLU the fine network's hidden layer died within the first few
+        # hundred steps (every unit negative for every input), its output froze at a constant
+        # and no gradient reached its backbone again.
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.hidden), nn.LeakyReLU(0.1, inplace=True),
                                   nn.Linear(config.hidden, 8))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)

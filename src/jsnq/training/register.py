@@ -382,7 +382,7 @@ def evaluate_regnet(model: RegistrationNet, data: PairData, *, scale: float, ran
 
 #: Per-bone perturbation of the truth that starts the later passes on synthetic pairs
 #: (network pixels / radians / log-scale): about the first pass's error once trained.
-FINE_START = (0.03, math.radians(3.0), 2.0)
+FINE_START = (0.02, math.radians(2.0), 1.5)
 
 
 def _training_passes(model: RegistrationNet, batch: Batch, net: RegNetConfig, gen: torch.Generator
