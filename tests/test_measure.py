@@ -45,7 +45,7 @@ def test_phantom_with_true_labels(seed):
     """Spec: 0.05 px with the true labels. At 1 % noise the engine's SD is ~0.006 px (its se),
     so 0.05 px is ~8 SD: a failure is a bias, not bad luck."""
     m = _measured(seed, True)
-    assert m.segmenter == "given" and m.engine == "classical"
+    assert m.segmenter == "given" and m.engine == "hybrid"  # auto: the shipped network, then Gauss-Newton
     assert abs(m.narrowing_px - _pair(seed).narrowing_px) <= 0.05
 
 
