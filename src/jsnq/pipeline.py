@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from . import __version__
-from .errors import JsnqInputError
+from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, px_to_mm
 from .io import Image, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
@@ -221,7 +221,6 @@ def jsw_disagreement(jsw_baseline: JointSpaceWidth | None, jsw_followup: JointSp
 
 def _shipped_regnet(required: bool):
     """The shipped registration network, or None when ``required`` is False and it cannot load."""
-    from .errors import WeightsUnavailableError
     from .register.network import shipped_regnet
 
     try:
@@ -456,7 +455,7 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
         if p.symmetric and fol_labels is not None:
             back, _ = _register(used_engine, f, b, fol_labels, options, backward_inits)
     except ValueError as err:
-        if isinstance(err, JsnqInputError) or type(err).__name__ == "WeightsUnavailableError":
+        if isinstance(err, (JsnqInputError, WeightsUnavailableError)):
             raise
         raise JsnqInputError(base.source, f"registration failed: {err}") from None
     floor = systematic_se_px(used_segmenter, used_engine)

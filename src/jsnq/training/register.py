@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,8 +46,8 @@ from ..register.classical import side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
-from .data import SPLIT_RULE, load_dataset, read_manifest, split_joints
-from .segment import _epoch_generator, _save, lr_at, read_checkpoint
+from .data import SPLIT_RULE, load_dataset
+from .segment import _epoch_generator, _save, lr_at, restore, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -421,27 +421,9 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
         JsnqInputError: bad data folder, manifest or files; a resume checkpoint that does
             not match the data.
     """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    prev = None
-    if resume is not None:
-        prev = read_checkpoint(resume)
-        stored = RegTrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
-        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    device = torch.device(config.device)
+    out, config, prev, device, rows, train_j, val_j = start_run(config, out, resume)
     net = config.network
     scale = net.input_size / config.crop_px
-
-    rows = read_manifest(config.data)
-    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
-                                  split_seed=config.split_seed)
-    if not train_j:
-        raise JsnqInputError(config.data, "no training joints after the split")
-    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
-        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
     loaded = load_dataset(rows, input_size=net.input_size, target_size=net.input_size,
                           percentiles=net.percentiles, max_overlap=config.max_overlap)
 
@@ -459,13 +441,7 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
         model = build_regnet(net)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history: list[RegEpochRecord] = []
-    first_epoch = 0
-    if prev is not None:
-        model.load_state_dict(prev["state_dict"])
-        opt.load_state_dict(prev["optimizer"])
-        history = [RegEpochRecord(**h) for h in prev.get("history", [])]
-        first_epoch = int(prev["epoch"])
+    history, first_epoch = restore(prev, model, opt, RegEpochRecord)
     per_epoch = config.steps_per_epoch
     total = per_epoch * config.epochs
     ckpt_config = {

@@ -177,6 +177,50 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | None
+              ) -> tuple[Path, Any, dict[str, Any] | None, torch.device, list, list[str], list[str]]:
+    """What every training run does first: check the output folder; with ``resume``, take the
+    checkpoint's options except ``epochs``, ``device`` and ``data``; check the device; read the
+    manifest and split it by joint (a resumed run must find the same validation joints).
+
+    ``config`` is a frozen dataclass with ``from_dict(training, network)``, ``epochs``,
+    ``device``, ``data``, ``val_fraction`` and ``split_seed``.
+
+    Returns:
+        ``(out, config, previous checkpoint or None, device, manifest rows, train joints,
+        validation joints)``.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = type(config).from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    rows = read_manifest(config.data)
+    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
+                                  split_seed=config.split_seed)
+    if not train_j:
+        raise JsnqInputError(config.data, "no training joints after the split")
+    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
+        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
+    return out, config, prev, torch.device(config.device), rows, train_j, val_j
+
+
+def restore(prev: dict[str, Any] | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
+            record: Callable[..., Any]) -> tuple[list[Any], int]:
+    """Load a previous checkpoint's weights and optimizer state into ``model`` and ``opt``:
+    ``(history as records, first epoch to run)``; ``([], 0)`` for a fresh run."""
+    if prev is None:
+        return [], 0
+    model.load_state_dict(prev["state_dict"])
+    opt.load_state_dict(prev["optimizer"])
+    return [record(**h) for h in prev.get("history", [])], int(prev["epoch"])
+
+
 def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
                     on_start: Callable[[int, int, int], None] | None = None,
                     on_batch: Callable[[int, int, float], None] | None = None,
@@ -199,25 +243,7 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
         JsnqInputError: bad data folder, manifest or files; a resume checkpoint that does
             not match the data.
     """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    prev = None
-    if resume is not None:
-        prev = read_checkpoint(resume)
-        stored = TrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
-        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    device = torch.device(config.device)
-
-    rows = read_manifest(config.data)
-    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
-                                  split_seed=config.split_seed)
-    if not train_j:
-        raise JsnqInputError(config.data, "no training joints after the split")
-    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
-        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
+    out, config, prev, device, rows, train_j, val_j = start_run(config, out, resume)
     net_cfg = config.network
     data = load_dataset(rows, input_size=net_cfg.input_size, target_size=config.target_size,
                         percentiles=net_cfg.percentiles, max_overlap=config.max_overlap)
@@ -230,13 +256,7 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
         model = build_model(net_cfg)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history: list[EpochRecord] = []
-    first_epoch = 0
-    if prev is not None:
-        model.load_state_dict(prev["state_dict"])
-        opt.load_state_dict(prev["optimizer"])
-        history = [EpochRecord(**h) for h in prev.get("history", [])]
-        first_epoch = int(prev["epoch"])
+    history, first_epoch = restore(prev, model, opt, EpochRecord)
 
     n = len(train)
     per_epoch = math.ceil(n / config.batch_size)
