@@ -186,6 +186,49 @@ def test_unreliable_when_the_followup_is_noise():
     assert any("poor match" in r for r in m.reasons), m.reasons
 
 
+def test_labels_of_both_visits_agree_on_a_good_pair():
+    """Both visits' true labels: after registration the follow-up's split line lands on the
+    baseline's to within a pixel (0.44-0.49 px on phantom seeds 0-5: the split line's pixel
+    quantisation; 2 px leaves room for the midline's half-motion model)."""
+    pair = _pair(1)
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                followup_labels=pair.followup_labels, engine="classical")
+    assert m.label_disagreement_px is not None and m.label_disagreement_px <= 2.0
+    assert m.reliable, m.reasons
+    assert measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                   engine="classical", segmenter="classical").label_disagreement_px is None
+
+
+@pytest.mark.parametrize("shift", [25, -15])
+def test_misplaced_labels_are_flagged(shift):
+    """Baseline labels moved off the joint space (the split runs through a bone) while the
+    follow-up's follow it: flagged by the label check (8 px). On seeds 0-5 a 25 px move reads
+    18-21 px and a 12 px move 8.6-10 px (the fit partly follows the labels), so 15 px is the
+    smallest move tested with a margin."""
+    pair = _pair(1)
+    moved = np.roll(pair.baseline_labels, shift, axis=0)
+    if shift > 0:
+        moved[:shift] = 1
+    else:
+        moved[shift:] = 2
+    m = measure(pair.baseline, pair.followup, baseline_labels=moved, followup_labels=pair.followup_labels,
+                engine="classical")
+    assert m.label_disagreement_px > 8.0
+    assert not m.reliable and any(r.startswith("labels disagree") for r in m.reasons), m.reasons
+
+
+def test_split_line_points_find_the_middle_of_an_unlabelled_band():
+    """An ignore band (label 0) between the sides: the line runs down its middle."""
+    from jsnq.quality import split_line_points
+
+    labels = np.zeros((40, 30), np.uint8)
+    labels[:15] = 1
+    labels[21:] = 2  # rows 15-20 unlabelled: the middle is y = (14 + 21) / 2 = 17.5
+    pts = split_line_points(labels)
+    assert len(pts) == 30 and np.allclose(pts[:, 1], 17.5)
+    assert len(split_line_points(np.ones((10, 10), np.uint8))) == 0
+
+
 # -- argument validation -----------------------------------------------------------------------
 def test_unknown_engine_lists_the_allowed_values():
     a = _pair(0)

@@ -16,7 +16,7 @@ from .geometry import Similarity, px_to_mm
 from .io import Image, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
-from .quality import ReliabilityThresholds, ResidualMaps, assess, residual_maps
+from .quality import ReliabilityThresholds, ResidualMaps, assess, label_disagreement_px, residual_maps
 from .register.classical import BoneFit, RegistrationOptions, register_bones
 from .segment.classical import joint_space_line, labels_from_line
 
@@ -91,6 +91,9 @@ class Measurement:
         point_px, followup_point_px: the anchor in each crop (the follow-up's may be None).
         narrowing_forward_px, narrowing_backward_px: the two directions when the follow-up
             had labels too (``narrowing_px`` is then ``(forward - backward) / 2``); None otherwise.
+        label_disagreement_px: median distance between the baseline's split line and the
+            follow-up's carried into the baseline frame
+            (:func:`~jsnq.quality.label_disagreement_px`); None without follow-up labels.
         inputs: how it was asked for (label sources, split_masks, spacing_mm, segmenter):
             what ``jsnq report`` needs to measure it again from the files.
         baseline_source, followup_source: file names (or "<array>").
@@ -118,6 +121,7 @@ class Measurement:
     followup_point_px: tuple[float, float] | None
     narrowing_forward_px: float | None
     narrowing_backward_px: float | None
+    label_disagreement_px: float | None
     inputs: dict = field(repr=False, compare=False)
     upper_transform: Similarity = field(repr=False)
     lower_transform: Similarity = field(repr=False)
@@ -147,6 +151,7 @@ class Measurement:
             "dy_difference_px": self.dy_difference_px,
             "narrowing_forward_px": self.narrowing_forward_px,
             "narrowing_backward_px": self.narrowing_backward_px,
+            "label_disagreement_px": self.label_disagreement_px,
             "point_px": list(self.point_px),
             "followup_point_px": None if self.followup_point_px is None else list(self.followup_point_px),
             "spacing_mm": self.spacing_mm,
@@ -484,6 +489,17 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px, thresholds)
     if direction_reason is not None:
         reliable, reasons = False, (*reasons, direction_reason)
+    label_gap = None
+    if fol_labels is not None:
+        # Both visits' labels should follow the same joint space: carried into the baseline
+        # frame by the bones' motions, the follow-up's split line lands on the baseline's.
+        label_gap = label_disagreement_px(labels, fol_labels, reg.upper.transform, reg.lower.transform)
+        label_gap = label_gap if math.isfinite(label_gap) else None  # no split line to compare
+        limit = (thresholds or ReliabilityThresholds()).max_label_disagreement_px
+        if label_gap is not None and label_gap > limit:
+            reliable, reasons = False, (*reasons, (
+                f"labels disagree: the follow-up's split line lies {label_gap:.1f} px from the baseline's "
+                f"after registration (> {limit} px); check that both label images follow the joint space"))
     jsw_b = seg_base.jsw if seg_base is not None else None
     jsw_f = seg_fol.jsw if seg_fol is not None else None
     if jsw_b is not None and spacing is not None and jsw_b.spacing_mm is None:
@@ -515,6 +531,7 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
         followup_point_px=p.followup_point,
         narrowing_forward_px=forward,
         narrowing_backward_px=backward,
+        label_disagreement_px=label_gap,
         inputs=p.inputs,
         upper_transform=reg.upper.transform,
         lower_transform=reg.lower.transform,

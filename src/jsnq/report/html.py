@@ -111,6 +111,7 @@ def _pair_view(m: "Measurement", key: str, title: str) -> dict[str, Any]:
         "narrowing": f"{nar:+.3f} ± {se:.3f} {unit}", "narrowing_value": nar, "se_value": se,
         "narrowing_px": f"{m.narrowing_px:+.3f} ± {m.narrowing_se_px:.3f} px", "unit": unit,
         "dy": f"{m.dy_difference_px:+.3f} px", "bones": bones, "jsw": jsw,
+        "label_gap": None if m.label_disagreement_px is None else f"{m.label_disagreement_px:.1f} px",
         "img_baseline": _data_uri(_with_labels(m.baseline, m.labels, limits)),
         "img_followup": _data_uri(_with_labels(m.followup, m.followup_labels, limits)),
         "img_warped": _data_uri(_with_labels(warped, None, limits)),
@@ -211,7 +212,7 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
 {% endfor %}</tbody></table>
 {% macro pair(p) %}
 <div class="section" id="{{ p.key }}"><h3>{{ p.title }}</h3>
-<p><b>Narrowing {{ p.narrowing }}</b> ({{ p.narrowing_px }}; paper's dy<sub>upper</sub> − dy<sub>lower</sub> {{ p.dy }}) · engine {{ p.engine }} · labels {{ p.segmenter }} ·
+<p><b>Narrowing {{ p.narrowing }}</b> ({{ p.narrowing_px }}; paper's dy<sub>upper</sub> − dy<sub>lower</sub> {{ p.dy }}) · engine {{ p.engine }} · labels {{ p.segmenter }}{% if p.label_gap %} (the visits' split lines agree to {{ p.label_gap }}){% endif %} ·
 <span class="{{ 'ok' if p.reliable else 'bad' }}">{{ 'reliable' if p.reliable else 'flagged: check before use' }}</span></p>
 {% if p.reasons %}<ul class="reasons">{% for r in p.reasons %}<li class="bad">{{ r }}</li>{% endfor %}</ul>{% endif %}
 <p class="note">{{ p.baseline }} → {{ p.followup }}</p>
