@@ -217,6 +217,22 @@ def test_misplaced_labels_are_flagged(shift):
     assert not m.reliable and any(r.startswith("labels disagree") for r in m.reasons), m.reasons
 
 
+def test_baseline_labels_alone_are_checked_against_the_network():
+    """Without follow-up labels the given split line is compared with the shipped segmentation
+    network's midline in the baseline: the phantom's true labels agree to 1-2 px (seeds 0-5),
+    labels moved 25 px read 23-24 px and are flagged; ``check_labels=False`` skips the check."""
+    pair = _pair(1)
+    good = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical")
+    assert good.label_disagreement_px <= 3.0 and good.reliable, good.reasons
+    moved = np.roll(pair.baseline_labels, 25, axis=0)
+    moved[:25] = 1
+    bad = measure(pair.baseline, pair.followup, baseline_labels=moved, engine="classical")
+    assert not bad.reliable and any("network finds" in r for r in bad.reasons), bad.reasons
+    unchecked = measure(pair.baseline, pair.followup, baseline_labels=moved, engine="classical", check_labels=False)
+    assert unchecked.label_disagreement_px is None and unchecked.reliable
+    assert unchecked.narrowing_px == pytest.approx(bad.narrowing_px, abs=1e-12)  # a check, not a change
+
+
 def test_split_line_points_find_the_middle_of_an_unlabelled_band():
     """An ignore band (label 0) between the sides: the line runs down its middle."""
     from jsnq.quality import split_line_points

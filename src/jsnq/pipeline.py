@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ class Measurement:
             had labels too (``narrowing_px`` is then ``(forward - backward) / 2``); None otherwise.
         label_disagreement_px: median distance between the baseline's split line and the
             follow-up's carried into the baseline frame
-            (:func:`~jsnq.quality.label_disagreement_px`); None without follow-up labels.
+            (:func:`~jsnq.quality.label_disagreement_px`); without follow-up labels, between
+            the given baseline labels and the network's (``check_labels``); else None.
         inputs: how it was asked for (label sources, split_masks, spacing_mm, segmenter):
             what ``jsnq report`` needs to measure it again from the files.
         baseline_source, followup_source: file names (or "<array>").
@@ -129,7 +131,13 @@ class Measurement:
     followup: np.ndarray = field(repr=False, compare=False)
     labels: np.ndarray = field(repr=False, compare=False)
     followup_labels: np.ndarray | None = field(repr=False, compare=False)
-    residuals: ResidualMaps = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def residuals(self) -> ResidualMaps:
+        """The residual maps before and after registration, computed on first use (figures and
+        reports need them; a batch of numbers does not) from the stored crops and transforms."""
+        return residual_maps(self.baseline.astype(np.float64), self.followup.astype(np.float64), self.labels,
+                             self.upper_transform, self.lower_transform)
 
     @property
     def units(self) -> str:
@@ -272,7 +280,8 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
             engine: str = "auto", segmenter: str = "auto", options: RegistrationOptions | None = None,
             thresholds: ReliabilityThresholds | None = None, point: tuple[float, float] | None = None,
-            followup_point: tuple[float, float] | None = None, symmetric: bool = True) -> Measurement:
+            followup_point: tuple[float, float] | None = None, symmetric: bool = True,
+            check_labels: bool = True) -> Measurement:
     """Measure joint space narrowing between a baseline and a follow-up crop of one joint.
 
     Both crops must show the same joint in canonical orientation (finger up), have the same
@@ -311,11 +320,16 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
             it back onto the baseline and report the mean of the two directions (exactly
             antisymmetric under swapping the visits), with their disagreement in the SE and
             flagged when gross. False: one direction only (half the time).
+        check_labels: with baseline labels but none for the follow-up, compare the given
+            split line with the midline between the bones the segmentation network finds in
+            the baseline (when its weights load and ``segmenter`` is not ``"classical"``;
+            about 25 ms) and flag a gross disagreement. With both visits' labels the two
+            visits' split lines are compared instead, at no cost.
     """
     engine = _choose(engine, ENGINES, "engine")
     prepared = _prepare(baseline, followup, baseline_labels=baseline_labels, followup_labels=followup_labels,
                         split_masks=split_masks, spacing_mm=spacing_mm, segmenter=segmenter, point=point,
-                        followup_point=followup_point, symmetric=symmetric)
+                        followup_point=followup_point, symmetric=symmetric, check_labels=check_labels)
     return _finish(prepared, engine, options, thresholds)
 
 
@@ -384,13 +398,14 @@ class _Prepared:
     followup_point: tuple[float, float] | None = None
     inputs: dict = field(default_factory=dict)
     symmetric: bool = True
+    label_reference: np.ndarray | None = None  # the network's labels of the baseline, to check given ones
 
 
 def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageLike | None = None,
              followup_labels: ImageLike | None = None, split_masks: bool = False, spacing_mm: float | None = None,
              segmenter: str = "auto", point: tuple[float, float] | None = None,
              followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None,
-             symmetric: bool = True) -> _Prepared:
+             symmetric: bool = True, check_labels: bool = True) -> _Prepared:
     """Load, check and label a pair. ``segment_cache`` (``id(image array) -> result``) lets a
     series segment each visit once."""
     segmenter = _choose(segmenter, SEGMENTERS, "segmenter")
@@ -428,14 +443,20 @@ def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: Image
                   if followup_labels is not None else None)
     if fol_labels is None and seg_fol is not None:
         fol_labels = seg_fol.labels
+    reference = None
+    if check_labels and baseline_labels is not None and fol_labels is None and segmenter != "classical":
+        checked = seg(base, False)
+        reference = checked.labels if checked is not None else None
     if point is None and seg_base is not None and seg_base.jsw is not None:
         point = seg_base.jsw.centre_px
     if followup_point is None and seg_fol is not None and seg_fol.jsw is not None:
         followup_point = seg_fol.jsw.centre_px
     inputs = {"baseline_labels": _source_of(baseline_labels), "followup_labels": _source_of(followup_labels),
-              "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "segmenter": segmenter}
+              "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "segmenter": segmenter,
+              "check_labels": bool(check_labels)}
     return _Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol,
-                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs, symmetric)
+                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs, symmetric,
+                     reference)
 
 
 def _source_of(value: Any) -> str | None:
@@ -485,21 +506,26 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
         if not abs(gap) <= tol:
             direction_reason = (f"forward and backward registrations disagree: {forward:+.2f} px vs "
                                 f"{-backward:+.2f} px (difference {gap:+.2f} px > {tol:.2f} px)")
-    maps = residual_maps(b, f, labels, reg.upper.transform, reg.lower.transform)
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px, thresholds)
     if direction_reason is not None:
         reliable, reasons = False, (*reasons, direction_reason)
     label_gap = None
+    limit = (thresholds or ReliabilityThresholds()).max_label_disagreement_px
     if fol_labels is not None:
         # Both visits' labels should follow the same joint space: carried into the baseline
         # frame by the bones' motions, the follow-up's split line lands on the baseline's.
         label_gap = label_disagreement_px(labels, fol_labels, reg.upper.transform, reg.lower.transform)
-        label_gap = label_gap if math.isfinite(label_gap) else None  # no split line to compare
-        limit = (thresholds or ReliabilityThresholds()).max_label_disagreement_px
-        if label_gap is not None and label_gap > limit:
-            reliable, reasons = False, (*reasons, (
-                f"labels disagree: the follow-up's split line lies {label_gap:.1f} px from the baseline's "
-                f"after registration (> {limit} px); check that both label images follow the joint space"))
+        what = "the follow-up's split line lies {:.1f} px from the baseline's after registration"
+    elif p.label_reference is not None:
+        # Given baseline labels only: their split line against the network's midline.
+        identity = Similarity.identity()
+        label_gap = label_disagreement_px(labels, p.label_reference, identity, identity)
+        what = "the given split line lies {:.1f} px from the midline between the bones the network finds"
+    if label_gap is not None and not math.isfinite(label_gap):
+        label_gap = None  # no split line to compare
+    if label_gap is not None and label_gap > limit:
+        reliable, reasons = False, (*reasons, f"labels disagree: {what.format(label_gap)} (> {limit} px); "
+                                              "check that the labels follow the joint space")
     jsw_b = seg_base.jsw if seg_base is not None else None
     jsw_f = seg_fol.jsw if seg_fol is not None else None
     if jsw_b is not None and spacing is not None and jsw_b.spacing_mm is None:
@@ -539,7 +565,6 @@ def _finish(p: _Prepared, engine: str, options: RegistrationOptions | None, thre
         followup=f.astype(np.float32),
         labels=labels,
         followup_labels=fol_labels,
-        residuals=maps,
     )
 
 

@@ -42,7 +42,8 @@ def _remeasure(saved: dict[str, Any], folder: Path, name: str):
                 baseline_labels=_path(inputs.get("baseline_labels"), folder, name),
                 followup_labels=_path(inputs.get("followup_labels"), folder, name),
                 split_masks=bool(inputs.get("split_masks", False)), spacing_mm=inputs.get("spacing_mm"),
-                engine=saved.get("engine", "auto"), segmenter=inputs.get("segmenter", "auto"))
+                engine=saved.get("engine", "auto"), segmenter=inputs.get("segmenter", "auto"),
+                check_labels=bool(inputs.get("check_labels", True)))
     return m
 
 
