@@ -142,6 +142,18 @@ def test_registering_an_image_to_itself_gives_identity():
     assert abs(_estimated(reg)) <= 1e-4
 
 
+def test_parallel_and_serial_bone_fits_are_identical():
+    """The two bones are fitted in two threads by default; the fits share only read-only
+    data, so the result must be bit-for-bit the serial one."""
+    pair = make_pair(5, noise=0.02)
+    b, f = pair.baseline.astype(np.float64), pair.followup.astype(np.float64)
+    par = register_bones(b, f, pair.baseline_labels)
+    ser = register_bones(b, f, pair.baseline_labels, options=RegistrationOptions(parallel_bones=False))
+    for x, y in ((par.upper, ser.upper), (par.lower, ser.lower)):
+        assert x.transform == y.transform and x.iterations == y.iterations
+        np.testing.assert_array_equal(x.covariance, y.covariance)
+
+
 # -- capture range -----------------------------------------------------------------------------
 CORNERS = list(itertools.product((-15.0, 15.0), (0.9, 1.1), (-15.0, 15.0), (-15.0, 15.0)))
 
