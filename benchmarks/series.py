@@ -11,7 +11,7 @@ are all flagged reliable.
 
 Usage::
 
-    python benchmarks/series.py [--joints 20] [--engine auto] [--json out.json]
+    python benchmarks/series.py [--joints 20] [--engine auto] [--json out.json] [--report out.html]
 """
 
 from __future__ import annotations
@@ -41,13 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--joints", type=int, default=40, help="held-out joints to draw (those with >= 3 visits are used)")
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--report", type=Path, help="also write one HTML report of the first 10 joints' series here "
+                                                "and print its size (target: < 5 MB)")
     args = ap.parse_args(argv)
     joints = [j for j in longitudinal(data_dir(), args.joints, seed=1) if len(j) >= 3]
     path_all, path_rel, disagree, chi2, flagged, per_joint = [], [], [], [], 0, []
     t0 = time.perf_counter()
+    kept = []
     for crops in joints:
         s = series([c.image for c in crops], labels=[c.labels for c in crops], engine=args.engine,
                    points=[centre(c) for c in crops])
+        if len(kept) < 10:
+            kept.append((crops[0].joint_id, s))
         t = s.trajectory
         res = list(t.path_residuals_px.values())
         path_all += res
@@ -68,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
            "reliable_joints": sum(j["all_reliable"] for j in per_joint),
            "pair_disagreement_rms_px": rms(disagree), "chi2_reduced_median": float(np.nanmedian(chi2)),
            "flagged_visits": flagged, "seconds": time.perf_counter() - t0}
+    if args.report:
+        from jsnq.report.html import write_report
+
+        write_report(args.report, series=kept, title="jsnq series benchmark")
+        rec["report_joints"] = len(kept)
+        rec["report_visits"] = sum(len(s.sources) for _, s in kept)
+        rec["report_mb"] = args.report.stat().st_size / 1e6
     print(f"Machine: {machine()}")
     print(json.dumps(rec, indent=2))
     if args.json:

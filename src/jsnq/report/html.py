@@ -34,11 +34,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["write_report", "render_report", "trajectory_figure"]
 
-JPEG_QUALITY = 88
+JPEG_QUALITY = 80
 
 
 def _data_uri(rgb: np.ndarray, fmt: str = "JPEG") -> str:
     buf = io.BytesIO()
+    if rgb.ndim == 3 and (rgb == rgb[..., :1]).all():
+        rgb = rgb[..., 0]  # grey: one channel, no chroma to store
     img = PILImage.fromarray(rgb)
     if fmt == "JPEG":
         img.save(buf, format="JPEG", quality=JPEG_QUALITY)
@@ -219,7 +221,7 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
 <div class="imgs">
 <figure><img alt="baseline with labels" src="{{ p.img_baseline }}"><figcaption>baseline: upper side orange, lower side blue</figcaption></figure>
 <figure><img alt="follow-up" src="{{ p.img_followup }}"><figcaption>follow-up</figcaption></figure>
-<figure><img class="flicker" alt="flicker baseline / warped follow-up" src="{{ p.img_base_plain }}" data-a="{{ p.img_base_plain }}" data-b="{{ p.img_warped }}"><figcaption>flicker: baseline / warped follow-up<br><label><input type="checkbox" class="flick" checked> flicker</label></figcaption></figure>
+<figure><img class="flicker" alt="flicker baseline / warped follow-up" src="{{ p.img_base_plain }}" data-b="{{ p.img_warped }}"><figcaption>flicker: baseline / warped follow-up<br><label><input type="checkbox" class="flick" checked> flicker</label></figcaption></figure>
 <figure><img alt="checkerboard" src="{{ p.img_checker }}"><figcaption>checkerboard: baseline / warped follow-up</figcaption></figure>
 <figure><img alt="residual before" src="{{ p.img_before }}"><figcaption>residual before registration</figcaption></figure>
 <figure><img alt="residual after" src="{{ p.img_after }}"><figcaption>residual after (± {{ p.residual_limit }} SD)</figcaption></figure>
@@ -258,9 +260,10 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
   Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){
     th.addEventListener('click',function(){dirs[i]=-(dirs[i]||-1);sortBy(i, th.getAttribute('data-type')==='num', dirs[i]);});});
   var flicks=document.querySelectorAll('img.flicker'), on=true;
+  Array.prototype.forEach.call(flicks,function(img){img.flickA=img.getAttribute('src');});  // each image stored once
   setInterval(function(){on=!on;Array.prototype.forEach.call(flicks,function(img){
     var box=img.parentNode.querySelector('input.flick');
-    img.src=(box&&box.checked&&!on)?img.getAttribute('data-b'):img.getAttribute('data-a');});},600);
+    img.src=(box&&box.checked&&!on)?img.getAttribute('data-b'):img.flickA;});},600);
 })();
 </script>
 </body></html>
