@@ -44,6 +44,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -198,7 +199,8 @@ def real_pairs(joints: list[list[Crop]], engines: tuple[str, ...], repeats: int)
                 path.append(j[a, c] - j[a, b] - j[b, c])
                 if rel[a, c] and rel[a, b] and rel[b, c]:
                     path_rel.append(path[-1])
-            rng = np.random.default_rng(hash(crops[0].joint_id) % 2**32)
+            # crc32, not hash(): str hashes change from run to run (PYTHONHASHSEED)
+            rng = np.random.default_rng(zlib.crc32(crops[0].joint_id.encode()))
             for a, b in itertools.combinations(range(n), 2):
                 vals = []
                 for _ in range(repeats):

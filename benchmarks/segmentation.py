@@ -125,6 +125,7 @@ def crop_metrics(crop, *, model) -> dict:
         out[f"surface_{name}_px"] = float(np.nanmean(d)) if np.isfinite(d).any() else math.nan
         out[f"surface_{name}_missing"] = int((~np.isfinite(d)).sum())
     out["jsw_true_mean_px"], out["jsw_true_min_px"] = jsw_true.mean_px, jsw_true.min_px
+    out["overlap_px"] = int((crop.upper & crop.lower).sum())  # the true masks overlap in projection
     if res.jsw is not None:
         out["jsw_mean_err_px"] = res.jsw.mean_px - jsw_true.mean_px
         out["jsw_min_err_px"] = res.jsw.min_px - jsw_true.min_px
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     worst = sorted(per_crop, key=lambda m: min(m["dsc_upper"], m["dsc_lower"]))[:5]
     print("\nworst crops (min DSC): " + ", ".join(
         f"{m['joint_id']} {min(m['dsc_upper'], m['dsc_lower']):.3f}" for m in worst))
+    for label, g in (("true masks disjoint", [m for m in per_crop if m["overlap_px"] == 0]),
+                     ("true masks overlap", [m for m in per_crop if m["overlap_px"] > 0])):
+        if g:
+            print(f"facing-surface error, {label} ({len(g)} crops): upper {_mean(g, 'surface_upper_px'):.2f} px, "
+                  f"lower {_mean(g, 'surface_lower_px'):.2f} px; DSC {_mean(g, 'dsc_upper'):.3f} / "
+                  f"{_mean(g, 'dsc_lower'):.3f}")
     print(f"JSW mean error SD {np.nanstd([m['jsw_mean_err_px'] for m in per_crop]):.3f} px, "
           f"RMS {_rms([m['jsw_mean_err_px'] for m in per_crop]):.3f} px; true mean JSW "
           f"{_mean(per_crop, 'jsw_true_mean_px'):.2f} px (negative where the masks overlap: "
@@ -224,10 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         m_true = measure(a.image, b.image, baseline_labels=a.labels, **kw)
         m_net = measure(a.image, b.image, baseline_labels=res_a.labels, **kw)
         m_cls = measure(a.image, b.image, baseline_labels=labels_from_line(classical_a, a.image.shape), **kw)
+        # As `measure` runs without labels: both visits' labels, both directions averaged, each
+        # visit's network joint centre as the anchor.
+        anchors = {} if res_a.jsw is None or res_b.jsw is None else {
+            "point": res_a.jsw.centre_px, "followup_point": res_b.jsw.centre_px}
+        s_true = measure(a.image, b.image, baseline_labels=a.labels, followup_labels=b.labels, **anchors, **kw)
+        s_net = measure(a.image, b.image, baseline_labels=res_a.labels, followup_labels=res_b.labels, **anchors, **kw)
         jsw_change_true = joint_space_width(a.upper, a.lower).mean_px - joint_space_width(b.upper, b.lower).mean_px
         jsw_change_net = (res_a.jsw.mean_px - res_b.jsw.mean_px) if res_a.jsw and res_b.jsw else math.nan
         jsn.append({"joint": a.joint, "joint_id": a.joint_id, "true": m_true.narrowing_px, "network": m_net.narrowing_px,
                     "classical": m_cls.narrowing_px, "reliable_true": m_true.reliable,
+                    "sym_true": s_true.narrowing_px, "sym_network": s_net.narrowing_px,
+                    "sym_reliable_true": s_true.reliable,
                     "se_true": m_true.narrowing_se_px,
                     "jsw_change_true": jsw_change_true, "jsw_change_network": jsw_change_net})
     header = ["joint", "pairs", "RMS network - true (px)", "max |network - true| (px)",
@@ -249,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{_rms([p['network'] - p['true'] for p in rel]):.3f} px, classical - true "
               f"{_rms([p['classical'] - p['true'] for p in rel]):.3f} px")
     if jsn:
+        sym = [p["sym_network"] - p["sym_true"] for p in jsn]
+        sym_rel = [p["sym_network"] - p["sym_true"] for p in jsn if p["sym_reliable_true"]]
+        print(f"symmetric (both visits' labels, network anchors): RMS network - true {_rms(sym):.3f} px, "
+              f"{_rms(sym_rel):.3f} px on the {len(sym_rel)} pairs reliable with true labels")
         d_true = np.array([p["jsw_change_true"] - p["true"] for p in jsn])
         d_net = np.array([p["jsw_change_network"] - p["true"] for p in jsn])
         print(f"JSW change - registration narrowing (true labels): true masks RMS {_rms(d_true):.3f} px, "
