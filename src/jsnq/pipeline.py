@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, px_to_mm
+from .intensity import normalise
 from .io import Image, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
@@ -200,12 +201,6 @@ def _common_spacing(base: Image, fol: Image) -> float | None:
             raise JsnqInputError(fol.source, f"pixel spacing {fol.spacing_mm:g} mm differs from the baseline's "
                                  f"{base.spacing_mm:g} mm; resample the crops to a common spacing first")
     return base.spacing_mm if base.spacing_mm is not None else fol.spacing_mm
-
-
-def _normalise(a: np.ndarray) -> np.ndarray:
-    """Scale to roughly [0, 1] by the 0.5-99.5 percentile range (the fit is gain-invariant)."""
-    lo, hi = np.percentile(a, [0.5, 99.5])
-    return ((a - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float64)
 
 
 def jsw_disagreement(jsw_baseline: JointSpaceWidth | None, jsw_followup: JointSpaceWidth | None,
@@ -455,7 +450,7 @@ def _prepare(baseline: ImageLike, followup: ImageLike, *, baseline_labels: Image
               "split_masks": bool(split_masks), "spacing_mm": spacing_mm, "segmenter": segmenter,
               "check_labels": bool(check_labels)}
     return _Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol,
-                     _normalise(base.array), _normalise(fol.array), point, followup_point, inputs, symmetric,
+                     normalise(base.array), normalise(fol.array), point, followup_point, inputs, symmetric,
                      reference)
 
 

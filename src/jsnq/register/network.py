@@ -41,6 +41,7 @@ from torch import nn
 
 from .._torch import fuse_batchnorm, load_checkpoint
 from ..geometry import Similarity, crop_centre
+from ..intensity import normalise
 
 __all__ = [
     "RegNetConfig", "RegistrationNet", "build_regnet", "load_regnet", "shipped_regnet", "REGNET_WEIGHTS_FILE",
@@ -312,11 +313,6 @@ def _to_net(a: np.ndarray, geo: NetGeometry, *, pad_value: float = 0.0) -> torch
     return t[0, 0]
 
 
-def _normalise(a: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
-    lo, hi = (float(v) for v in np.percentile(a, percentiles))
-    return (np.asarray(a, np.float32) - lo) / (hi - lo if hi > lo else 1.0)
-
-
 def prepare_inputs(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray, config: RegNetConfig
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, NetGeometry]:
     """Network tensors ``(1, 1, S, S)`` follow-up, baseline and ``(1, 2, S, S)`` labels.
@@ -328,8 +324,8 @@ def prepare_inputs(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
     if baseline.shape != followup.shape or baseline.shape != labels.shape:
         raise ValueError("baseline, followup and labels must have the same shape")
     geo = net_geometry(baseline.shape, config.input_size)
-    b = _to_net(_normalise(baseline, config.percentiles), geo)
-    f = _to_net(_normalise(followup, config.percentiles), geo)
+    b = _to_net(normalise(baseline, config.percentiles, dtype=np.float32), geo)
+    f = _to_net(normalise(followup, config.percentiles, dtype=np.float32), geo)
     lab = np.asarray(labels)
     lt = torch.stack([_to_net((lab == 1).astype(np.float32), geo), _to_net((lab == 2).astype(np.float32), geo)])
     return f[None, None], b[None, None], lt[None], geo

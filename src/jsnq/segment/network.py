@@ -35,6 +35,7 @@ from torch import nn
 
 from .._torch import fuse_batchnorm, load_checkpoint
 from ..errors import JsnqInputError, WeightsUnavailableError
+from ..intensity import normalise
 from ..io import Image, load_image, validate_spacing
 from ..jsw import JointSpaceWidth, joint_space_width
 from .classical import labels_from_masks, line_from_labels
@@ -253,11 +254,10 @@ def preprocess(image: np.ndarray, *, size: int, percentiles: tuple[float, float]
         ``float32 [size, size]``; the resize is bilinear with antialiasing (area-like when
         shrinking), ``align_corners=False`` (pixel centres at ``(i + 0.5) / n``).
     """
-    a = np.asarray(image, dtype=np.float32)
+    a = np.asarray(image)
     if a.ndim != 2:
         raise ValueError(f"image must be 2-D [row, col], got shape {a.shape}")
-    lo, hi = (float(v) for v in np.percentile(a, percentiles))
-    a = ((a - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+    a = normalise(a, percentiles, dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(a))[None, None]
     if a.shape != (size, size):
         t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
