@@ -70,6 +70,7 @@ __all__ = [
     "render",
     "make_pair",
     "apply_bone_motions",
+    "side_weight",
 ]
 
 UPPER = 1
@@ -660,7 +661,7 @@ def make_pair(seed: int = 0, **sample_kwargs) -> PhantomPair:
 # --------------------------------------------------------------------------------------
 # motion of a real crop
 # --------------------------------------------------------------------------------------
-def _side_weight(labels: np.ndarray, blend_px: float) -> np.ndarray:
+def side_weight(labels: np.ndarray, blend_px: float) -> np.ndarray:
     """Weight of the upper motion on the pixel grid: smoothstep of the signed distance to
     the boundary between label 1 and label 2 over ``[-blend_px, +blend_px]``.
 
@@ -719,7 +720,7 @@ def apply_bone_motions(image: np.ndarray, labels: np.ndarray, upper: Similarity,
     _check("tol_px", tol_px, 0.0, None, lo_open=True)
     out_dtype = np.float64 if img.dtype == np.float64 else np.float32
 
-    w_grid = _side_weight(lab, float(blend_px))
+    w_grid = side_weight(lab, float(blend_px))
     w_coef = ndimage.spline_filter(w_grid, order=3, mode="nearest")
     mu, mlo = upper.matrix(), lower.matrix()
     lin_u, off_u = mu[:2, :2] - np.eye(2), mu[:2, 2]  # upper(x) - x = lin_u x + off_u

@@ -41,7 +41,7 @@ import torch
 
 from .. import __version__
 from ..errors import JsnqInputError
-from ..phantom import _side_weight
+from ..phantom import side_weight
 from ..register.classical import side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
@@ -180,7 +180,7 @@ def prepare_pairs(data_images: torch.Tensor, masks: torch.Tensor, joints: tuple[
         up, lo = side_masks(lab, gap_exclusion_px * scale)
         labels.append(np.stack([lab == 1, lab == 2]))
         loss.append(np.stack([up, lo]))
-        weights.append(_side_weight(lab, max(4.0 * scale, 1.0))[None])
+        weights.append(side_weight(lab, max(4.0 * scale, 1.0))[None])
     by_joint: dict[str, list[int]] = {}
     for i, j in enumerate(joints):
         by_joint.setdefault(j, []).append(i)
