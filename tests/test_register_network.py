@@ -241,6 +241,33 @@ def test_train_register_end_to_end_seeded_and_resumable(tmp_path):
     assert model.config.input_size == 32
 
 
+def test_train_register_fine_tunes_from_init(tmp_path):
+    """--init starts from another run's weights with this run's options (recorded), and a
+    checkpoint of another network shape is refused with a one-line error."""
+    data = _write_folder(tmp_path / "data", n_joints=4, visits=2)
+    first = tmp_path / "first.pt"
+    assert runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(first), *TINY]).exit_code == 0
+    tuned = tmp_path / "tuned.pt"
+    result = runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(tuned), "--init", str(first),
+                                 "--relative-rotation", "4", "--narrowing", "2", "--warmup", "0", "--lr", "1e-3",
+                                 *TINY])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    c0, c1 = torch.load(first, weights_only=True), torch.load(tuned, weights_only=True)
+    training = c1["config"]["training"]
+    assert training["init"] == str(first) and training["motion"]["relative_rotation_deg"] == 4.0
+    assert training["motion"]["narrowing_px"] == 2.0 and training["warmup_fraction"] == 0.0
+    # the tuned run moved away from where it started, and the start was not a fresh initialisation
+    fresh = tmp_path / "fresh.pt"
+    assert runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(fresh), "--relative-rotation",
+                               "4", "--narrowing", "2", "--warmup", "0", "--lr", "1e-3", *TINY]).exit_code == 0
+    c2 = torch.load(fresh, weights_only=True)
+    assert any(not torch.equal(c1["state_dict"][k], c2["state_dict"][k]) for k in c1["state_dict"])
+    assert any(not torch.equal(c1["state_dict"][k], c0["state_dict"][k]) for k in c1["state_dict"])
+    other = runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(tmp_path / "x.pt"),
+                                "--init", str(first), *[a if a != "32" else "64" for a in TINY]])
+    assert other.exit_code == 2 and "network options differ" in other.stderr, other.stderr
+
+
 def test_train_register_bad_folder_is_one_line_error(tmp_path):
     result = runner.invoke(app, ["train", "register", "--data", str(tmp_path / "nope"), "--out",
                                  str(tmp_path / "x.pt")])

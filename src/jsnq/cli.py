@@ -723,6 +723,12 @@ def train_register_cmd(
     device: str = _DEVICE_OPTION,
     threads: Optional[int] = _THREADS_OPTION,
     resume: Optional[Path] = _RESUME_OPTION,
+    init: Optional[Path] = typer.Option(
+        None, "--init", metavar="CKPT", help="Start from this checkpoint's weights (fine-tune; new optimizer)."),
+    warmup: float = typer.Option(0.03, "--warmup", help="Share of the steps spent warming the learning rate up."),
+    relative_rotation: float = typer.Option(
+        12.0, "--relative-rotation", metavar="DEG", help="Synthetic rotation of one bone relative to the other, +-deg."),
+    narrowing: float = typer.Option(4.0, "--narrowing", metavar="PX", help="Synthetic narrowing, +-px."),
 ) -> None:
     """Train the registration network on real visit pairs and synthetic per-bone motions; split by joint."""
     _output_file(out)
@@ -731,20 +737,21 @@ def train_register_cmd(
     import torch
 
     from .register.network import RegNetConfig
-    from .training.register import RegTrainConfig, train_registration
+    from .training.register import MotionRanges, RegTrainConfig, train_registration
 
     if threads is not None:
         torch.set_num_threads(threads)
     config = RegTrainConfig(data=str(data), epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
                             real_fraction=real_fraction, supervised_weight=supervised_weight, lr=lr, seed=seed,
-                            val_fraction=val_fraction, crop_px=crop_px, device=device,
+                            val_fraction=val_fraction, crop_px=crop_px, device=device, warmup_fraction=warmup,
+                            motion=MotionRanges(relative_rotation_deg=relative_rotation, narrowing_px=narrowing),
                             network=RegNetConfig(input_size=size))
     progress, hooks = _training_progress(lambda rec: (
         f"epoch {rec.epoch}: loss {rec.loss:.4f}, validation narrowing RMS {rec.val_rms_pass1_px:.3f} px "
         f"(pass 1) {rec.val_rms_px:.3f} px (final), real-pair NCC {rec.val_real_ncc:.4f} ({rec.seconds:.0f} s)"))
     t0 = time.perf_counter()
     with progress:
-        result = train_registration(config, out, resume=resume, **hooks)
+        result = train_registration(config, out, resume=resume, init=init, **hooks)
     console = _stdout()
     console.print(f"trained on {result.n_train_crops} crops ({result.n_train_pairs} visit pairs), validated on "
                   f"{result.n_val_crops} in {time.perf_counter() - t0:.0f} s", markup=False)

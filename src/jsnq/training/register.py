@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,7 +47,7 @@ from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
-from .segment import _epoch_generator, _save, lr_at, restore, start_run
+from .segment import _epoch_generator, _save, lr_at, read_checkpoint, restore, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -103,6 +103,7 @@ class RegTrainConfig:
     device: str = "cpu"
     motion: MotionRanges = field(default_factory=MotionRanges)
     network: RegNetConfig = field(default_factory=RegNetConfig)
+    init: str | None = None  # the weights a fine-tune started from
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
@@ -412,10 +413,14 @@ def _training_passes(model: RegistrationNet, batch: Batch, net: RegNetConfig, ge
 
 
 def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                       init: str | os.PathLike | None = None,
                        on_start: Callable[[int, int, int], None] | None = None,
                        on_batch: Callable[[int, int, float], None] | None = None,
                        on_epoch: Callable[[RegEpochRecord], None] | None = None) -> RegTrainResult:
     """Train (or resume) the registration network; write the checkpoint after every epoch.
+
+    ``init``: a checkpoint or weights file whose network weights this run starts from (a
+    fine-tune: new optimizer, this run's options; its network options must match).
 
     Raises:
         JsnqInputError: bad data folder, manifest or files; a resume checkpoint that does
@@ -439,6 +444,12 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_regnet(net)
+    if init is not None and resume is None:
+        start = read_checkpoint(init)
+        if RegNetConfig.from_dict(start["config"]["network"]) != net:
+            raise JsnqInputError(init, "its network options differ from this run's")
+        model.load_state_dict(start["state_dict"])
+        config = replace(config, init=os.fspath(init))
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history, first_epoch = restore(prev, model, opt, RegEpochRecord)
