@@ -67,10 +67,11 @@ class ReliabilityThresholds:
             depends strongly on where that centre falls on the joint.
         max_label_disagreement_px: largest acceptable median distance between the baseline's
             split line and the follow-up's, carried into the baseline frame by the two bones'
-            motions (:func:`label_disagreement_px`; checked only when both visits have labels).
+            motions (:func:`label_disagreement_px`), or without follow-up labels between the
+            given split line and the segmentation network's.
             Labels that follow the joint space agree to about a pixel whatever the motion
             (true-mask labels of 184 ordered real visit pairs of 20 validation joints: median
-            1.5 px, 95th percentile 4.1 px, largest 6.2 px); labels drawn in the wrong place
+            1.5 px, 95th percentile 4.1 px, largest 6.0 px); labels drawn in the wrong place
             (a split through a bone, another joint's labels) disagree by the misplacement.
     """
 
@@ -81,33 +82,16 @@ class ReliabilityThresholds:
     max_label_disagreement_px: float = 8.0
 
 
-def _edge(region: np.ndarray) -> np.ndarray:
-    """Pixels of ``region`` with a 4-neighbour outside it (inside the image)."""
-    inner = region.copy()
-    inner[1:, :] &= region[:-1, :]
-    inner[:-1, :] &= region[1:, :]
-    inner[:, 1:] &= region[:, :-1]
-    inner[:, :-1] &= region[:, 1:]
-    rows, cols = np.nonzero(region & ~inner)
-    return np.stack([cols, rows], axis=1).astype(float)
+def split_line_points(labels: np.ndarray) -> np.ndarray:
+    """Points ``(x, y)`` on the line between label 1 (upper side) and label 2 (lower side):
+    per column, half-way between the upper side's last row and the lower side's first
+    (:func:`~jsnq.segment.classical.line_from_labels`), so an unlabelled band between the
+    sides has its middle found. Empty when no column has both sides."""
+    from .segment.classical import line_from_labels
 
-
-def split_line_points(labels: np.ndarray, max_gap_px: float = 15.0) -> np.ndarray:
-    """Points ``(x, y)`` on the line between label 1 (upper side) and label 2 (lower side).
-
-    For each edge pixel of the upper side within ``max_gap_px`` of the lower side, the point
-    half-way to the nearest edge pixel of the lower side (so an unlabelled band between the
-    sides has its middle found, and the sides' other edges do not count). Empty when either
-    side is missing or they are farther apart.
-    """
-    from scipy.spatial import cKDTree
-
-    up, lo = _edge(labels == 1), _edge(labels == 2)
-    if not len(up) or not len(lo):
-        return np.zeros((0, 2))
-    dist, idx = cKDTree(lo).query(up, distance_upper_bound=max_gap_px)
-    ok = np.isfinite(dist)
-    return 0.5 * (up[ok] + lo[idx[ok]])
+    line = line_from_labels(labels)
+    cols = np.nonzero(np.isfinite(line))[0]
+    return np.stack([cols, line[cols]], axis=1).astype(float)
 
 
 def label_disagreement_px(labels: np.ndarray, followup_labels: np.ndarray, upper: Similarity,

@@ -214,7 +214,7 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
 {% endfor %}</tbody></table>
 {% macro pair(p) %}
 <div class="section" id="{{ p.key }}"><h3>{{ p.title }}</h3>
-<p><b>Narrowing {{ p.narrowing }}</b> ({{ p.narrowing_px }}; paper's dy<sub>upper</sub> − dy<sub>lower</sub> {{ p.dy }}) · engine {{ p.engine }} · labels {{ p.segmenter }}{% if p.label_gap %} (the visits' split lines agree to {{ p.label_gap }}){% endif %} ·
+<p><b>Narrowing {{ p.narrowing }}</b> ({{ p.narrowing_px }}; paper's dy<sub>upper</sub> − dy<sub>lower</sub> {{ p.dy }}) · engine {{ p.engine }} · labels {{ p.segmenter }}{% if p.label_gap %} (split lines checked: {{ p.label_gap }} apart){% endif %} ·
 <span class="{{ 'ok' if p.reliable else 'bad' }}">{{ 'reliable' if p.reliable else 'flagged: check before use' }}</span></p>
 {% if p.reasons %}<ul class="reasons">{% for r in p.reasons %}<li class="bad">{{ r }}</li>{% endfor %}</ul>{% endif %}
 <p class="note">{{ p.baseline }} → {{ p.followup }}</p>

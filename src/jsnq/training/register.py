@@ -428,6 +428,12 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     """
     out, config, prev, device, rows, train_j, val_j = start_run(config, out, resume)
     net = config.network
+    start = None
+    if init is not None and resume is None:  # checked before the data are loaded
+        start = read_checkpoint(init)
+        if RegNetConfig.from_dict(start["config"]["network"]) != net:
+            raise JsnqInputError(init, "its network options differ from this run's")
+        config = replace(config, init=os.fspath(init))
     scale = net.input_size / config.crop_px
     loaded = load_dataset(rows, input_size=net.input_size, target_size=net.input_size,
                           percentiles=net.percentiles, max_overlap=config.max_overlap)
@@ -444,12 +450,8 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_regnet(net)
-    if init is not None and resume is None:
-        start = read_checkpoint(init)
-        if RegNetConfig.from_dict(start["config"]["network"]) != net:
-            raise JsnqInputError(init, "its network options differ from this run's")
+    if start is not None:
         model.load_state_dict(start["state_dict"])
-        config = replace(config, init=os.fspath(init))
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history, first_epoch = restore(prev, model, opt, RegEpochRecord)
