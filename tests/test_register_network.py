@@ -238,7 +238,25 @@ def test_train_register_end_to_end_seeded_and_resumable(tmp_path):
     exported = tmp_path / "slim.pt"
     assert runner.invoke(app, ["train", "export", str(ckpt), str(exported)]).exit_code == 0
     model, _ = load_regnet(exported)
-    assert model.config.input_size == 32
+    assert model.config.input_size == 32 and model.config.passes_at_inference == model.config.passes == 2
+    # --inference-passes: the same weights, one more cascade pass at inference; a re-export
+    # keeps the earlier provenance note beside the new one
+    three = tmp_path / "three.pt"
+    assert runner.invoke(app, ["train", "export", str(exported), str(three), "--inference-passes", "3",
+                               "--note", "first"]).exit_code == 0
+    again3 = tmp_path / "three_again.pt"
+    assert runner.invoke(app, ["train", "export", str(three), str(again3), "--note", "second"]).exit_code == 0
+    model3, ckpt3 = load_regnet(again3)
+    assert model3.config.passes == 2 and model3.config.passes_at_inference == 3
+    assert ckpt3["config"]["provenance"]["note"] == "first\nsecond"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, model3.state_dict()[k]), k
+    rng = np.random.default_rng(0)
+    a, b = rng.random((64, 64)), rng.random((64, 64))
+    lab = np.zeros((64, 64), np.uint8)
+    lab[:32], lab[32:] = 1, 2
+    assert predict_similarities(model3, a, b, lab) == predict_similarities(model, a, b, lab, passes=3)
+    assert predict_similarities(model3, a, b, lab) != predict_similarities(model, a, b, lab)
 
 
 def test_train_register_fine_tunes_from_init(tmp_path):

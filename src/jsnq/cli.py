@@ -764,10 +764,13 @@ def train_export_cmd(
     checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Training checkpoint."),
     out: Path = typer.Argument(..., metavar="WEIGHTS.pt", help="Slim weights file (no optimizer state)."),
     note: Optional[str] = typer.Option(None, "--note", help="Provenance note stored in the file (e.g. the command)."),
+    inference_passes: Optional[int] = typer.Option(
+        None, "--inference-passes", min=0,
+        help="Registration network: cascade passes at inference (later ones reuse the fine network; 0 = as trained)."),
 ) -> None:
     """Write a slim copy of a checkpoint for shipping (e.g. into src/jsnq/weights/)."""
     _output_file(out)
     from .training import export_weights
 
-    export_weights(checkpoint, out, extra={"note": note} if note else None)
+    export_weights(checkpoint, out, extra={"note": note} if note else None, inference_passes=inference_passes)
     _stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", markup=False)

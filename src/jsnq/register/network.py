@@ -70,7 +70,11 @@ class RegNetConfig:
             balance the scale and angle outputs, whose raw units moved the bone surfaces by ~50
             px, swamped the few-pixel shifts the narrowing lives in, and the network never
             learned the relative shift of the bones.
-        passes: forward passes of the cascade at inference.
+        passes: forward passes of the cascade in training (one per network, normally).
+        inference_passes: forward passes at inference; 0 = ``passes``. Later passes reuse
+            the last (fine) network: each sees a better-aligned pair, and the shipped
+            network's narrowing error falls from 0.25-0.42 px SD after two passes to
+            0.19-0.28 px after three (benchmarks/registration.py).
         networks: separate weight sets along the cascade: pass ``k`` uses network
             ``min(k, networks - 1)``. Two (the default): a coarse network for the first pass
             (large motions) and a fine one for the nearly aligned pairs after it. One network
@@ -88,6 +92,7 @@ class RegNetConfig:
     shift_unit: float = 1.0
     lever_px: float = 32.0
     passes: int = 2
+    inference_passes: int = 0
     networks: int = 2
     percentiles: tuple[float, float] = (0.5, 99.5)
 
@@ -100,6 +105,12 @@ class RegNetConfig:
             raise ValueError(f"input_size must be a multiple of {2 ** len(self.widths)}, got {self.input_size}")
         if self.passes < 1:
             raise ValueError(f"passes must be >= 1, got {self.passes}")
+        if self.inference_passes < 0:
+            raise ValueError(f"inference_passes must be >= 0, got {self.inference_passes}")
+
+    @property
+    def passes_at_inference(self) -> int:
+        return self.inference_passes or self.passes
 
     @property
     def final_side(self) -> int:
@@ -109,7 +120,8 @@ class RegNetConfig:
         return {"architecture": "resnet-similarity-x2", "widths": list(self.widths), "hidden": self.hidden,
                 "input_size": self.input_size, "max_log_scale": self.max_log_scale,
                 "max_angle_deg": self.max_angle_deg, "max_shift": self.max_shift, "shift_unit": self.shift_unit,
-                "lever_px": self.lever_px, "passes": self.passes, "networks": self.networks, "percentiles": list(self.percentiles)}
+                "lever_px": self.lever_px, "passes": self.passes,
+                "inference_passes": self.inference_passes, "networks": self.networks, "percentiles": list(self.percentiles)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RegNetConfig":
@@ -119,6 +131,7 @@ class RegNetConfig:
                    max_log_scale=float(d["max_log_scale"]), max_angle_deg=float(d["max_angle_deg"]),
                    max_shift=float(d["max_shift"]), shift_unit=float(d["shift_unit"]),
                    lever_px=float(d.get("lever_px", 1.0)), passes=int(d["passes"]),
+                   inference_passes=int(d.get("inference_passes", 0)),
                    networks=int(d.get("networks", 1)),
                    percentiles=tuple(d.get("percentiles", (0.5, 99.5))))
 
@@ -360,7 +373,7 @@ def predict_similarities_batch(model: RegistrationNet, pairs: Sequence[tuple[np.
     base = torch.cat([x[1] for x in prepared]).to(p.device, p.dtype)
     lab = torch.cat([x[2] for x in prepared]).to(p.device, p.dtype)
     with torch.inference_mode():
-        out = cascade(model, fol, base, lab, passes or config.passes)[-1].double().cpu().numpy()
+        out = cascade(model, fol, base, lab, passes or config.passes_at_inference)[-1].double().cpu().numpy()
     return [(to_crop_similarity(o[0], x[3]), to_crop_similarity(o[1], x[3])) for o, x in zip(out, prepared)]
 
 

@@ -308,23 +308,38 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
 
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                   extra: dict[str, Any] | None = None) -> Path:
+                   extra: dict[str, Any] | None = None, inference_passes: int | None = None) -> Path:
     """Write a slim copy of a training checkpoint for shipping: no optimizer state.
 
     The result loads with :func:`jsnq.segment.network.load_model` (a segmenter) or
     :func:`jsnq.register.network.load_regnet` (a registration network). ``extra`` (e.g. the
-    command line and wall time) is stored under ``config["provenance"]``.
+    command line and wall time) is added to ``config["provenance"]``; re-exporting an exported
+    file appends a new note to the earlier one, a line each. ``inference_passes`` sets a registration network's
+    cascade passes at inference (:attr:`jsnq.register.network.RegNetConfig.inference_passes`).
+
+    Raises:
+        JsnqInputError: ``inference_passes`` for a segmentation checkpoint, or below 0.
     """
     ckpt = read_checkpoint(checkpoint)
     slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
     slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
                           for k, v in ckpt["state_dict"].items()}
+    is_segmenter = slim["config"].get("network", {}).get("architecture", "unetpp") == "unetpp"
+    if inference_passes is not None:
+        if is_segmenter or inference_passes < 0:
+            raise JsnqInputError(checkpoint, "--inference-passes needs a registration checkpoint and a count >= 0")
+        slim["config"] = {**slim["config"], "network": {**slim["config"]["network"],
+                                                        "inference_passes": int(inference_passes)}}
     if extra:
-        slim["config"] = {**slim["config"], "provenance": extra}
+        provenance = dict(slim["config"].get("provenance", {}))
+        for key, value in extra.items():  # notes of earlier exports are kept, one per line
+            old = provenance.get(key)
+            provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
+        slim["config"] = {**slim["config"], "provenance": provenance}
     out = Path(out)
     _save(slim, out)
     # refuse to ship something that does not load
-    if slim["config"].get("network", {}).get("architecture", "unetpp") == "unetpp":
+    if is_segmenter:
         load_model(out)
     else:
         from ..register.network import load_regnet
