@@ -94,7 +94,7 @@ def model_size() -> dict:
     lab[:128], lab[128:] = 1, 2
     one = _ms(lambda: predict_similarities(fused, a, b, lab), 30)
     many = _ms(lambda: predict_similarities_batch(fused, [(a, b, lab)] * 32), 5) / 32
-    return {"params": params, "macs_per_pass": macs, "input_px": size, "passes": cfg.passes,
+    return {"params": params, "macs_per_pass": macs, "input_px": size, "passes": cfg.passes_at_inference,
             "file_mb": shipped_regnet_weights().stat().st_size / 1e6 if hasattr(shipped_regnet_weights(), "stat")
             else float("nan"), "ms_forward": fwd, "ms_pair": one, "ms_pair_batched32": many}
 

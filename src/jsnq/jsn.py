@@ -19,9 +19,10 @@ __all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX"
 SYSTEMATIC_SE_PX = {"given": 0.02, "classical": 0.05}
 
 
-#: Systematic SE of the network-only ("deep") engine: the SD of its narrowing error on
-#: benchmarks/registration.py's synthetic motions (it has no optimiser to reach the
-#: noise-limited fit, so the fit covariance at its answer does not describe its error).
+#: Systematic SE of the network-only ("deep") engine: about the largest SD of its narrowing
+#: error over benchmarks/registration.py's synthetic conditions (0.19-0.26 px with three
+#: cascade passes); it has no optimiser to reach the noise-limited fit, so the fit covariance
+#: at its answer does not describe its error.
 DEEP_SYSTEMATIC_SE_PX = 0.25
 
 
