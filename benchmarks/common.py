@@ -122,6 +122,23 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower))
 
 
+def add_edge_ramp_option(ap) -> None:
+    """``--edge-ramp PX``: run jsnq with :attr:`jsnq.register.classical.RegistrationOptions.edge_ramp_px`."""
+    ap.add_argument("--edge-ramp", type=float, default=0.0, metavar="PX",
+                    help="soft edge weights of the bone fits (RegistrationOptions.edge_ramp_px; default 0 = off)")
+
+
+def with_edge_ramp(measure_fn, edge_ramp_px: float):
+    """``measure_fn`` with ``options=RegistrationOptions(edge_ramp_px=...)`` when it is > 0."""
+    if edge_ramp_px <= 0:
+        return measure_fn
+    import functools
+
+    from jsnq.register.classical import RegistrationOptions
+
+    return functools.partial(measure_fn, options=RegistrationOptions(edge_ramp_px=edge_ramp_px))
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:

@@ -52,7 +52,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (PAPER_MISMATCH, PAPER_SD_MM, PAPER_SPACING_MM, Condition, Crop, data_dir,  # noqa: E402
-                               load_crop, machine, manifest, markdown_table, one_crop_per_joint, synthesise)
+                               add_edge_ramp_option, load_crop, machine, manifest, markdown_table,
+                               one_crop_per_joint, synthesise, with_edge_ramp)
 from jsnq import measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsw import joint_space_width  # noqa: E402
@@ -238,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--quick", action="store_true", help="8 crops, 4 joints, 4 repeats")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    add_edge_ramp_option(ap)
     args = ap.parse_args(argv)
+    global measure
+    measure = with_edge_ramp(measure, args.edge_ramp)
     if args.quick:
         args.crops, args.joints, args.repeats = 8, 4, 4
     engines = tuple(args.engines)

@@ -47,7 +47,8 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import data_dir, load_crop, machine, manifest, markdown_table  # noqa: E402
+from benchmarks.common import (add_edge_ramp_option, data_dir, load_crop, machine, manifest,  # noqa: E402
+                               markdown_table, with_edge_ramp)
 from jsnq import measure  # noqa: E402
 from jsnq.jsw import facing_surfaces, joint_space_width  # noqa: E402
 from jsnq.segment.classical import joint_space_line, labels_from_line, labels_from_masks, line_from_labels  # noqa: E402
@@ -159,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     ap.add_argument("--max-pairs", type=int, default=None, help="limit the JSN pairs")
     ap.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
+    add_edge_ramp_option(ap)
     args = ap.parse_args(argv)
+    global measure
+    measure = with_edge_ramp(measure, args.edge_ramp)
     torch.set_num_threads(2)
 
     root = data_dir()

@@ -22,6 +22,7 @@ from jsnq.register.bounds import narrowing_crb
 from jsnq.register.classical import (
     BoneFit,
     RegistrationOptions,
+    edge_weights,
     fit_similarity,
     global_search,
     register_bones,
@@ -291,6 +292,48 @@ def test_registration_options_validation():
         RegistrationOptions(bone_levels=((-1.0, 1),))
     with pytest.raises(ValueError):
         RegistrationOptions(global_levels=((2.0, 0),))
+    with pytest.raises(ValueError):
+        RegistrationOptions(edge_ramp_px=-1.0)
+
+
+# -- soft edge weights -------------------------------------------------------------------------
+def test_edge_weights_ramp_from_the_edges():
+    lab = np.zeros((40, 30), np.uint8)
+    lab[:20], lab[20:] = 1, 2
+    lab[18:22, 10:14] = 0  # a patch inside both bones
+    up, lo = edge_weights(lab, 3.0, 10.0)
+    assert up[lab != 1].max() == 0.0 and lo[lab != 2].max() == 0.0
+    # column 0 is far from the unlabelled patch: weight (distance - 3) / 10 up to the split
+    np.testing.assert_allclose(up[19::-1, 0][:6], [0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
+    np.testing.assert_allclose(lo[20:, 0][:6], [0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
+    assert up[0, 0] == pytest.approx(1.0) and lo[-1, 0] == pytest.approx(1.0)  # the crop border is no edge
+    assert up[17, 12] == 0.0  # next to the unlabelled patch
+    with pytest.raises(ValueError):
+        edge_weights(lab, 3.0, 0.0)
+
+
+def test_unit_weights_equal_the_boolean_mask():
+    pair = make_pair(6, noise=0.02)
+    b, f = pair.baseline.astype(np.float64), pair.followup.astype(np.float64)
+    mask = pair.baseline_labels == 1
+    x = fit_similarity(b, f, mask)
+    y = fit_similarity(b, f, mask.astype(float))
+    np.testing.assert_allclose(y.transform.params, x.transform.params, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(y.covariance, x.covariance, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("geometry_seed", GEOMETRY_SEEDS)
+def test_edge_weighted_fits_reach_the_truth(geometry_seed):
+    """The weights only change how much each pixel counts: on an exactly rendered phantom the
+    weighted fit must land on the same truth, within the same tolerance."""
+    common, n, rel = NOISELESS_CASES[list(NOISELESS_CASES)[-1]]
+    pair = _phantom(geometry_seed, common, n, rel_rot_deg=rel)
+    reg = register_bones(pair.baseline.astype(np.float64), pair.followup.astype(np.float64), pair.baseline_labels,
+                         options=RegistrationOptions(edge_ramp_px=10.0))
+    assert abs(_estimated(reg) - pair.narrowing_px) <= NARROWING_TOL_PX
+    assert reg.upper.converged and reg.lower.converged
+    _, plain = _noiseless(list(NOISELESS_CASES)[-1], geometry_seed)
+    assert reg.upper.transform != plain.upper.transform  # the weights did enter the fit
 
 
 # -- Cramer-Rao bound --------------------------------------------------------------------------

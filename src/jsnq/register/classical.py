@@ -33,7 +33,7 @@ from ..geometry import Similarity, crop_centre
 from .warp import SplineImage
 
 __all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity",
-           "evaluate_similarity", "global_search", "side_masks"]
+           "evaluate_similarity", "global_search", "side_masks", "edge_weights"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,15 @@ class RegistrationOptions:
             deforms as the joint narrows; including them biases the narrowing towards zero
             (on real crops moved by known per-bone motions, the noise-free error SD falls
             from 0.042 to 0.016 px with a 3 px band; see benchmarks/split_line.py).
+        edge_ramp_px: 0 (the default): every pixel of a side outside the gap band counts
+            fully. Above 0: each side's pixels are weighted by their distance from the side's
+            edge (0 within ``gap_exclusion_px``, rising linearly to 1 over ``edge_ramp_px``;
+            :func:`edge_weights`), so that pixels near the split line and near the bones'
+            overlap enter a fit gradually. With 10 px this halves how much the narrowing
+            depends on where the labels put the split (real pairs, network against true-mask
+            labels: 0.045 instead of 0.090 px RMS) but discards information: at 5 % noise the
+            error SD rises from 0.055 to 0.067 px (above the Cramér-Rao bound) and on real
+            pairs the repeatability from 0.048 to 0.058 px. For labels you do not trust.
         max_abs_angle_deg, scale_range, max_shift_px: plausibility bounds; a fit beyond them
             is flagged ``at_bound``.
         parallel_bones: fit the two bones in two threads. The fits are independent (the
@@ -76,6 +85,7 @@ class RegistrationOptions:
     block_px: int = 8
     grad_sigma: float = 1.5
     gap_exclusion_px: float = 3.0
+    edge_ramp_px: float = 0.0
     max_abs_angle_deg: float = 30.0
     scale_range: tuple[float, float] = (0.75, 1.33)
     max_shift_px: float = 60.0
@@ -87,6 +97,8 @@ class RegistrationOptions:
         for sigma, step in (*self.global_levels, *self.bone_levels):
             if sigma < 0 or int(step) < 1:
                 raise ValueError(f"levels need sigma >= 0 and step >= 1, got ({sigma}, {step})")
+        if not self.edge_ramp_px >= 0:
+            raise ValueError(f"edge_ramp_px must be >= 0, got {self.edge_ramp_px}")
 
 
 @dataclass(frozen=True)
@@ -137,13 +149,17 @@ class Registration:
 # Scale space
 # ----------------------------------------------------------------------------------------
 class _Level:
-    """Baseline samples and Jacobian data at one scale-space level for one mask."""
+    """Baseline samples and Jacobian data at one scale-space level for one mask.
+
+    ``mask`` is boolean, or float weights (pixels > 0 are sampled; the weights multiply the
+    instrument, i.e. each sample's row of the smoothed Jacobian)."""
 
     def __init__(self, base_s: np.ndarray, grads: tuple[tuple[np.ndarray, np.ndarray], ...], mask: np.ndarray,
                  step: int, center: tuple[float, float]) -> None:
-        sel = np.zeros_like(mask)
-        sel[::step, ::step] = mask[::step, ::step]
+        sel = np.zeros(mask.shape, bool)
+        sel[::step, ::step] = mask[::step, ::step] > 0
         ys, xs = np.nonzero(sel)
+        self.weights = None if mask.dtype == bool else mask[ys, xs].astype(float)[:, None]
         self.rows, self.cols = ys, xs
         self.pts = np.stack([xs, ys], axis=1).astype(float)
         t = base_s[ys, xs]
@@ -164,6 +180,8 @@ class _Level:
         then fixed for the level, so they are computed once rather than every iteration."""
         if self._all_valid is None:
             jc = self.design - self.design.mean(axis=0)
+            if self.weights is not None:
+                jc = jc * self.weights
             self._all_valid = (jc, jc.T @ (self.design_raw - self.design_raw.mean(axis=0)))
         return self._all_valid
 
@@ -243,6 +261,8 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
         jc, a_mat = level.all_valid()
     else:
         jc = (jac - (w @ jac) / n) * w[:, None]
+        if level.weights is not None:
+            jc = jc * level.weights
         a_mat = jc.T @ ((level.design_raw - (w @ level.design_raw) / n) * w[:, None])
     return gain, offset, resid, jc, a_mat, vals, valid, n
 
@@ -347,6 +367,12 @@ def _refine(space: _ScaleSpace, mask: np.ndarray, init: Similarity,
     return s, total, out
 
 
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as is; anything else as float weights (0 = left out)."""
+    m = np.asarray(mask)
+    return m if m.dtype == bool else m.astype(float)
+
+
 def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray, *,
                    init: Similarity | None = None, options: RegistrationOptions | None = None,
                    _space: _ScaleSpace | None = None) -> BoneFit:
@@ -354,13 +380,14 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
 
     Args:
         baseline, followup: 2-D float images [row, col] of the same shape.
-        mask: boolean [row, col], the pixels whose motion is estimated.
+        mask: boolean [row, col], the pixels whose motion is estimated; or float weights
+            (0 = left out), e.g. from :func:`edge_weights`.
         init: starting transform (default: identity about the crop centre).
         options: :class:`RegistrationOptions`.
     """
     opts = options or RegistrationOptions()
     space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
-    mask = np.asarray(mask, bool)
+    mask = _as_mask(mask)
     init = init or Similarity.identity(crop_centre(baseline.shape))
     s, iters, (level, gain, offset, jc, resid, vals, valid, a_mat, conv) = _refine(
         space, mask, init, opts.bone_levels, opts)
@@ -399,7 +426,7 @@ def evaluate_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.nda
     opts = options or RegistrationOptions()
     space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
     base_s, grads, fol = space.get(0.0)
-    level = _Level(base_s, grads, np.asarray(mask, bool), 1, transform.center)
+    level = _Level(base_s, grads, _as_mask(mask), 1, transform.center)
     ev = _evaluate(level, fol, transform)
     if ev is None:
         raise ValueError("too few pixels of the mask map inside the follow-up")
@@ -475,6 +502,20 @@ def side_masks(labels: np.ndarray, gap_exclusion_px: float = 0.0) -> tuple[np.nd
     return up, lo
 
 
+def edge_weights(labels: np.ndarray, gap_exclusion_px: float, ramp_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Float weights of the upper (1) and lower (2) sides: 0 within ``gap_exclusion_px`` of
+    the side's edge (the other side, or pixels labelled 0), rising linearly to 1 over the
+    next ``ramp_px``; 0 outside the side. The crop's border is not an edge."""
+    if ramp_px <= 0:
+        raise ValueError(f"ramp_px must be > 0, got {ramp_px}")
+    out = []
+    for value in (1, 2):
+        side = labels == value
+        d = ndi.distance_transform_edt(side)  # to the nearest pixel outside the side
+        out.append(np.where(side, np.clip((d - gap_exclusion_px) / ramp_px, 0.0, 1.0), 0.0))
+    return out[0], out[1]
+
+
 # ----------------------------------------------------------------------------------------
 # Both bones
 # ----------------------------------------------------------------------------------------
@@ -497,7 +538,10 @@ def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
     if baseline.shape != followup.shape or baseline.shape != labels.shape:
         raise ValueError("baseline, followup and labels must have the same shape")
     space = _ScaleSpace(baseline, followup, opts.grad_sigma)
-    upper_mask, lower_mask = side_masks(labels, opts.gap_exclusion_px)
+    if opts.edge_ramp_px > 0:
+        upper_mask, lower_mask = edge_weights(labels, opts.gap_exclusion_px, opts.edge_ramp_px)
+    else:
+        upper_mask, lower_mask = side_masks(labels, opts.gap_exclusion_px)
     if inits is None:
         if init is None:
             init = global_search(baseline, followup, options=opts)
