@@ -64,7 +64,7 @@ class RegistrationOptions:
             :func:`edge_weights`), so that pixels near the split line and near the bones'
             overlap enter a fit gradually. With 10 px this halves how much the narrowing
             depends on where the labels put the split (real pairs, network against true-mask
-            labels: 0.045 instead of 0.090 px RMS) but discards information: at 5 % noise the
+            labels: 0.046 instead of 0.090 px RMS) but discards information: at 5 % noise the
             error SD rises from 0.055 to 0.067 px (above the Cramér-Rao bound) and on real
             pairs the repeatability from 0.048 to 0.058 px. For labels you do not trust.
         max_abs_angle_deg, scale_range, max_shift_px: plausibility bounds; a fit beyond them
