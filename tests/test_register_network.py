@@ -284,6 +284,15 @@ def test_train_register_fine_tunes_from_init(tmp_path):
     other = runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(tmp_path / "x.pt"),
                                 "--init", str(first), *[a if a != "32" else "64" for a in TINY]])
     assert other.exit_code == 2 and "network options differ" in other.stderr, other.stderr
+    # a shipped-style file with its own inference passes is a valid start (that setting only
+    # acts at inference; the new checkpoint has this run's)
+    three = tmp_path / "three.pt"
+    assert runner.invoke(app, ["train", "export", str(first), str(three), "--inference-passes", "3"]).exit_code == 0
+    from_three = tmp_path / "from_three.pt"
+    again = runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(from_three), "--init",
+                                str(three), *TINY])
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert torch.load(from_three, weights_only=True)["config"]["network"]["inference_passes"] == 0
 
 
 def test_train_register_bad_folder_is_one_line_error(tmp_path):

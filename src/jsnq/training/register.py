@@ -431,7 +431,9 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     start = None
     if init is not None and resume is None:  # checked before the data are loaded
         start = read_checkpoint(init)
-        if RegNetConfig.from_dict(start["config"]["network"]) != net:
+        # inference_passes only matters at inference: a shipped file may set it (this run's
+        # checkpoint gets this run's value)
+        if replace(RegNetConfig.from_dict(start["config"]["network"]), inference_passes=net.inference_passes) != net:
             raise JsnqInputError(init, "its network options differ from this run's")
         config = replace(config, init=os.fspath(init))
     scale = net.input_size / config.crop_px
