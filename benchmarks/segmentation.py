@@ -16,6 +16,12 @@ Effect on JSN: on real visit pairs of the validation joints (consecutive crops o
 folder), ``measure`` with the baseline labels from the network (and from the classical line)
 against the labels from the true masks (``labels_from_masks``): RMS difference in px.
 
+The reference's own reproducibility, on the same pairs: the other visit's true masks, carried
+into this visit's frame by each bone's registered motion, against this visit's true masks
+(facing surfaces, and the narrowing measured with labels from either). Neither a network nor
+a second annotator can be shown to agree with the reference more closely than it agrees with
+itself, so this is the floor under the two comparisons above.
+
 Speed: ms per crop with ``torch.set_num_threads(2)``; parameters and multiply-accumulates
 (MACs, counted over the convolutions) of our network and of a stand-in for the paper's.
 
@@ -51,6 +57,7 @@ from benchmarks.common import (add_edge_ramp_option, data_dir, load_crop, machin
                                markdown_table, with_edge_ramp)
 from jsnq import measure  # noqa: E402
 from jsnq.jsw import facing_surfaces, joint_space_width  # noqa: E402
+from jsnq.register.warp import warp_to_baseline  # noqa: E402
 from jsnq.segment.classical import joint_space_line, labels_from_line, labels_from_masks, line_from_labels  # noqa: E402
 from jsnq.segment.network import (UNetPlusPlus, fuse_for_inference, load_model, predict_masks, segment,  # noqa: E402
                                   shipped_weights)
@@ -155,6 +162,50 @@ def _rms(vals) -> float:
 # -- main --------------------------------------------------------------------------------------------
 
 
+def carry_masks(upper: np.ndarray, lower: np.ndarray, m) -> tuple[np.ndarray, np.ndarray]:
+    """The follow-up's two bone masks carried into the baseline frame, each by its own bone's
+    motion from the measurement ``m`` (bilinear, 0.5 threshold)."""
+    return tuple(warp_to_baseline(mask.astype(np.float32), t, order=1, cval=0.0) >= 0.5
+                 for mask, t in ((upper, m.upper_transform), (lower, m.lower_transform)))
+
+
+def surface_gap(upper: np.ndarray, lower: np.ndarray, ref_upper: np.ndarray, ref_lower: np.ndarray,
+                cols: np.ndarray) -> tuple[float, float]:
+    """Mean |row difference| of the facing surfaces of two mask pairs over ``cols`` (upper, lower),
+    the same measure as the network's facing-surface error."""
+    p, t = facing_surfaces(upper, lower), facing_surfaces(ref_upper, ref_lower)
+    return tuple(float(np.nanmean(np.abs(p[k][cols] - t[k][cols]))) for k in (0, 1))
+
+
+def print_reference_reproducibility(jsn: list[dict]) -> None:
+    """How well the true masks agree with themselves: each pair's other visit's annotation,
+    carried into this visit's frame by each bone's motion, against this visit's annotation.
+    Neither a network nor a second annotator can be shown to agree with the reference better
+    than the reference agrees with itself."""
+    rel = [p for p in jsn if p["reliable_true"]]
+    print("\n## The reference's own reproducibility (the same pairs)\n")
+    print("The other visit's true masks (and the network's masks of the other visit), carried into this "
+          "visit's frame by each bone's registered motion, against this visit's; and the narrowing measured "
+          "with labels from the carried annotation against labels from this visit's annotation.\n")
+    rows = []
+    for name, g in (("all", jsn), ("reliable", rel)):
+        if not g:
+            continue
+        rows.append([f"{name} ({len(g)})", _mean(g, "surface_network_upper_px"), _mean(g, "surface_ref_upper_px"),
+                     _mean(g, "surface_ref_upper_px") / math.sqrt(2), _mean(g, "surface_net_upper_px"),
+                     _mean(g, "surface_network_lower_px"), _mean(g, "surface_ref_lower_px"),
+                     _mean(g, "surface_ref_lower_px") / math.sqrt(2), _mean(g, "surface_net_lower_px"),
+                     _rms([p["network"] - p["true"] for p in g]), _rms([p["other_annotation"] - p["true"] for p in g])])
+    print(markdown_table(
+        ["pairs", "upper: network vs ref", "upper: ref vs ref", "  ref / sqrt 2", "upper: network vs network",
+         "lower: network vs ref", "lower: ref vs ref", "  ref / sqrt 2", "lower: network vs network",
+         "JSN: network vs ref labels", "JSN: ref vs ref labels"], rows))
+    print("\n(facing surfaces: mean |row difference| over the central columns, px; 'ref / sqrt 2' is the error "
+          "of one annotation if the two visits' annotations err independently; JSN: RMS difference of the "
+          "narrowing measured one way with the baseline's labels, px; reliable: with true labels. Measured both "
+          "ways the carried annotation is no second opinion: both visits' annotations enter either way)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
@@ -183,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({excluded} crops with erroneous masks left out)\n")
     print(f"machine: {machine()}, torch threads {torch.get_num_threads()}\n")
 
-    per_crop, results = [], {}
+    per_crop, results, metrics = [], {}, {}
     for c in crops:
         m, res, classical = crop_metrics(c, model=model)
         per_crop.append(m)
+        metrics[id(c)] = m
         results[id(c)] = (res, classical)
 
     # -- accuracy per joint type -------------------------------------------------------------
@@ -243,7 +295,21 @@ def main(argv: list[str] | None = None) -> int:
         s_net = measure(a.image, b.image, baseline_labels=res_a.labels, followup_labels=res_b.labels, **anchors, **kw)
         jsw_change_true = joint_space_width(a.upper, a.lower).mean_px - joint_space_width(b.upper, b.lower).mean_px
         jsw_change_net = (res_a.jsw.mean_px - res_b.jsw.mean_px) if res_a.jsw and res_b.jsw else math.nan
-        jsn.append({"joint": a.joint, "joint_id": a.joint_id, "true": m_true.narrowing_px, "network": m_net.narrowing_px,
+        # The reference's own reproducibility: the other visit's annotation (and the network's
+        # masks of the other visit), carried into this visit's frame by each bone's motion.
+        up_b, lo_b = carry_masks(b.upper, b.lower, m_true)
+        c0, c1 = joint_space_width(a.upper, a.lower).columns
+        cols = np.arange(c0, c1 + 1)
+        ref_gap = surface_gap(up_b, lo_b, a.upper, a.lower, cols)
+        net_gap = surface_gap(*carry_masks(res_b.upper_mask, res_b.lower_mask, m_true), res_a.upper_mask,
+                              res_a.lower_mask, cols)
+        m_other = measure(a.image, b.image, baseline_labels=labels_from_masks(up_b, lo_b), **kw)
+        jsn.append({"joint": a.joint, "joint_id": a.joint_id, "true": m_true.narrowing_px,
+                    "surface_network_upper_px": metrics[id(a)]["surface_upper_px"],
+                    "surface_network_lower_px": metrics[id(a)]["surface_lower_px"], "network": m_net.narrowing_px,
+                    "other_annotation": m_other.narrowing_px,
+                    "surface_ref_upper_px": ref_gap[0], "surface_ref_lower_px": ref_gap[1],
+                    "surface_net_upper_px": net_gap[0], "surface_net_lower_px": net_gap[1],
                     "classical": m_cls.narrowing_px, "reliable_true": m_true.reliable,
                     "sym_true": s_true.narrowing_px, "sym_network": s_net.narrowing_px,
                     "sym_reliable_true": s_true.reliable,
@@ -272,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         sym_rel = [p["sym_network"] - p["sym_true"] for p in jsn if p["sym_reliable_true"]]
         print(f"symmetric (both visits' labels, network anchors): RMS network - true {_rms(sym):.3f} px, "
               f"{_rms(sym_rel):.3f} px on the {len(sym_rel)} pairs reliable with true labels")
+        print_reference_reproducibility(jsn)
         d_true = np.array([p["jsw_change_true"] - p["true"] for p in jsn])
         d_net = np.array([p["jsw_change_network"] - p["true"] for p in jsn])
         print(f"JSW change - registration narrowing (true labels): true masks RMS {_rms(d_true):.3f} px, "
