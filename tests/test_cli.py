@@ -121,6 +121,37 @@ def test_measure_with_label_files(pair_dir):
     assert abs(data["narrowing_px"] - truth) < TOLERANCE_PX
 
 
+def test_measure_edge_ramp_reaches_the_engine(pair_dir, tmp_path):
+    folder, truth = pair_dir
+    args = ["measure", str(folder / "baseline.png"), str(folder / "followup.png"),
+            "--baseline-labels", str(folder / "baseline_labels.png"), "--json"]
+    plain = _json(runner.invoke(app, args))
+    ramped = _json(runner.invoke(app, [*args, "--edge-ramp", "10"]))
+    # Other weights give another estimate (the fits differ by ~0.01 px on this phantom),
+    # still within the tolerance of the truth.
+    assert abs(ramped["narrowing_px"] - plain["narrowing_px"]) > 1e-4, (ramped["narrowing_px"], plain["narrowing_px"])
+    assert abs(ramped["narrowing_px"] - truth) < TOLERANCE_PX
+    assert runner.invoke(app, [*args, "--edge-ramp", "-1"]).exit_code == 2
+    # measure-batch passes it on too: its row equals the single measurement.
+    csv_path = tmp_path / "pairs.csv"
+    csv_path.write_text("baseline,followup,baseline_labels\n"
+                        f"{folder / 'baseline.png'},{folder / 'followup.png'},{folder / 'baseline_labels.png'}\n")
+    out = tmp_path / "out.csv"
+    _ok(runner.invoke(app, ["measure-batch", str(csv_path), "--out", str(out), "--edge-ramp", "10"]))
+    with out.open() as fh:
+        row = next(csv.DictReader(fh))
+    assert float(row["narrowing_px"]) == pytest.approx(ramped["narrowing_px"], abs=1e-9)
+    # And so does series.
+    pairs = {}
+    for name, extra in (("plain", []), ("ramped", ["--edge-ramp", "10"])):
+        out_json = tmp_path / f"series_{name}.json"
+        _ok(runner.invoke(app, ["series", str(folder / "baseline.png"), str(folder / "followup.png"),
+                                "--labels", str(folder / "baseline_labels.png"),
+                                "--labels", str(folder / "followup_labels.png"), "--json", str(out_json), *extra]))
+        pairs[name] = [p["narrowing_px"] for p in json.loads(out_json.read_text())["pairs"]]
+    assert max(abs(a - b) for a, b in zip(pairs["plain"], pairs["ramped"])) > 1e-4
+
+
 def test_measure_with_split_masks(pair_dir):
     folder, truth = pair_dir
     data = _json(runner.invoke(app, [
