@@ -6,7 +6,8 @@ labels of their true masks and, as each visit's anchor, the joint centre of its 
 Reported over joints: the RMS of the path residuals
 ``d_ij + d_jk - d_ik`` (each ``d`` the two directions of a pair combined), the RMS of the
 pairs' forward/backward disagreement ``J(i, j) + J(j, i)``, the reduced chi-square of the
-trajectory fit, and the visits flagged as inconsistent. Also over the joints whose pairs
+trajectory fit, the RMS of each path residual divided by its three pairs' combined SE
+(near 1 when the SEs are honest), and the visits flagged as inconsistent. Also over the joints whose pairs
 are all flagged reliable.
 
 Usage::
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "and print its size (target: < 5 MB)")
     args = ap.parse_args(argv)
     joints = [j for j in longitudinal(data_dir(), args.joints, seed=1) if len(j) >= 3]
-    path_all, path_rel, disagree, chi2, flagged, per_joint = [], [], [], [], 0, []
+    path_all, path_rel, path_z, disagree, chi2, flagged, per_joint = [], [], [], [], [], 0, []
     t0 = time.perf_counter()
     kept = []
     for crops in joints:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         t = s.trajectory
         res = list(t.path_residuals_px.values())
         path_all += res
+        # Each residual against its own uncertainty: the three pairs' SEs combined.
+        se = {(p.i, p.j): p.se_px for p in t.pairs}
+        path_z += [r / float(np.sqrt(se[i, j] ** 2 + se[j, k] ** 2 + se[i, k] ** 2))
+                   for (i, j, k), r in t.path_residuals_px.items()]
         if all(p.reliable for p in t.pairs):
             path_rel += res
         disagree += [p.disagreement_px for p in t.pairs]
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rec = {"engine": args.engine, "joints": len(joints), "triples": len(path_all),
            "path_rms_px": rms(path_all), "path_rms_reliable_px": rms(path_rel),
+           "path_residual_over_se_rms": rms(path_z),
            "reliable_joints": sum(j["all_reliable"] for j in per_joint),
            "pair_disagreement_rms_px": rms(disagree), "chi2_reduced_median": float(np.nanmedian(chi2)),
            "flagged_visits": flagged, "seconds": time.perf_counter() - t0}
