@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 "and print its size (target: < 5 MB)")
     args = ap.parse_args(argv)
     joints = [j for j in longitudinal(data_dir(), args.joints, seed=1) if len(j) >= 3]
-    path_all, path_rel, path_z, disagree, chi2, flagged, per_joint = [], [], [], [], [], 0, []
+    path_all, path_rel, path_z, path_z_rel, disagree, chi2, flagged, per_joint = [], [], [], [], [], [], 0, []
     t0 = time.perf_counter()
     kept = []
     for crops in joints:
@@ -58,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         res = list(t.path_residuals_px.values())
         path_all += res
         # Each residual against its own uncertainty: the three pairs' SEs combined.
-        se = {(p.i, p.j): p.se_px for p in t.pairs}
-        path_z += [r / float(np.sqrt(se[i, j] ** 2 + se[j, k] ** 2 + se[i, k] ** 2))
-                   for (i, j, k), r in t.path_residuals_px.items()]
+        pe = {(p.i, p.j): p for p in t.pairs}
+        for (i, j, k), r in t.path_residuals_px.items():
+            three = (pe[i, j], pe[j, k], pe[i, k])
+            z = r / float(np.sqrt(sum(p.se_px ** 2 for p in three)))
+            path_z.append(z)
+            if all(p.reliable for p in three):
+                path_z_rel.append(z)
         if all(p.reliable for p in t.pairs):
             path_rel += res
         disagree += [p.disagreement_px for p in t.pairs]
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rec = {"engine": args.engine, "joints": len(joints), "triples": len(path_all),
            "path_rms_px": rms(path_all), "path_rms_reliable_px": rms(path_rel),
-           "path_residual_over_se_rms": rms(path_z),
+           "path_residual_over_se_rms": rms(path_z), "path_residual_over_se_rms_reliable_triples": rms(path_z_rel),
+           "reliable_triples": len(path_z_rel),
            "reliable_joints": sum(j["all_reliable"] for j in per_joint),
            "pair_disagreement_rms_px": rms(disagree), "chi2_reduced_median": float(np.nanmedian(chi2)),
            "flagged_visits": flagged, "seconds": time.perf_counter() - t0}
