@@ -20,7 +20,9 @@ The reference's own reproducibility, on the same pairs: the other visit's true m
 into this visit's frame by each bone's registered motion, against this visit's true masks
 (facing surfaces, and the narrowing measured with labels from either). Neither a network nor
 a second annotator can be shown to agree with the reference more closely than it agrees with
-itself, so this is the floor under the two comparisons above.
+itself, so this is the floor under the two comparisons above. And, per crop of the joints
+with >= 3 visits, the network and the crop's own annotation head to head against the median
+of the other visits' annotations (carried by reliable registrations only).
 
 Speed: ms per crop with ``torch.set_num_threads(2)``; parameters and multiply-accumulates
 (MACs, counted over the convolutions) of our network and of a stand-in for the paper's.
@@ -206,6 +208,57 @@ def print_reference_reproducibility(jsn: list[dict]) -> None:
           "ways the carried annotation is no second opinion: both visits' annotations enter either way)")
 
 
+def consensus_comparison(by_joint: dict[str, list], results: dict) -> list[dict]:
+    """Network and annotation head to head against an independent reference, per crop of the
+    joints with >= 3 visits: the median (the mean of two) of the facing surfaces of the joint's
+    *other* visits' true masks, each carried into this crop's frame by its bones' motions,
+    using only the pairs flagged reliable (little posture change) and crops with >= 2 of them.
+    The network's surfaces and this crop's own annotation are each compared with it."""
+    out = []
+    for crops in by_joint.values():
+        if len(crops) < 3:
+            continue
+        for a in crops:
+            c0, c1 = joint_space_width(a.upper, a.lower).columns
+            cols = np.arange(c0, c1 + 1)
+            others = []
+            for b in crops:
+                if b is a:
+                    continue
+                m = measure(a.image, b.image, baseline_labels=a.labels, followup_labels=b.labels,
+                            segmenter="classical")
+                if m.reliable:
+                    others.append(facing_surfaces(*carry_masks(b.upper, b.lower, m)))
+            if len(others) < 2:
+                continue
+            own = facing_surfaces(a.upper, a.lower)
+            net = facing_surfaces(*results[id(a)][0].surface_maps())
+            rec = {"overlap": bool((a.upper & a.lower).any()), "others": len(others)}
+            for k, name in ((0, "upper"), (1, "lower")):
+                stack = np.stack([o[k][cols] for o in others])
+                ref = np.nanmedian(stack, axis=0) if len(others) > 2 else np.nanmean(stack, axis=0)
+                rec[f"network_{name}_px"] = float(np.nanmean(np.abs(net[k][cols] - ref)))
+                rec[f"annotation_{name}_px"] = float(np.nanmean(np.abs(own[k][cols] - ref)))
+            out.append(rec)
+    return out
+
+
+def print_consensus(rows: list[dict]) -> None:
+    if not rows:
+        return
+    print("\nAgainst the other visits' annotations (joints with >= 3 visits; median of the other visits' true "
+          "masks carried by reliable registrations): the network and this crop's own annotation, mean |row "
+          "difference| of the facing surfaces over the central columns, px\n")
+    table = []
+    for name, g in (("all", rows), ("true masks disjoint", [r for r in rows if not r["overlap"]]),
+                    ("true masks overlap", [r for r in rows if r["overlap"]])):
+        if g:
+            table.append([f"{name} ({len(g)} crops)", _mean(g, "network_upper_px"), _mean(g, "annotation_upper_px"),
+                          _mean(g, "network_lower_px"), _mean(g, "annotation_lower_px")])
+    print(markdown_table(["crops", "upper: network", "upper: annotation", "lower: network", "lower: annotation"],
+                         table))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
@@ -279,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(v[i], v[i + 1]) for v in by_joint.values() for i in range(len(v) - 1)]
     if args.max_pairs is not None:
         pairs = pairs[:args.max_pairs]
-    jsn = []
+    jsn, consensus = [], []
     for a, b in pairs:
         res_a, classical_a = results[id(a)]
         res_b, _ = results[id(b)]
@@ -339,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"symmetric (both visits' labels, network anchors): RMS network - true {_rms(sym):.3f} px, "
               f"{_rms(sym_rel):.3f} px on the {len(sym_rel)} pairs reliable with true labels")
         print_reference_reproducibility(jsn)
+        consensus = consensus_comparison(by_joint, results)
+        print_consensus(consensus)
         d_true = np.array([p["jsw_change_true"] - p["true"] for p in jsn])
         d_net = np.array([p["jsw_change_network"] - p["true"] for p in jsn])
         print(f"JSW change - registration narrowing (true labels): true masks RMS {_rms(d_true):.3f} px, "
@@ -383,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         ["training (min)", f"<= {TARGETS['train_min']}", train_min, train_min <= TARGETS["train_min"]],
     ]))
     if args.json is not None:
-        args.json.write_text(json.dumps({"crops": per_crop, "jsn": jsn, "excluded": excluded,
+        args.json.write_text(json.dumps({"crops": per_crop, "jsn": jsn, "consensus": consensus, "excluded": excluded,
                                          "ms_predict": ms_predict, "ms_segment": ms_segment,
                                          "ms_classical": ms_classical, "params": ours_params, "macs": ours_macs,
                                          "paper_params": paper_params, "paper_macs": paper_macs,
