@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baselines import poc_per_bone, sitk_per_bone  # noqa: E402
-from benchmarks.common import (PAPER_SD_MM, PAPER_SPACING_MM, Condition, add_edge_ramp_option, data_dir,  # noqa: E402
-                               machine, markdown_table, one_crop_per_joint, synthesise, with_edge_ramp)
+from benchmarks.common import (PAPER_SD_MM, PAPER_SPACING_MM, Condition, add_engine_options, data_dir,  # noqa: E402
+                               machine, markdown_table, one_crop_per_joint, synthesise, with_engine_options)
 from jsnq import measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.register.bounds import narrowing_crb  # noqa: E402
@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="8 crops, 3 for SimpleITK")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), help="run only these methods")
-    add_edge_ramp_option(ap)
+    add_engine_options(ap)
     args = ap.parse_args(argv)
     global measure
-    measure = with_edge_ramp(measure, args.edge_ramp)
+    measure = with_engine_options(measure, args)
     if args.quick:
         args.crops, args.sitk_crops = 8, 3
     try:

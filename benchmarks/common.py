@@ -122,21 +122,25 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower))
 
 
-def add_edge_ramp_option(ap) -> None:
-    """``--edge-ramp PX``: run jsnq with :attr:`jsnq.register.classical.RegistrationOptions.edge_ramp_px`."""
+def add_engine_options(ap) -> None:
+    """``--edge-ramp PX`` and ``--gain-free``: run jsnq with those
+    :class:`jsnq.register.classical.RegistrationOptions` (default: neither)."""
     ap.add_argument("--edge-ramp", type=float, default=0.0, metavar="PX",
                     help="soft edge weights of the bone fits (RegistrationOptions.edge_ramp_px; default 0 = off)")
+    ap.add_argument("--gain-free", action="store_true",
+                    help="the geometry independent of the fitted gain (RegistrationOptions.gain_free)")
 
 
-def with_edge_ramp(measure_fn, edge_ramp_px: float):
-    """``measure_fn`` with ``options=RegistrationOptions(edge_ramp_px=...)`` when it is > 0."""
-    if edge_ramp_px <= 0:
+def with_engine_options(measure_fn, args):
+    """``measure_fn`` with ``options=RegistrationOptions(...)`` from :func:`add_engine_options`'s arguments."""
+    if args.edge_ramp <= 0 and not args.gain_free:
         return measure_fn
     import functools
 
     from jsnq.register.classical import RegistrationOptions
 
-    return functools.partial(measure_fn, options=RegistrationOptions(edge_ramp_px=edge_ramp_px))
+    return functools.partial(measure_fn, options=RegistrationOptions(edge_ramp_px=args.edge_ramp,
+                                                                     gain_free=args.gain_free))
 
 
 def machine() -> str:

@@ -54,8 +54,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (PAPER_MISMATCH, PAPER_SD_MM, PAPER_SPACING_MM, Condition, Crop, data_dir,  # noqa: E402
-                               add_edge_ramp_option, load_crop, machine, manifest, markdown_table,
-                               one_crop_per_joint, synthesise, with_edge_ramp)
+                               add_engine_options, load_crop, machine, manifest, markdown_table,
+                               one_crop_per_joint, synthesise, with_engine_options)
 from jsnq import measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsw import joint_space_width  # noqa: E402
@@ -251,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--labels", choices=("true", "network"), default="true",
                     help="(b): labels and anchors from the true masks, or none given (the network's)")
-    add_edge_ramp_option(ap)
+    add_engine_options(ap)
     args = ap.parse_args(argv)
     global measure, NETWORK_LABELS
-    measure = with_edge_ramp(measure, args.edge_ramp)
+    measure = with_engine_options(measure, args)
     NETWORK_LABELS = args.labels == "network"
     if args.quick:
         args.crops, args.joints, args.repeats = 8, 4, 4

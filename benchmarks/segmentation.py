@@ -55,8 +55,8 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (add_edge_ramp_option, data_dir, load_crop, machine, manifest,  # noqa: E402
-                               markdown_table, with_edge_ramp)
+from benchmarks.common import (add_engine_options, data_dir, load_crop, machine, manifest,  # noqa: E402
+                               markdown_table, with_engine_options)
 from jsnq import measure  # noqa: E402
 from jsnq.jsw import facing_surfaces, joint_space_width  # noqa: E402
 from jsnq.register.warp import warp_to_baseline  # noqa: E402
@@ -264,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
     ap.add_argument("--max-pairs", type=int, default=None, help="limit the JSN pairs")
     ap.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
-    add_edge_ramp_option(ap)
+    add_engine_options(ap)
     args = ap.parse_args(argv)
     global measure
-    measure = with_edge_ramp(measure, args.edge_ramp)
+    measure = with_engine_options(measure, args)
     torch.set_num_threads(2)
 
     root = data_dir()

@@ -121,7 +121,7 @@ def test_measure_with_label_files(pair_dir):
     assert abs(data["narrowing_px"] - truth) < TOLERANCE_PX
 
 
-def test_measure_edge_ramp_reaches_the_engine(pair_dir, tmp_path):
+def test_measure_engine_options_reach_the_engine(pair_dir, tmp_path):
     folder, truth = pair_dir
     args = ["measure", str(folder / "baseline.png"), str(folder / "followup.png"),
             "--baseline-labels", str(folder / "baseline_labels.png"), "--json"]
@@ -132,6 +132,9 @@ def test_measure_edge_ramp_reaches_the_engine(pair_dir, tmp_path):
     assert abs(ramped["narrowing_px"] - plain["narrowing_px"]) > 1e-4, (ramped["narrowing_px"], plain["narrowing_px"])
     assert abs(ramped["narrowing_px"] - truth) < TOLERANCE_PX
     assert runner.invoke(app, [*args, "--edge-ramp", "-1"]).exit_code == 2
+    free = _json(runner.invoke(app, [*args, "--gain-free"]))
+    assert abs(free["narrowing_px"] - plain["narrowing_px"]) > 1e-6
+    assert abs(free["narrowing_px"] - truth) < TOLERANCE_PX
     # measure-batch passes it on too: its row equals the single measurement.
     csv_path = tmp_path / "pairs.csv"
     csv_path.write_text("baseline,followup,baseline_labels\n"
