@@ -200,15 +200,25 @@ class _Level:
         self.radius = float(np.max(np.hypot(dx, dy))) if len(xs) else 0.0
         self._all_valid: tuple[np.ndarray, np.ndarray] | None = None
 
-    def all_valid(self) -> tuple[np.ndarray, np.ndarray]:
-        """The centred Jacobian and the normal matrix when every sample is valid: both are
-        then fixed for the level, so they are computed once rather than every iteration."""
-        if self._all_valid is None:
-            jc = self.design - self.design.mean(axis=0)
-            if self.weights is not None:
-                jc = jc * self.weights
-            self._all_valid = (jc, jc.T @ (self.design_raw - self.design_raw.mean(axis=0)))
-        return self._all_valid
+    def instrument(self, w: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
+        """The instrument (the smoothed Jacobian, centred over the valid samples ``w``, times
+        the weights, and with ``gain_free`` made orthogonal to the template) and the
+        instrumental-variable normal matrix. When every sample is valid both are fixed for
+        the level, so they are computed once rather than every iteration."""
+        if n == len(w):
+            if self._all_valid is None:
+                self._all_valid = self._finish(self.design - self.design.mean(axis=0),
+                                               self.design_raw - self.design_raw.mean(axis=0), w, n)
+            return self._all_valid
+        return self._finish((self.design - (w @ self.design) / n) * w[:, None],
+                            (self.design_raw - (w @ self.design_raw) / n) * w[:, None], w, n)
+
+    def _finish(self, jc: np.ndarray, raw_c: np.ndarray, w: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
+        if self.weights is not None:
+            jc = jc * self.weights
+        if self.t_other is not None:
+            jc = _gain_free(self, jc, w, n)
+        return jc, jc.T @ raw_c
 
 
 class _ScaleSpace:
@@ -281,7 +291,7 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
     n = w.sum()
     if n < 20:
         return None
-    t, jac = level.t, level.design
+    t = level.t
     mt, mv = _dot(w, t) / n, _dot(w, vals) / n
     tc, vc = (t - mt) * w, (vals - mv) * w
     gain = math.copysign(math.sqrt(_dot(vc, vc) / max(_dot(tc, tc), 1e-300)), _dot(tc, vc))
@@ -290,31 +300,22 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
     # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
     # Using the smoothed one on both sides shortens every step and made convergence
     # linear (step ratio ~0.9 at 10 % scale change).
-    if n == len(w):
-        jc, a_mat = level.all_valid()
-    else:
-        jc = (jac - (w @ jac) / n) * w[:, None]
-        if level.weights is not None:
-            jc = jc * level.weights
-        a_mat = jc.T @ ((level.design_raw - (w @ level.design_raw) / n) * w[:, None])
-    if level.t_other is not None:
-        jc, a_mat = _gain_free(level, jc, tc, w, n)
+    jc, a_mat = level.instrument(w, n)
     return gain, offset, resid, jc, a_mat, vals, valid, n
 
 
-def _gain_free(level: _Level, jc: np.ndarray, tc: np.ndarray, w: np.ndarray, n: float):
+def _gain_free(level: _Level, jc: np.ndarray, w: np.ndarray, n: float) -> np.ndarray:
     """The instrument made orthogonal to the centred template, so that the geometric
     estimating equation no longer depends on the gain (nor the offset): a gain error, e.g.
     from unequal noise in the two visits, then cannot leak into the geometry through the
     mask's boundary. The direction removed is the template smoothed without its centre
     pixel, so the projection adds no correlation with a pixel's own noise."""
-    u = level.t_other - _dot(w, level.t_other) / n
-    u = u * w
+    tc = (level.t - _dot(w, level.t) / n) * w
+    u = (level.t_other - _dot(w, level.t_other) / n) * w
     denom = _dot(tc, u)
     if abs(denom) < 1e-300:
-        return jc, jc.T @ ((level.design_raw - (w @ level.design_raw) / n) * w[:, None])
-    jc = jc - np.outer(u, (tc @ jc) / denom)
-    return jc, jc.T @ ((level.design_raw - (w @ level.design_raw) / n) * w[:, None])
+        return jc
+    return jc - np.outer(u, (tc @ jc) / denom)
 
 
 def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter: int, tol_px: float):
