@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
-from . import __version__
+from .version import __version__
 from .errors import JsnqInputError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, px_to_mm
 from .intensity import normalise

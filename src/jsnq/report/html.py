@@ -25,7 +25,7 @@ from jinja2 import Environment, select_autoescape
 from matplotlib import colormaps
 from PIL import Image as PILImage
 
-from .. import __version__
+from ..version import __version__
 from ..errors import JsnqInputError
 from .figures import LOWER_COLOUR, RESIDUAL_CMAP, UPPER_COLOUR, _checkerboard, _grey_limits, _residual_limit
 

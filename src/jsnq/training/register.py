@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..errors import JsnqInputError
 from ..phantom import side_weight
 from ..register.classical import side_masks

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
+from ..version import __version__
 from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation

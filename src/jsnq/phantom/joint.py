@@ -61,7 +61,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Similarity, crop_centre, symmetric_narrowing_px
+from ..geometry import Similarity, crop_centre, symmetric_narrowing_px
 
 __all__ = [
     "PhantomParams",
