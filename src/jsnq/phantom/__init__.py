@@ -6,9 +6,12 @@ images with their ground truth.
 
 * :mod:`jsnq.phantom.joint`: one MCP joint crop at two visits, with a known narrowing;
   :func:`apply_bone_motions` moves the bones of a real crop.
+* :mod:`jsnq.phantom.hand`: a whole hand (19 bones, 14 finger joints) at several visits, with
+  known joint positions, global hand motions and per-joint narrowing.
 """
 
+from .hand import HandParams, HandPhantom, make_hand, render_hand, sample_hand_params
 from .joint import PhantomPair, PhantomParams, apply_bone_motions, make_pair, render, sample_params, side_weight
 
 __all__ = ["PhantomParams", "PhantomPair", "sample_params", "render", "make_pair", "apply_bone_motions",
-           "side_weight"]
+           "side_weight", "HandParams", "HandPhantom", "sample_hand_params", "render_hand", "make_hand"]

@@ -1,0 +1,319 @@
+"""Matching joint crops at every visit, cut from whole-hand radiographs.
+
+Each crop shows its joint as the shipped networks know it (the 256 x 256 crops of
+``finger-joints``): finger up, the joint's distal bone above, the joint space at the crop
+centre, and the distal bone's base about :data:`TARGET_BASE_WIDTH_PX` wide.
+
+* **Scale.** The hand's own scale (pixels per mm of typical anatomy) is the median, over the
+  finger segments whose two joints were found, of the landmark distance divided by the
+  typical bone length plus joint gap (:mod:`jsnq.hand.anatomy`). Times the typical width of
+  the joint's distal bone, it gives that bone's width in the radiograph; the crop's zoom is
+  the target width over it. One visit's scale (the baseline's) sets every visit's zoom, so
+  all crops of a joint share one pixel spacing: ``crop spacing = image spacing / zoom``.
+* **Placement.** The baseline's box is centred on the joint-space centre: half a typical
+  joint gap proximal of the landmark (the landmark sits on the distal bone's base), rotated to
+  the finger axis. A follow-up's box is not detected on its own: a finger region (twice the
+  crop's field of view, half its resolution, a band along the finger) is cut around the
+  follow-up's landmark, or where the baseline's joint lands under the similarity between the
+  two hands' joints when the follow-up lacks it, and registered to the baseline's region (a
+  coarse rotation/shift search, then a similarity fit); the baseline's box carried through
+  that registration is the follow-up's box. Its zoom stays the baseline's (the registered
+  scale is recorded: the per-bone registration absorbs a magnification change).
+
+Every box is recorded in the radiograph's coordinates (:class:`CropBox`), so a number read in a
+crop traces back to the image. Points are ``(x, y) = (col, row)``, angles in degrees clockwise
+from image up (as :class:`~jsnq.hand.types.Joint`), arrays ``[row, col]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import JsnqInputError
+from ..geometry import Similarity, crop_centre
+from ..register.classical import RegistrationOptions, fit_similarity, global_search
+from ..register.warp import warp_to_baseline
+from .anatomy import JOINT_BONES, LENGTH_MM, SEGMENTS, distal_bone_width_mm, joint_type
+from .types import Hand, Joint
+
+__all__ = ["CROP_SIZE", "TARGET_BASE_WIDTH_PX", "TYPICAL_GAP_MM", "CropBox", "JointCrops", "hand_scale_px_per_mm",
+           "joint_zoom", "baseline_box", "cut", "place_followup", "joint_crops", "hand_similarity",
+           "CropOutsideImage"]
+
+#: Side of every crop (px): the networks' input size.
+CROP_SIZE = 256
+#: Width (px) of the upper bone's base in the networks' training crops: the median over the
+#: 1,259 crops of ``finger-joints`` of the widest row of the upper-bone mask (quartiles 162
+#: and 184 px). Their joint-space centre lies on row 129.5 (median), the crop centre.
+TARGET_BASE_WIDTH_PX = 173.0
+#: Typical joint-space width at the joint centre (mm), to step from the landmark (the distal
+#: bone's base) to the joint-space centre, and to add to bone lengths between landmarks.
+TYPICAL_GAP_MM = {"MCP": 1.6, "IP": 1.1, "PIP": 1.2, "DIP": 0.9}
+#: The follow-up region: this many times the crop's field of view, at 1/this of its resolution.
+REGION_FACTOR = 2.0
+#: Half-width of the finger band registered in the region, in units of the bone's width.
+REGION_BAND = 0.8
+#: Registration of the regions: coarse to fine; a wide search in rotation, no scale search.
+_REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1)), max_iter=40,
+                                      search_angles_deg=tuple(float(a) for a in np.arange(-12.0, 12.1, 3.0)),
+                                      search_scales=(1.0,), search_factor=2)
+#: A region registration whose correlation ends below this is reported, not used.
+MIN_REGION_NCC = 0.5
+#: Fraction of a crop allowed outside the image before the joint is called cut off.
+MAX_OUTSIDE_FRACTION = 0.02
+
+
+class CropOutsideImage(JsnqInputError):
+    """A joint's crop box reaches beyond the radiograph (the hand is cut off there)."""
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where one crop lies in its radiograph.
+
+    Attributes:
+        joint, visit: which joint, which visit (0 = baseline).
+        source: the radiograph's file name.
+        centre_xy: the crop centre in image pixels ``(x, y)``.
+        angle_deg: the crop's "up" in the image, clockwise from image up (the finger axis).
+        zoom: crop pixels per image pixel.
+        size: ``(rows, cols)`` of the crop.
+        spacing_mm: the crop's pixel spacing (image spacing / zoom), or None.
+        method: ``"landmark"`` (placed on the located joint) or ``"registered"`` (a
+            follow-up carried from the baseline's box by registering the finger regions).
+        registration: for a registered box, the region fit: ``ncc``, ``scale``,
+            ``angle_deg``, the distance ``moved_px`` (image px) from the initial guess and
+            where that guess came from (``init``).
+    """
+
+    joint: str
+    visit: int
+    source: str
+    centre_xy: tuple[float, float]
+    angle_deg: float
+    zoom: float
+    size: tuple[int, int]
+    spacing_mm: float | None
+    method: str
+    registration: Mapping[str, Any] = field(default_factory=dict)
+
+    def transform(self) -> Similarity:
+        """Crop pixels -> image pixels (a :class:`~jsnq.geometry.Similarity` about the crop centre)."""
+        qc = crop_centre(self.size)
+        return Similarity(1.0 / self.zoom, math.radians(self.angle_deg), self.centre_xy[0] - qc[0],
+                          self.centre_xy[1] - qc[1], qc)
+
+    def to_image(self, points: Any) -> np.ndarray:
+        """Crop points ``(..., 2)`` as ``(x, y)`` -> image points."""
+        return self.transform().apply(np.asarray(points, dtype=float))
+
+    @property
+    def corners(self) -> np.ndarray:
+        """The crop's corners in the image, ``(4, 2)`` ``(x, y)``: top-left, top-right,
+        bottom-right, bottom-left of the crop (pixel-centre convention, outer edges)."""
+        h, w = self.size
+        return self.to_image([(-0.5, -0.5), (w - 0.5, -0.5), (w - 0.5, h - 0.5), (-0.5, h - 0.5)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"joint": self.joint, "visit": self.visit, "source": self.source,
+                "centre_x": self.centre_xy[0], "centre_y": self.centre_xy[1], "angle_deg": self.angle_deg,
+                "zoom": self.zoom, "rows": self.size[0], "cols": self.size[1], "spacing_mm": self.spacing_mm,
+                "method": self.method, "corners": [[float(x), float(y)] for x, y in self.corners],
+                "registration": dict(self.registration)}
+
+
+@dataclass(frozen=True)
+class JointCrops:
+    """One joint's crops at every visit, in visit order (the first is the baseline)."""
+
+    joint: str
+    boxes: tuple[CropBox, ...]
+    images: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+
+    @property
+    def spacing_mm(self) -> float | None:
+        return self.boxes[0].spacing_mm
+
+
+# -- scale ------------------------------------------------------------------------------------
+def hand_scale_px_per_mm(hand: Hand) -> float:
+    """The hand's size in pixels per mm of typical anatomy: the median over the finger segments
+    (MCP-PIP, PIP-DIP, MCP1-IP1) found, of the landmark distance over the typical bone length
+    plus gap. ``nan`` when no segment was found."""
+    ratios = []
+    for a, b, bone in SEGMENTS:
+        if a in hand.joints and b in hand.joints:
+            ja, jb = hand.joints[a], hand.joints[b]
+            ratios.append(math.hypot(ja.x - jb.x, ja.y - jb.y) / (LENGTH_MM[bone] + TYPICAL_GAP_MM[joint_type(b)]))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def joint_zoom(hand: Hand, joint: str, *, scale_px_per_mm: float | None = None) -> float:
+    """Crop pixels per image pixel for ``joint``: :data:`TARGET_BASE_WIDTH_PX` over the
+    distal bone's base width in the image (typical width x the hand's scale)."""
+    s = hand_scale_px_per_mm(hand) if scale_px_per_mm is None else scale_px_per_mm
+    if not math.isfinite(s) or s <= 0:
+        raise JsnqInputError(hand.source, "cannot tell the hand's scale: no two joints of one finger were found")
+    return TARGET_BASE_WIDTH_PX / (s * distal_bone_width_mm(joint))
+
+
+# -- boxes and cutting ----------------------------------------------------------------------
+def _unit(angle_deg: float) -> np.ndarray:
+    """Distal direction in image coordinates for an axis clockwise from up."""
+    a = math.radians(angle_deg)
+    return np.array([math.sin(a), -math.cos(a)])
+
+
+def baseline_box(joint: Joint, zoom: float, *, scale_px_per_mm: float, source: str, spacing_mm: float | None,
+                 visit: int = 0, size: int = CROP_SIZE) -> CropBox:
+    """The box of a located joint: centred half a typical gap proximal of the landmark."""
+    step = 0.5 * TYPICAL_GAP_MM[joint_type(joint.name)] * scale_px_per_mm
+    c = np.array([joint.x, joint.y]) - step * _unit(joint.axis_deg)
+    return CropBox(joint.name, visit, source, (float(c[0]), float(c[1])), float(joint.axis_deg), float(zoom),
+                   (size, size), None if spacing_mm is None else spacing_mm / zoom, "landmark")
+
+
+def _scaled(box: CropBox, factor: float) -> CropBox:
+    """The same centre and angle, ``factor`` times the field of view at the same pixel count."""
+    return CropBox(box.joint, box.visit, box.source, box.centre_xy, box.angle_deg, box.zoom / factor, box.size,
+                   None if box.spacing_mm is None else box.spacing_mm * factor, box.method, box.registration)
+
+
+def cut(image: np.ndarray, box: CropBox, *, allow_outside: bool = False) -> np.ndarray:
+    """Resample ``image`` [row, col] into ``box`` (cubic spline; a Gaussian prefilter when
+    the crop is coarser than the image). float32 ``[row, col]`` of ``box.size``.
+
+    Raises:
+        CropOutsideImage: more than :data:`MAX_OUTSIDE_FRACTION` of the box lies outside the
+            image (unless ``allow_outside``, which fills it with the nearest edge value).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if box.zoom < 1.0:
+        img = ndimage.gaussian_filter(img, 0.5 * math.sqrt(1.0 / box.zoom ** 2 - 1.0))
+    out = warp_to_baseline(img, box.transform(), box.size)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
+            raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
+                                   "image (the hand is cut off at the image edge there)")
+        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+        out = out[tuple(idx)]
+    return out.astype(np.float32)
+
+
+# -- hands against each other ----------------------------------------------------------------
+def hand_similarity(a: Hand, b: Hand) -> tuple[Similarity, float, int]:
+    """Least-squares similarity mapping ``a``'s joints onto ``b``'s (joints in both), its RMS
+    residual (px of ``b``) and the number of joints used. Needs two common joints."""
+    common = [j for j in a.joints if j in b.joints]
+    if len(common) < 2:
+        raise JsnqInputError(b.source, f"only {len(common)} joint(s) found at both visits; cannot relate the visits")
+    p = np.array([(a.joints[j].x, a.joints[j].y) for j in common])
+    q = np.array([(b.joints[j].x, b.joints[j].y) for j in common])
+    pc, qc = p.mean(axis=0), q.mean(axis=0)
+    pz, qz = (p - pc) @ np.array([1, 1j]), (q - qc) @ np.array([1, 1j])
+    k = complex((np.conj(pz) @ qz) / (np.conj(pz) @ pz))  # q ~ k p (complex = scaled rotation)
+    s = Similarity(abs(k), math.atan2(k.imag, k.real), float(qc[0] - pc[0]), float(qc[1] - pc[1]),
+                   (float(pc[0]), float(pc[1])))
+    rms = float(np.sqrt(np.mean(np.sum((s.apply(p) - q) ** 2, axis=1))))
+    return s, rms, len(common)
+
+
+# -- the follow-up's box -------------------------------------------------------------------------
+def _band(size: tuple[int, int], half_width_px: float) -> np.ndarray:
+    cx = crop_centre(size)[0]
+    cols = np.arange(size[1])
+    return np.broadcast_to(np.abs(cols - cx) <= half_width_px, size).copy()
+
+
+def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndarray, *, guess_xy: tuple[float, float],
+                   guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
+                   init: str = "landmark") -> CropBox:
+    """The follow-up's box: the baseline's box carried by registering the finger regions.
+
+    Args:
+        base_image, fol_image: the two radiographs [row, col].
+        base_box: the baseline's box of this joint.
+        guess_xy, guess_angle_deg: where the follow-up's crop centre and axis probably are
+            (its own landmark, or the baseline's carried by the hands' similarity).
+        init: how the guess was made (recorded).
+
+    Raises:
+        CropOutsideImage: the region or the crop reaches beyond the follow-up image.
+        JsnqInputError: the regions do not register (correlation below :data:`MIN_REGION_NCC`).
+    """
+    region_b = _scaled(base_box, REGION_FACTOR)
+    guess = CropBox(base_box.joint, visit, source, (float(guess_xy[0]), float(guess_xy[1])), float(guess_angle_deg),
+                    region_b.zoom, region_b.size, None, "guess")
+    a = cut(base_image, region_b, allow_outside=True)
+    b = cut(fol_image, guess, allow_outside=True)
+    a = (a - a.mean()) / (a.std() + 1e-12)
+    b = (b - b.mean()) / (b.std() + 1e-12)
+    band = _band(a.shape, REGION_BAND * TARGET_BASE_WIDTH_PX / REGION_FACTOR)
+    coarse = global_search(a * band, b * band, options=_REGION_OPTIONS)
+    fit = fit_similarity(a, b, band, init=coarse, options=_REGION_OPTIONS)
+    if not fit.ncc_after >= MIN_REGION_NCC:
+        raise JsnqInputError(source, f"{base_box.joint}: the follow-up's finger region does not match the "
+                             f"baseline's (correlation {fit.ncc_after:.2f} < {MIN_REGION_NCC}); is it the same hand?")
+    # region_b(r) is a baseline image point; guess(T(r)) the same anatomy in the follow-up.
+    carried = guess.transform().compose(fit.transform).compose(region_b.transform().inverse())
+    qc = crop_centre(base_box.size)
+    centre = carried.apply(base_box.to_image(qc))
+    up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre
+    angle = math.degrees(math.atan2(up[0], -up[1]))
+    moved = float(math.hypot(centre[0] - guess_xy[0], centre[1] - guess_xy[1]))
+    reg = {"ncc": float(fit.ncc_after), "scale": float(fit.transform.scale), "angle_deg": float(fit.transform.angle_deg),
+           "moved_px": moved, "init": init}
+    return CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
+                   base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered", reg)
+
+
+def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str, *,
+                spacing_mm: float | None = None, sources: Sequence[str] | None = None,
+                scale_px_per_mm: float | None = None,
+                hand_maps: Sequence[Similarity | None] | None = None) -> JointCrops:
+    """Crops of ``joint`` at every visit; the first visit is the baseline.
+
+    Args:
+        images: each visit's radiograph ``[row, col]``.
+        hands: each visit's located joints; the joint must be found at the baseline.
+        spacing_mm: the radiographs' common pixel spacing, or None.
+        sources: file names per visit (recorded).
+        scale_px_per_mm: the baseline hand's scale (default :func:`hand_scale_px_per_mm`).
+        hand_maps: per visit, the similarity baseline joints -> that visit's joints
+            (:func:`hand_similarity`); used where a follow-up lacks the joint.
+
+    Raises:
+        JsnqInputError: the joint cannot be cropped at some visit (cut off, not found, no match).
+    """
+    sources = list(sources) if sources is not None else [h.source for h in hands]
+    base = hands[0]
+    if joint not in base.joints:
+        raise JsnqInputError(sources[0], f"{joint}: not found in the baseline")
+    s = hand_scale_px_per_mm(base) if scale_px_per_mm is None else scale_px_per_mm
+    zoom = joint_zoom(base, joint, scale_px_per_mm=s)
+    box0 = baseline_box(base.joints[joint], zoom, scale_px_per_mm=s, source=sources[0], spacing_mm=spacing_mm)
+    crops = [cut(images[0], box0)]
+    boxes = [box0]
+    for k in range(1, len(images)):
+        j = hands[k].joints.get(joint)
+        if j is not None:
+            # the follow-up's own landmark, stepped to the joint centre like the baseline's
+            gbox = baseline_box(j, zoom, scale_px_per_mm=s, source=sources[k], spacing_mm=spacing_mm)
+            guess, angle, init = gbox.centre_xy, j.axis_deg, "landmark"
+        elif hand_maps is not None and hand_maps[k] is not None:
+            m = hand_maps[k]
+            guess = tuple(float(v) for v in m.apply(np.array(box0.centre_xy)))
+            angle, init = box0.angle_deg + m.angle_deg, "hand similarity"
+        else:
+            raise JsnqInputError(sources[k], f"{joint}: not found at visit {k}")
+        box = place_followup(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
+                             source=sources[k], spacing_mm=spacing_mm, init=init)
+        boxes.append(box)
+        crops.append(cut(images[k], box))
+    return JointCrops(joint, tuple(boxes), tuple(crops))
