@@ -1,0 +1,372 @@
+"""Whole-hand radiographs in, every finger joint's narrowing out: :func:`measure_hand`.
+
+Orchestration only: locate the joints (or take the caller's :class:`~jsnq.hand.types.Hand`s),
+check that the visits show the same hand, cut matching crops (:mod:`jsnq.hand.crops`), and
+measure each joint's crops with :func:`jsnq.measure` (two visits) or :func:`jsnq.series`
+(three or more). Each joint is either measured or given a one-line reason; nothing is printed;
+``progress(done, total, joint)`` is called after each joint.
+
+Segmentation check. The shipped networks were trained on MCP crops only. On every joint the
+network's reading of the baseline crop is checked: both bones found, a positive joint space
+width at both visits, and a split line in the joint space (its median row within
+:data:`SPLIT_TOLERANCE` of the crop centre, where the crop cutter put the joint). A joint that
+fails is measured again with the classical joint-space line and flagged unreliable with the
+reason: a negative JSW is a failed segmentation, never a reported width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+
+from ..config import MeasureConfig
+from ..errors import JsnqInputError
+from ..io import Image, load_image
+from ..segment.classical import line_from_labels
+from ..version import __version__
+from .anatomy import joint_type
+from .crops import JointCrops, hand_scale_px_per_mm, hand_similarity, joint_crops
+from .types import JOINT_NAMES, Hand
+
+__all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "segmentation_problem",
+           "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MAX_HAND_LOG_SCALE"]
+
+ImageLike = Union[str, os.PathLike, np.ndarray, Image]
+Progress = Callable[[int, int, str], None]
+
+#: The network's split line must lie within this fraction of the crop's height of its centre.
+SPLIT_TOLERANCE = 0.15
+#: Two visits whose finger regions correlate below this (median over the joints) are not
+#: taken for the same hand.
+MIN_SAME_HAND_NCC = 0.75
+#: Two visits whose hand sizes (joint layouts) differ by more than this |log scale| are not
+#: taken for the same hand (a change of magnification between visits is a few per cent).
+MAX_HAND_LOG_SCALE = 0.15
+
+#: Validation status of each joint type (what benchmarks/hand.py measured; see docs/hand.md).
+VALIDATION = {
+    "MCP": "validated: the networks were trained on MCP crops (benchmarks/accuracy.py, benchmarks/hand.py)",
+    "PIP": "not validated on real crops yet (networks trained on MCP only); see docs/hand.md",
+    "DIP": "not validated on real crops yet (networks trained on MCP only); see docs/hand.md",
+    "IP": "not validated on real crops yet (networks trained on MCP only); see docs/hand.md",
+}
+
+
+def segmentation_problem(m: Any) -> str | None:
+    """Why the network's segmentation behind a :class:`~jsnq.pipeline.Measurement` is not
+    trusted, or None: not the network's, no JSW, a JSW <= 0 at either visit, or a split line
+    away from the crop centre."""
+    if m.segmenter != "network":
+        return "the network did not find both bones"
+    for which, jsw in (("baseline", m.jsw_baseline), ("follow-up", m.jsw_followup)):
+        if jsw is None or not math.isfinite(jsw.mean_px):
+            return f"no joint space width in the {which} crop"
+        if jsw.mean_px <= 0:
+            return f"negative joint space width in the {which} crop ({jsw.mean_px:.1f} px): the masks overlap"
+    line = line_from_labels(m.labels)
+    rows, cols = m.labels.shape
+    mid = line[cols // 4: 3 * cols // 4]
+    if not np.isfinite(mid).any():
+        return "no split line across the crop's centre"
+    row = float(np.nanmedian(mid))
+    if abs(row - (rows - 1) / 2.0) > SPLIT_TOLERANCE * rows:
+        return f"split line at row {row:.0f}, not in the joint space near the crop centre (row {(rows - 1) / 2:.0f})"
+    return None
+
+
+def _measure_kwargs(config: MeasureConfig) -> dict[str, Any]:
+    return {"engine": config.engine, "options": config.registration, "thresholds": config.thresholds}
+
+
+def _checked_pair(crops: JointCrops, config: MeasureConfig, i: int = 0, j: int = 1):
+    """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check:
+    (Measurement, segmentation status)."""
+    from ..pipeline import measure
+
+    a, b = crops.images[i], crops.images[j]
+    kw = dict(spacing_mm=crops.spacing_mm, symmetric=config.symmetric, check_labels=config.check_labels,
+              **_measure_kwargs(config))
+    if config.segmenter == "classical":
+        return measure(a, b, segmenter="classical", **kw), "classical (as configured)"
+    m = measure(a, b, segmenter="auto", **kw)
+    problem = segmentation_problem(m)
+    if problem is None:
+        return m, "network"
+    m2 = measure(a, b, segmenter="classical", **kw)
+    reason = f"segmentation network failed ({problem}); measured with the classical joint-space line"
+    return dataclasses.replace(m2, reliable=False, reasons=(*m2.reasons, reason)), f"classical fallback: {problem}"
+
+
+def _load(visits: Sequence[ImageLike], spacing_mm: float | None) -> list[Image]:
+    images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
+    spacings = {im.spacing_mm for im in images}
+    if len(spacings) > 1 and None not in spacings:
+        lo, hi = min(spacings), max(spacings)
+        if hi - lo > 0.01 * lo:
+            raise JsnqInputError(images[-1].source, f"pixel spacings differ between visits ({lo:g} vs {hi:g} mm); "
+                                 "pass --spacing or resample the radiographs")
+    return images
+
+
+def _locate(images: Sequence[Image], hands: Sequence[Hand] | None) -> list[Hand]:
+    if hands is not None:
+        if len(hands) != len(images):
+            raise JsnqInputError("hands", f"{len(hands)} hands for {len(images)} visits")
+        return list(hands)
+    from .locate import find_joints  # lazily: the locator's network loads only when needed
+
+    return [find_joints(im, spacing_mm=im.spacing_mm) for im in images]
+
+
+def _check_hands(images: Sequence[Image], hands: Sequence[Hand]) -> dict[str, Any]:
+    """Same side, a similar size, enough joints; one-line JsnqInputError otherwise."""
+    base = hands[0]
+    if len(base.joints) < 2:
+        raise JsnqInputError(images[0].source, f"no hand found: only {len(base.joints)} finger joint(s) located")
+    out: dict[str, Any] = {"side": base.side, "visits": []}
+    for k in range(1, len(hands)):
+        h = hands[k]
+        if h.side != base.side:
+            raise JsnqInputError(images[k].source, f"this is a {_side(h.side)} hand but the baseline "
+                                 f"({images[0].source}) is a {_side(base.side)} hand: the visits must show the same hand")
+        if len(h.joints) < 2:
+            raise JsnqInputError(images[k].source, f"no hand found: only {len(h.joints)} finger joint(s) located")
+        sim, rms, n = hand_similarity(base, h)
+        if abs(math.log(sim.scale)) > MAX_HAND_LOG_SCALE:
+            raise JsnqInputError(images[k].source, f"the hand is {sim.scale:.2f} times the baseline's size: "
+                                 "not the same hand at the same spacing")
+        out["visits"].append({"visit": k, "scale": sim.scale, "angle_deg": sim.angle_deg,
+                              "shift_px": [sim.tx, sim.ty], "rms_px": rms, "joints": n})
+    return out
+
+
+def _side(s: str) -> str:
+    return {"L": "left", "R": "right"}.get(s, repr(s))
+
+
+def _same_hand_verdict(crops: Mapping[str, JointCrops], images: Sequence[Image]) -> None:
+    """Raise when the finger regions of a follow-up do not look like the baseline's."""
+    for k in range(1, len(images)):
+        nccs = [c.boxes[k].registration.get("ncc", float("nan")) for c in crops.values()]
+        nccs = [v for v in nccs if math.isfinite(v)]
+        if len(nccs) >= 3 and float(np.median(nccs)) < MIN_SAME_HAND_NCC:
+            raise JsnqInputError(images[k].source, f"its finger regions do not match the baseline's (median "
+                                 f"correlation {np.median(nccs):.2f} < {MIN_SAME_HAND_NCC} over {len(nccs)} joints): "
+                                 "two different hands?")
+
+
+def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None
+             ) -> dict[str, JointCrops]:
+    arrays = [im.array for im in images]
+    sources = [im.source for im in images]
+    scale = hand_scale_px_per_mm(hands[0])
+    maps = [None] + [hand_similarity(hands[0], h)[0] for h in hands[1:]]
+    crops: dict[str, JointCrops] = {}
+    for name in JOINT_NAMES:
+        if name not in hands[0].joints:
+            errors[name] = f"not found in the baseline ({hands[0].missing.get(name, 'not located')})"
+            continue
+        try:
+            crops[name] = joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources,
+                                      scale_px_per_mm=scale, hand_maps=maps)
+        except ValueError as err:
+            errors[name] = _one_line(err)
+    return crops
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+@dataclass(frozen=True)
+class HandMeasurement:
+    """Every finger joint of one hand between two visits.
+
+    Attributes:
+        joints: joint name -> :class:`~jsnq.pipeline.Measurement` (in the crop's pixels;
+            ``narrowing_mm`` uses the crop's spacing = image spacing / zoom).
+        errors: joint name -> one-line reason, for every joint of :data:`JOINT_NAMES` not
+            measured (not located, cut off at the image edge, no match, failed).
+        hands: the two :class:`~jsnq.hand.types.Hand` s.
+        crops: joint name -> :class:`~jsnq.hand.crops.JointCrops` (boxes in image coordinates).
+        segmentation: joint name -> ``"network"`` or the reason for the classical fallback.
+        validation: joint name -> its joint type's validation status (:data:`VALIDATION`).
+        same_hand: the check that both visits show one hand (side, similarity of the layouts).
+        sources: the two radiographs' names; spacing_mm their pixel spacing (or None).
+        config: the configuration measured with.
+    """
+
+    joints: Mapping[str, Any]
+    errors: Mapping[str, str]
+    hands: tuple[Hand, ...]
+    crops: Mapping[str, JointCrops] = field(repr=False)
+    segmentation: Mapping[str, str]
+    validation: Mapping[str, str]
+    same_hand: Mapping[str, Any]
+    sources: tuple[str, ...]
+    spacing_mm: float | None
+    config: MeasureConfig = field(repr=False)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per joint (measured or not), in :data:`JOINT_NAMES` order: the table of
+        the CLI and the CSV."""
+        out = []
+        for name in JOINT_NAMES:
+            row: dict[str, Any] = {"joint": name, "type": joint_type(name)}
+            m = self.joints.get(name)
+            crops = self.crops.get(name)
+            zoom = crops.boxes[0].zoom if crops is not None else float("nan")
+            if m is not None:
+                row.update(narrowing_px=m.narrowing_px, narrowing_se_px=m.narrowing_se_px,
+                           narrowing_image_px=m.narrowing_px / zoom, narrowing_mm=m.narrowing_mm,
+                           narrowing_se_mm=m.narrowing_se_mm, reliable=m.reliable,
+                           reasons="; ".join(m.reasons), segmentation=self.segmentation.get(name, ""))
+            else:
+                row.update(narrowing_px=float("nan"), narrowing_se_px=float("nan"), narrowing_image_px=float("nan"),
+                           narrowing_mm=None, narrowing_se_mm=None, reliable=False,
+                           reasons=self.errors.get(name, ""), segmentation="")
+            row["validation"] = VALIDATION[joint_type(name)]
+            if crops is not None:
+                for k, box in enumerate(crops.boxes):
+                    row[f"visit{k}_box"] = (f"{box.centre_xy[0]:.1f},{box.centre_xy[1]:.1f},{box.angle_deg:.2f},"
+                                            f"{box.zoom:.4f},{box.size[0]}")
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_dict(self, pairs=lambda m: m.to_dict())
+
+
+def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
+    def safe(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: safe(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [safe(x) for x in v]
+        return v
+
+    joints = {}
+    for name in JOINT_NAMES:
+        entry: dict[str, Any] = {"type": joint_type(name), "validation": VALIDATION[joint_type(name)]}
+        if name in result.crops:
+            entry["boxes"] = [b.to_dict() for b in result.crops[name].boxes]
+        if name in result.joints:
+            entry["segmentation"] = result.segmentation.get(name)
+            entry["result"] = pairs(result.joints[name])
+        else:
+            entry["error"] = result.errors.get(name)
+        joints[name] = entry
+    return safe({"jsnq_version": __version__, "kind": "hand" if isinstance(result, HandMeasurement) else "hand-series",
+                 "sources": list(result.sources), "spacing_mm": result.spacing_mm, "side": result.hands[0].side,
+                 "same_hand": dict(result.same_hand), "hands": [h.to_dict() for h in result.hands],
+                 "joints": joints, "config": result.config.to_dict()})
+
+
+def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Sequence[Hand] | None):
+    images = _load(visits, spacing_mm)
+    found = _locate(images, hands)
+    same = _check_hands(images, found)
+    spacing = next((im.spacing_mm for im in images if im.spacing_mm is not None), None)
+    errors: dict[str, str] = {}
+    crops = _cut_all(images, found, errors, spacing)
+    _same_hand_verdict(crops, images)
+    return images, found, same, spacing, errors, crops
+
+
+def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float | None = None,
+                 config: MeasureConfig | None = None, hands: Sequence[Hand] | None = None,
+                 progress: Progress | None = None) -> HandMeasurement:
+    """Measure every finger joint of one hand between two whole-hand radiographs.
+
+    Args:
+        baseline, followup: paths, 2-D arrays ``[row, col]`` or :class:`~jsnq.io.Image` s of the
+            same hand (PA view), at the same pixel spacing.
+        spacing_mm: pixel spacing of both (overrides the files'); without any, mm are None.
+        config: how each joint is measured (:class:`~jsnq.config.MeasureConfig`).
+        hands: the two visits' :class:`~jsnq.hand.types.Hand` s; default: found by
+            :func:`jsnq.hand.locate.find_joints`.
+        progress: called as ``progress(done, total, joint)`` after each joint.
+
+    Raises:
+        JsnqInputError: a bad image, no hand found, or visits that are not the same hand
+            (left against right, another size, finger regions that do not match).
+    """
+    config = config or MeasureConfig()
+    images, found, same, spacing, errors, crops = _prepare([baseline, followup], spacing_mm, hands)
+    joints: dict[str, Any] = {}
+    segmentation: dict[str, str] = {}
+    names = list(crops)
+    for k, name in enumerate(names):
+        try:
+            joints[name], segmentation[name] = _checked_pair(crops[name], config)
+        except ValueError as err:
+            errors[name] = _one_line(err)
+        if progress is not None:
+            progress(k + 1, len(names), name)
+    return HandMeasurement(joints=joints, errors=errors, hands=tuple(found), crops=crops, segmentation=segmentation,
+                           validation={n: VALIDATION[joint_type(n)] for n in JOINT_NAMES}, same_hand=same,
+                           sources=tuple(im.source for im in images), spacing_mm=spacing, config=config)
+
+
+@dataclass(frozen=True)
+class HandSeries:
+    """Every finger joint of one hand across three or more visits: one
+    :class:`~jsnq.pipeline.SeriesResult` per joint (fields as :class:`HandMeasurement`)."""
+
+    joints: Mapping[str, Any]
+    errors: Mapping[str, str]
+    hands: tuple[Hand, ...]
+    crops: Mapping[str, JointCrops] = field(repr=False)
+    segmentation: Mapping[str, str]
+    validation: Mapping[str, str]
+    same_hand: Mapping[str, Any]
+    sources: tuple[str, ...]
+    spacing_mm: float | None
+    config: MeasureConfig = field(repr=False)
+    dates: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = _json_dict(self, pairs=lambda s: s.to_dict())
+        d["dates"] = None if self.dates is None else list(self.dates)
+        return d
+
+
+def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | None = None,
+                        spacing_mm: float | None = None, config: MeasureConfig | None = None,
+                        hands: Sequence[Hand] | None = None, progress: Progress | None = None) -> HandSeries:
+    """:func:`measure_hand` for 2 or more visits in time order: one series per joint.
+
+    Every visit's crop of a joint is placed by registering its finger region to the first
+    visit's; :func:`jsnq.series` then measures every ordered pair and fits one trajectory.
+    """
+    from ..pipeline import series
+
+    config = config or MeasureConfig()
+    if len(visits) < 2:
+        raise JsnqInputError("visits", f"needs at least two visits, got {len(visits)}")
+    images, found, same, spacing, errors, crops = _prepare(list(visits), spacing_mm, hands)
+    joints: dict[str, Any] = {}
+    segmentation: dict[str, str] = {}
+    names = list(crops)
+    segmenter = "classical" if config.segmenter == "classical" else "auto"
+    for k, name in enumerate(names):
+        c = crops[name]
+        try:
+            joints[name] = series(list(c.images), dates=dates, spacing_mm=c.spacing_mm, segmenter=segmenter,
+                                  **_measure_kwargs(config))
+            segmentation[name] = f"series, segmenter {segmenter} (no per-joint segmentation check)"
+        except ValueError as err:
+            errors[name] = _one_line(err)
+        if progress is not None:
+            progress(k + 1, len(names), name)
+    return HandSeries(joints=joints, errors=errors, hands=tuple(found), crops=crops, segmentation=segmentation,
+                      validation={n: VALIDATION[joint_type(n)] for n in JOINT_NAMES}, same_hand=same,
+                      sources=tuple(im.source for im in images), spacing_mm=spacing, config=config,
+                      dates=None if dates is None else tuple(map(str, dates)))
