@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -42,7 +42,7 @@ from .anatomy import JOINT_BONES, LENGTH_MM, SEGMENTS, distal_bone_width_mm, joi
 from .types import Hand, Joint
 
 __all__ = ["CROP_SIZE", "TARGET_BASE_WIDTH_PX", "TYPICAL_GAP_MM", "CropBox", "JointCrops", "hand_scale_px_per_mm",
-           "joint_zoom", "baseline_box", "cut", "place_followup", "joint_crops", "hand_similarity",
+           "joint_zoom", "baseline_box", "cut", "recentre", "place_followup", "joint_crops", "hand_similarity",
            "CropOutsideImage"]
 
 #: Side of every crop (px): the networks' input size.
@@ -62,6 +62,8 @@ REGION_BAND = 0.8
 _REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1)), max_iter=40,
                                       search_angles_deg=tuple(float(a) for a in np.arange(-12.0, 12.1, 3.0)),
                                       search_scales=(1.0,), search_factor=2)
+#: The difference of Gaussians (sigmas, region px) whose correlation is the texture match.
+TEXTURE_DOG = (0.7, 2.0)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
 #: Fraction of a crop allowed outside the image before the joint is called cut off.
@@ -86,7 +88,8 @@ class CropBox:
         spacing_mm: the crop's pixel spacing (image spacing / zoom), or None.
         method: ``"landmark"`` (placed on the located joint) or ``"registered"`` (a
             follow-up carried from the baseline's box by registering the finger regions).
-        registration: for a registered box, the region fit: ``ncc``, ``scale``,
+        registration: for a registered box, the region fit: ``ncc``, ``texture_ncc`` (the
+            fine texture's correlation, which tells one hand from two), ``scale``,
             ``angle_deg``, the distance ``moved_px`` (image px) from the initial guess and
             where that guess came from (``init``).
     """
@@ -231,6 +234,26 @@ def _band(size: tuple[int, int], half_width_px: float) -> np.ndarray:
     return np.broadcast_to(np.abs(cols - cx) <= half_width_px, size).copy()
 
 
+def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.ndarray) -> float:
+    """Correlation of the fine texture (difference of Gaussians, 1 and 3 region px) of the
+    baseline region and the registered follow-up region inside ``mask``. Bone outlines look
+    alike in every hand (they are left out); the trabecular texture is the hand's own, so this
+    tells one hand at two visits (high) from two hands (near 0)."""
+    w = warp_to_baseline(b, transform, a.shape).astype(np.float64)
+    # away from the bones' outlines (the strongest fifth of the smoothed gradient), which
+    # every hand shares
+    g = ndimage.gaussian_gradient_magnitude(a, 2.0)
+    ok = mask & np.isfinite(w)
+    ok &= g < np.percentile(g[ok], 80) if ok.any() else ok
+    if ok.sum() < 100:
+        return float("nan")
+    w = np.where(np.isfinite(w), w, 0.0)
+    da = ndimage.gaussian_filter(a, TEXTURE_DOG[0]) - ndimage.gaussian_filter(a, TEXTURE_DOG[1])
+    db = ndimage.gaussian_filter(w, TEXTURE_DOG[0]) - ndimage.gaussian_filter(w, TEXTURE_DOG[1])
+    x, y = da[ok] - da[ok].mean(), db[ok] - db[ok].mean()
+    return float((x @ y) / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
+
+
 def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndarray, *, guess_xy: tuple[float, float],
                    guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
                    init: str = "landmark") -> CropBox:
@@ -260,6 +283,7 @@ def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndar
     if not fit.ncc_after >= MIN_REGION_NCC:
         raise JsnqInputError(source, f"{base_box.joint}: the follow-up's finger region does not match the "
                              f"baseline's (correlation {fit.ncc_after:.2f} < {MIN_REGION_NCC}); is it the same hand?")
+    texture = _texture_ncc(a, b, fit.transform, band)
     # region_b(r) is a baseline image point; guess(T(r)) the same anatomy in the follow-up.
     carried = guess.transform().compose(fit.transform).compose(region_b.transform().inverse())
     qc = crop_centre(base_box.size)
@@ -267,16 +291,30 @@ def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndar
     up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre
     angle = math.degrees(math.atan2(up[0], -up[1]))
     moved = float(math.hypot(centre[0] - guess_xy[0], centre[1] - guess_xy[1]))
-    reg = {"ncc": float(fit.ncc_after), "scale": float(fit.transform.scale), "angle_deg": float(fit.transform.angle_deg),
+    reg = {"ncc": float(fit.ncc_after), "texture_ncc": texture, "scale": float(fit.transform.scale), "angle_deg": float(fit.transform.angle_deg),
            "moved_px": moved, "init": init}
     return CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
                    base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered", reg)
 
 
+def recentre(box: CropBox, point_xy: tuple[float, float], *, max_shift: float = 0.3) -> CropBox:
+    """``box`` moved so that the crop point ``point_xy`` (e.g. the joint centre found in the
+    crop) becomes its centre; unchanged when that is more than ``max_shift`` of the crop's
+    size away (a finding that far off is not trusted)."""
+    qc = np.array(crop_centre(box.size))
+    d = np.asarray(point_xy, dtype=float) - qc
+    if not np.all(np.isfinite(d)) or np.any(np.abs(d) > max_shift * np.array(box.size[::-1])):
+        return box
+    c = box.to_image(qc + d)
+    return CropBox(box.joint, box.visit, box.source, (float(c[0]), float(c[1])), box.angle_deg, box.zoom, box.size,
+                   box.spacing_mm, box.method, {**box.registration, "recentred_crop_px": [float(d[0]), float(d[1])]})
+
+
 def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str, *,
                 spacing_mm: float | None = None, sources: Sequence[str] | None = None,
                 scale_px_per_mm: float | None = None,
-                hand_maps: Sequence[Similarity | None] | None = None) -> JointCrops:
+                hand_maps: Sequence[Similarity | None] | None = None,
+                centre_finder: Callable[[np.ndarray], tuple[float, float] | None] | None = None) -> JointCrops:
     """Crops of ``joint`` at every visit; the first visit is the baseline.
 
     Args:
@@ -287,6 +325,10 @@ def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str,
         scale_px_per_mm: the baseline hand's scale (default :func:`hand_scale_px_per_mm`).
         hand_maps: per visit, the similarity baseline joints -> that visit's joints
             (:func:`hand_similarity`); used where a follow-up lacks the joint.
+        centre_finder: ``finder(crop) -> (x, y)`` of the joint-space centre in a crop, or
+            None when it cannot tell; the baseline's box is re-centred there once
+            (:func:`recentre`), so that a landmark off by a millimetre still gives a crop
+            with the joint space at its centre, as the networks expect.
 
     Raises:
         JsnqInputError: the joint cannot be cropped at some visit (cut off, not found, no match).
@@ -298,14 +340,26 @@ def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str,
     s = hand_scale_px_per_mm(base) if scale_px_per_mm is None else scale_px_per_mm
     zoom = joint_zoom(base, joint, scale_px_per_mm=s)
     box0 = baseline_box(base.joints[joint], zoom, scale_px_per_mm=s, source=sources[0], spacing_mm=spacing_mm)
-    crops = [cut(images[0], box0)]
+    first = cut(images[0], box0)
+    shift = np.zeros(2)
+    if centre_finder is not None:
+        found = centre_finder(first)
+        if found is not None:
+            moved = recentre(box0, found)
+            if moved is not box0:
+                shift = np.asarray(found, dtype=float) - np.array(crop_centre(box0.size))
+                box0 = moved
+                first = cut(images[0], box0)
+    crops = [first]
     boxes = [box0]
     for k in range(1, len(images)):
         j = hands[k].joints.get(joint)
         if j is not None:
             # the follow-up's own landmark, stepped to the joint centre like the baseline's
+            # (moved as the baseline's box was re-centred, in crop coordinates)
             gbox = baseline_box(j, zoom, scale_px_per_mm=s, source=sources[k], spacing_mm=spacing_mm)
-            guess, angle, init = gbox.centre_xy, j.axis_deg, "landmark"
+            guess = tuple(float(v) for v in gbox.to_image(np.array(crop_centre(gbox.size)) + shift))
+            angle, init = j.axis_deg, "landmark"
         elif hand_maps is not None and hand_maps[k] is not None:
             m = hand_maps[k]
             guess = tuple(float(v) for v in m.apply(np.array(box0.centre_xy)))

@@ -33,8 +33,10 @@ from .anatomy import joint_type
 from .crops import JointCrops, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .types import JOINT_NAMES, Hand
 
-__all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "segmentation_problem",
-           "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MAX_HAND_LOG_SCALE"]
+__all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "segmentation_problem",
+           "network_centre",
+           "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE",
+           "MAX_HAND_LOG_SCALE"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 Progress = Callable[[int, int, str], None]
@@ -44,6 +46,14 @@ SPLIT_TOLERANCE = 0.15
 #: Two visits whose finger regions correlate below this (median over the joints) are not
 #: taken for the same hand.
 MIN_SAME_HAND_NCC = 0.75
+#: ... nor two whose fine bone texture, registered, correlates below this (median over the
+#: joints; :func:`jsnq.hand.crops.place_followup`'s ``texture_ncc``). Bone outlines look alike
+#: in every hand, the trabecular texture does not. Calibrated on few real pairs (MCP2, MCP4,
+#: PIP3, DIP5, IP1): the RA hand-pair's two visits 13 months apart give a median of 0.34, two
+#: different atlas children 0.09, the hand-pair against an atlas child 0.01. On the hand
+#: phantom two different hands of the same size give 0.29 (its bones are too uniform), so
+#: the phantom does not test this check; see docs/hand.md.
+MIN_SAME_HAND_TEXTURE = 0.2
 #: Two visits whose hand sizes (joint layouts) differ by more than this |log scale| are not
 #: taken for the same hand (a change of magnification between visits is a few per cent).
 MAX_HAND_LOG_SCALE = 0.15
@@ -83,10 +93,15 @@ def _measure_kwargs(config: MeasureConfig) -> dict[str, Any]:
     return {"engine": config.engine, "options": config.registration, "thresholds": config.thresholds}
 
 
-def _checked_pair(crops: JointCrops, config: MeasureConfig, i: int = 0, j: int = 1):
-    """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check:
-    (Measurement, segmentation status)."""
-    from ..pipeline import measure
+def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
+    """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check.
+
+    Returns ``(Measurement, status)``: status ``"network"`` when the network's segmentation
+    passed :func:`segmentation_problem`, else ``"classical fallback: <why>"`` (the measurement
+    then uses the classical joint-space line and is flagged unreliable with that reason).
+    """
+    config = config or MeasureConfig()
+    from .. import measure  # the public API (lazily: the pipeline is heavy)
 
     a, b = crops.images[i], crops.images[j]
     kw = dict(spacing_mm=crops.spacing_mm, symmetric=config.symmetric, check_labels=config.check_labels,
@@ -152,28 +167,54 @@ def _side(s: str) -> str:
 def _same_hand_verdict(crops: Mapping[str, JointCrops], images: Sequence[Image]) -> None:
     """Raise when the finger regions of a follow-up do not look like the baseline's."""
     for k in range(1, len(images)):
-        nccs = [c.boxes[k].registration.get("ncc", float("nan")) for c in crops.values()]
-        nccs = [v for v in nccs if math.isfinite(v)]
-        if len(nccs) >= 3 and float(np.median(nccs)) < MIN_SAME_HAND_NCC:
-            raise JsnqInputError(images[k].source, f"its finger regions do not match the baseline's (median "
-                                 f"correlation {np.median(nccs):.2f} < {MIN_SAME_HAND_NCC} over {len(nccs)} joints): "
-                                 "two different hands?")
+        for key, limit, what in (("ncc", MIN_SAME_HAND_NCC, "finger regions"),
+                                 ("texture_ncc", MIN_SAME_HAND_TEXTURE, "bone textures")):
+            values = [c.boxes[k].registration.get(key, float("nan")) for c in crops.values() if len(c.boxes) > k]
+            values = [v for v in values if math.isfinite(v)]
+            if len(values) >= 3 and float(np.median(values)) < limit:
+                raise JsnqInputError(images[k].source, f"its {what} do not match the baseline's (median correlation "
+                                     f"{np.median(values):.2f} < {limit} over {len(values)} joints): two different hands?")
 
 
-def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None
-             ) -> dict[str, JointCrops]:
+def network_centre(crop: np.ndarray) -> tuple[float, float] | None:
+    """The joint-space centre ``(x, y)`` in a crop: from the segmentation network's bone masks
+    when it finds both bones with a positive joint space width, else the classical joint-space
+    line's median row over the central half of the columns (at the centre column)."""
+    from ..segment.classical import joint_space_line
+    from ..segment.network import segment
+
+    try:
+        seg = segment(crop)
+        if seg.jsw is not None and seg.jsw.mean_px > 0:
+            return seg.jsw.centre_px
+    except ValueError:  # no bone found, or the weights do not load
+        pass
+    line = joint_space_line(crop)
+    cols = crop.shape[1]
+    mid = line[cols // 4: 3 * cols // 4]
+    if not np.isfinite(mid).any():
+        return None
+    return ((cols - 1) / 2.0, float(np.nanmedian(mid)))
+
+
+def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None,
+             recentre: bool = True, only: Sequence[str] | None = None) -> dict[str, JointCrops]:
     arrays = [im.array for im in images]
     sources = [im.source for im in images]
     scale = hand_scale_px_per_mm(hands[0])
     maps = [None] + [hand_similarity(hands[0], h)[0] for h in hands[1:]]
     crops: dict[str, JointCrops] = {}
     for name in JOINT_NAMES:
+        if only is not None and name not in only:
+            errors[name] = "not requested"
+            continue
         if name not in hands[0].joints:
             errors[name] = f"not found in the baseline ({hands[0].missing.get(name, 'not located')})"
             continue
         try:
             crops[name] = joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources,
-                                      scale_px_per_mm=scale, hand_maps=maps)
+                                      scale_px_per_mm=scale, hand_maps=maps,
+                                      centre_finder=network_centre if recentre else None)
         except ValueError as err:
             errors[name] = _one_line(err)
     return crops
@@ -231,15 +272,25 @@ class HandMeasurement:
                            narrowing_mm=None, narrowing_se_mm=None, reliable=False,
                            reasons=self.errors.get(name, ""), segmentation="")
             row["validation"] = VALIDATION[joint_type(name)]
-            if crops is not None:
-                for k, box in enumerate(crops.boxes):
-                    row[f"visit{k}_box"] = (f"{box.centre_xy[0]:.1f},{box.centre_xy[1]:.1f},{box.angle_deg:.2f},"
-                                            f"{box.zoom:.4f},{box.size[0]}")
+            row.update(_box_columns(crops, len(self.sources)))
             out.append(row)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return _json_dict(self, pairs=lambda m: m.to_dict())
+
+
+def _box_columns(crops: JointCrops | None, n_visits: int) -> dict[str, Any]:
+    """Each visit's crop box as flat columns (image px, degrees clockwise from up, crop px per image px)."""
+    out: dict[str, Any] = {}
+    for k in range(n_visits):
+        box = crops.boxes[k] if crops is not None and k < len(crops.boxes) else None
+        out[f"box{k}_x"] = box.centre_xy[0] if box else None
+        out[f"box{k}_y"] = box.centre_xy[1] if box else None
+        out[f"box{k}_angle_deg"] = box.angle_deg if box else None
+        out[f"box{k}_zoom"] = box.zoom if box else None
+        out[f"box{k}_size"] = box.size[0] if box else None
+    return out
 
 
 def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
@@ -269,20 +320,31 @@ def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
                  "joints": joints, "config": result.config.to_dict()})
 
 
-def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Sequence[Hand] | None):
+def _joint_list(joints: Sequence[str] | None) -> tuple[str, ...] | None:
+    if joints is None:
+        return None
+    unknown = [j for j in joints if j not in JOINT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown joint(s) {', '.join(map(repr, unknown))}; known: {', '.join(JOINT_NAMES)}")
+    return tuple(joints)
+
+
+def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Sequence[Hand] | None,
+             joints: Sequence[str] | None = None):
+    only = _joint_list(joints)
     images = _load(visits, spacing_mm)
     found = _locate(images, hands)
     same = _check_hands(images, found)
     spacing = next((im.spacing_mm for im in images if im.spacing_mm is not None), None)
     errors: dict[str, str] = {}
-    crops = _cut_all(images, found, errors, spacing)
+    crops = _cut_all(images, found, errors, spacing, only=only)
     _same_hand_verdict(crops, images)
     return images, found, same, spacing, errors, crops
 
 
 def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float | None = None,
                  config: MeasureConfig | None = None, hands: Sequence[Hand] | None = None,
-                 progress: Progress | None = None) -> HandMeasurement:
+                 progress: Progress | None = None, joints: Sequence[str] | None = None) -> HandMeasurement:
     """Measure every finger joint of one hand between two whole-hand radiographs.
 
     Args:
@@ -293,19 +355,21 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
         hands: the two visits' :class:`~jsnq.hand.types.Hand` s; default: found by
             :func:`jsnq.hand.locate.find_joints`.
         progress: called as ``progress(done, total, joint)`` after each joint.
+        joints: measure only these (names of :data:`JOINT_NAMES`); the others are reported
+            ``"not requested"``. Default: all.
 
     Raises:
         JsnqInputError: a bad image, no hand found, or visits that are not the same hand
             (left against right, another size, finger regions that do not match).
     """
     config = config or MeasureConfig()
-    images, found, same, spacing, errors, crops = _prepare([baseline, followup], spacing_mm, hands)
+    images, found, same, spacing, errors, crops = _prepare([baseline, followup], spacing_mm, hands, joints)
     joints: dict[str, Any] = {}
     segmentation: dict[str, str] = {}
     names = list(crops)
     for k, name in enumerate(names):
         try:
-            joints[name], segmentation[name] = _checked_pair(crops[name], config)
+            joints[name], segmentation[name] = measure_joint(crops[name], config)
         except ValueError as err:
             errors[name] = _one_line(err)
         if progress is not None:
@@ -332,6 +396,32 @@ class HandSeries:
     config: MeasureConfig = field(repr=False)
     dates: tuple[str, ...] | None = None
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per joint and visit (cumulative narrowing from the first visit), in
+        :data:`JOINT_NAMES` order; a joint not measured has one row with its reason."""
+        out = []
+        for name in JOINT_NAMES:
+            s = self.joints.get(name)
+            boxes = _box_columns(self.crops.get(name), len(self.sources))
+            base = {"joint": name, "type": joint_type(name), "validation": VALIDATION[joint_type(name)]}
+            if s is None:
+                out.append({**base, "visit": None, "date": None, "narrowing_px": float("nan"),
+                            "se_px": float("nan"), "narrowing_mm": None, "se_mm": None, "reliable": False,
+                            "reasons": self.errors.get(name, ""), **boxes})
+                continue
+            t = s.trajectory
+            pairs_ok = all(p.reliable for p in t.pairs)
+            for k in range(len(self.sources)):
+                flag = t.flagged_visits.get(k)
+                out.append({**base, "visit": k, "date": None if self.dates is None else self.dates[k],
+                            "narrowing_px": float(t.narrowing_px[k]), "se_px": float(t.se_px[k]),
+                            "narrowing_mm": None if s.spacing_mm is None else float(t.narrowing_px[k]) * s.spacing_mm,
+                            "se_mm": None if s.spacing_mm is None else float(t.se_px[k]) * s.spacing_mm,
+                            "reliable": pairs_ok and flag is None,
+                            "reasons": flag or ("" if pairs_ok else "a pair of visits was flagged unreliable"),
+                            **boxes})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         d = _json_dict(self, pairs=lambda s: s.to_dict())
         d["dates"] = None if self.dates is None else list(self.dates)
@@ -340,18 +430,19 @@ class HandSeries:
 
 def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | None = None,
                         spacing_mm: float | None = None, config: MeasureConfig | None = None,
-                        hands: Sequence[Hand] | None = None, progress: Progress | None = None) -> HandSeries:
+                        hands: Sequence[Hand] | None = None, progress: Progress | None = None,
+                        joints: Sequence[str] | None = None) -> HandSeries:
     """:func:`measure_hand` for 2 or more visits in time order: one series per joint.
 
     Every visit's crop of a joint is placed by registering its finger region to the first
     visit's; :func:`jsnq.series` then measures every ordered pair and fits one trajectory.
     """
-    from ..pipeline import series
+    from .. import series
 
     config = config or MeasureConfig()
     if len(visits) < 2:
         raise JsnqInputError("visits", f"needs at least two visits, got {len(visits)}")
-    images, found, same, spacing, errors, crops = _prepare(list(visits), spacing_mm, hands)
+    images, found, same, spacing, errors, crops = _prepare(list(visits), spacing_mm, hands, joints)
     joints: dict[str, Any] = {}
     segmentation: dict[str, str] = {}
     names = list(crops)
