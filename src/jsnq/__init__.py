@@ -31,6 +31,9 @@ _EXPORTS = {
     "load_labels": "io",
     "Image": "io",
     "JsnqInputError": "errors",
+    "measure_hand": "hand.measure",
+    "measure_hand_series": "hand.measure",
+    "HandMeasurement": "hand.measure",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batch import measure_batch
     from .config import MeasureConfig
     from .longitudinal import series
+    from .hand.measure import HandMeasurement, measure_hand, measure_hand_series
     from .pipeline import measure, measure_many
     from .results import BoneMotion, Measurement, SeriesResult
 

@@ -7,7 +7,7 @@ ends a command with one line ``error: <message>`` on stderr and exit code 2, nev
 (:func:`jsnq.cli.common.reports_input_errors`).
 
 Commands (module): ``measure`` (measure), ``measure-batch`` (batch), ``series`` (series),
-``report`` (report), ``segment`` (segment), ``demo`` (demo), ``train segment|register|export`` (train).
+``report`` (report), ``segment`` (segment), ``demo`` (demo), ``hand`` (hand), ``train segment|register|export`` (train).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import typer
 
 from ..version import __version__
-from . import batch, demo, measure, report, segment, series, train
+from . import batch, demo, hand, measure, report, segment, series, train
 
 __all__ = ["app"]
 
@@ -46,6 +46,7 @@ app.command("series")(series.series_cmd)
 app.command("report")(report.report_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("segment")(segment.segment_cmd)
+app.command("hand")(hand.hand_cmd)
 
 train_app = typer.Typer(name="train", no_args_is_help=True, help="Train jsnq's networks.")
 train_app.command("segment")(train.train_segment_cmd)

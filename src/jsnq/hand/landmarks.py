@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .types import JOINT_NAMES, Hand, Joint
 
-__all__ = ["FINGER_CHAINS", "hand_from_points", "mirror_hand"]
+__all__ = ["FINGER_CHAINS", "hand_from_points", "mirror_hand", "read_landmarks"]
 
 #: Landmarks of each finger from the wrist outwards (the hand-landmarks names).
 FINGER_CHAINS = {1: ("MCP1", "IP1", "TIP1"), **{f: (f"MCP{f}", f"PIP{f}", f"DIP{f}", f"TIP{f}") for f in (2, 3, 4, 5)}}
@@ -55,3 +55,40 @@ def mirror_hand(hand: Hand, width: int) -> Hand:
     joints = {n: Joint(n, width - 1 - j.x, j.y, -j.axis_deg, j.score) for n, j in hand.joints.items()}
     return Hand(side="R" if hand.side == "L" else "L", joints=joints, missing=dict(hand.missing), shape=hand.shape,
                 spacing_mm=hand.spacing_mm, source=hand.source)
+
+
+def read_landmarks(path, *, n_visits: int, side: str, shapes=None, sources=None) -> list[Hand]:
+    """Hands from a CSV of ``visit,joint,x,y`` rows (visit 0 = the first image; ``#`` lines are
+    comments; ``TIP1``-``TIP5`` rows only give the distal joints' axes).
+
+    Raises:
+        JsnqInputError: unreadable file, bad rows, or a visit without any joint.
+    """
+    import csv
+    import os
+
+    from ..errors import JsnqInputError
+
+    name = os.fspath(path)
+    pts: list[dict[str, tuple[float, float]]] = [{} for _ in range(n_visits)]
+    try:
+        with open(name, newline="") as fh:
+            rows = list(csv.DictReader(line for line in fh if not line.lstrip().startswith("#")))
+    except OSError as err:
+        raise JsnqInputError(name, f"cannot read landmarks: {err.strerror or err}") from None
+    for k, r in enumerate(rows, start=1):
+        try:
+            v, joint, x, y = int(r["visit"]), r["joint"].strip(), float(r["x"]), float(r["y"])
+        except (KeyError, TypeError, ValueError):
+            raise JsnqInputError(name, f"row {k}: expected columns visit,joint,x,y with numbers") from None
+        if not 0 <= v < n_visits:
+            raise JsnqInputError(name, f"row {k}: visit {v} but there are {n_visits} images")
+        pts[v][joint] = (x, y)
+    hands = []
+    for v, p in enumerate(pts):
+        hand = hand_from_points(p, side=side, shape=(shapes[v] if shapes else (0, 0)),
+                                source=sources[v] if sources else f"visit {v}")
+        if not hand.joints:
+            raise JsnqInputError(name, f"no finger joint given for visit {v}")
+        hands.append(hand)
+    return hands

@@ -89,10 +89,6 @@ def segmentation_problem(m: Any) -> str | None:
     return None
 
 
-def _measure_kwargs(config: MeasureConfig) -> dict[str, Any]:
-    return {"engine": config.engine, "options": config.registration, "thresholds": config.thresholds}
-
-
 def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
     """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check.
 
@@ -104,15 +100,13 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     from .. import measure  # the public API (lazily: the pipeline is heavy)
 
     a, b = crops.images[i], crops.images[j]
-    kw = dict(spacing_mm=crops.spacing_mm, symmetric=config.symmetric, check_labels=config.check_labels,
-              **_measure_kwargs(config))
     if config.segmenter == "classical":
-        return measure(a, b, segmenter="classical", **kw), "classical (as configured)"
-    m = measure(a, b, segmenter="auto", **kw)
+        return measure(a, b, spacing_mm=crops.spacing_mm, config=config), "classical (as configured)"
+    m = measure(a, b, spacing_mm=crops.spacing_mm, config=config)
     problem = segmentation_problem(m)
     if problem is None:
         return m, "network"
-    m2 = measure(a, b, segmenter="classical", **kw)
+    m2 = measure(a, b, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
     reason = f"segmentation network failed ({problem}); measured with the classical joint-space line"
     return dataclasses.replace(m2, reliable=False, reasons=(*m2.reasons, reason)), f"classical fallback: {problem}"
 
@@ -133,8 +127,11 @@ def _locate(images: Sequence[Image], hands: Sequence[Hand] | None) -> list[Hand]
         if len(hands) != len(images):
             raise JsnqInputError("hands", f"{len(hands)} hands for {len(images)} visits")
         return list(hands)
-    from .locate import find_joints  # lazily: the locator's network loads only when needed
-
+    try:
+        from .locate import find_joints  # lazily: the locator's network loads only when needed
+    except ImportError:
+        raise JsnqInputError(images[0].source, "no joint locator in this installation (jsnq.hand.locate); "
+                             "give the joints (hands=, or --landmarks on the command line)") from None
     return [find_joints(im, spacing_mm=im.spacing_mm) for im in images]
 
 
@@ -446,13 +443,11 @@ def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | N
     joints: dict[str, Any] = {}
     segmentation: dict[str, str] = {}
     names = list(crops)
-    segmenter = "classical" if config.segmenter == "classical" else "auto"
     for k, name in enumerate(names):
         c = crops[name]
         try:
-            joints[name] = series(list(c.images), dates=dates, spacing_mm=c.spacing_mm, segmenter=segmenter,
-                                  **_measure_kwargs(config))
-            segmentation[name] = f"series, segmenter {segmenter} (no per-joint segmentation check)"
+            joints[name] = series(list(c.images), dates=dates, spacing_mm=c.spacing_mm, config=config)
+            segmentation[name] = f"series, segmenter {config.segmenter} (no per-joint segmentation check)"
         except ValueError as err:
             errors[name] = _one_line(err)
         if progress is not None:

@@ -1,0 +1,126 @@
+"""``jsnq hand``: whole-hand radiographs in, every finger joint's narrowing out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import options as opt
+from .common import EXIT_PARTIAL, display, output_file, reports_input_errors, stderr, stdout, write_text
+
+
+@reports_input_errors
+def hand_cmd(
+    visits: list[Path] = typer.Argument(..., metavar="BASELINE FOLLOWUP [VISIT3 ...]",
+                                        help="Whole-hand radiographs of one hand, in time order (PA view)."),
+    spacing: Optional[float] = opt.SPACING,
+    dates: Optional[str] = typer.Option(None, "--dates", metavar="D1,D2,...",
+                                        help="ISO dates of the visits, comma-separated, in order."),
+    joints: Optional[str] = typer.Option(None, "--joints", metavar="MCP2,MCP3,...",
+                                         help="Measure only these joints (default: all 14)."),
+    landmarks: Optional[Path] = typer.Option(
+        None, "--landmarks", metavar="FILE.csv",
+        help="Your own joint positions instead of the locator's: CSV visit,joint,x,y (visit 0 = first image; "
+             "x, y = the base of the joint's distal bone, px; TIP1-TIP5 rows give the distal joints' axes)."),
+    side: str = typer.Option("L", "--side", metavar="L|R", help="With --landmarks: which hand (PA view)."),
+    engine: str = opt.ENGINE,
+    segmenter: str = opt.SEGMENTER,
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="OUT.json", help="Write the results as JSON."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", metavar="OUT.csv", help="Write the per-joint table as CSV."),
+    report: Optional[Path] = opt.REPORT,
+) -> None:
+    """Find the finger joints, cut matching crops at every visit, and measure each joint.
+
+    Two visits: one narrowing per joint. Three or more (or --dates): one trajectory per joint.
+    Exit code 0 when every requested joint was measured, 1 when some could not be (their rows
+    give the reason).
+    """
+    config = opt.measure_config(engine=engine, segmenter=segmenter)
+    for path in (json_out, csv_out, report):
+        if path is not None:
+            output_file(path, inputs=[*visits, landmarks])
+    if len(visits) < 2:
+        raise ValueError(f"hand: needs at least two visits, got {len(visits)}")
+    date_list = [d.strip() for d in dates.split(",")] if dates else None
+    only = [j.strip() for j in joints.split(",") if j.strip()] if joints else None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..hand.measure import measure_hand, measure_hand_series
+    from ..io import load_image
+
+    images = [load_image(v, spacing_mm=spacing) for v in visits]
+    hands = None
+    if landmarks is not None:
+        from ..hand.landmarks import read_landmarks
+
+        if side not in ("L", "R"):
+            raise ValueError(f"--side must be L or R, got {side!r}")
+        hands = read_landmarks(landmarks, n_visits=len(images), side=side, shapes=[im.array.shape for im in images],
+                               sources=[im.source for im in images])
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr(), transient=True) as bar:
+        task = bar.add_task("joints", total=None)
+
+        def progress(done: int, total: int, joint: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"joints (last: {joint})")
+
+        if len(images) == 2 and date_list is None:
+            result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands)
+        else:
+            result = measure_hand_series(images, dates=date_list, config=config, progress=progress, joints=only,
+                                         hands=hands)
+    rows = result.rows()
+    _print_table(rows, series=len(images) > 2 or date_list is not None)
+    if json_out is not None:
+        write_text(json_out, json.dumps(result.to_dict(), indent=2) + "\n")
+    if csv_out is not None:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: _cell(v) for k, v in r.items()})
+        write_text(csv_out, buffer.getvalue())
+    if report is not None:
+        from ..report.hand import write_hand_report
+
+        write_hand_report(report, [im.array for im in images], result)
+    for path in (json_out, csv_out, report):
+        if path is not None:
+            stderr().print(f"wrote {display(path)}", markup=False)
+    failed = [n for n, why in result.errors.items() if why != "not requested"]
+    if failed:
+        stderr().print(f"not measured: {', '.join(failed)} (see the reasons)", markup=False)
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _cell(v: object) -> object:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return v
+
+
+def _print_table(rows: list[dict], *, series: bool) -> None:
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    cols = ["joint", "visit"] if series else ["joint"]
+    for c in (*cols, "narrowing", "SE", "unit", "reliable", "reasons"):
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        mm = r.get("narrowing_mm") is not None
+        value = r["narrowing_mm"] if mm else r["narrowing_px"]
+        se = (r.get("narrowing_se_mm") if not series else r.get("se_mm")) if mm else \
+            (r.get("narrowing_se_px") if not series else r.get("se_px"))
+        text = "" if value is None or value != value else f"{value:+.3f}"
+        se_text = "" if se is None or se != se else f"{se:.3f}"
+        unit = "mm" if mm else "px"
+        cells = [r["joint"]] + ([str(r["visit"]) if r["visit"] is not None else ""] if series else [])
+        table.add_row(*cells, text, se_text, unit if text else "", "yes" if r["reliable"] else "no",
+                      display(r["reasons"]))
+    stdout().print(table)
