@@ -51,7 +51,7 @@ from benchmarks.common import Condition, Crop, machine, markdown_table, synthesi
 from jsnq.config import MeasureConfig  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.hand.anatomy import joint_type  # noqa: E402
-from jsnq.hand.crops import JointCrops, baseline_box, cut, hand_scale_px_per_mm, joint_crops, joint_zoom, recentre  # noqa: E402
+from jsnq.hand.crops import JointCrops, baseline_box, cut, hand_scale_px_per_mm, joint_crops, joint_zoom  # noqa: E402
 from jsnq.hand.landmarks import hand_from_points  # noqa: E402
 from jsnq.hand.measure import measure_hand, measure_joint, network_centre, segmentation_problem  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
@@ -80,13 +80,11 @@ def atlas_hands(n: int, seed: int = 0):
 
 
 def baseline_crop(im, hand, joint):
+    """The crop at the true landmark, not re-centred by the network: these are children's
+    hands, whose growth plates the network takes for joint spaces (docs/hand.md)."""
     s = hand_scale_px_per_mm(hand)
     box = baseline_box(hand.joints[joint], joint_zoom(hand, joint, scale_px_per_mm=s), scale_px_per_mm=s,
                        source=hand.source, spacing_mm=None)
-    first = cut(im.array, box)
-    found = network_centre(first)
-    if found is not None:
-        box = recentre(box, found)
     return box, cut(im.array, box)
 
 
@@ -182,6 +180,24 @@ def hand_pair_hands():
     return ims, [hand_from_points(p, side="L", shape=im.array.shape, source=im.source) for p, im in zip(pts, ims)]
 
 
+def annotation_rows():
+    from jsnq.hand.crops import CropBox
+
+    ims, _ = hand_pair_hands()
+    rows = []
+    with open(REPO / "benchmarks" / "data" / "hand-pair-crop-annotation.csv") as fh:
+        for r in csv.DictReader(line for line in fh if not line.startswith("#")):
+            box = CropBox(r["joint"], 0, ims[0].source, (float(r["box_x"]), float(r["box_y"])), float(r["box_angle_deg"]),
+                          float(r["box_zoom"]), (256, 256), None, "annotation")
+            crop = cut(ims[0].array, box)
+            seg = segment(crop)
+            line = joint_space_line(crop)
+            rows.append([r["joint"], float(r["gap_row"]), f"{np.nanmean(seg.line[127:129]):.1f}",
+                         f"{np.nanmean(line[127:129]):.1f}", float(r["gap_width_px"]),
+                         f"{seg.jsw.mean_px:.1f}" if seg.jsw is not None else "-"])
+    return rows
+
+
 def common_shift(m) -> float:
     """The common motion of the two bones at the joint centre (crop px): what the crop
     placement left for the per-bone registration."""
@@ -243,6 +259,13 @@ def main() -> None:
                               "sum (0 = negates)", "common shift left", "segmentation", "reasons"], rows))
         out["hand_pair"] = rows
         out["hand_pair_dict"] = fwd.to_dict()
+
+    if "annotation" not in skip and (DATA / "hand-pair").is_dir():
+        print("\n## hand-pair crops against my annotation (benchmarks/data/hand-pair-crop-annotation.csv)\n")
+        rows = annotation_rows()
+        print(markdown_table(["joint", "my gap row", "network split row", "classical line row", "my width",
+                              "network JSW"], rows))
+        out["annotation"] = rows
 
     if "timing" not in skip:
         ph = make_hand(0, n_visits=2)

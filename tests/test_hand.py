@@ -226,3 +226,104 @@ def _hand_pair(shared_data):
             pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
     hands = [hand_from_points(p, side="L", shape=im.array.shape, source=im.source) for p, im in zip(pts, ims)]
     return ims, hands
+
+
+def _write_landmarks(path, hands, width=None):
+    with open(path, "w") as fh:
+        fh.write("visit,joint,x,y\n")
+        for k, h in enumerate(hands):
+            for n, j in h.joints.items():
+                fh.write(f"{k},{n},{j.x},{j.y}\n")
+
+
+def test_hand_report_links_every_box_to_its_section(measured, phantom):
+    from jsnq.report.hand import render_hand_report
+
+    html = render_hand_report(phantom.images, measured)
+    assert html.count("<area ") == 2 * len(SUBSET)  # one box per joint per visit
+    for k, name in enumerate(n for n in JOINT_NAMES if n in measured.joints):
+        assert f'href="#pair-{k}"' in html and f'id="pair-{k}"' in html and f'title="{name}: ' in html
+
+
+def test_cli_hand(tmp_path, phantom):
+    import json
+
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+    from jsnq.io import save_image
+
+    paths = []
+    for k, im in enumerate(phantom.images):
+        p = tmp_path / f"visit{k}.png"
+        save_image(p, im)
+        paths.append(str(p))
+    lm = tmp_path / "landmarks.csv"
+    _write_landmarks(lm, phantom.hands)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = CliRunner().invoke(app, ["hand", *paths, "--landmarks", str(lm), "--joints", "PIP3", "--spacing", "0.25",
+                                 "--json", str(out / "h.json"), "--csv", str(out / "h.csv"),
+                                 "--report", str(out / "h.html")])
+    assert r.exit_code == 0, r.output
+    assert "PIP3" in r.output
+    d = json.loads((out / "h.json").read_text())
+    assert d["joints"]["PIP3"]["result"]["narrowing_mm"] == pytest.approx(phantom.narrowing_mm["PIP3"][1], abs=0.03)
+    rows = list(csv.DictReader(open(out / "h.csv")))
+    assert [r_["joint"] for r_ in rows] == list(JOINT_NAMES) and rows[JOINT_NAMES.index("PIP3")]["box1_x"]
+    assert "<map" in (out / "h.html").read_text()
+    # never over an input
+    r = CliRunner().invoke(app, ["hand", *paths, "--landmarks", str(lm), "--json", paths[0]])
+    assert r.exit_code == 2 and r.output.startswith("error: ")
+
+
+def test_cli_hand_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+
+    r = CliRunner().invoke(app, ["hand", str(tmp_path / "missing.png"), str(tmp_path / "other.png")])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1
+
+
+def test_hand_pair_mcp4_mcp5(shared_data):
+    """The RA hand-pair with my annotation: MCP4 and MCP5 are cut, segmented by the network
+    (JSW > 0 at both visits), and the crops' placement leaves < 1 px of common motion."""
+    ims, hands = _hand_pair(shared_data)
+    hm = measure_hand(ims[0], ims[1], hands=hands, joints=("MCP4", "MCP5"))
+    for name in ("MCP4", "MCP5"):
+        m = hm.joints[name]
+        assert hm.segmentation[name] == "network" and m.jsw_baseline.mean_px > 0
+        c = np.asarray(m.point_px)
+        common = 0.5 * (m.upper_transform.apply(c) + m.lower_transform.apply(c)) - c
+        assert np.hypot(*common) < 1.0, (name, common)
+        assert math.isfinite(m.narrowing_px) and m.narrowing_se_px > 0
+
+
+def _atlas(shared_data, k):
+    from jsnq.io import load_image
+
+    with open(shared_data / "hand-landmarks" / "landmarks.csv", newline="") as fh:
+        r = list(csv.DictReader(fh))[k]
+    im = load_image(shared_data / "hand-landmarks" / r["image"])
+    pts = {n[:-2]: (float(r[n]), float(r[n[:-2] + "_y"])) for n in r if n.endswith("_x")}
+    return im, hand_from_points(pts, side="L", shape=im.array.shape, source=r["image"])
+
+
+def test_two_atlas_children_are_not_one_hand(shared_data):
+    (a, ha), (b, hb) = _atlas(shared_data, 0), _atlas(shared_data, 1)
+    with pytest.raises(JsnqInputError, match="different hands"):
+        measure_hand(a, b, hands=[ha, hb], joints=("MCP2", "MCP4", "PIP3", "DIP5", "IP1"))
+
+
+def test_atlas_pip_crop_is_finger_up_at_the_training_scale(shared_data):
+    """An atlas PIP3 crop: the network finds both bones, the split line lies in the joint space
+    near the centre; the distal bone (middle phalanx) is above."""
+    from jsnq.segment.network import segment
+
+    im, hand = _atlas(shared_data, 2)
+    crops = joint_crops([im.array, im.array], [hand, hand], "PIP3")
+    seg = segment(crops.images[0])
+    assert seg.upper_mask[:100].sum() > seg.lower_mask[:100].sum()
+    row = np.nanmedian(seg.line[64:192])
+    assert abs(row - 127.5) < 0.15 * 256

@@ -64,6 +64,11 @@ _REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1))
                                       search_scales=(1.0,), search_factor=2)
 #: The difference of Gaussians (sigmas, region px) whose correlation is the texture match.
 TEXTURE_DOG = (0.7, 2.0)
+#: The refinement at the crop's own resolution; it leaves out this many crop px either side
+#: of the centre row (the joint space) when it fits the two halves.
+FINE_GAP_PX = 8
+#: Its registration options.
+_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
 #: Fraction of a crop allowed outside the image before the joint is called cut off.
@@ -254,6 +259,18 @@ def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.n
     return float((x @ y) / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
 
 
+def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str,
+                 spacing_mm: float | None) -> CropBox:
+    """The baseline's box carried into the follow-up image by ``carried`` (baseline image ->
+    follow-up image), at the baseline's zoom."""
+    qc = crop_centre(base_box.size)
+    centre = carried.apply(base_box.to_image(qc))
+    up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre
+    angle = math.degrees(math.atan2(up[0], -up[1]))
+    return CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
+                   base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered")
+
+
 def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndarray, *, guess_xy: tuple[float, float],
                    guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
                    init: str = "landmark") -> CropBox:
@@ -286,18 +303,45 @@ def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndar
     texture = _texture_ncc(a, b, fit.transform, band)
     # region_b(r) is a baseline image point; guess(T(r)) the same anatomy in the follow-up.
     carried = guess.transform().compose(fit.transform).compose(region_b.transform().inverse())
+    # Then at the crop's own field and resolution: the part above the crop centre (the distal
+    # bone) and the part below (the proximal bone) fitted apart, and the box moved by the mean
+    # of their displacements at the centre, so that what the crops leave for the per-bone
+    # registration is their relative motion, not a common shift (flexion, the motion of the
+    # finger region far from the joint).
+    fine_b = cut(base_image, base_box, allow_outside=True)
+    first = _box_through(base_box, carried, visit, source, spacing_mm)
+    fine_f = cut(fol_image, first, allow_outside=True)
+    zb = (fine_b - fine_b.mean()) / (fine_b.std() + 1e-12)
+    zf = (fine_f - fine_f.mean()) / (fine_f.std() + 1e-12)
+    band = _band(zb.shape, REGION_BAND * TARGET_BASE_WIDTH_PX)
+    qc = np.array(crop_centre(zb.shape))
+    rows = np.arange(zb.shape[0])[:, None]
+    halves = []
+    for part in (rows < qc[1] - FINE_GAP_PX, rows > qc[1] + FINE_GAP_PX):
+        try:
+            f = fit_similarity(zb, zf, band & part, options=_FINE_OPTIONS)
+        except ValueError:
+            break
+        if not (f.ncc_after >= MIN_REGION_NCC and abs(math.log(f.transform.scale)) < 0.1):
+            break
+        halves.append(f.transform)
+    if len(halves) == 2:
+        shift = 0.5 * (halves[0].apply(qc) + halves[1].apply(qc)) - qc
+        angle = 0.5 * (halves[0].angle + halves[1].angle)
+        corr = Similarity(1.0, angle, float(shift[0]), float(shift[1]), (float(qc[0]), float(qc[1])))
+        carried = first.transform().compose(corr).compose(base_box.transform().inverse())
     qc = crop_centre(base_box.size)
     centre = carried.apply(base_box.to_image(qc))
     up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre
     angle = math.degrees(math.atan2(up[0], -up[1]))
     moved = float(math.hypot(centre[0] - guess_xy[0], centre[1] - guess_xy[1]))
     reg = {"ncc": float(fit.ncc_after), "texture_ncc": texture, "scale": float(fit.transform.scale), "angle_deg": float(fit.transform.angle_deg),
-           "moved_px": moved, "init": init}
+           "moved_px": moved, "init": init, "refined_at_crop_scale": len(halves) == 2}
     return CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
                    base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered", reg)
 
 
-def recentre(box: CropBox, point_xy: tuple[float, float], *, max_shift: float = 0.3) -> CropBox:
+def recentre(box: CropBox, point_xy: tuple[float, float], *, max_shift: float = 0.15) -> CropBox:
     """``box`` moved so that the crop point ``point_xy`` (e.g. the joint centre found in the
     crop) becomes its centre; unchanged when that is more than ``max_shift`` of the crop's
     size away (a finding that far off is not trusted)."""
