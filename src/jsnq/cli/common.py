@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import typer
 
-from ..errors import JsnqInputError, one_line
+from ..errors import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
