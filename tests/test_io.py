@@ -418,3 +418,63 @@ def test_real_sample_pair_split_mask(shared_data):
     labels = load_labels(folder / "fixed_split.png", shape=image.array.shape, split_mask=True)
     assert image.array.shape == labels.shape == (127, 127)
     assert set(np.unique(labels).tolist()) == {1, 2}
+
+
+# -- crashes found by the fuzz tests (tests/test_fuzz.py): one regression test each ---------------
+
+
+def test_boolean_rgb_array_is_read_as_grey():
+    # Found by fuzzing: a (rows, cols, 2|3|4) bool array raised numpy's TypeError
+    # ("boolean subtract is not supported") from the grey check.
+    mask = smooth() > 100
+    np.testing.assert_array_equal(load_image(np.dstack([mask] * 3)).array, mask.astype(np.float32))
+    labels = load_labels(np.dstack([mask, np.ones_like(mask)]), shape=mask.shape, split_mask=True)
+    np.testing.assert_array_equal(labels, np.where(mask, 1, 2))
+
+
+def test_values_beyond_float32_are_refused():
+    # float64 pixels over float32's range used to come back as inf, in an Image documented finite.
+    pixels = smooth().astype(np.float64)
+    pixels[0, 0] = 1e300
+    with pytest.raises(JsnqInputError) as info:
+        load_image(pixels, name="huge")
+    assert str(info.value) == "huge: image values exceed the float32 range (|value| > 3.4e+38)"
+
+
+def test_inverting_near_float32_max_does_not_overflow(tmp_path):
+    # MINISWHITE inversion max + min - value overflowed in float32 to an all-inf image.
+    pixels = (1e38 + smooth().astype(np.float32) * 8e35).astype(np.float32)
+    path = tmp_path / "white.tif"
+    tifffile.imwrite(path, pixels, photometric="miniswhite")
+    image = load_image(path)
+    assert np.isfinite(image.array).all()
+    expected = (float(pixels.max()) + float(pixels.min())) - pixels.astype(np.float64)
+    np.testing.assert_allclose(image.array, expected, rtol=1e-6)
+
+
+def _tiff_claiming(path, rows: int, cols: int):
+    """A 1-strip float32 TIFF whose header claims rows x cols but which holds 8 bytes of data."""
+    import struct
+
+    tags = [(256, 4, cols), (257, 4, rows), (258, 3, 32), (259, 3, 1), (262, 3, 1), (273, 4, 8),
+            (277, 3, 1), (278, 4, rows), (279, 4, 8), (339, 3, 3)]
+    ifd_at = 16
+    data = b"II*\x00" + struct.pack("<I", ifd_at) + b"\x00" * 8
+    data += struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        data += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+    path.write_bytes(data + b"\x00" * 4)
+    return path
+
+
+def test_tiff_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
+    # Found by fuzzing: one corrupted byte in a TIFF's ImageWidth made tifffile allocate
+    # 24 GiB, and load_image died with MemoryError.
+    import time
+
+    path = _tiff_claiming(tmp_path / "bomb.tif", 100_000, 60_000)
+    start = time.perf_counter()
+    with pytest.raises(JsnqInputError) as info:
+        load_image(path)
+    assert time.perf_counter() - start < 1.0
+    assert str(info.value).startswith(f"{path}: image is 100000x60000 px; jsnq reads radiographs of at most")

@@ -21,13 +21,24 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from .errors import JsnqInputError
+from .limits import MAX_CROP_SIDE_PX, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, check_crop_size, check_image_size
 
-__all__ = ["Image", "load_image", "load_labels", "save_image", "save_labels", "validate_spacing"]
+__all__ = [
+    "MAX_CROP_SIDE_PX",
+    "MAX_IMAGE_PIXELS",
+    "Image",
+    "check_crop_size",
+    "load_image",
+    "load_labels",
+    "save_image",
+    "save_labels",
+    "validate_spacing",
+]
 
 MIN_SIDE_PX = 16
 SPACING_RANGE_MM = (0.01, 5.0)  # (exclusive, inclusive)
@@ -44,7 +55,9 @@ _PILLOW_DIRECT_MODES = frozenset({"L", "LA", "I", "I;16", "I;16L", "I;16B", "F",
 _ARRAY_NAME = "<array>"
 
 # A reader returns (pixels as stored, meta, file spacing as (row_mm, col_mm, tag) or None).
+# Before decoding, it passes the header's (rows, cols, samples per pixel) to a _HeaderCheck.
 _Raw = tuple[np.ndarray, dict[str, Any], tuple[float, float, str] | None]
+_HeaderCheck = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +131,7 @@ def load_image(
     *,
     spacing_mm: float | None = None,
     name: str | None = None,
+    crop: bool = False,
 ) -> Image:
     """Load a greyscale radiograph from a file, an array or an :class:`Image`.
 
@@ -133,17 +147,26 @@ def load_image(
         spacing_mm: pixel spacing in mm per pixel; overrides the file's spacing, whose tags
             are then not read (``meta["spacing_source"] == "caller"``).
         name: label used as ``source`` in place of the path or ``"<array>"``.
+        crop: the image is a joint crop: refuse it when a side exceeds
+            :data:`~jsnq.limits.MAX_CROP_SIDE_PX` (see :func:`~jsnq.limits.check_crop_size`),
+            from the file header, before decoding.
 
     Returns:
         The :class:`Image`, ``array`` float32 ``[row, col]``.
 
     Raises:
         JsnqInputError: missing, unreadable or corrupt file; colour, non-2-D, non-finite,
-            blank or too small (< 16 px a side) image; absurd or anisotropic spacing.
+            blank or too small (< 16 px a side) image; an image over the size limits of
+            :mod:`jsnq.limits` (checked from the header, before decoding: over
+            :data:`~jsnq.limits.MAX_IMAGE_PIXELS` for any image, over
+            :data:`~jsnq.limits.MAX_CROP_SIDE_PX` a side with ``crop=True``); absurd or
+            anisotropic spacing.
     """
     if isinstance(src, Image):
         source = name or src.source
         spacing = validate_spacing(spacing_mm, source)
+        if crop:
+            check_crop_size(src, source=source)
         if spacing is None:
             return dataclasses.replace(src, source=source)
         return dataclasses.replace(
@@ -152,15 +175,25 @@ def load_image(
 
     source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
     spacing = validate_spacing(spacing_mm, source)
+
+    def check(rows: int, cols: int, samples: int) -> None:
+        check_image_size(rows, cols, source=source, channels=samples)
+        if crop:
+            check_crop_size((rows, cols), source=source)
+
     if isinstance(src, np.ndarray):
+        if src.ndim >= 2:
+            check(src.shape[0], src.shape[1], 1)
         pixels, meta, file_spacing = src, {"format": "array", "dtype": str(src.dtype)}, None
     else:
-        pixels, meta, file_spacing = _read_file(os.fspath(src), source)
+        pixels, meta, file_spacing = _read_file(os.fspath(src), source, check)
 
     array = _as_grey(pixels, source)
     _check_image(array, source)
-    if meta.get("photometric") in _INVERTED_PHOTOMETRIC:
-        array = array.max() + array.min() - array
+    if meta.get("photometric") in _INVERTED_PHOTOMETRIC:  # in float64: max + min may overflow float32
+        low, high = float(array.min()), float(array.max())
+        array = (high + low) - array.astype(np.float64)
+    array = _as_float32(array, source)
 
     if spacing is not None:
         meta["spacing_source"] = "caller"
@@ -200,10 +233,21 @@ def load_labels(
         JsnqInputError: unreadable file, shape mismatch, unexpected values, or a side missing.
     """
     source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
-    pixels = src if isinstance(src, np.ndarray) else _read_file(os.fspath(src), source)[0]
-    values = _as_grey(pixels, source, what="labels")
+    try:
+        expected = tuple(int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise JsnqInputError(source, f"invalid image shape {shape!r} for the labels") from None
 
-    expected = tuple(int(n) for n in shape)
+    def check(rows: int, cols: int, samples: int) -> None:  # before decoding a file
+        check_image_size(rows, cols, source=source, channels=samples)
+        if (rows, cols) != expected:
+            raise JsnqInputError(source, f"labels are {rows}x{cols} but the image is {_dims(expected)}")
+
+    if isinstance(src, np.ndarray):
+        pixels = src
+    else:
+        pixels = _read_file(os.fspath(src), source, check)[0]
+    values = _as_grey(pixels, source, what="labels")
     if values.shape != expected:
         raise JsnqInputError(source, f"labels are {_dims(values.shape)} but the image is {_dims(expected)}")
     if not np.isfinite(values).all():
@@ -276,6 +320,8 @@ def _as_grey(pixels: np.ndarray, source: str, what: str = "image") -> np.ndarray
     pixels = np.asarray(pixels)
     if pixels.dtype.kind not in "buif":
         raise JsnqInputError(source, f"{what} has non-numeric pixel type {pixels.dtype}")
+    if pixels.dtype.kind == "b":  # numpy cannot subtract booleans (the grey check below does)
+        pixels = pixels.astype(np.uint8)
     if not (pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4)):
         return pixels
     colour = pixels[..., : 1 if pixels.shape[-1] == 2 else 3]
@@ -287,6 +333,16 @@ def _as_grey(pixels: np.ndarray, source: str, what: str = "image") -> np.ndarray
     if np.mean(spread > tolerance) > GREY_OUTLIER_FRACTION:
         raise JsnqInputError(source, f"{what} is colour, not greyscale")
     return colour.mean(axis=-1, dtype=np.float64)
+
+
+def _as_float32(array: np.ndarray, source: str) -> np.ndarray:
+    """Finite pixels as C-contiguous float32; values beyond float32's range are refused."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(result).all():
+        limit = float(np.finfo(np.float32).max)
+        raise JsnqInputError(source, f"image values exceed the float32 range (|value| > {limit:.3g})")
+    return result
 
 
 def _check_image(array: np.ndarray, source: str) -> None:
@@ -306,24 +362,31 @@ def _check_image(array: np.ndarray, source: str) -> None:
 # -- file readers ---------------------------------------------------------------------------
 
 
-def _read_file(path: str, source: str) -> _Raw:
-    """Dispatch on content; turn any reader failure into one JsnqInputError line."""
+def _read_file(path: str, source: str, check: _HeaderCheck) -> _Raw:
+    """Dispatch on content; turn any reader failure into one JsnqInputError line.
+
+    ``check(rows, cols, samples)`` is called with the header's dimensions before decoding.
+    """
     if not os.path.exists(path):
         raise JsnqInputError(source, "file not found")
     if os.path.isdir(path):
         raise JsnqInputError(source, "is a directory, not an image file")
     try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            problem = f"file is {size / 2**20:.0f} MiB; jsnq reads image files of at most {MAX_FILE_BYTES // 2**20} MiB"
+            raise JsnqInputError(source, problem)
         with open(path, "rb") as fh:
             head = fh.read(132)
         if not head:
             raise JsnqInputError(source, "cannot read image: file is empty")
         if head[128:132] == b"DICM":
-            return _read_dicom(path, source, force=False)
+            return _read_dicom(path, source, check, force=False)
         if head[:4] in _TIFF_MAGIC:
-            return _read_tiff(path, source)
+            return _read_tiff(path, source, check)
         if not head.startswith(_PILLOW_MAGIC) and Path(path).suffix.lower() in _DICOM_SUFFIXES:
-            return _read_dicom(path, source, force=True)  # DICOM without the 128-byte preamble
-        return _read_pillow(path, source)
+            return _read_dicom(path, source, check, force=True)  # DICOM without the 128-byte preamble
+        return _read_pillow(path, source, check)
     except (JsnqInputError, MemoryError):
         raise
     except Exception as exc:  # every codec raises its own types; report them uniformly
@@ -343,10 +406,21 @@ def _short_reason(exc: BaseException) -> str:
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
 
-def _read_pillow(path: str, source: str) -> _Raw:
+def _read_pillow(path: str, source: str, check: _HeaderCheck) -> _Raw:
+    import warnings
+
     from PIL import Image as PILImage
 
-    with PILImage.open(path) as im:
+    try:
+        with warnings.catch_warnings():  # jsnq's own, smaller limit is checked below
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)
+    except PILImage.DecompressionBombError:
+        problem = (f"image is larger than {2 * PILImage.MAX_IMAGE_PIXELS} px (a decompression bomb?); "
+                   f"jsnq reads radiographs of at most {MAX_IMAGE_PIXELS} px")
+        raise JsnqInputError(source, problem) from None
+    with im:
+        check(im.height, im.width, len(im.getbands()))  # from the header: nothing decoded yet
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             raise JsnqInputError(source, f"image is not 2-D (shape ({frames}, {im.height}, {im.width}))")
@@ -358,12 +432,15 @@ def _read_pillow(path: str, source: str) -> _Raw:
     return pixels, meta, None
 
 
-def _read_tiff(path: str, source: str) -> _Raw:
+def _read_tiff(path: str, source: str, check: _HeaderCheck) -> _Raw:
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series, page = tif.series[0], tif.pages[0]
+            check(page.imagelength, page.imagewidth, page.samplesperpixel)  # from the tags: nothing decoded yet
+            if math.prod(series.shape) > 4 * MAX_IMAGE_PIXELS:  # a stack of pages: refused below, unread
+                raise JsnqInputError(source, f"image is not 2-D (shape {tuple(series.shape)})")
             photometric = page.photometric.name
             if photometric not in ("MINISBLACK", "MINISWHITE", "RGB"):
                 raise ValueError(f"unsupported TIFF photometric {photometric}")
@@ -371,11 +448,13 @@ def _read_tiff(path: str, source: str) -> _Raw:
             if "S" in series.axes:  # samples (channels) last, also for planar RGB
                 pixels = np.moveaxis(pixels, series.axes.index("S"), -1)
             bits = int(page.bitspersample)
+    except JsnqInputError:
+        raise
     except Exception as exc:
         # tifffile needs imagecodecs for LZW, JPEG, ... and does not read palette TIFFs;
         # Pillow does. Report tifffile's reason when Pillow cannot read the file either.
         try:
-            return _read_pillow(path, source)
+            return _read_pillow(path, source, check)
         except JsnqInputError:
             raise
         except Exception:
@@ -384,7 +463,7 @@ def _read_tiff(path: str, source: str) -> _Raw:
     return pixels, meta, None
 
 
-def _read_dicom(path: str, source: str, *, force: bool) -> _Raw:
+def _read_dicom(path: str, source: str, check: _HeaderCheck, *, force: bool) -> _Raw:
     import pydicom  # JPEG / JPEG-LS / JPEG 2000 / RLE decoders: pylibjpeg plugins, found by pydicom
 
     ds = pydicom.dcmread(path, force=force)
@@ -398,6 +477,8 @@ def _read_dicom(path: str, source: str, *, force: bool) -> _Raw:
     frames = int(_dicom_number(ds, "NumberOfFrames", 1))
     if frames > 1:
         raise JsnqInputError(source, f"image is not 2-D (shape ({frames}, {ds.Rows}, {ds.Columns}))")
+    rows, cols = int(_dicom_number(ds, "Rows", 0)), int(_dicom_number(ds, "Columns", 0))
+    check(rows, cols, int(_dicom_number(ds, "SamplesPerPixel", 1)))  # from the tags: nothing decoded yet
     pixels = ds.pixel_array
     dtype = str(pixels.dtype)
     slope, intercept = _dicom_number(ds, "RescaleSlope", 1.0), _dicom_number(ds, "RescaleIntercept", 0.0)
