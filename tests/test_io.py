@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io as bytes_io
 import math
+import os
 
 import numpy as np
 import pydicom
@@ -23,7 +24,16 @@ from pydicom.uid import (
 )
 
 from jsnq.errors import JsnqInputError
-from jsnq.io import Image, load_image, load_labels, save_labels, validate_spacing
+from jsnq.io import (
+    MAX_CROP_SIDE_PX,
+    MAX_IMAGE_PIXELS,
+    Image,
+    check_crop_size,
+    load_image,
+    load_labels,
+    save_labels,
+    validate_spacing,
+)
 
 ROWS, COLS = 48, 64  # non-square, so a transposed read cannot pass
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -478,3 +488,100 @@ def test_tiff_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
         load_image(path)
     assert time.perf_counter() - start < 1.0
     assert str(info.value).startswith(f"{path}: image is 100000x60000 px; jsnq reads radiographs of at most")
+
+
+# -- size limits (jsnq.limits): refused from the header, before decoding ---------------------------
+
+
+def _png_claiming(path, rows: int, cols: int):
+    """A PNG holding only its IHDR header (rows x cols, 8-bit grey) and IEND: a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def _refused_quickly(call, *, seconds: float = 1.0) -> str:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(JsnqInputError) as info:
+        call()
+    assert time.perf_counter() - start < seconds
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("rows, cols", [(9000, 9000), (40_000, 40_000), (20, 20_000)])
+def test_png_header_over_the_image_limit_is_refused_before_decoding(tmp_path, rows, cols):
+    # 40000 x 40000 is over Pillow's own decompression-bomb limit, which raises first
+    path = _png_claiming(tmp_path / "big.png", rows, cols)
+    message = _refused_quickly(lambda: load_image(path))
+    assert message.startswith(f"{path}: image is ")
+    assert f"jsnq reads radiographs of at most {MAX_IMAGE_PIXELS} px" in message
+
+
+def test_dicom_tags_over_the_image_limit_are_refused_before_decoding(tmp_path):
+    path = write_dicom(tmp_path / "big.dcm", smooth(4095, np.uint16))
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 60000, 60000
+    ds.save_as(path, enforce_file_format=True)
+    message = _refused_quickly(lambda: load_image(path))
+    assert message.startswith(f"{path}: image is 60000x60000 px; jsnq reads radiographs of at most")
+
+
+def test_arrays_over_the_image_limit_are_refused():
+    huge = np.broadcast_to(np.float32(0), (9000, 9000))  # no memory behind it
+    message = _refused_quickly(lambda: load_image(huge, name="big"))
+    assert message.startswith("big: image is 9000x9000 px; jsnq reads radiographs")
+
+
+def test_file_over_the_byte_limit_is_refused_unread(tmp_path):
+    from jsnq.limits import MAX_FILE_BYTES
+
+    path = _png_claiming(tmp_path / "padded.png", 64, 64)
+    os.truncate(path, MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    message = _refused_quickly(lambda: load_image(path))
+    assert message == f"{path}: file is 1024 MiB; jsnq reads image files of at most 1024 MiB"
+
+
+def test_whole_hand_sized_image_is_accepted():
+    # 4000 x 5000 px, the largest whole-hand radiographs in practice, pass the image limit
+    from jsnq.limits import check_image_size
+
+    check_image_size(5000, 4000, source="hand.png")
+    check_image_size(8192, 8192, source="hand.png")
+    with pytest.raises(JsnqInputError, match="hand.png: image is 8193x8192 px"):
+        check_image_size(8193, 8192, source="hand.png")
+
+
+def test_crop_limit_from_the_header_before_decoding(tmp_path):
+    # The issue's case: an 8000 x 8000 PNG given to measure / segment. With crop=True the
+    # header alone refuses it (the file here has no pixel data at all, so decoding would fail).
+    path = _png_claiming(tmp_path / "hand.png", 8000, 8000)
+    message = _refused_quickly(lambda: load_image(path, crop=True))
+    assert message == (f"{path}: image is 8000x8000 px; joint crops are at most {MAX_CROP_SIDE_PX} px a side "
+                       "(the shipped crops are 256 px): cut a crop around one joint first")
+
+
+def test_check_crop_size():
+    at_limit = np.broadcast_to(np.float32(0), (MAX_CROP_SIDE_PX, 300))
+    check_crop_size(at_limit)
+    check_crop_size(load_image(smooth()))
+    with pytest.raises(JsnqInputError) as info:
+        check_crop_size(np.broadcast_to(np.float32(0), (300, MAX_CROP_SIDE_PX + 1)), source="wide.png")
+    assert str(info.value).startswith(f"wide.png: image is 300x{MAX_CROP_SIDE_PX + 1} px; joint crops are at most")
+    image = load_image(np.tile(smooth(), (25, 20)), name="tiled")  # 1200 x 1280: a radiograph, not a crop
+    with pytest.raises(JsnqInputError, match=r"^tiled: image is 1200x1280 px; joint crops"):
+        check_crop_size(image)
+    with pytest.raises(JsnqInputError, match=r"^tiled: image is 1200x1280 px; joint crops"):
+        load_image(image, crop=True)
+    with pytest.raises(JsnqInputError, match=r"^<array>: image is 1200x1280 px; joint crops"):
+        load_image(np.tile(smooth(), (25, 20)), crop=True)
+    assert MAX_CROP_SIDE_PX >= 4 * 256  # headroom over the shipped crops
