@@ -21,12 +21,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from .errors import JsnqInputError
 from .limits import MAX_CROP_SIDE_PX, MAX_FILE_BYTES, MAX_IMAGE_PIXELS, check_crop_size, check_image_size
+from .outputs import atomic_output
 
 __all__ = [
     "MAX_CROP_SIDE_PX",
@@ -173,7 +174,7 @@ def load_image(
             src, source=source, spacing_mm=spacing, meta={**src.meta, "spacing_source": "caller"}
         )
 
-    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
+    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fsdecode(src))
     spacing = validate_spacing(spacing_mm, source)
 
     def check(rows: int, cols: int, samples: int) -> None:
@@ -186,7 +187,7 @@ def load_image(
             check(src.shape[0], src.shape[1], 1)
         pixels, meta, file_spacing = src, {"format": "array", "dtype": str(src.dtype)}, None
     else:
-        pixels, meta, file_spacing = _read_file(os.fspath(src), source, check)
+        pixels, meta, file_spacing = _read_file(os.fsdecode(src), source, check)
 
     array = _as_grey(pixels, source)
     _check_image(array, source)
@@ -232,7 +233,7 @@ def load_labels(
     Raises:
         JsnqInputError: unreadable file, shape mismatch, unexpected values, or a side missing.
     """
-    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fspath(src))
+    source = name or (_ARRAY_NAME if isinstance(src, np.ndarray) else os.fsdecode(src))
     try:
         expected = tuple(int(n) for n in shape)
     except (TypeError, ValueError):
@@ -246,7 +247,7 @@ def load_labels(
     if isinstance(src, np.ndarray):
         pixels = src
     else:
-        pixels = _read_file(os.fspath(src), source, check)[0]
+        pixels = _read_file(os.fsdecode(src), source, check)[0]
     values = _as_grey(pixels, source, what="labels")
     if values.shape != expected:
         raise JsnqInputError(source, f"labels are {_dims(values.shape)} but the image is {_dims(expected)}")
@@ -272,35 +273,50 @@ def load_labels(
     return np.ascontiguousarray(labels)
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+def save_image(path: str | os.PathLike, image: np.ndarray, *, inputs: Iterable[Any] = ()) -> None:
     """Write a 2-D image as a 16-bit greyscale PNG, its min..max stretched to 0..65535.
 
+    Written atomically (a temporary file, then ``os.replace``); an existing symlink at
+    ``path`` is refused, not followed (:func:`jsnq.outputs.atomic_output`).
+
+    Args:
+        path: the output file.
+        image: 2-D array indexed ``[row, col]``.
+        inputs: input files ``path`` must not be.
+
     Raises:
-        JsnqInputError: the file cannot be written.
+        JsnqInputError: the file cannot be written, or ``path`` is an input or a symlink.
     """
     from PIL import Image as PILImage
 
     a = np.asarray(image, dtype=np.float64)
     lo, hi = float(a.min()), float(a.max())
     scaled = np.round((a - lo) / (hi - lo if hi > lo else 1.0) * 65535.0).astype(np.uint16)
-    try:
-        PILImage.fromarray(scaled).save(path, format="PNG")
-    except OSError as err:
-        raise JsnqInputError(os.fspath(path), f"cannot write: {err.strerror or err}") from None
+    with atomic_output(path, inputs=inputs) as tmp:
+        PILImage.fromarray(scaled).save(tmp, format="PNG")
 
 
-def save_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+def save_labels(path: str | os.PathLike, labels: np.ndarray, *, inputs: Iterable[Any] = ()) -> None:
     """Write a label map (values 0, 1, 2, indexed ``[row, col]``) as an 8-bit PNG.
 
+    Written atomically like :func:`save_image`.
+
+    Args:
+        path: the output file.
+        labels: 2-D array of 0, 1, 2.
+        inputs: input files ``path`` must not be (``segment a.png -o a.png``).
+
     Raises:
-        JsnqInputError: ``labels`` is not 2-D or holds values other than 0, 1, 2.
+        JsnqInputError: ``labels`` is not 2-D or holds values other than 0, 1, 2; the file
+            cannot be written (read-only folder, ...); ``path`` is an input or a symlink.
     """
     from PIL import Image as PILImage
 
     values = np.asarray(labels)
     if values.ndim != 2 or not np.isin(values, (0, 1, 2)).all():
         raise JsnqInputError(os.fspath(path), "labels to save must be a 2-D array of 0, 1, 2")
-    PILImage.fromarray(values.astype(np.uint8)).save(path, format="PNG")
+    with atomic_output(path, inputs=inputs) as tmp:
+        PILImage.fromarray(values.astype(np.uint8)).save(tmp, format="PNG")
 
 
 # -- validation ----------------------------------------------------------------------------
