@@ -29,6 +29,7 @@ from jsnq.io import (
     MAX_IMAGE_PIXELS,
     Image,
     check_crop_size,
+    common_spacing,
     load_image,
     load_labels,
     save_labels,
@@ -585,3 +586,40 @@ def test_check_crop_size():
     with pytest.raises(JsnqInputError, match=r"^<array>: image is 1200x1280 px; joint crops"):
         load_image(np.tile(smooth(), (25, 20)), crop=True)
     assert MAX_CROP_SIDE_PX >= 4 * 256  # headroom over the shipped crops
+
+
+# -- the spacing two visits share (common_spacing) -----------------------------------------------------
+
+
+def _visit(name, spacing):
+    return load_image(smooth(), name=name, spacing_mm=spacing)
+
+
+def test_common_spacing_agreeing_or_absent():
+    assert common_spacing(_visit("b.png", None), _visit("f.png", None)) is None
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.1)) == 0.1
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.1009)) == 0.1  # within 1 %
+
+
+@pytest.mark.parametrize("base, fol, missing, role", [(0.1, None, "f.png", "follow-up"),
+                                                      (None, 0.1, "b.png", "baseline")])
+def test_common_spacing_refuses_one_visit_without_spacing(base, fol, missing, role):
+    # Used to be silent: the known spacing was applied to both visits.
+    with pytest.raises(JsnqInputError) as info:
+        common_spacing(_visit("b.png", base), _visit("f.png", fol))
+    message = str(info.value)
+    assert message.startswith(f"{missing}: the {role} has no pixel spacing but the ") and "0.1 mm" in message
+    assert "\n" not in message
+
+
+def test_common_spacing_refuses_a_mismatch_over_one_percent():
+    with pytest.raises(JsnqInputError, match=r"^f.png: pixel spacing 0.102 mm differs from the baseline's 0.1 mm"):
+        common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.102))
+
+
+def test_common_spacing_explicit_overrides_both():
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", None), spacing_mm=0.15) == 0.15
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.2), spacing_mm=0.15) == 0.15
+    assert common_spacing(_visit("b.png", None), _visit("f.png", None), spacing_mm=0.15) == 0.15
+    with pytest.raises(JsnqInputError, match="absurd pixel spacing"):
+        common_spacing(_visit("b.png", None), _visit("f.png", None), spacing_mm=0.0)

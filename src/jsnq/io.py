@@ -34,6 +34,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "Image",
     "check_crop_size",
+    "common_spacing",
     "load_image",
     "load_labels",
     "save_image",
@@ -46,6 +47,7 @@ SPACING_RANGE_MM = (0.01, 5.0)  # (exclusive, inclusive)
 GREY_TOLERANCE_LEVELS = 8  # channel spread allowed in an RGB image that encodes grey, in 8-bit levels
 GREY_OUTLIER_FRACTION = 0.01  # fraction of pixels allowed to exceed that spread (JPEG chroma noise)
 ANISOTROPY_TOLERANCE = 0.01  # relative difference of row and column spacing still called isotropic
+SPACING_MISMATCH_TOLERANCE = 0.01  # relative difference of two visits' spacings still called the same
 
 _INVERTED_PHOTOMETRIC = frozenset({"MONOCHROME1", "MINISWHITE"})
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -125,6 +127,45 @@ def validate_spacing(spacing_mm: float | None, source: str) -> float | None:
     if not (math.isfinite(value) and low < value <= high):
         raise JsnqInputError(source, f"absurd pixel spacing {value:g} mm (expected {low:g}-{high:g} mm)")
     return value
+
+
+def common_spacing(base: Image, fol: Image, *, spacing_mm: float | None = None) -> float | None:
+    """The one pixel spacing two visits are measured at, or ``None`` when neither has one.
+
+    Args:
+        base: the baseline visit.
+        fol: the follow-up visit.
+        spacing_mm: a spacing the caller gave explicitly (mm per pixel): it overrides both
+            visits' own spacings (from their files or arrays) and is returned as validated.
+
+    Returns:
+        ``spacing_mm`` when given; else the visits' common spacing (the baseline's, when
+        the two agree within :data:`SPACING_MISMATCH_TOLERANCE`); ``None`` when neither
+        visit has one (results are then in pixels only).
+
+    Raises:
+        JsnqInputError: exactly one visit has a spacing (naming the one without: the known
+            spacing would silently be applied to a visit that may differ), or the two differ
+            by more than 1 % (a narrowing in mm would mix scales); an invalid ``spacing_mm``.
+    """
+    if spacing_mm is not None:
+        return validate_spacing(spacing_mm, f"{base.source}, {fol.source}")
+    b, f = base.spacing_mm, fol.spacing_mm
+    if b is None and f is None:
+        return None
+    if b is None or f is None:
+        known, missing = (base, fol) if f is None else (fol, base)
+        role = "baseline" if missing is base else "follow-up"
+        other = "follow-up" if missing is base else "baseline"
+        problem = (f"the {role} has no pixel spacing but the {other} ({known.source}) has "
+                   f"{known.spacing_mm:g} mm; give the spacing explicitly (spacing_mm / --spacing) "
+                   "to use it for both visits")
+        raise JsnqInputError(missing.source, problem)
+    if abs(b - f) > SPACING_MISMATCH_TOLERANCE * max(b, f):
+        problem = (f"pixel spacing {f:g} mm differs from the baseline's {b:g} mm by more than "
+                   f"{SPACING_MISMATCH_TOLERANCE:.0%}; resample the crops to a common spacing first")
+        raise JsnqInputError(fol.source, problem)
+    return b
 
 
 def load_image(
