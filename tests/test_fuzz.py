@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image as PILImage
 
-from jsnq.errors import JsnqInputError
+from jsnq.errors import JsnqInputError, safe_display_name
 from jsnq.io import Image, load_image, load_labels
 
 _EXAMPLES = int(os.environ.get("JSNQ_FUZZ_EXAMPLES", "0"))
@@ -128,7 +128,8 @@ def _check_outcome(call, source: str):
     except JsnqInputError as err:
         message = str(err)
         assert "\n" not in message, message
-        assert message.startswith(f"{source}: "), message
+        message.encode("utf-8")  # printable on a UTF-8 stream, even for names that are not UTF-8
+        assert message.startswith(f"{safe_display_name(source)}: "), message
         return None
 
 
@@ -208,6 +209,23 @@ def test_load_image_survives_valid_files_of_odd_shapes_and_dtypes(scratch, data)
     _check_image(_check_outcome(lambda: load_image(path), str(path)))
 
 
+@fuzz(60)
+@given(name=st.binary(min_size=1, max_size=24).filter(lambda b: b"/" not in b and b"\x00" not in b
+                                                      and b not in (b".", b"..")),
+       content=st.sampled_from([b"", b"garbage", None]))
+def test_any_file_name_gives_a_one_line_message(scratch, name, content):
+    path = os.fsencode(scratch) + b"/" + name  # bytes: not necessarily UTF-8, may hold newlines
+    if content is not None:
+        with open(path, "wb") as fh:
+            fh.write(content)
+    try:
+        _check_outcome(lambda: load_image(path), os.fsdecode(path))
+        _check_outcome(lambda: load_labels(os.fsdecode(path), shape=(16, 16)), os.fsdecode(path))
+    finally:
+        if content is not None:
+            os.unlink(path)
+
+
 # -- images and labels from arrays -------------------------------------------------------------
 
 _ANY_DTYPE = st.one_of(
@@ -225,10 +243,28 @@ def any_array(draw, max_dims: int = 4):
     return draw(hnp.arrays(dtype, shape))
 
 
-@fuzz(200)
+@fuzz(120)
 @given(pixels=any_array(), spacing=st.one_of(st.none(), st.floats(), st.integers(-5, 5)))
 def test_load_image_survives_any_array(pixels, spacing):
     _check_image(_check_outcome(lambda: load_image(pixels, spacing_mm=spacing, name="arr"), "arr"))
+
+
+@fuzz(100)
+@given(
+    pixels=hnp.arrays(st.sampled_from([np.float64, np.float32, np.float16]),
+                      st.tuples(st.integers(16, 20), st.integers(16, 20)) | st.tuples(st.integers(16, 20),
+                                                                                    st.integers(16, 20), st.just(3)),
+                      elements={"allow_nan": False, "allow_infinity": False}),
+    photometric=st.sampled_from(["minisblack", "miniswhite"]),
+    as_file=st.booleans(),
+)
+def test_load_image_survives_extreme_float_values(scratch, pixels, photometric, as_file):
+    if as_file:
+        path = scratch / "extreme.tif"
+        tifffile.imwrite(path, pixels, photometric=photometric if pixels.ndim == 2 else "rgb")
+        _check_image(_check_outcome(lambda: load_image(path), str(path)))
+    else:
+        _check_image(_check_outcome(lambda: load_image(pixels, name="arr"), "arr"))
 
 
 @fuzz(150)

@@ -10,6 +10,10 @@ Conventions:
 * Pixel spacing is isotropic, in millimetres per pixel, or ``None`` when unknown.
 * Label maps are ``uint8 [row, col]``: 0 other, 1 upper side of the joint, 2 lower side.
 
+* Size limits (:mod:`jsnq.limits`) are checked from the file header before decoding:
+  :data:`~jsnq.limits.MAX_IMAGE_PIXELS` for any image, :data:`~jsnq.limits.MAX_CROP_SIDE_PX`
+  a side with ``load_image(..., crop=True)``.
+
 Every problem with the input is raised as :class:`~jsnq.errors.JsnqInputError`, whose
 message is one line naming the file (or array) and the problem.
 """
@@ -382,11 +386,12 @@ def _as_grey(pixels: np.ndarray, source: str, what: str = "image") -> np.ndarray
     if not (pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4)):
         return pixels
     colour = pixels[..., : 1 if pixels.shape[-1] == 2 else 3]
-    spread = colour.max(axis=-1).astype(np.float32) - colour.min(axis=-1).astype(np.float32)
+    spread = colour.max(axis=-1).astype(np.float64) - colour.min(axis=-1).astype(np.float64)
     if pixels.dtype.kind in "ui":
         tolerance = GREY_TOLERANCE_LEVELS * 2.0 ** (8 * pixels.dtype.itemsize - 8)
     else:
-        tolerance = GREY_TOLERANCE_LEVELS / 255.0 * float(np.ptp(colour)) if colour.size else 0.0
+        span = float(colour.max()) - float(colour.min()) if colour.size else 0.0  # Python floats: no overflow
+        tolerance = GREY_TOLERANCE_LEVELS / 255.0 * span
     if np.mean(spread > tolerance) > GREY_OUTLIER_FRACTION:
         raise JsnqInputError(source, f"{what} is colour, not greyscale")
     return colour.mean(axis=-1, dtype=np.float64)
