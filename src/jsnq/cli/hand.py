@@ -89,7 +89,7 @@ def hand_cmd(
     if report is not None:
         from ..report.hand import write_hand_report
 
-        write_hand_report(report, [im.array for im in images], result)
+        write_hand_report(report, [im.array for im in images], result, inputs=[*visits, landmarks])
     for path in (json_out, csv_out, report):
         if path is not None:
             stderr().print(f"wrote {display(path)}", markup=False)

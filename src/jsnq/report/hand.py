@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import JsnqInputError
 from ..hand.types import JOINT_NAMES
+from ..outputs import safe_display_name, write_atomic
 
 __all__ = ["COLOURS", "overview_image", "render_hand_report", "write_hand_report"]
 
@@ -106,7 +106,7 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
     for k, img in enumerate(images):
         rgb, areas = overview_image(img, result, k)
         visits.append({"k": k, "img": _png_uri(rgb), "areas": areas, "width": rgb.shape[1],
-                       "source": result.sources[k] if k < len(result.sources) else ""})
+                       "source": safe_display_name(result.sources[k]) if k < len(result.sources) else ""})
     rows = []
     for name in JOINT_NAMES:
         m = result.joints.get(name)
@@ -138,21 +138,10 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
 
 
 def write_hand_report(path: str | os.PathLike, images: Sequence[np.ndarray], result: Any, *,
-                      title: str = "jsnq hand report") -> Path:
-    """Write :func:`render_hand_report` to ``path`` atomically (a temporary file, then renamed).
+                      title: str = "jsnq hand report", inputs: Sequence[Any] = ()) -> Path:
+    """Write :func:`render_hand_report` to ``path`` atomically, never over one of ``inputs``.
 
     Raises:
-        JsnqInputError: the folder does not exist or the file cannot be written.
+        JsnqInputError: the folder does not exist, ``path`` is an input, or it cannot be written.
     """
-    out = Path(os.fspath(path))
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    text = render_hand_report(images, result, title=title)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise JsnqInputError(out, f"cannot write report: {err.strerror or err}") from None
-    return out
+    return write_atomic(path, render_hand_report(images, result, title=safe_display_name(title)), inputs=inputs)
