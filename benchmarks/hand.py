@@ -90,7 +90,7 @@ def baseline_crop(im, hand, joint):
 
 def accuracy(n_hands: int, cases_per_joint: int, rng: np.random.Generator):
     cond = Condition("noise 1 %", 0.01)
-    per: dict[str, dict[str, list]] = {t: {"err": [], "se": [], "reliable": [], "seg_ok": [], "fallback_err": [],
+    per: dict[str, dict[str, list]] = {t: {"err": [], "se": [], "reliable": [], "seg_ok": [], "fallback_err": [], "jsw_failed_err": [],
                                           "jsw_pos": [], "split_ok": []} for t in TYPES}
     for im, hand in atlas_hands(n_hands):
         for joint in JOINT_NAMES:
@@ -107,7 +107,7 @@ def accuracy(n_hands: int, cases_per_joint: int, rng: np.random.Generator):
                 mid = seg.line[64:192]
                 split_ok = bool(np.isfinite(mid).any() and abs(np.nanmedian(mid) - 127.5) <= 0.15 * 256)
                 per[t]["split_ok"].append(split_ok)
-                upper, lower = (seg.upper_mask, seg.lower_mask) if ok and split_ok else (None, None)
+                upper, lower = (seg.upper_mask, seg.lower_mask) if split_ok else (None, None)
             except ValueError:
                 per[t]["jsw_pos"].append(False)
                 per[t]["split_ok"].append(False)
@@ -127,7 +127,12 @@ def accuracy(n_hands: int, cases_per_joint: int, rng: np.random.Generator):
                 truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
                 err = m.narrowing_px - truth
                 per[t]["seg_ok"].append(status == "network")
-                (per[t]["err"] if status == "network" else per[t]["fallback_err"]).append(err)
+                if status == "network":
+                    per[t]["err"].append(err)
+                elif status.startswith("network"):
+                    per[t]["jsw_failed_err"].append(err)
+                else:
+                    per[t]["fallback_err"].append(err)
                 per[t]["se"].append(m.narrowing_se_px)
                 per[t]["reliable"].append(m.reliable)
     rows = []
@@ -136,12 +141,14 @@ def accuracy(n_hands: int, cases_per_joint: int, rng: np.random.Generator):
         e = np.array(d["err"], float)
         e = e[np.isfinite(e)]
         fe = np.array(d["fallback_err"], float)
+        je = np.array(d["jsw_failed_err"], float)
         rows.append([t, len(d["jsw_pos"]), f"{np.mean(d['jsw_pos']):.0%}" if d["jsw_pos"] else "-",
                      f"{np.mean(d['split_ok']):.0%}" if d["split_ok"] else "-",
                      f"{np.mean(d['seg_ok']):.0%}" if d["seg_ok"] else "-",
                      len(e), f"{np.mean(e):+.3f}" if e.size else "-", f"{np.std(e):.3f}" if e.size else "-",
                      f"{np.sqrt(np.mean(e ** 2)):.3f}" if e.size else "-",
                      f"{np.median(d['se']):.3f}" if d["se"] else "-",
+                     f"{np.sqrt(np.mean(je ** 2)):.3f} ({je.size})" if je.size else "-",
                      f"{np.sqrt(np.mean(fe ** 2)):.3f} ({fe.size})" if fe.size else "-",
                      f"{np.mean(d['reliable']):.0%}" if d["reliable"] else "-"])
     return rows, per
@@ -198,6 +205,36 @@ def annotation_rows():
     return rows
 
 
+def repeatability_rows(joints):
+    """Each joint's hand-pair crops, both boxes moved by the same (+-3, 0) and (0, +-3) crop
+    px, measured again: how much the hybrid narrowing depends on where the crops lie."""
+    import dataclasses
+
+    ims, hands = hand_pair_hands()
+    hm = measure_hand(ims[0], ims[1], hands=hands, joints=joints)
+    rows = []
+    for name in joints:
+        if name not in hm.crops:
+            rows.append([name, "-", "-", "-", "-", hm.errors.get(name, "")[:60]])
+            continue
+        boxes = hm.crops[name].boxes
+        values, reliable, status = [], [], []
+        for d in ((0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)):
+            moved = []
+            for box in boxes:
+                c = box.to_image(np.array([127.5 + d[0], 127.5 + d[1]]))
+                moved.append(dataclasses.replace(box, centre_xy=(float(c[0]), float(c[1]))))
+            crops = JointCrops(name, tuple(moved), tuple(cut(im.array, b) for im, b in zip(ims, moved)))
+            m, st = measure_joint(crops, MeasureConfig())
+            values.append(m.narrowing_px)
+            reliable.append(m.reliable)
+            status.append(st.split(":")[0])
+        v = np.array(values)
+        rows.append([name, f"{v[0]:+.3f}", f"{np.std(v[1:], ddof=1):.3f}", f"{np.max(np.abs(v[1:] - v[0])):.3f}",
+                     f"{sum(reliable)}", ", ".join(sorted(set(status)))])
+    return rows
+
+
 def common_shift(m) -> float:
     """The common motion of the two bones at the joint centre (crop px): what the crop
     placement left for the per-bone registration."""
@@ -227,8 +264,8 @@ def main() -> None:
         print(f"## Accuracy per joint type: atlas crops ({n_hands} hands, true landmarks), known synthetic motions, "
               "1 % noise (crop px)\n")
         print(markdown_table(["type", "crops", "network JSW > 0", "split line near centre", "check passed",
-                              "cases (network)", "mean error", "SD", "RMS", "median SE", "RMS error, classical "
-                              "fallback (cases)", "reliable"], rows))
+                              "cases (network)", "mean error", "SD", "RMS", "median SE", "RMS error, network labels with "
+                              "JSW failed (cases)", "RMS error, classical fallback (cases)", "reliable"], rows))
         out["accuracy"] = rows
 
     if "residual" not in skip:
@@ -266,6 +303,13 @@ def main() -> None:
         print(markdown_table(["joint", "my gap row", "network split row", "classical line row", "my width",
                               "network JSW"], rows))
         out["annotation"] = rows
+
+    if "repeatability" not in skip and (DATA / "hand-pair").is_dir():
+        rows = repeatability_rows(("MCP4", "MCP5", "PIP3", "DIP4"))
+        print("\n## hand-pair: narrowing under common shifts of both crops by 3 px (crop px)\n")
+        print(markdown_table(["joint", "at the placed boxes", "SD over the 4 shifts", "max |change|",
+                              "reliable (of 5)", "segmentation"], rows))
+        out["repeatability"] = rows
 
     if "timing" not in skip:
         ph = make_hand(0, n_visits=2)

@@ -34,6 +34,7 @@ from .crops import JointCrops, hand_scale_px_per_mm, hand_similarity, joint_crop
 from .types import JOINT_NAMES, Hand
 
 __all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "segmentation_problem",
+           "split_line_problem",
            "network_centre",
            "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE",
            "MAX_HAND_LOG_SCALE"]
@@ -68,16 +69,27 @@ VALIDATION = {
 
 
 def segmentation_problem(m: Any) -> str | None:
-    """Why the network's segmentation behind a :class:`~jsnq.pipeline.Measurement` is not
+    """Why the network's segmentation behind a :class:`~jsnq.results.Measurement` is not
     trusted, or None: not the network's, no JSW, a JSW <= 0 at either visit, or a split line
-    away from the crop centre."""
-    if m.segmenter != "network":
-        return "the network did not find both bones"
+    away from the crop centre. (:func:`split_line_problem` is the part that decides whether
+    its labels can still be used.)"""
+    problem = split_line_problem(m)
+    if problem is not None:
+        return problem
     for which, jsw in (("baseline", m.jsw_baseline), ("follow-up", m.jsw_followup)):
         if jsw is None or not math.isfinite(jsw.mean_px):
             return f"no joint space width in the {which} crop"
         if jsw.mean_px <= 0:
             return f"negative joint space width in the {which} crop ({jsw.mean_px:.1f} px): the masks overlap"
+    return None
+
+
+def split_line_problem(m: Any) -> str | None:
+    """Why the network's split line (its labels) cannot be used, or None: the network did not
+    segment both bones, or its split line's median row (central half of the columns) lies more
+    than :data:`SPLIT_TOLERANCE` of the crop's height from the centre, where the joint is."""
+    if m.segmenter != "network":
+        return "the network did not find both bones"
     line = line_from_labels(m.labels)
     rows, cols = m.labels.shape
     mid = line[cols // 4: 3 * cols // 4]
@@ -93,8 +105,10 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check.
 
     Returns ``(Measurement, status)``: status ``"network"`` when the network's segmentation
-    passed :func:`segmentation_problem`, else ``"classical fallback: <why>"`` (the measurement
-    then uses the classical joint-space line and is flagged unreliable with that reason).
+    passed :func:`segmentation_problem`; ``"network, JSW failed: <why>"`` when only its JSW
+    failed (negative or missing: the labels are kept, the result is flagged unreliable with the
+    reason); else ``"classical fallback: <why>"`` (measured with the classical joint-space
+    line, flagged unreliable with the reason).
     """
     config = config or MeasureConfig()
     from .. import measure  # the public API (lazily: the pipeline is heavy)
@@ -106,6 +120,13 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     problem = segmentation_problem(m)
     if problem is None:
         return m, "network"
+    if split_line_problem(m) is None:
+        # The bones' masks overlap (or give no width), but the split line between them lies in
+        # the joint space: the labels are kept for the registration (on atlas crops with known
+        # motions these cases err as little as the rest, see docs/hand.md), the JSW is not
+        # trusted and the result is flagged.
+        reason = f"segmentation network failed ({problem}); the JSW is not valid, the split line was kept"
+        return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network, JSW failed: {problem}"
     m2 = measure(a, b, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
     reason = f"segmentation network failed ({problem}); measured with the classical joint-space line"
     return dataclasses.replace(m2, reliable=False, reasons=(*m2.reasons, reason)), f"classical fallback: {problem}"
