@@ -48,7 +48,7 @@ from .network import (COARSE_LANDMARKS, JointLocator, LocatorConfig, fuse_for_in
                       load_locator)
 from .types import JOINT_NAMES, Hand, Joint
 
-__all__ = ["find_joints", "locate_landmarks", "LandmarkEstimate", "shipped_locator", "shipped_weights",
+__all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate", "shipped_locator", "shipped_weights",
            "FINGERS", "WEIGHTS_FILE", "MIN_SCORE", "MIN_JOINTS"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
@@ -128,6 +128,15 @@ def _frame(norm: torch.Tensor, centre: tuple[float, float], side: float, size: i
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True), (x0, y0, n)
 
 
+def intensity_window(array: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """The intensities mapped to 0 and 1: the ``percentiles`` of ``array`` (2-D), estimated on a
+    regular subsample of at most ~250,000 pixels (the same in training and inference)."""
+    h, w = array.shape
+    step = max(1, int(math.sqrt(h * w / 250_000.0)))
+    lo, hi = (float(v) for v in np.percentile(array[::step, ::step], percentiles))
+    return lo, hi
+
+
 def locate_landmarks(array: np.ndarray, model: JointLocator) -> LandmarkEstimate:
     """Run both networks on a radiograph (no checks; see :func:`find_joints`).
 
@@ -142,8 +151,7 @@ def locate_landmarks(array: np.ndarray, model: JointLocator) -> LandmarkEstimate
     p = next(model.parameters())
     a = np.asarray(array, dtype=np.float32)
     h, w = a.shape
-    step = max(1, max(h, w) // 1024)
-    lo, hi = (float(v) for v in np.percentile(a[::step, ::step], cfg.percentiles))
+    lo, hi = intensity_window(a, cfg.percentiles)
     norm = torch.from_numpy((a - lo) / (hi - lo if hi > lo else 1.0))[None, None].to(p.device, p.dtype)
     names = cfg.coarse_landmarks
     centre, side = ((w - 1) / 2.0, (h - 1) / 2.0), float(max(h, w))
@@ -204,16 +212,16 @@ def _check_geometry(pts: dict[str, np.ndarray], frame_px: float) -> tuple[dict[s
         ``(landmark -> reason for each landmark rejected, reason there is no hand or None, side)``.
     """
     rejected: dict[str, str] = {}
-    # the hand's distal direction: mean over fingers of (distal - MCP), unit length
+    # the hand's distal direction: the median over fingers of the proximal phalanx's direction
+    # (MCP to the next joint; fingertips are the least reliable landmarks, so they do not vote)
     dirs = []
     for chain in FINGERS:
-        found = [n for n in chain if n in pts]
-        if len(found) >= 2 and found[0] == chain[0]:
-            d = pts[found[-1]] - pts[found[0]]
+        if chain[0] in pts and chain[1] in pts:
+            d = pts[chain[1]] - pts[chain[0]]
             dirs.append(d / max(np.linalg.norm(d), 1e-9))
     if len(dirs) < 2:
-        return rejected, "fewer than two fingers with two landmarks", "L"
-    u = np.mean(dirs, 0)
+        return rejected, "fewer than two fingers with two joints", "L"
+    u = np.median(np.asarray(dirs), 0)
     if np.linalg.norm(u) < 0.5:
         return rejected, "the fingers do not point one way", "L"
     u /= np.linalg.norm(u)

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..errors import JsnqInputError
-from ..hand.locate import find_joints
+from ..hand.locate import find_joints, intensity_window
 from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, build_locator, fit_affine,
                             gaussian_heatmaps, invert_affine, load_locator, warp)
 from ..hand.types import JOINT_NAMES
@@ -170,8 +170,7 @@ def load_landmark_data(folder: str | os.PathLike, network: LocatorConfig) -> Lan
         a = load_image(p).array
         h, w = a.shape
         f = network.fine_frame / max(h, w)
-        step = max(1, max(h, w) // 1024)
-        lo, hi = (float(v) for v in np.percentile(a[::step, ::step], network.percentiles))
+        lo, hi = intensity_window(a, network.percentiles)
         t = torch.from_numpy((a - lo) / (hi - lo if hi > lo else 1.0))[None, None]
         size = (max(1, round(h * f)), max(1, round(w * f)))
         fr = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -507,7 +506,7 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_locator(net_cfg)
-    model = model.to(device)
+    model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[LocateEpochRecord] = []
     first_epoch = 0
@@ -540,9 +539,10 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
             batch = _sample_batch(train, idx, net_cfg, config.augment, config.patches_per_hand, gen)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
-            lc = heatmap_loss(model.coarse(batch.coarse.to(device)), batch.coarse_target.to(device),
-                              fg_weight=config.fg_weight)
-            fh = model.fine(batch.patches.to(device))
+            cl = torch.channels_last
+            lc = heatmap_loss(model.coarse(batch.coarse.to(device).contiguous(memory_format=cl)),
+                              batch.coarse_target.to(device), fg_weight=config.fg_weight)
+            fh = model.fine(batch.patches.to(device).contiguous(memory_format=cl))
             fine_ch = batch.patch_channel.to(device)
             own = fh[torch.arange(fh.shape[0], device=device), fine_ch][:, None]
             lf = heatmap_loss(own, batch.patch_target.to(device), fg_weight=config.fg_weight)
