@@ -5,12 +5,14 @@ Method (the networks: :mod:`jsnq.hand.network`):
 1. **Normalise.** Intensities are mapped by their 0.5 / 99.5 percentiles to 0 / 1; the
    radiograph is viewed through a square *frame* (side ``E`` px of the input, zero padding
    outside the image) resized to ``fine_frame`` px (1024). At first the frame is the whole
-   image (``E`` = its long side): working at a resolution tied to the hand's size rather than
-   to the detector's, so any common size and spacing (0.05-0.3 mm/px) looks alike inside.
+   image (``E`` = its long side).
 2. **Coarse.** The frame resized to 256 px goes through the coarse network: 19 heatmaps
-   (14 joints, 5 fingertips) at 128 px, each peak refined to sub-pixel. If the landmarks span
-   less than 40 % of the frame (a small hand in a large image), the frame is re-centred on
-   them and shrunk, and the coarse pass repeated once.
+   (14 joints, 5 fingertips) at 64 px, each peak refined to sub-pixel. Then the frame is
+   re-fitted to the hand: its side set so that the joints' RMS radius is 0.219 of it and its
+   centre 0.134 of it proximal of their centroid (the atlas's medians), and the coarse pass is
+   repeated there. The networks thus always see a hand of the size they were trained on,
+   whatever the detector's size and spacing (0.05-0.3 mm/px) and however much of the forearm
+   or empty film the radiograph shows.
 3. **Fine.** For each joint whose coarse peak passes, a 64 px patch of the 1024-px frame
    centred on the coarse estimate goes through the fine network; the peak of the joint's own
    channel is the answer (sub-pixel). The score is the geometric mean of both peaks.
@@ -64,10 +66,14 @@ MIN_SCORE = 0.3
 MIN_JOINTS = 8
 #: Largest distance between the coarse and the fine estimate, in frame pixels (1024 a side).
 MAX_DISAGREEMENT_PX = 16.0
-#: Landmarks spanning less than this fraction of the frame trigger one zoomed coarse pass.
-ZOOM_BELOW = 0.4
-#: After zooming, the landmarks' span is this fraction of the new frame (about the atlas's 0.62).
-ZOOM_SPAN = 0.55
+#: Coarse peak a joint needs to help place the hand's frame (lower than :data:`MIN_SCORE`: a
+#: hand far smaller than in training still gives weak but well-placed peaks).
+FRAME_MIN_SCORE = 0.1
+#: The 14 joints' RMS distance from their centroid, as a fraction of the frame's side, in the
+#: training radiographs (the atlas: median 0.219, 0.19-0.26): the hand's normalised size.
+HAND_RMS_FRACTION = 0.219
+#: How far the frame's centre lies proximal of the joints' centroid in the atlas, in frames.
+HAND_CENTRE_OFFSET = 0.134
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ class LandmarkEstimate:
 
     Attributes:
         names: landmark names (:data:`~jsnq.hand.network.COARSE_LANDMARKS`).
-        xy: ``(K, 2)`` float64, (x, y) in pixels of the input image.
+        xy: ``(K, 2)`` float64, (x, y) in pixels of the input image (fine where refined).
+        coarse_xy: ``(K, 2)`` the coarse estimates alone, same pixels.
         coarse_score, fine_score: ``(K,)`` heatmap peaks (fine: NaN for the fingertips and
             for joints not refined).
         disagreement_px: ``(K,)`` distance between coarse and fine estimate in frame pixels.
@@ -85,6 +92,7 @@ class LandmarkEstimate:
 
     names: tuple[str, ...]
     xy: np.ndarray
+    coarse_xy: np.ndarray
     coarse_score: np.ndarray
     fine_score: np.ndarray
     disagreement_px: np.ndarray
@@ -137,12 +145,42 @@ def intensity_window(array: np.ndarray, percentiles: tuple[float, float]) -> tup
     return lo, hi
 
 
-def locate_landmarks(array: np.ndarray, model: JointLocator) -> LandmarkEstimate:
+def _hand_frame(cxy: torch.Tensor, cval: torch.Tensor, names: tuple[str, ...]
+                ) -> tuple[tuple[float, float], float] | None:
+    """Where the hand's frame should be, from a first coarse pass (frame pixels): the centre
+    that puts the joints' centroid where it lies in an atlas radiograph, and the joints' RMS
+    radius; None when fewer than :data:`MIN_JOINTS` joints reach :data:`FRAME_MIN_SCORE` or the
+    fingers give no axis."""
+    idx = [names.index(n) for n in JOINT_NAMES]
+    ok = [i for i in idx if float(cval[i]) >= FRAME_MIN_SCORE]
+    if len(ok) < MIN_JOINTS:
+        return None
+    p = cxy[ok].numpy()
+    c = p.mean(0)
+    r = float(np.sqrt(((p - c) ** 2).sum(1).mean()))
+    dirs = []
+    for k in range(2, 6):
+        a, b = names.index(f"MCP{k}"), names.index(f"PIP{k}")
+        if a in ok and b in ok:
+            d = (cxy[b] - cxy[a]).numpy()
+            dirs.append(d / max(np.linalg.norm(d), 1e-9))
+    if len(dirs) < 2 or r <= 0:
+        return None
+    u = np.median(np.asarray(dirs), 0)
+    u /= max(np.linalg.norm(u), 1e-9)
+    centre = c - HAND_CENTRE_OFFSET * (r / HAND_RMS_FRACTION) * u
+    return (float(centre[0]), float(centre[1])), r
+
+
+def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale: bool = True) -> LandmarkEstimate:
     """Run both networks on a radiograph (no checks; see :func:`find_joints`).
 
     Args:
         array: 2-D radiograph ``[row, col]``, bone bright.
         model: a :class:`~jsnq.hand.network.JointLocator` (its device and dtype are used).
+        normalise_scale: after a first coarse pass on the whole image, re-frame the image on
+            the hand (its size and place as in the atlas radiographs the networks were trained
+            on) and run both networks there.
 
     Returns:
         The :class:`LandmarkEstimate`.
@@ -166,15 +204,14 @@ def locate_landmarks(array: np.ndarray, model: JointLocator) -> LandmarkEstimate
             pts, cval = pts[0], cval[0].clamp(0, 1)
             k = cfg.fine_frame / cfg.coarse_out
             cxy = (pts + 0.5) * k - 0.5  # frame px
-            ok = cval >= MIN_SCORE
-            if attempt == 1 or int(ok.sum()) < 4:
+            if attempt == 1 or not normalise_scale:
                 break
-            span = float((cxy[ok].max(0).values - cxy[ok].min(0).values).max()) / f
-            if span >= ZOOM_BELOW * n:
+            frame_view = _hand_frame(cxy, cval, names)
+            if frame_view is None:
                 break
-            mid = (cxy[ok].max(0).values + cxy[ok].min(0).values) / 2
-            centre = (x0 + (float(mid[0]) + 0.5) / f - 0.5, y0 + (float(mid[1]) + 0.5) / f - 0.5)
-            side = span / ZOOM_SPAN
+            (cx, cy), r = frame_view
+            side = r / f / HAND_RMS_FRACTION
+            centre = (x0 + (cx + 0.5) / f - 0.5, y0 + (cy + 0.5) / f - 0.5)
         fine_idx = [names.index(j) for j in cfg.fine_landmarks]
         fxy = cxy.clone()
         fval = torch.full((len(names),), float("nan"), dtype=torch.float64)
@@ -195,8 +232,10 @@ def locate_landmarks(array: np.ndarray, model: JointLocator) -> LandmarkEstimate
             fxy[i] = refined[m]
             fval[i] = pval[m]
             dis[i] = torch.linalg.norm(refined[m] - cxy[i])
-    xy = np.stack([x0 + (fxy[:, 0].numpy() + 0.5) / f - 0.5, y0 + (fxy[:, 1].numpy() + 0.5) / f - 0.5], 1)
-    return LandmarkEstimate(names=tuple(names), xy=xy, coarse_score=cval.numpy(), fine_score=fval.numpy(),
+    def to_input(p: torch.Tensor) -> np.ndarray:
+        return np.stack([x0 + (p[:, 0].numpy() + 0.5) / f - 0.5, y0 + (p[:, 1].numpy() + 0.5) / f - 0.5], 1)
+
+    return LandmarkEstimate(names=tuple(names), xy=to_input(fxy), coarse_xy=to_input(cxy), coarse_score=cval.numpy(), fine_score=fval.numpy(),
                             disagreement_px=dis.numpy(), frame_px=float(n))
 
 
