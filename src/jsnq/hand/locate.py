@@ -72,6 +72,9 @@ FRAME_MIN_SCORE = 0.1
 #: The 14 joints' RMS distance from their centroid, as a fraction of the frame's side, in the
 #: training radiographs (the atlas: median 0.219, 0.19-0.26): the hand's normalised size.
 HAND_RMS_FRACTION = 0.219
+#: Relative change of the frame's side and centre below which the first pass is kept (the
+#: training's own scale and shift augmentation is wider: 0.7-1.25, +-12 %).
+REFRAME_TOLERANCE = 0.08
 #: How far the frame's centre lies proximal of the joints' centroid in the atlas, in frames.
 HAND_CENTRE_OFFSET = 0.134
 
@@ -212,6 +215,9 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
             (cx, cy), r = frame_view
             side = r / f / HAND_RMS_FRACTION
             centre = (x0 + (cx + 0.5) / f - 0.5, y0 + (cy + 0.5) / f - 0.5)
+            moved = math.hypot(centre[0] - (x0 + (n - 1) / 2), centre[1] - (y0 + (n - 1) / 2)) / n
+            if abs(side / n - 1.0) < REFRAME_TOLERANCE and moved < REFRAME_TOLERANCE:
+                break  # the hand already has the trained size and place: the first pass stands
         fine_idx = [names.index(j) for j in cfg.fine_landmarks]
         fxy = cxy.clone()
         fval = torch.full((len(names),), float("nan"), dtype=torch.float64)

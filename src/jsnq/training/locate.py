@@ -389,6 +389,7 @@ class LocateTrainConfig:
         val_every: validate (full :func:`~jsnq.hand.locate.find_joints`) every this many
             epochs and after the last one; 0 = only after the last.
         device: "cpu" or "cuda".
+        init: the checkpoint a fine-tune started from (set by :func:`train_locator`).
         augment: the augmentation ranges; network: the network's config.
     """
 
@@ -406,6 +407,7 @@ class LocateTrainConfig:
     split_seed: int = 0
     val_every: int = 10
     device: str = "cpu"
+    init: str | None = None  # the weights a fine-tune started from
     augment: LocateAugment = field(default_factory=LocateAugment)
     network: LocatorConfig = field(default_factory=LocatorConfig)
 
@@ -462,6 +464,7 @@ def _save(ckpt: dict[str, Any], path: Path) -> None:
 
 
 def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                  init: str | os.PathLike | None = None,
                   on_start: Callable[[int, int, int], None] | None = None,
                   on_batch: Callable[[int, int, float], None] | None = None,
                   on_epoch: Callable[[LocateEpochRecord], None] | None = None) -> LocateTrainResult:
@@ -472,6 +475,10 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
             ``epochs`` (which may extend the run), ``device`` and ``data``.
         out: checkpoint path (its folder must exist).
         resume: a checkpoint of an earlier, interrupted run on the same data and split.
+        init: a checkpoint or weights file whose network weights this run starts from (a
+            fine-tune: new optimizer, this run's options). Its networks must have the same
+            layers (the input and patch sizes may differ: the convolutions do not depend on
+            them) and it must have held out the same hands.
         on_start: ``(first_epoch, epochs, batches_per_epoch)`` once the data are loaded.
         on_batch: ``(epoch, batch, loss)`` after each optimisation step.
         on_epoch: after each epoch, with its :class:`LocateEpochRecord`.
@@ -491,6 +498,10 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
         prev = read_checkpoint(resume)
         stored = LocateTrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
         config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    start = None
+    if init is not None and resume is None:
+        start = read_checkpoint(init)
+        config = replace(config, init=os.fspath(init))
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     device = torch.device(config.device)
@@ -501,11 +512,18 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
         raise JsnqInputError(config.data, "no training hands after the split")
     if prev is not None and sorted(prev["config"]["split"]["validation_hands"]) != val_ids:
         raise JsnqInputError(resume, "the checkpoint's validation hands differ from this data's split")
+    if start is not None and sorted(start["config"]["split"]["validation_hands"]) != val_ids:
+        raise JsnqInputError(init, "it held out other hands than this run's split (a fine-tune would see them)")
     train, val = data.subset(train_ids), data.subset(val_ids)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_locator(net_cfg)
+    if start is not None:
+        try:
+            model.load_state_dict(start["state_dict"])
+        except RuntimeError as err:
+            raise JsnqInputError(init, f"its networks differ from this run's: {str(err).splitlines()[0][:160]}") from None
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[LocateEpochRecord] = []
