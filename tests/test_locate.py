@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from jsnq.errors import JsnqInputError
-from jsnq.hand.locate import WEIGHTS_FILE, find_joints, shipped_locator, shipped_weights
+from jsnq.hand.locate import WEIGHTS_FILE, find_joints, shipped_weights
 from jsnq.hand.network import (COARSE_LANDMARKS, LocatorConfig, apply_affine, build_locator, fit_affine,
                                gaussian_heatmaps, heatmap_peaks, invert_affine, load_locator, warp)
 from jsnq.hand.types import JOINT_NAMES

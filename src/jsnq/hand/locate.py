@@ -10,10 +10,10 @@ Method (the networks: :mod:`jsnq.hand.network`):
    (14 joints, 5 fingertips) at 64 px, each peak refined to sub-pixel. Then the frame is
    re-fitted to the hand: its side set so that the joints' RMS radius is 0.219 of it and its
    centre 0.134 of it proximal of their centroid (the atlas's medians), and the coarse pass is
-   repeated there. The networks thus always see a hand of the size they were trained on,
+   repeated there (unless side and centre change by less than 8 %). The networks thus always see a hand of the size they were trained on,
    whatever the detector's size and spacing (0.05-0.3 mm/px) and however much of the forearm
    or empty film the radiograph shows.
-3. **Fine.** For each joint whose coarse peak passes, a 64 px patch of the 1024-px frame
+3. **Fine.** For each of the 14 joints, a 64 px patch of the 1024-px frame
    centred on the coarse estimate goes through the fine network; the peak of the joint's own
    channel is the answer (sub-pixel). The score is the geometric mean of both peaks.
 4. **Check.** A joint is *missing* (never guessed) when a peak is weak, the two passes
@@ -44,14 +44,13 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
-from ..intensity import normalise
 from ..io import Image, load_image
-from .network import (COARSE_LANDMARKS, JointLocator, LocatorConfig, fuse_for_inference, heatmap_peaks,
+from .network import (JointLocator, LocatorConfig, fuse_for_inference, heatmap_peaks,
                       load_locator)
 from .types import JOINT_NAMES, Hand, Joint
 
-__all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate", "shipped_locator", "shipped_weights",
-           "FINGERS", "WEIGHTS_FILE", "MIN_SCORE", "MIN_JOINTS"]
+__all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate", "shipped_locator",
+           "shipped_weights", "FINGERS", "WEIGHTS_FILE", "MIN_SCORE", "MIN_JOINTS"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 
@@ -238,11 +237,13 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
             fxy[i] = refined[m]
             fval[i] = pval[m]
             dis[i] = torch.linalg.norm(refined[m] - cxy[i])
+
     def to_input(p: torch.Tensor) -> np.ndarray:
         return np.stack([x0 + (p[:, 0].numpy() + 0.5) / f - 0.5, y0 + (p[:, 1].numpy() + 0.5) / f - 0.5], 1)
 
-    return LandmarkEstimate(names=tuple(names), xy=to_input(fxy), coarse_xy=to_input(cxy), coarse_score=cval.numpy(), fine_score=fval.numpy(),
-                            disagreement_px=dis.numpy(), frame_px=float(n))
+    return LandmarkEstimate(names=tuple(names), xy=to_input(fxy), coarse_xy=to_input(cxy),
+                            coarse_score=cval.numpy(), fine_score=fval.numpy(), disagreement_px=dis.numpy(),
+                            frame_px=float(n))
 
 
 def _angle_deg(v: np.ndarray) -> float:
@@ -372,7 +373,7 @@ def find_joints(image: ImageLike, *, spacing_mm: float | None = None, model: Joi
         missing[n] = why
         pts.pop(n)
     if sum(n in pts for n in JOINT_NAMES) < MIN_JOINTS:
-        raise JsnqInputError(source, f"no hand found: too few joints in a plausible configuration")
+        raise JsnqInputError(source, "no hand found: too few joints in a plausible configuration")
     joints: dict[str, Joint] = {}
     for chain in FINGERS:
         for k, n in enumerate(chain):

@@ -24,7 +24,6 @@ Device and dtype come from the model's parameters; shipped weights are read with
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +37,7 @@ from .types import JOINT_NAMES
 __all__ = [
     "COARSE_LANDMARKS", "FINE_LANDMARKS", "CHECKPOINT_FORMAT", "LocatorConfig", "HeatmapUNet",
     "JointLocator", "build_locator", "load_locator", "fuse_for_inference", "warp", "fit_affine",
-    "gaussian_heatmaps", "heatmap_peaks",
+    "gaussian_heatmaps", "heatmap_peaks", "apply_affine", "invert_affine",
 ]
 
 #: Channels of the coarse network: the joints, then the fingertips.
@@ -330,7 +329,3 @@ def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dy = torch.where((iy > 0) & (iy < h - 1), dy, torch.zeros_like(dy))
     return torch.stack([ix.double() + dx, iy.double() + dy], -1), val
 
-
-def rotation_to_up(direction: torch.Tensor) -> float:
-    """Angle in radians (clockwise as displayed) that turns ``direction`` (x, y) to image up."""
-    return -math.atan2(float(direction[0]), -float(direction[1]))

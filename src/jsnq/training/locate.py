@@ -85,6 +85,7 @@ class LandmarkData:
         names: the K landmark names (the coarse network's channels).
         mm_per_frame_px: ``(N,)`` millimetres per frame pixel (wrist convention), NaN if unknown.
         scale: ``(N,)`` frame px per input px.
+        paths: the image files; raw_points: ``(N, K, 2)`` landmarks in input pixels.
     """
 
     ids: tuple[str, ...]
@@ -95,7 +96,7 @@ class LandmarkData:
     mm_per_frame_px: np.ndarray = field(repr=False)
     scale: np.ndarray = field(repr=False)
     paths: tuple[str, ...] = ()
-    raw_points: np.ndarray = field(default=None, repr=False)
+    raw_points: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -545,7 +546,6 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
     }
     if on_start is not None:
         on_start(first_epoch, config.epochs, per_epoch)
-    fine_ch = None
     model.train()
     for epoch in range(first_epoch, config.epochs):
         t0 = time.perf_counter()
