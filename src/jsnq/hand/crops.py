@@ -37,12 +37,12 @@ from scipy import ndimage
 from ..errors import JsnqInputError
 from ..geometry import Similarity, crop_centre
 from ..register.classical import RegistrationOptions, fit_similarity, global_search
-from ..register.warp import warp_to_baseline
+from ..register.warp import SplineImage, pixel_grid, warp_to_baseline
 from .anatomy import JOINT_BONES, LENGTH_MM, SEGMENTS, distal_bone_width_mm, joint_type
 from .types import Hand, Joint
 
 __all__ = ["CROP_SIZE", "TARGET_BASE_WIDTH_PX", "TYPICAL_GAP_MM", "CropBox", "JointCrops", "hand_scale_px_per_mm",
-           "joint_zoom", "baseline_box", "cut", "recentre", "place_followup", "joint_crops", "hand_similarity",
+           "joint_zoom", "baseline_box", "cut", "recentre", "Resampler", "place_followup", "joint_crops", "hand_similarity",
            "CropOutsideImage"]
 
 #: Side of every crop (px): the networks' input size.
@@ -54,8 +54,11 @@ TARGET_BASE_WIDTH_PX = 173.0
 #: Typical joint-space width at the joint centre (mm), to step from the landmark (the distal
 #: bone's base) to the joint-space centre, and to add to bone lengths between landmarks.
 TYPICAL_GAP_MM = {"MCP": 1.6, "IP": 1.1, "PIP": 1.2, "DIP": 0.9}
-#: The follow-up region: this many times the crop's field of view, at 1/this of its resolution.
+#: The follow-up region: this many times the crop's field of view, ...
 REGION_FACTOR = 2.0
+#: ... sampled on this many pixels a side (a quarter of the crop's resolution: the region
+#: only captures the motion; the crop-scale fit that follows gives the precision).
+REGION_SIDE = 128
 #: Half-width of the finger band registered in the region, in units of the bone's width.
 REGION_BAND = 0.8
 #: Registration of the regions: coarse to fine; a wide search in rotation, no scale search.
@@ -186,29 +189,56 @@ def baseline_box(joint: Joint, zoom: float, *, scale_px_per_mm: float, source: s
                    (size, size), None if spacing_mm is None else spacing_mm / zoom, "landmark")
 
 
-def _scaled(box: CropBox, factor: float) -> CropBox:
-    """The same centre and angle, ``factor`` times the field of view at the same pixel count."""
-    return CropBox(box.joint, box.visit, box.source, box.centre_xy, box.angle_deg, box.zoom / factor, box.size,
-                   None if box.spacing_mm is None else box.spacing_mm * factor, box.method, box.registration)
+def _scaled(box: CropBox, factor: float, side: int | None = None) -> CropBox:
+    """The same centre and angle, ``factor`` times the field of view, ``side`` x ``side`` px
+    (default: the box's own size)."""
+    size = box.size if side is None else (int(side), int(side))
+    zoom = box.zoom / factor * size[1] / box.size[1]
+    return CropBox(box.joint, box.visit, box.source, box.centre_xy, box.angle_deg, zoom, size,
+                   None if box.spacing_mm is None else box.spacing_mm * box.zoom / zoom, box.method, box.registration)
 
 
-def cut(image: np.ndarray, box: CropBox, *, allow_outside: bool = False) -> np.ndarray:
-    """Resample ``image`` [row, col] into ``box`` (cubic spline; a Gaussian prefilter when
-    the crop is coarser than the image). float32 ``[row, col]`` of ``box.size``.
+class Resampler:
+    """A radiograph ``[row, col]`` prepared once for many crops: its cubic-spline coefficients
+    (the B-spline prefilter of a whole radiograph costs far more than sampling one crop), and a
+    Gaussian-smoothed copy per zoom below 1 (anti-aliasing)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.array = np.asarray(image, dtype=np.float64)
+        self.shape = self.array.shape
+        self._splines: dict[float, SplineImage] = {}
+
+    def spline(self, zoom: float) -> SplineImage:
+        sigma = round(0.5 * math.sqrt(1.0 / zoom ** 2 - 1.0), 2) if zoom < 1.0 else 0.0
+        if sigma not in self._splines:
+            img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
+            self._splines[sigma] = SplineImage(img)
+        return self._splines[sigma]
+
+
+def _resampler(image: np.ndarray | Resampler) -> Resampler:
+    return image if isinstance(image, Resampler) else Resampler(image)
+
+
+def cut(image: np.ndarray | Resampler, box: CropBox, *, allow_outside: bool = False) -> np.ndarray:
+    """Resample ``image`` [row, col] (or a :class:`Resampler` of it) into ``box`` (cubic
+    spline; a Gaussian prefilter when the crop is coarser than the image). float32
+    ``[row, col]`` of ``box.size``.
 
     Raises:
         CropOutsideImage: more than :data:`MAX_OUTSIDE_FRACTION` of the box lies outside the
             image (unless ``allow_outside``, which fills it with the nearest edge value).
     """
-    img = np.asarray(image, dtype=np.float64)
-    if box.zoom < 1.0:
-        img = ndimage.gaussian_filter(img, 0.5 * math.sqrt(1.0 / box.zoom ** 2 - 1.0))
-    out = warp_to_baseline(img, box.transform(), box.size)
-    bad = ~np.isfinite(out)
+    spline = _resampler(image).spline(box.zoom)
+    vals, valid = spline.sample(box.transform().apply(pixel_grid(box.size)))
+    out = np.where(valid, vals, np.nan).reshape(box.size)
+    bad = ~valid.reshape(box.size)
     if bad.any():
         if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
             raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
                                    "image (the hand is cut off at the image edge there)")
+        if bad.all():
+            return np.zeros(box.size, np.float32)
         idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
         out = out[tuple(idx)]
     return out.astype(np.float32)
@@ -271,7 +301,7 @@ def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str
                    base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered")
 
 
-def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndarray, *, guess_xy: tuple[float, float],
+def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *, guess_xy: tuple[float, float],
                    guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
                    init: str = "landmark") -> CropBox:
     """The follow-up's box: the baseline's box carried by registering the finger regions.
@@ -287,14 +317,15 @@ def place_followup(base_image: np.ndarray, base_box: CropBox, fol_image: np.ndar
         CropOutsideImage: the region or the crop reaches beyond the follow-up image.
         JsnqInputError: the regions do not register (correlation below :data:`MIN_REGION_NCC`).
     """
-    region_b = _scaled(base_box, REGION_FACTOR)
+    base_image, fol_image = _resampler(base_image), _resampler(fol_image)
+    region_b = _scaled(base_box, REGION_FACTOR, REGION_SIDE)
     guess = CropBox(base_box.joint, visit, source, (float(guess_xy[0]), float(guess_xy[1])), float(guess_angle_deg),
                     region_b.zoom, region_b.size, None, "guess")
     a = cut(base_image, region_b, allow_outside=True)
     b = cut(fol_image, guess, allow_outside=True)
     a = (a - a.mean()) / (a.std() + 1e-12)
     b = (b - b.mean()) / (b.std() + 1e-12)
-    band = _band(a.shape, REGION_BAND * TARGET_BASE_WIDTH_PX / REGION_FACTOR)
+    band = _band(a.shape, REGION_BAND * TARGET_BASE_WIDTH_PX * region_b.zoom / base_box.zoom)
     coarse = global_search(a * band, b * band, options=_REGION_OPTIONS)
     fit = fit_similarity(a, b, band, init=coarse, options=_REGION_OPTIONS)
     if not fit.ncc_after >= MIN_REGION_NCC:
@@ -354,7 +385,7 @@ def recentre(box: CropBox, point_xy: tuple[float, float], *, max_shift: float = 
                    box.spacing_mm, box.method, {**box.registration, "recentred_crop_px": [float(d[0]), float(d[1])]})
 
 
-def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str, *,
+def joint_crops(images: Sequence[np.ndarray | Resampler], hands: Sequence[Hand], joint: str, *,
                 spacing_mm: float | None = None, sources: Sequence[str] | None = None,
                 scale_px_per_mm: float | None = None,
                 hand_maps: Sequence[Similarity | None] | None = None,
@@ -378,6 +409,7 @@ def joint_crops(images: Sequence[np.ndarray], hands: Sequence[Hand], joint: str,
         JsnqInputError: the joint cannot be cropped at some visit (cut off, not found, no match).
     """
     sources = list(sources) if sources is not None else [h.source for h in hands]
+    images = [_resampler(im) for im in images]
     base = hands[0]
     if joint not in base.joints:
         raise JsnqInputError(sources[0], f"{joint}: not found in the baseline")

@@ -30,7 +30,7 @@ from ..io import Image, load_image
 from ..segment.classical import line_from_labels
 from ..version import __version__
 from .anatomy import joint_type
-from .crops import JointCrops, hand_scale_px_per_mm, hand_similarity, joint_crops
+from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .types import JOINT_NAMES, Hand
 
 __all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "segmentation_problem",
@@ -224,7 +224,7 @@ def network_centre(crop: np.ndarray) -> tuple[float, float] | None:
 
 def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None,
              recentre: bool = True, only: Sequence[str] | None = None) -> dict[str, JointCrops]:
-    arrays = [im.array for im in images]
+    arrays = [Resampler(im.array) for im in images]  # each radiograph's spline prepared once
     sources = [im.source for im in images]
     scale = hand_scale_px_per_mm(hands[0])
     maps = [None] + [hand_similarity(hands[0], h)[0] for h in hands[1:]]
