@@ -65,8 +65,8 @@ REGION_BAND = 0.8
 _REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1)), max_iter=40,
                                       search_angles_deg=tuple(float(a) for a in np.arange(-12.0, 12.1, 3.0)),
                                       search_scales=(1.0,), search_factor=2)
-#: The difference of Gaussians (sigmas, region px) whose correlation is the texture match.
-TEXTURE_DOG = (0.7, 2.0)
+#: The difference of Gaussians (sigmas, crop px) whose correlation is the texture match.
+TEXTURE_DOG = (1.4, 4.0)
 #: The refinement at the crop's own resolution; it leaves out this many crop px either side
 #: of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
@@ -270,8 +270,8 @@ def _band(size: tuple[int, int], half_width_px: float) -> np.ndarray:
 
 
 def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.ndarray) -> float:
-    """Correlation of the fine texture (difference of Gaussians, 1 and 3 region px) of the
-    baseline region and the registered follow-up region inside ``mask``. Bone outlines look
+    """Correlation of the fine texture (difference of Gaussians, :data:`TEXTURE_DOG`) of the
+    baseline crop and the registered follow-up crop inside ``mask``. Bone outlines look
     alike in every hand (they are left out); the trabecular texture is the hand's own, so this
     tells one hand at two visits (high) from two hands (near 0)."""
     w = warp_to_baseline(b, transform, a.shape).astype(np.float64)
@@ -331,7 +331,6 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
     if not fit.ncc_after >= MIN_REGION_NCC:
         raise JsnqInputError(source, f"{base_box.joint}: the follow-up's finger region does not match the "
                              f"baseline's (correlation {fit.ncc_after:.2f} < {MIN_REGION_NCC}); is it the same hand?")
-    texture = _texture_ncc(a, b, fit.transform, band)
     # region_b(r) is a baseline image point; guess(T(r)) the same anatomy in the follow-up.
     carried = guess.transform().compose(fit.transform).compose(region_b.transform().inverse())
     # Then at the crop's own field and resolution: the part above the crop centre (the distal
@@ -361,6 +360,9 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
         angle = 0.5 * (halves[0].angle + halves[1].angle)
         corr = Similarity(1.0, angle, float(shift[0]), float(shift[1]), (float(qc[0]), float(qc[1])))
         carried = first.transform().compose(corr).compose(base_box.transform().inverse())
+    else:
+        corr = Similarity.identity((float(qc[0]), float(qc[1])))
+    texture = _texture_ncc(zb, zf, corr, band)
     qc = crop_centre(base_box.size)
     centre = carried.apply(base_box.to_image(qc))
     up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre

@@ -51,8 +51,8 @@ MIN_SAME_HAND_NCC = 0.75
 #: joints; :func:`jsnq.hand.crops.place_followup`'s ``texture_ncc``). Bone outlines look alike
 #: in every hand, the trabecular texture does not. Calibrated on few real pairs (MCP2, MCP4,
 #: PIP3, DIP5, IP1): the RA hand-pair's two visits 13 months apart give a median of 0.34, two
-#: different atlas children 0.09, the hand-pair against an atlas child 0.01. On the hand
-#: phantom two different hands of the same size give 0.29 (its bones are too uniform), so
+#: different atlas children 0.03, the hand-pair against an atlas child -0.01. On the hand
+#: phantom two different hands of the same size give 0.32 (its bones are too uniform), so
 #: the phantom does not test this check; see docs/hand.md.
 MIN_SAME_HAND_TEXTURE = 0.2
 #: Two visits whose hand sizes (joint layouts) differ by more than this |log scale| are not
