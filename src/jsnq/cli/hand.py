@@ -119,7 +119,7 @@ def _print_table(rows: list[dict], *, series: bool) -> None:
             (r.get("narrowing_se_px") if not series else r.get("se_px"))
         text = "" if value is None or value != value else f"{value:+.3f}"
         se_text = "" if se is None or se != se else f"{se:.3f}"
-        unit = "mm" if mm else "px"
+        unit = "mm" if mm else "crop px"
         cells = [r["joint"]] + ([str(r["visit"]) if r["visit"] is not None else ""] if series else [])
         table.add_row(*cells, text, se_text, unit if text else "", "yes" if r["reliable"] else "no",
                       display(r["reasons"]))
