@@ -335,7 +335,9 @@ def test_a_worker_killed_mid_run_changes_nothing(study, reference, cluster, tmp_
     result = run_study(study, tmp_path / "out", config=CONFIG, scheduler=cluster[0].scheduler_address,
                        progress=kill_busy_worker)
     assert killed, "no worker was busy when the first unit finished: nothing was tested"
-    assert len(result.computed) == 6 and not result.failed
+    assert len(result.computed) == 6, result.computed
+    assert not result.failed, [json.loads((tmp_path / "out" / "units" / f"{u}.json").read_text())["error"]
+                               for u in result.failed]
     _same_numbers(_table(tmp_path / "out" / "joints.parquet"), _table(reference[0] / "joints.parquet"))
 
 

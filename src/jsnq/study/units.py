@@ -152,6 +152,18 @@ RUNNERS: dict[str, Callable[[Unit, MeasureConfig, str | None], dict[str, Any]]] 
 }
 
 
+def _max_rss_mb() -> float | None:
+    """This process's peak resident memory so far (MB), where the OS reports it."""
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 ** 2 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    except (ImportError, OSError):  # pragma: no cover - Windows
+        return None
+
+
 def new_record(unit: Unit, config: MeasureConfig, digests: list[dict[str, str | None]]) -> dict[str, Any]:
     """A record's identity fields (what every record has, ok or failed)."""
     return {
@@ -190,4 +202,5 @@ def run_unit(unit: Unit, config: MeasureConfig, key: str, *, report_dir: str | N
     except Exception as err:  # recorded; the study goes on
         fail_record(record, unit, one_line(err))
     record["elapsed_s"] = time.perf_counter() - start
+    record["max_rss_mb"] = _max_rss_mb()
     return record
