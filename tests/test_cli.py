@@ -17,7 +17,8 @@ import pytest
 from PIL import Image as PILImage
 from typer.testing import CliRunner
 
-from jsnq.cli import BATCH_COLUMNS, app
+from jsnq.batch import RESULT_COLUMNS as BATCH_COLUMNS
+from jsnq.cli import app
 from jsnq.io import save_image, save_labels
 from jsnq.phantom import make_pair
 

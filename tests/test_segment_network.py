@@ -200,7 +200,7 @@ def test_measure_with_the_network_reports_jsw_for_both_visits():
 
 def test_jsw_disagreement_flag():
     from jsnq.jsw import JointSpaceWidth
-    from jsnq.pipeline import jsw_disagreement
+    from jsnq.quality import jsw_disagreement
 
     def w(px: float) -> JointSpaceWidth:
         return JointSpaceWidth(px, px, None, None, None, (0, 1), np.array([px]))

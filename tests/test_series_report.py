@@ -116,7 +116,7 @@ def test_series_recovers_a_known_trajectory(visits):
     assert len(s.measurements) == 6 and not s.errors
     assert s.years == pytest.approx([0.0, 1.0, 2.5], abs=0.01)
     d = json.loads(json.dumps(s.to_dict()))
-    assert d["kind"] == "series" and len(d["visits"]) == 3 and d["inputs"]["engine"] == "classical"
+    assert d["kind"] == "series" and len(d["visits"]) == 3 and d["config"]["engine"] == "classical"
 
 
 def test_series_cli_writes_json_csv_plot_and_report(visits, tmp_path):

@@ -19,10 +19,12 @@ from .version import __version__
 _EXPORTS = {
     "measure": "pipeline",
     "measure_many": "pipeline",
-    "series": "pipeline",
-    "SeriesResult": "pipeline",
-    "Measurement": "pipeline",
-    "BoneMotion": "pipeline",
+    "series": "longitudinal",
+    "measure_batch": "batch",
+    "MeasureConfig": "config",
+    "SeriesResult": "results",
+    "Measurement": "results",
+    "BoneMotion": "results",
     "Similarity": "geometry",
     "narrowing_px": "geometry",
     "load_image": "io",
@@ -37,7 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import JsnqInputError
     from .geometry import Similarity, narrowing_px
     from .io import Image, load_image, load_labels
-    from .pipeline import BoneMotion, Measurement, SeriesResult, measure, measure_many, series
+    from .batch import measure_batch
+    from .config import MeasureConfig
+    from .longitudinal import series
+    from .pipeline import measure, measure_many
+    from .results import BoneMotion, Measurement, SeriesResult
 
 
 def __getattr__(name: str) -> Any:

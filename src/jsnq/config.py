@@ -18,7 +18,7 @@ from .quality import ReliabilityThresholds
 from .register.classical import RegistrationOptions
 from .version import __version__
 
-__all__ = ["ENGINES", "SEGMENTERS", "MeasureConfig", "choose"]
+__all__ = ["ENGINES", "SEGMENTERS", "MeasureConfig", "choose", "resolve"]
 
 #: Registration engines: ``classical`` (global search + per-bone Gauss-Newton), ``deep`` (the
 #: network alone, as in the paper), ``hybrid`` (the network's transforms refined by
@@ -137,3 +137,23 @@ class MeasureConfig:
         """A short hash of the settings and the jsnq version: equal digests, equal measurements."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_LEGACY = {"options": "registration"}
+
+
+def resolve(config: MeasureConfig | None, **settings: Any) -> MeasureConfig:
+    """The configuration of a call to the Python API: ``config``, or one built from keyword settings.
+
+    ``settings`` are :class:`MeasureConfig` fields (``options`` is accepted for ``registration``,
+    as the API has always called it); those left None are not set. Giving both a ``config`` and
+    settings is refused, so there is never a question of which one won.
+    """
+    given = {_LEGACY.get(k, k): v for k, v in settings.items() if v is not None}
+    if config is None:
+        return MeasureConfig(**given)
+    if not isinstance(config, MeasureConfig):
+        raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
+    if given:
+        raise ValueError(f"give either config or {', '.join(sorted(given))}, not both")
+    return config

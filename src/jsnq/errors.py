@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["JsnqInputError", "WeightsUnavailableError"]
+__all__ = ["JsnqInputError", "WeightsUnavailableError", "one_line"]
 
 
 class JsnqInputError(ValueError):
@@ -20,3 +20,8 @@ class JsnqInputError(ValueError):
 
 class WeightsUnavailableError(ValueError):
     """A network was asked for but its weights cannot be loaded (one-line message)."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (its type's name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__

@@ -3,9 +3,10 @@
 For visits ``0 .. N-1`` (in time order) the unknowns are the cumulative narrowings
 ``x_k`` of visit ``k`` relative to the first (``x_0 = 0``). Every pair of visits ``i < j``
 is measured in both directions; the two are combined into one antisymmetric estimate
-``d_ij = (J(i, j) - J(j, i)) / 2`` of ``x_j - x_i``. Its standard error is the larger of the
-two directions' (they come from the same two images, so their errors are strongly
-correlated and averaging them does not shrink the error). The trajectory is the weighted
+``d_ij = (J(i, j) - J(j, i)) / 2`` of ``x_j - x_i`` by the same rule as a symmetric
+:func:`jsnq.measure` (:func:`jsnq.quality.combine_directions`: the RMS of the two directions'
+SEs, which come from the same two images and so are strongly correlated, with half their
+disagreement added in quadrature). The trajectory is the weighted
 least-squares solution of ``d_ij = x_j - x_i`` (weights ``1 / se_ij^2``), with the
 covariance ``(A^T W A)^-1`` scaled up by the reduced chi-square when that exceeds 1 (the
 pairs disagree more than their SEs say).
@@ -14,7 +15,7 @@ Consistency: the residual ``r_ij = d_ij - (x_j - x_i)`` of every pair and, for e
 ``i < j < k``, the path residual ``d_ij + d_jk - d_ik``. A visit is flagged when the pairs it
 takes part in have a normalised residual beyond :data:`FLAG_Z` while the pairs without it
 are consistent (leave-one-visit-out). The maths here is pure numpy; measuring the pairs
-is :func:`jsnq.series` (in :mod:`jsnq.pipeline`).
+is :func:`jsnq.series` (in :mod:`jsnq.longitudinal`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class PairEstimate:
     Attributes:
         i, j: visit indices.
         value_px: ``(J(i, j) - J(j, i)) / 2``.
-        se_px: the larger of the two directions' standard errors.
+        se_px: its standard error (:func:`jsnq.quality.combine_directions`).
         forward_px, backward_px: ``J(i, j)`` and ``J(j, i)``.
         reliable: both directions were flagged reliable.
     """
@@ -63,8 +64,9 @@ class Trajectory:
     """Cumulative narrowing of each visit relative to the first.
 
     Attributes:
-        narrowing_px: ``(N,)``, 0 at the first visit.
-        se_px: ``(N,)`` standard errors (0 at the first visit, by definition).
+        narrowing_px: ``(N,)``, 0 at the first visit; NaN for a visit that no measured pair
+            links to the first (its reason is in ``flagged_visits``).
+        se_px: ``(N,)`` standard errors (0 at the first visit, by definition; NaN likewise).
         pairs: the pair estimates the fit used.
         residuals_px: per pair, ``d_ij - (x_j - x_i)``, same order as ``pairs``.
         path_residuals_px: per triple ``(i, j, k)``, ``d_ij + d_jk - d_ik``.
@@ -90,8 +92,8 @@ class Trajectory:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "narrowing_px": [float(v) for v in self.narrowing_px],
-            "se_px": [float(v) for v in self.se_px],
+            "narrowing_px": [_number(v) for v in self.narrowing_px],
+            "se_px": [_number(v) for v in self.se_px],
             "pairs": [{"i": p.i, "j": p.j, "value_px": p.value_px, "se_px": p.se_px, "forward_px": p.forward_px,
                        "backward_px": p.backward_px, "disagreement_px": p.disagreement_px, "reliable": p.reliable,
                        "residual_px": float(r)} for p, r in zip(self.pairs, self.residuals_px)],
@@ -101,6 +103,11 @@ class Trajectory:
             "flagged_visits": {str(k): v for k, v in self.flagged_visits.items()},
             "connected": self.connected,
         }
+
+
+def _number(value: float) -> float | None:
+    """A float for JSON, None where nothing was measured."""
+    return float(value) if math.isfinite(value) else None
 
 
 def _solve(n: int, pairs: Sequence[PairEstimate]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
@@ -123,6 +130,18 @@ def _solve(n: int, pairs: Sequence[PairEstimate]) -> tuple[np.ndarray, np.ndarra
     if dof > 0 and chi2 > 1.0:
         cov = cov * chi2
     return np.concatenate([[0.0], x]), cov, resid, chi2, connected
+
+
+def _linked_to_first(n_visits: int, pairs: Sequence[PairEstimate]) -> set[int]:
+    """The visits joined to visit 0 by a chain of pairs."""
+    linked, grew = {0}, True
+    while grew:
+        grew = False
+        for p in pairs:
+            if (p.i in linked) != (p.j in linked):
+                linked |= {p.i, p.j}
+                grew = True
+    return linked
 
 
 def fit_trajectory(n_visits: int, pairs: Sequence[PairEstimate]) -> Trajectory:
@@ -167,8 +186,16 @@ def fit_trajectory(n_visits: int, pairs: Sequence[PairEstimate]) -> Trajectory:
             flagged[v] = (f"the three visits are inconsistent (path residual "
                           f"{next(iter(path.values()), float('nan')):+.2f} px); which visit is at fault is undetermined")
     if not connected:
+        # A visit that no chain of measured pairs links to the first has no narrowing relative
+        # to it: NaN, never the 0 the pseudo-inverse leaves there.
+        linked = _linked_to_first(n_visits, pairs)
         for v in range(1, n_visits):
+            if v in linked:
+                continue
+            x[v] = se[v] = np.nan
             if not any(v in (p.i, p.j) for p in pairs):
                 flagged[v] = f"visit {v}: no pair with it could be measured"
+            else:
+                flagged[v] = f"visit {v}: no measured pair links it to the first visit"
     return Trajectory(narrowing_px=x, se_px=se, pairs=tuple(pairs), residuals_px=resid, path_residuals_px=path,
                       chi2_reduced=chi2, flagged_visits=flagged, connected=connected)

@@ -1,4 +1,4 @@
-"""Human-readable reports of a :class:`~jsnq.pipeline.Measurement` (figures).
+"""Human-readable reports of a :class:`~jsnq.results.Measurement` (figures).
 
 matplotlib is used only here, always through the Agg canvas (no global backend state).
 """

@@ -2,7 +2,7 @@
 
 Uses ``matplotlib.figure.Figure`` with the Agg canvas directly: no pyplot, no global
 backend, safe in threads and on headless machines. Only display code lives here; every
-number shown comes from the :class:`~jsnq.pipeline.Measurement`.
+number shown comes from the :class:`~jsnq.results.Measurement`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..errors import JsnqInputError
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from ..pipeline import BoneMotion, Measurement
+    from ..results import BoneMotion, Measurement
 
 __all__ = ["qa_figure", "overlay_labels", "segmentation_overlay"]
 

@@ -7,8 +7,8 @@ visit and the reliability flag with its reasons. For each series: the trajectory
 per-visit table and its consistency checks. A summary table at the top lists every row,
 flagged first, and sorts by any column (a few lines of inline JavaScript, no library).
 
-The report is display only: every number comes from a :class:`~jsnq.pipeline.Measurement`
-or a :class:`~jsnq.pipeline.SeriesResult`. Images are small JPEGs (PNG for the plots).
+The report is display only: every number comes from a :class:`~jsnq.results.Measurement`
+or a :class:`~jsnq.results.SeriesResult`. Images are small JPEGs (PNG for the plots).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..errors import JsnqInputError
 from .figures import LOWER_COLOUR, RESIDUAL_CMAP, UPPER_COLOUR, _checkerboard, _grey_limits, _residual_limit
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pipeline import Measurement, SeriesResult
+    from ..results import Measurement, SeriesResult
 
 __all__ = ["write_report", "render_report", "trajectory_figure"]
 

@@ -1,0 +1,102 @@
+"""What every command shares: one-line errors, consoles, safe output paths, number formatting.
+
+Bad input (``JsnqInputError`` / ``ValueError`` from the API) and failed reads or writes
+(``OSError``) end a command with one line ``error: <message>`` on stderr and exit code 2, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import typer
+
+from ..errors import JsnqInputError, one_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+__all__ = ["EXIT_INPUT_ERROR", "EXIT_PARTIAL", "reports_input_errors", "stdout", "stderr", "output_file",
+           "output_dir", "write_text", "pm", "jsw_text", "display"]
+
+#: Exit code of a command stopped by bad input.
+EXIT_INPUT_ERROR = 2
+#: Exit code of a command that wrote its results but could not measure everything asked of it.
+EXIT_PARTIAL = 1
+
+
+def reports_input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the API's input errors and failed reads or writes into ``error: <message>`` and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ValueError as err:  # JsnqInputError is a ValueError
+            message = one_line(err)
+        except OSError as err:
+            where = err.filename if err.filename is not None else "output"
+            message = f"{display(where)}: {err.strerror or one_line(err)}"
+        typer.echo(f"error: {display(message)}", err=True)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+
+    return wrapper
+
+
+def display(text: Any) -> str:
+    """Text safe to print or draw: bytes that are not UTF-8 (file names) shown as U+FFFD."""
+    return os.fsencode(str(text)).decode("utf-8", "replace") if isinstance(text, (str, os.PathLike)) else str(text)
+
+
+def stdout() -> "Console":
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def stderr() -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def output_file(path: Path, *, inputs: Iterable[Any] = ()) -> Path:
+    """An output file name whose directory exists and that is none of ``inputs`` (jsnq writes only
+    where told, never over an input)."""
+    from ..outputs import check_output
+
+    return check_output(path, inputs=[Path(os.fspath(p)) for p in inputs if p is not None])
+
+
+def output_dir(path: Path, *, inputs: Iterable[Any] = ()) -> Path:
+    """An output directory: created when missing, but never its parents."""
+    from ..outputs import check_output_dir
+
+    return check_output_dir(path, inputs=[Path(os.fspath(p)) for p in inputs if p is not None])
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (a crash leaves the old file or the new one, never half of one)."""
+    from ..outputs import write_atomic
+
+    write_atomic(path, text)
+
+
+def pm(value: float | None, se: float | None, unit: str) -> str:
+    """``+0.123 ± 0.045 mm``; ``not measured`` where there is no number."""
+    if value is None or se is None or value != value:
+        return "not measured"
+    return f"{value:+.3f} ± {se:.3f} {unit}"
+
+
+def jsw_text(jsw: Any) -> str:
+    text = f"mean {jsw.mean_px:.2f} px, min {jsw.min_px:.2f} px"
+    if jsw.mean_mm is not None:
+        text += f" (mean {jsw.mean_mm:.3f} mm, min {jsw.min_mm:.3f} mm)"
+    text += f" over columns {jsw.columns[0]}-{jsw.columns[1]}"
+    if jsw.min_px < 0:
+        text += "; negative = the bone masks overlap on the projection there"
+    return text

@@ -1,0 +1,160 @@
+"""``jsnq train ...``: train jsnq's networks on your own data (seeded, resumable, with a progress bar)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from .common import output_file, reports_input_errors, stderr, stdout
+
+# Options shared by the training commands.
+DATA = typer.Option(..., "--data", metavar="DIR",
+                            help="Folder with manifest.csv (image, upper_mask, lower_mask[, joint_id]).")
+CKPT = typer.Option(..., "--out", metavar="CKPT", help="Checkpoint written after every epoch.")
+VAL_FRACTION = typer.Option(0.15, "--val-fraction", help="Fraction of joints held out.")
+DEVICE = typer.Option("cpu", "--device", metavar="cpu|cuda")
+THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for torch.")
+RESUME = typer.Option(None, "--resume", metavar="CKPT", help="Continue an interrupted run from its checkpoint.")
+
+
+def training_progress(describe: Callable[[Any], str]) -> tuple[Any, dict[str, Any]]:
+    """A rich progress bar on stderr and the on_start/on_batch/on_epoch hooks that drive it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    err = stderr()
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err)
+    state: dict[str, Any] = {}
+
+    def on_start(first: int, total: int, per_epoch: int) -> None:
+        state["task"] = progress.add_task("training", total=(total - first) * per_epoch, loss=float("nan"))
+        err.print(f"epochs {first + 1}-{total}, {per_epoch} batches each", markup=False)
+
+    def on_batch(epoch: int, batch: int, loss: float) -> None:
+        progress.update(state["task"], advance=1, loss=loss, description=f"epoch {epoch + 1}")
+
+    def on_epoch(rec: Any) -> None:
+        progress.console.print(describe(rec), markup=False)
+
+    return progress, {"on_start": on_start, "on_batch": on_batch, "on_epoch": on_epoch}
+
+
+@reports_input_errors
+def train_segment_cmd(
+    data: Path = DATA,
+    out: Path = CKPT,
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    size: int = typer.Option(128, "--size", metavar="S", help="Network input side in px (multiple of 8)."),
+    target_size: int = typer.Option(256, "--target-size", metavar="T",
+                                    help="Side the masks are compared at (the crop size for 256-px crops)."),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, shuffling and augmentation."),
+    val_fraction: float = VAL_FRACTION,
+    device: str = DEVICE,
+    threads: Optional[int] = THREADS,
+    resume: Optional[Path] = RESUME,
+) -> None:
+    """Train the bone segmenter (UNet++) on a manifest folder; split by joint, seeded, resumable."""
+    output_file(out)  # --resume may name the same file: the run goes on writing it
+    import time
+
+    import torch
+    from ..segment.network import NetworkConfig
+    from ..training import TrainConfig, train_segmenter
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config = TrainConfig(data=str(data), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         val_fraction=val_fraction, target_size=target_size, device=device,
+                         network=NetworkConfig(input_size=size))
+    progress, hooks = training_progress(lambda rec: (
+        f"epoch {rec.epoch}: loss {rec.loss:.4f}, validation DSC upper {rec.val_dsc_upper:.4f} "
+        f"lower {rec.val_dsc_lower:.4f} ({rec.seconds:.0f} s)"))
+    t0 = time.perf_counter()
+    with progress:
+        result = train_segmenter(config, out, resume=resume, **hooks)
+    console = stdout()
+    console.print(f"trained on {result.n_train} crops, validated on {result.n_val} "
+                  f"({len(result.excluded)} excluded) in {time.perf_counter() - t0:.0f} s", markup=False)
+    for path, reason in result.excluded:
+        console.print(f"  excluded {path}: {reason}", markup=False, soft_wrap=True)
+    if result.history:
+        last = result.history[-1]
+        console.print(f"final validation DSC: upper {last.val_dsc_upper:.4f}, lower {last.val_dsc_lower:.4f}",
+                      markup=False)
+    console.print(f"checkpoint: {out}", markup=False)
+
+
+@reports_input_errors
+def train_register_cmd(
+    data: Path = DATA,
+    out: Path = CKPT,
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Optimisation steps per epoch."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    real_fraction: float = typer.Option(0.5, "--real-fraction",
+                                        help="Share of each batch that are real visit pairs (unsupervised)."),
+    supervised_weight: float = typer.Option(1.0, "--supervised-weight",
+                                            help="Weight of the supervised term on synthetic pairs (0: unsupervised only)."),
+    size: int = typer.Option(128, "--size", metavar="S", help="Network input side in px (multiple of 32)."),
+    crop_px: int = typer.Option(256, "--crop-px", help="Side of the crops in the data, px."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and of every random draw."),
+    val_fraction: float = VAL_FRACTION,
+    device: str = DEVICE,
+    threads: Optional[int] = THREADS,
+    resume: Optional[Path] = RESUME,
+    init: Optional[Path] = typer.Option(
+        None, "--init", metavar="CKPT", help="Start from this checkpoint's weights (fine-tune; new optimizer)."),
+    warmup: float = typer.Option(0.03, "--warmup", help="Share of the steps spent warming the learning rate up."),
+    relative_rotation: float = typer.Option(
+        12.0, "--relative-rotation", metavar="DEG", help="Synthetic rotation of one bone relative to the other, +-deg."),
+    narrowing: float = typer.Option(4.0, "--narrowing", metavar="PX", help="Synthetic narrowing, +-px."),
+) -> None:
+    """Train the registration network on real visit pairs and synthetic per-bone motions; split by joint."""
+    output_file(out, inputs=[init] if init is not None else [])  # --resume may name the same file
+    import time
+
+    import torch
+
+    from ..register.network import RegNetConfig
+    from ..training.register import MotionRanges, RegTrainConfig, train_registration
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config = RegTrainConfig(data=str(data), epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
+                            real_fraction=real_fraction, supervised_weight=supervised_weight, lr=lr, seed=seed,
+                            val_fraction=val_fraction, crop_px=crop_px, device=device, warmup_fraction=warmup,
+                            motion=MotionRanges(relative_rotation_deg=relative_rotation, narrowing_px=narrowing),
+                            network=RegNetConfig(input_size=size))
+    progress, hooks = training_progress(lambda rec: (
+        f"epoch {rec.epoch}: loss {rec.loss:.4f}, validation narrowing RMS {rec.val_rms_pass1_px:.3f} px "
+        f"(pass 1) {rec.val_rms_px:.3f} px (final), real-pair NCC {rec.val_real_ncc:.4f} ({rec.seconds:.0f} s)"))
+    t0 = time.perf_counter()
+    with progress:
+        result = train_registration(config, out, resume=resume, init=init, **hooks)
+    console = stdout()
+    console.print(f"trained on {result.n_train_crops} crops ({result.n_train_pairs} visit pairs), validated on "
+                  f"{result.n_val_crops} in {time.perf_counter() - t0:.0f} s", markup=False)
+    console.print(f"checkpoint: {out}", markup=False)
+
+
+@reports_input_errors
+def train_export_cmd(
+    checkpoint: Path = typer.Argument(..., metavar="CKPT", help="Training checkpoint."),
+    out: Path = typer.Argument(..., metavar="WEIGHTS.pt", help="Slim weights file (no optimizer state)."),
+    note: Optional[str] = typer.Option(None, "--note", help="Provenance note stored in the file (e.g. the command)."),
+    inference_passes: Optional[int] = typer.Option(
+        None, "--inference-passes", min=0,
+        help="Registration network: cascade passes at inference (later ones reuse the fine network; 0 = as trained)."),
+) -> None:
+    """Write a slim copy of a checkpoint for shipping (e.g. into src/jsnq/weights/)."""
+    output_file(out, inputs=[checkpoint])
+    from ..training import export_weights
+
+    export_weights(checkpoint, out, extra={"note": note} if note else None, inference_passes=inference_passes)
+    stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", markup=False)

@@ -1,0 +1,130 @@
+"""One joint across visits: every ordered pair measured, one trajectory fitted (:func:`series`).
+
+Each ordered pair ``(i, j)`` is measured one way with visit ``i``'s labels; the two directions of
+a pair are combined by the same rule as :func:`jsnq.measure` uses
+(:func:`jsnq.quality.combine_directions`), and the pairs are fitted by one weighted
+least-squares trajectory (:func:`jsnq.trajectory.fit_trajectory`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Sequence
+
+from .config import MeasureConfig, resolve
+from .errors import JsnqInputError
+from .io import load_image
+from .pipeline import ImageLike, finish, network_segment, prepare, source_of
+from .quality import ReliabilityThresholds, combine_directions
+from .register.classical import RegistrationOptions
+from .results import Measurement, SeriesResult
+from .trajectory import PairEstimate, fit_trajectory
+
+__all__ = ["series", "pair_estimates"]
+
+
+def _check_dates(dates: Sequence[str], n: int) -> tuple[str, ...]:
+    if len(dates) != n:
+        raise JsnqInputError("series", f"{len(dates)} dates for {n} visits")
+    try:
+        parsed = [datetime.date.fromisoformat(str(d)) for d in dates]
+    except ValueError as err:
+        raise JsnqInputError("series", f"bad date: {err} (use YYYY-MM-DD)") from None
+    if any(b < a for a, b in zip(parsed, parsed[1:])):
+        raise JsnqInputError("series", "dates must be in time order, like the visits")
+    return tuple(map(str, dates))
+
+
+def pair_estimates(n_visits: int, measurements: dict[tuple[int, int], Measurement]) -> list[PairEstimate]:
+    """Combine the two directions of every pair of visits ``i < j`` that was measured at least one way.
+
+    Both ways measured: :func:`~jsnq.quality.combine_directions`, reliable when both directions
+    are and they agree. One way only: that direction (negated when it is ``(j, i)``), unreliable.
+    """
+    pairs = []
+    for i in range(n_visits):
+        for j in range(i + 1, n_visits):
+            f, b = measurements.get((i, j)), measurements.get((j, i))
+            if f is not None and b is not None:
+                both = combine_directions(f.narrowing_px, b.narrowing_px, f.narrowing_se_px, b.narrowing_se_px)
+                pairs.append(PairEstimate(i, j, both.narrowing_px, both.se_px, f.narrowing_px, b.narrowing_px,
+                                          f.reliable and b.reliable and both.reason is None))
+            elif f is not None or b is not None:
+                one = f if f is not None else b
+                value = f.narrowing_px if f is not None else -b.narrowing_px
+                pairs.append(PairEstimate(i, j, value, one.narrowing_se_px, value, -value, False))
+    return pairs
+
+
+def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | None = None,
+           dates: Sequence[str] | None = None, spacing_mm: float | None = None,
+           points: Sequence[tuple[float, float] | None] | None = None, config: MeasureConfig | None = None,
+           split_masks: bool | None = None, engine: str | None = None, segmenter: str | None = None,
+           options: RegistrationOptions | None = None,
+           thresholds: ReliabilityThresholds | None = None) -> SeriesResult:
+    """Follow one joint across visits: measure every ordered pair, fit one trajectory.
+
+    Args:
+        visits: the crops of one joint, in time order (paths, arrays or Images), same size.
+        labels: per visit, its label image (1 = upper side, 2 = lower side) or None; a
+            visit's labels are used when it is the baseline of a pair.
+        dates: per visit an ISO date (``YYYY-MM-DD``), increasing; optional.
+        spacing_mm: as for :func:`jsnq.measure`.
+        points: per visit, the joint's anatomical anchor ``(x, y)`` (see :func:`jsnq.measure`).
+            Default: each visit's joint centre from the network's bone masks (also when
+            labels are given), so that every pair is read at the same anatomical place and the
+            pairs add up; the crop centre when the network cannot run (``segmenter="classical"``).
+        config: how to measure (:class:`~jsnq.config.MeasureConfig`), or the settings one by
+            one as for :func:`jsnq.measure`. ``symmetric`` does not apply: every pair is measured
+            both ways anyway.
+
+    Returns:
+        A :class:`~jsnq.results.SeriesResult`; pairs that fail are recorded in ``errors`` and
+        left out of the fit. A visit left without any pair to the first visit has NaN narrowing
+        and SE and is flagged.
+
+    Raises:
+        JsnqInputError: fewer than two visits, a bad visit image, dates out of order, or
+            no pair could be measured.
+    """
+    config = resolve(config, split_masks=split_masks, engine=engine, segmenter=segmenter, options=options,
+                     thresholds=thresholds)
+    if len(visits) < 2:
+        raise JsnqInputError("series", f"needs at least two visits, got {len(visits)}")
+    if labels is not None and len(labels) != len(visits):
+        raise JsnqInputError("series", f"{len(labels)} label images for {len(visits)} visits")
+    checked_dates = None if dates is None else _check_dates(dates, len(visits))
+    images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
+    lab = list(labels) if labels is not None else [None] * len(images)
+    if points is not None and len(points) != len(images):
+        raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")
+    cache: dict = {}
+    anchors = list(points) if points is not None else [None] * len(images)
+    if points is None and config.segmenter != "classical":
+        for k, im in enumerate(images):
+            seg = network_segment(im, required=False)
+            cache[id(im.array)] = seg
+            if seg is not None and seg.jsw is not None:
+                anchors[k] = seg.jsw.centre_px
+    one_way = config.replace(symmetric=False)  # the fit below combines J(i, j) and J(j, i) itself
+    measurements: dict[tuple[int, int], Measurement] = {}
+    errors: dict[tuple[int, int], str] = {}
+    for i, j in ((i, j) for i in range(len(images)) for j in range(len(images)) if i != j):
+        try:
+            prepared = prepare(images[i], images[j], one_way, baseline_labels=lab[i], followup_labels=lab[j],
+                               segment_cache=cache, point=anchors[i], followup_point=anchors[j])
+            measurements[i, j] = finish(prepared, one_way)
+        except ValueError as err:
+            errors[i, j] = " ".join(str(err).split())
+    pairs = pair_estimates(len(images), measurements)
+    if not pairs:
+        first = next(iter(errors.values()), "no pair measured")
+        raise JsnqInputError("series", f"no pair of visits could be measured ({first})")
+    spacing = next((m.spacing_mm for m in measurements.values() if m.spacing_mm is not None), None)
+    return SeriesResult(sources=tuple(im.source for im in images), dates=checked_dates, spacing_mm=spacing,
+                        trajectory=fit_trajectory(len(images), pairs), measurements=measurements, errors=errors,
+                        inputs={"visits": [im.source for im in images], "labels": [source_of(x) for x in lab],
+                                "dates": None if dates is None else list(checked_dates),
+                                "spacing_mm": spacing_mm, "points": None if points is None else
+                                [None if p is None else list(p) for p in points]},
+                        config=config)
