@@ -278,7 +278,7 @@ def test_the_table_equals_serial_series_exactly(study, reference):
     for patient in PATIENTS:
         for joint in JOINTS:
             paths = [folder / f"crops/{patient}_{joint}_{k}.png" for k in range(3)]
-            s = series(paths, dates=list(DATES), spacing_mm=SPACING, engine=CONFIG.engine, segmenter=CONFIG.segmenter)
+            s = series(paths, dates=list(DATES), spacing_mm=SPACING, config=CONFIG)
             for k in range(3):
                 row = table[patient, joint, k]
                 # exact: the same computation, numbers carried without loss (parquet float64, CSV repr)
@@ -423,3 +423,41 @@ def test_a_changed_option_or_image_measures_again(study, reference, cluster, tmp
     rows = _table(out / "joints.parquet").values()
     assert {r["config_hash"] for r in rows} == {strict.digest()} != {CONFIG.digest()}
     assert not any(r["reliable"] for r in rows)  # every pair now fails the SE threshold
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_cli_study_writes_the_tables_and_resumes(study, reference, tmp_path):
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    args = ["study", str(study), "--out", str(out), "--workers", "0", "--engine", "classical",
+            "--segmenter", "classical"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "MCP2: 3 patients" in r.output and "6 unit(s) measured, 0 skipped" in r.output
+    _same_numbers(_table(out / "joints.parquet"), _table(reference[0] / "joints.parquet"))
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "0 unit(s) measured, 6 skipped" in again.output
+
+
+def test_cli_study_errors_are_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+
+    runner = CliRunner()
+    hands = _write_csv(tmp_path / "hands.csv", ["patient", "side", "date", "image"], [["1", "L", "2020-01-01", "a.png"]])
+    r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0"])
+    if not hand_available():
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and "jsnq.hand.measure" in r.output
+    both = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "2",
+                               "--scheduler", "tcp://127.0.0.1:1"])
+    assert both.exit_code == 2 and "not both" in both.output and both.output.count("\n") == 1
+    bad = _write_csv(tmp_path / "bad.csv", ["patient", "joint", "date", "image"], [["1", "J", "yesterday", "a.png"]])
+    r = runner.invoke(app, ["study", str(bad), "--out", str(tmp_path / "o2"), "--workers", "0"])
+    assert r.exit_code == 2 and f"error: {bad} line 2: bad date 'yesterday'" in r.output

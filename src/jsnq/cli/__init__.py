@@ -7,7 +7,7 @@ ends a command with one line ``error: <message>`` on stderr and exit code 2, nev
 (:func:`jsnq.cli.common.reports_input_errors`).
 
 Commands (module): ``measure`` (measure), ``measure-batch`` (batch), ``series`` (series),
-``report`` (report), ``segment`` (segment), ``demo`` (demo), ``train segment|register|export`` (train).
+``study`` (study), ``report`` (report), ``segment`` (segment), ``demo`` (demo), ``train segment|register|export`` (train).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import typer
 
 from ..version import __version__
-from . import batch, demo, measure, report, segment, series, train
+from . import batch, demo, measure, report, segment, series, study, train
 
 __all__ = ["app"]
 
@@ -43,6 +43,7 @@ def _main(
 app.command("measure")(measure.measure_cmd)
 app.command("measure-batch")(batch.measure_batch_cmd)
 app.command("series")(series.series_cmd)
+app.command("study")(study.study_cmd)
 app.command("report")(report.report_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("segment")(segment.segment_cmd)

@@ -36,11 +36,15 @@ def rich_progress(console: Any = None) -> Iterator[Callable[[Progress], None]]:
                 console.print(f"Dask dashboard: {e.dashboard_link}")
             if e.skipped:
                 console.print(f"{e.skipped} unit(s) already done with the same inputs and settings: skipped")
+            bar.start()  # only now: an error before the plan is ready prints its one line alone
             task.append(bar.add_task("units", total=e.total, failed=0))
         elif e.event == "unit" and task:
             bar.update(task[0], completed=e.done, failed=e.failed)
             if e.status != "ok" and e.error:
                 console.print(f"[yellow]{e.unit}: {e.error}[/yellow]", highlight=False)
 
-    with bar:
+    try:
         yield update
+    finally:
+        if task:
+            bar.stop()

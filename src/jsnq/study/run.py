@@ -21,8 +21,8 @@ from .manifest import Manifest, Unit, read_manifest
 from .stats import JointSummary, UnitOutcome, summarise, unit_rate
 from .store import Store
 from .tables import JOINT_COLUMNS, PAIR_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS, finite_or_none
-from .units import (HAND_MISSING, RECORD_FORMAT, fail_record, hand_available, input_digests, new_record, one_line,
-                    run_unit, unit_key)
+from .units import (HAND_MISSING, RECORD_FORMAT, fail_record, failure_message, hand_available, input_digests,
+                    new_record, run_unit, unit_key)
 
 __all__ = ["Progress", "StudyResult", "run_study", "assemble"]
 
@@ -151,7 +151,7 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     def on_done(unit_id: str, record: dict[str, Any] | None, error: BaseException | None) -> None:
         unit = by_id[unit_id]
         if record is None:  # the task itself failed (a worker died too often, or a bug)
-            record = fail_record(new_record(unit, config, input_digests(unit)), unit, one_line(error))
+            record = fail_record(new_record(unit, config, input_digests(unit)), unit, failure_message(error))
         store.save(record)
         state["done"] += 1
         computed.append(unit_id)

@@ -99,7 +99,8 @@ class Store:
         self.units = self.root / "units"
         self.reports = self.root / "reports"
         try:
-            self.units.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(exist_ok=True)  # its parent must exist: a mistyped path is not created
+            self.units.mkdir(exist_ok=True)
         except OSError as err:
             raise JsnqInputError(self.root, f"cannot create the study folder: {err.strerror or err}") from None
         for stray in self.units.glob(".*.tmp"):  # left by a killed run

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.util
-import inspect
 import json
 import os
 import time
@@ -26,12 +25,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import MeasureConfig
+from ..errors import one_line as errors_one_line
 from ..version import __version__
 from .manifest import Unit
 from .tables import failed_rows, series_rows
 
 __all__ = ["RECORD_FORMAT", "RUNNERS", "file_digest", "input_digests", "unit_key", "run_unit", "new_record",
-           "fail_record", "hand_available", "HAND_MISSING", "years_of", "one_line", "measure_series"]
+           "fail_record", "hand_available", "HAND_MISSING", "years_of", "failure_message", "measure_series"]
 
 #: Version of the unit record's layout (a record of another layout is measured again).
 RECORD_FORMAT = 1
@@ -83,22 +83,19 @@ def hand_available() -> bool:
         return False
 
 
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if isinstance(err, ValueError) and text else f"{type(err).__name__}: {text}"
+def failure_message(err: BaseException) -> str:
+    """A failure's one-line message; for anything but bad input (a ValueError such as
+    JsnqInputError) with its type's name, since that is a bug or a resource problem."""
+    text = errors_one_line(err)
+    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"
 
 
 def measure_series(visits: list[str], *, labels: list[str | None] | None, dates: list[str],
                    spacing_mm: float | None, config: MeasureConfig) -> Any:
-    """:func:`jsnq.series` with one configuration: ``config=`` where the pipeline takes it, else its
-    fields as the separate options the pipeline took before (so the study works on either)."""
-    from ..pipeline import series
+    """:func:`jsnq.series` of one unit's visits under ``config`` (what a crop unit measures)."""
+    from ..longitudinal import series
 
-    if "config" in inspect.signature(series).parameters:
-        return series(visits, labels=labels, dates=dates, spacing_mm=spacing_mm, config=config)
-    return series(visits, labels=labels, dates=dates, spacing_mm=spacing_mm, engine=config.engine,
-                  segmenter=config.segmenter, options=config.registration, thresholds=config.thresholds,
-                  split_masks=config.split_masks)
+    return series(visits, labels=labels, dates=dates, spacing_mm=spacing_mm, config=config)
 
 
 def _write_unit_report(report_dir: str, unit: Unit, result: Any) -> str:
@@ -133,7 +130,7 @@ def _run_crop(unit: Unit, config: MeasureConfig, report_dir: str | None) -> dict
         try:
             out["report"] = _write_unit_report(report_dir, unit, result)
         except Exception as err:  # the numbers stand without their report
-            out["report_error"] = one_line(err)
+            out["report_error"] = failure_message(err)
     return out
 
 
@@ -200,7 +197,7 @@ def run_unit(unit: Unit, config: MeasureConfig, key: str, *, report_dir: str | N
         record.update(RUNNERS[unit.kind](unit, config, report_dir))
         record["status"], record["error"] = "ok", None
     except Exception as err:  # recorded; the study goes on
-        fail_record(record, unit, one_line(err))
+        fail_record(record, unit, failure_message(err))
     record["elapsed_s"] = time.perf_counter() - start
     record["max_rss_mb"] = _max_rss_mb()
     return record
