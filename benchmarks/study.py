@@ -77,7 +77,7 @@ def make_study(folder: Path, *, patients: int, joints: int, visits: int, size: i
     return path
 
 
-def one_run(manifest: Path, out: Path, workers: int, config: MeasureConfig) -> dict:
+def one_run(manifest: Path, out: Path, workers: int, config: MeasureConfig, threads: int | None) -> dict:
     marks: dict[str, float] = {}
 
     def progress(e) -> None:
@@ -87,7 +87,7 @@ def one_run(manifest: Path, out: Path, workers: int, config: MeasureConfig) -> d
             marks["last"] = e.elapsed_s
 
     t0 = time.perf_counter()
-    result = run_study(manifest, out, config=config, workers=workers, progress=progress)
+    result = run_study(manifest, out, config=config, workers=workers, progress=progress, numeric_threads=threads)
     total = time.perf_counter() - t0
     assert not result.failed and not result.skipped, (result.failed, result.skipped)
     rss: dict[int, float] = {}
@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--machines", type=int, nargs="+", default=[1, 4, 16], help="for the extrapolation")
     ap.add_argument("--cores", type=int, default=32, help="cores per machine, for the extrapolation")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch/OpenMP threads per unit in every mode (default: Dask's cores // workers, and the "
+                         "loop's own default)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     config = MeasureConfig(engine=args.engine, segmenter=args.segmenter)
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         modes = [("loop", 0)] + [(f"dask {w}", w) for w in args.workers]
         for rep in range(args.repeats):
             for name, w in modes:  # interleaved, so a slow spell of the machine hits every mode
-                r = one_run(manifest, Path(tmp) / f"out-{name.replace(' ', '')}-{rep}", w, config)
+                r = one_run(manifest, Path(tmp) / f"out-{name.replace(' ', '')}-{rep}", w, config, args.threads)
                 runs.setdefault(name, []).append(r)
                 print(f"  {name:7s} rep {rep}: work {r['work_s']:.1f} s, startup {r['startup_s']:.1f} s, "
                       f"total {r['total_s']:.1f} s", file=sys.stderr)
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nMachine: {machine()}; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end")
     print(f"Study: {args.patients} patients x {args.joints} joints, {args.visits} visits of {args.size} px crops "
           f"= {units} units, {pairs} ordered pairs; engine {args.engine}, segmenter {args.segmenter}; "
-          f"median of {args.repeats} runs\n")
+          f"numeric threads per unit {args.threads or 'default'}; median of {args.repeats} runs\n")
     print(markdown_table(["mode", "work (s)", "startup (s)", "total (s)", "units/s", "pairs/s", "peak RSS / worker (MB)"],
                          rows))
     out: dict = {"machine": machine(), "load": [load0[0], load1[0]], "args": vars(args) | {"json": None},

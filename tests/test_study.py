@@ -29,7 +29,7 @@ from jsnq.quality import ReliabilityThresholds
 from jsnq.study import read_manifest, run_study, summarise, unit_rate
 from jsnq.study.stats import SDC_Z, Rate, UnitOutcome
 from jsnq.study.store import Store, atomic_write_text
-from jsnq.study.units import HAND_MISSING, hand_available
+from jsnq.study.units import hand_available, hand_missing
 from jsnq.trajectory import PairEstimate, fit_trajectory
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -107,7 +107,7 @@ def test_a_whole_hand_study_is_refused_naming_the_missing_capability(tmp_path):
     with pytest.raises(JsnqInputError) as err:
         run_study(path, tmp_path / "out", workers=0)
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith(str(path)) and "jsnq.hand.measure" in msg and HAND_MISSING in msg
+    assert "\n" not in msg and msg.startswith(str(path)) and "jsnq.hand.measure" in msg and hand_missing() in msg
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
@@ -400,6 +400,26 @@ def test_a_bad_image_is_recorded_and_the_rest_kept(study, reference, cluster, tm
         mcp3 = next(r for r in csv.DictReader(fh) if r["joint"] == "MCP3")
     assert mcp3["n_failed"] == "1" and mcp3["n_rated"] == "2"
     assert json.loads((out / "study.json").read_text())["failed"] == list(result.failed)
+
+
+def test_a_single_visit_unit_fails_with_its_reason_and_the_rest_is_measured(study, tmp_path):
+    """A patient seen once (a drop-out) cannot have a narrowing: recorded as failed, the others kept
+    (in this process, workers=0: the record logic does not depend on Dask)."""
+    rows = list(csv.reader(open(study, newline="")))
+    one = [r for r in rows[1:] if r[0] == "P0" and r[2] == "MCP2"][0]
+    manifest = _write_csv(tmp_path / "s.csv", rows[0], [[*one[:2], "PIP3", *one[3:]]] + [
+        r for r in rows[1:] if r[0] == "P1" and r[2] == "MCP2"])
+    for r in rows[1:]:
+        (tmp_path / "crops").mkdir(exist_ok=True)
+        shutil.copy(study.parent / r[4], tmp_path / r[4])
+    result = run_study(manifest, tmp_path / "out", config=CONFIG, workers=0)
+    assert len(result.failed) == 1 and result.failed[0].startswith("P0_L_PIP3")
+    with open(tmp_path / "out" / "units.csv", newline="") as fh:
+        units = {u["joint"]: u for u in csv.DictReader(fh)}
+    assert "at least two visits" in units["PIP3"]["error"] and units["MCP2"]["status"] == "ok"
+    with open(tmp_path / "out" / "summary.csv", newline="") as fh:
+        pip3 = next(r for r in csv.DictReader(fh) if r["joint"] == "PIP3")
+    assert pip3["n_failed"] == "1" and pip3["rate_px_per_year"] == "" and pip3["sdc_px"] == ""
 
 
 def test_a_changed_option_or_image_measures_again(study, reference, cluster, tmp_path):

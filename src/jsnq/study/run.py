@@ -21,7 +21,7 @@ from .manifest import Manifest, Unit, read_manifest
 from .stats import JointSummary, UnitOutcome, summarise, unit_rate
 from .store import Store
 from .tables import JOINT_COLUMNS, PAIR_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS, finite_or_none
-from .units import (HAND_MISSING, RECORD_FORMAT, fail_record, failure_message, hand_available, input_digests,
+from .units import (RECORD_FORMAT, fail_record, failure_message, hand_missing, input_digests,
                     new_record, run_unit, unit_key)
 
 __all__ = ["Progress", "StudyResult", "run_study", "assemble"]
@@ -87,7 +87,8 @@ def _is_done(record: dict[str, Any] | None, key: str, need_report: bool) -> bool
 def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike, *,
               config: MeasureConfig | None = None, workers: int | None = None, scheduler: str | None = None,
               spacing_mm: float | None = None, report: bool = False,
-              progress: Callable[[Progress], None] | None = None, retries: int = 1) -> StudyResult:
+              progress: Callable[[Progress], None] | None = None, retries: int = 1,
+              numeric_threads: int | None = None) -> StudyResult:
     """Measure a study: every unit of the manifest once, on Dask, resumably.
 
     Args:
@@ -106,6 +107,9 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
         progress: called in this process at the start, after each unit and at the end.
         retries: how often a unit whose task raised is run again (a killed worker's units are
             rescheduled by Dask regardless).
+        numeric_threads: torch / OpenMP / BLAS threads per task on Dask (default: the cores
+            divided among the LocalCluster's workers; 1 on an existing cluster). With
+            ``workers=0``, this process's limit is left alone unless given.
 
     Returns:
         A :class:`StudyResult`.
@@ -117,8 +121,8 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     """
     start = time.perf_counter()
     m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, default_spacing_mm=spacing_mm)
-    if m.kind == "hand" and not hand_available():
-        raise JsnqInputError(m.path, f"no 'joint' column, so this is a whole-hand study: {HAND_MISSING}")
+    if m.kind == "hand" and hand_missing() is not None:
+        raise JsnqInputError(m.path, f"no 'joint' column, so this is a whole-hand study: {hand_missing()}")
     config = config if config is not None else MeasureConfig()
     if not isinstance(config, MeasureConfig):
         raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
@@ -162,13 +166,17 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
 
     jobs = [(u.id, (run_unit, u, config, key)) for u, key in todo]
     if workers == 0:
+        if numeric_threads is not None:
+            from .schedule import limit_numeric_threads
+
+            limit_numeric_threads(numeric_threads)
         tell("start")
         for u, key in todo:
             on_done(u.id, run_unit(u, config, key, report_dir=report_dir), None)
     elif todo:
         from .schedule import open_session, run_tasks
 
-        with open_session(workers=workers, scheduler=scheduler) as session:
+        with open_session(workers=workers, scheduler=scheduler, numeric_threads=numeric_threads) as session:
             dashboard[0] = session.dashboard_link
             tell("start")
             run_tasks(session, _run_with_report, [(name, (*args, report_dir)) for name, args in jobs],
@@ -189,30 +197,39 @@ def _run_with_report(fn: Callable[..., Any], unit: Unit, config: MeasureConfig, 
     return fn(unit, config, key, report_dir=report_dir)
 
 
-def _outcome(unit: Unit, record: dict[str, Any]) -> tuple[UnitOutcome, dict[str, Any]]:
-    """A finished unit -> its summary input and its units.csv row."""
-    rows = record.get("rows") or []
-    ok = record.get("status") == "ok"
-    base = {**unit.identity, "unit": unit.id, "status": record.get("status"), "error": record.get("error") or "",
-            "n_visits": len(unit.visits), "n_pairs": sum(1 for p in record.get("pairs") or [] if not p.get("error")),
-            "years": rows[-1].get("years") if rows else None, "flagged": not all(r.get("reliable") for r in rows),
-            "report": record.get("report") and f"reports/{record['report']}", "elapsed_s": record.get("elapsed_s"),
-            "config_hash": record.get("config_hash")}
-    if not ok:
-        return UnitOutcome(unit.joint, unit.patient, False, None, math.nan, math.nan, True), base
-    t = record["trajectory"]
-    chi2 = t.get("chi2_reduced")
-    rate = unit_rate([tuple(p) for p in t["pairs"]], [r["years"] for r in rows],
-                     chi2_reduced=math.nan if chi2 is None else chi2, spacing_mm=record.get("spacing_mm"))
-    last = rows[-1]
-    last_se_mm = last.get("narrowing_se_mm")
-    outcome = UnitOutcome(unit.joint, unit.patient, True, rate, float(last["narrowing_se_px"]),
-                          math.nan if last_se_mm is None else float(last_se_mm), base["flagged"])
-    return outcome, {**base, "rate_px_per_year": finite_or_none(rate.px_per_year),
-                     "rate_se_px_per_year": finite_or_none(rate.se_px_per_year),
-                     "rate_mm_per_year": finite_or_none(rate.mm_per_year),
-                     "rate_se_mm_per_year": finite_or_none(rate.se_mm_per_year),
-                     "last_narrowing_mm": last.get("narrowing_mm"), "last_se_mm": last_se_mm, "chi2_reduced": chi2}
+def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dict[str, Any]]]:
+    """A finished unit -> per series (one for a crop unit, one per joint for a hand), its summary
+    input and its units.csv row."""
+    out = []
+    for entry in record.get("series") or []:
+        joint = entry.get("joint") or ""
+        rows = [r for r in record.get("rows") or [] if r.get("joint", "") == joint]
+        ok = entry.get("status") == "ok"
+        flagged = not all(r.get("reliable") for r in rows)
+        base = {**unit.identity, "joint": joint, "unit": unit.id, "status": entry.get("status"),
+                "error": entry.get("error") or "", "n_visits": len(unit.visits),
+                "n_pairs": sum(1 for p in record.get("pairs") or [] if p.get("joint", "") == joint and not p.get("error")),
+                "years": rows[-1].get("years") if rows else None, "flagged": flagged,
+                "report": entry.get("report") and f"reports/{entry['report']}", "elapsed_s": record.get("elapsed_s"),
+                "config_hash": record.get("config_hash")}
+        if not ok or not rows:
+            out.append((UnitOutcome(joint, unit.patient, False, None, math.nan, math.nan, True), base))
+            continue
+        t = entry["trajectory"]
+        chi2 = t.get("chi2_reduced")
+        rate = unit_rate([tuple(p) for p in t["pairs"]], [r["years"] for r in rows],
+                         chi2_reduced=math.nan if chi2 is None else chi2, spacing_mm=entry.get("spacing_mm"))
+        last = rows[-1]
+        last_se_px, last_se_mm = last.get("narrowing_se_px"), last.get("narrowing_se_mm")
+        outcome = UnitOutcome(joint, unit.patient, True, rate, math.nan if last_se_px is None else float(last_se_px),
+                              math.nan if last_se_mm is None else float(last_se_mm), flagged)
+        out.append((outcome, {**base, "rate_px_per_year": finite_or_none(rate.px_per_year),
+                              "rate_se_px_per_year": finite_or_none(rate.se_px_per_year),
+                              "rate_mm_per_year": finite_or_none(rate.mm_per_year),
+                              "rate_se_mm_per_year": finite_or_none(rate.se_mm_per_year),
+                              "last_narrowing_mm": last.get("narrowing_mm"), "last_se_mm": last_se_mm,
+                              "chi2_reduced": chi2}))
+    return out
 
 
 def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: MeasureConfig | None = None,
@@ -236,9 +253,9 @@ def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: 
             # paths are not part of the rerun key: show the manifest's current one
             joints.append({**row, "image": u.visits[row["visit"]].image_as_given})
         pairs.extend(record.get("pairs") or [])
-        outcome, unit_row = _outcome(u, record)
-        outcomes.append(outcome)
-        unit_rows.append(unit_row)
+        for outcome, unit_row in _outcomes(u, record):
+            outcomes.append(outcome)
+            unit_rows.append(unit_row)
     summary = summarise(outcomes)
     files = {
         "joints.csv": store.write_table("joints.csv", joints, JOINT_COLUMNS),
@@ -251,7 +268,7 @@ def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: 
 
     info = {"jsnq_version": __version__, "manifest": manifest.path, "kind": manifest.kind,
             "n_units": len(manifest.units), "n_images": manifest.n_images, "missing": missing,
-            "failed": [r["unit"] for r in unit_rows if r["status"] != "ok"],
+            "failed": sorted({r["unit"] for r in unit_rows if r["status"] != "ok"}),
             "config": None if config is None else config.to_dict(),
             "config_hash": None if config is None else config.digest(), **(run_info or {})}
     files["study.json"] = atomic_write_text(store.root / "study.json", json.dumps(json_ready(info), indent=1))

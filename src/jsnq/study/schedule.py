@@ -87,11 +87,14 @@ def _dashboard(client: Any) -> str | None:
 
 
 @contextmanager
-def open_session(*, workers: int | None = None, scheduler: str | None = None,
+def open_session(*, workers: int | None = None, scheduler: str | None = None, numeric_threads: int | None = None,
                  connect_timeout_s: float = 30.0) -> Iterator[Session]:
     """Connect to ``scheduler`` (an address such as ``tcp://host:8786``), or start a LocalCluster of
     ``workers`` processes (default: one per available core). Closed (the local cluster shut down)
     on exit, also on Ctrl-C.
+
+    ``numeric_threads``: torch / OpenMP / BLAS threads per task; default ``cores // workers`` on a
+    LocalCluster, 1 on an existing cluster.
 
     Raises:
         ValueError: ``workers`` below 1, or both ``workers`` and ``scheduler`` given.
@@ -103,17 +106,19 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None,
         raise ValueError("give workers (a local cluster) or scheduler (an existing one), not both")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if numeric_threads is not None and numeric_threads < 1:
+        raise ValueError(f"numeric_threads must be at least 1, got {numeric_threads}")
     cluster = None
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=connect_timeout_s)
         except (OSError, TimeoutError) as err:
             raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {' '.join(str(err).split())}") from None
-        threads = 1
+        threads = numeric_threads or 1
     else:
         cores = available_cores()
         n = workers or cores
-        threads = max(1, cores // n)
+        threads = numeric_threads or max(1, cores // n)
         with_dashboard = importlib.util.find_spec("bokeh") is not None
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=":0" if with_dashboard else None, silence_logs=logging.ERROR,

@@ -11,8 +11,16 @@ from typing import Any, Mapping, Sequence
 
 from ..geometry import px_to_mm
 
-__all__ = ["JOINT_COLUMNS", "PAIR_COLUMNS", "UNIT_COLUMNS", "SUMMARY_COLUMNS", "series_rows", "failed_rows",
+__all__ = ["BOX_COLUMNS", "JOINT_COLUMNS", "PAIR_COLUMNS", "UNIT_COLUMNS", "SUMMARY_COLUMNS", "series_rows", "failed_rows",
            "finite_or_none"]
+
+#: Where a whole-hand study cut the crop from its radiograph (empty for crop studies): the crop
+#: centre in image pixels (x = column, y = row), its "up" clockwise from image up, crop pixels
+#: per image pixel, its size, and how the box was placed ("landmark" or "registered").
+BOX_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("crop_centre_x", "float"), ("crop_centre_y", "float"), ("crop_angle_deg", "float"), ("crop_zoom", "float"),
+    ("crop_rows", "int"), ("crop_cols", "int"), ("crop_method", "str"),
+)
 
 #: ``joints.csv`` / ``joints.parquet``: one row per patient x side x joint x visit.
 #: (name, type) with type one of "str", "int", "float", "bool".
@@ -22,7 +30,7 @@ JOINT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("narrowing_px", "float"), ("narrowing_se_px", "float"), ("narrowing_mm", "float"), ("narrowing_se_mm", "float"),
     ("jsw_px", "float"), ("jsw_mm", "float"), ("spacing_mm", "float"),
     ("reliable", "bool"), ("reasons", "str"), ("missing", "str"),
-    ("crop_x0", "float"), ("crop_y0", "float"), ("crop_x1", "float"), ("crop_y1", "float"),
+    *BOX_COLUMNS,
     ("unit", "str"), ("unit_status", "str"), ("config_hash", "str"),
 )
 
@@ -39,7 +47,7 @@ PAIR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("unit", "str"), ("config_hash", "str"),
 )
 
-#: ``units.csv``: one row per unit, with its rate (:func:`jsnq.study.stats.unit_rate`).
+#: ``units.csv``: one row per measured series (a crop unit; a joint of a hand unit), with its rate (:func:`jsnq.study.stats.unit_rate`).
 UNIT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("patient", "str"), ("side", "str"), ("joint", "str"), ("unit", "str"), ("status", "str"), ("error", "str"),
     ("n_visits", "int"), ("n_pairs", "int"), ("years", "float"),
@@ -91,7 +99,7 @@ def _visit_reasons(series: Any, k: int) -> list[str]:
 
 def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
                 years: Sequence[float], series: Any, config_hash: str,
-                boxes: Sequence[tuple[float, float, float, float] | None] | None = None
+                boxes: Sequence[Mapping[str, Any] | None] | None = None
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The joint-visit rows and the pair rows of one measured series (a :class:`~jsnq.pipeline.SeriesResult`).
 
@@ -101,7 +109,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
         dates, images, years: per visit.
         series: the result; its trajectory gives the cumulative narrowing and SE per visit.
         config_hash: :meth:`jsnq.config.MeasureConfig.digest`.
-        boxes: per visit the crop box ``(x0, y0, x1, y1)`` in the radiograph's pixels, or None
+        boxes: per visit the crop's box as a mapping with the :data:`BOX_COLUMNS` keys, or None
             (crop studies: the image is the crop).
 
     Returns:
@@ -132,8 +140,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             "jsw_px": None if w is None else finite_or_none(w.mean_px),
             "jsw_mm": None if w is None or spacing is None else finite_or_none(px_to_mm(w.mean_px, spacing)),
             "spacing_mm": spacing, "reliable": not reasons, "reasons": _join(reasons), "missing": _join(missing),
-            "crop_x0": None if box is None else box[0], "crop_y0": None if box is None else box[1],
-            "crop_x1": None if box is None else box[2], "crop_y1": None if box is None else box[3],
+            **{c: None if box is None else box.get(c) for c, _ in BOX_COLUMNS},
             "unit": unit_id, "unit_status": "ok", "config_hash": config_hash,
         })
     pairs = []

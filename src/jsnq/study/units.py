@@ -30,15 +30,18 @@ from ..version import __version__
 from .manifest import Unit
 from .tables import failed_rows, series_rows
 
-__all__ = ["RECORD_FORMAT", "RUNNERS", "file_digest", "input_digests", "unit_key", "run_unit", "new_record",
-           "fail_record", "hand_available", "HAND_MISSING", "years_of", "failure_message", "measure_series"]
+__all__ = ["RECORD_FORMAT", "RUNNERS", "HAND_MISSING", "file_digest", "input_digests", "unit_key", "run_unit",
+           "new_record", "fail_record", "series_entry", "hand_available", "hand_missing", "years_of",
+           "failure_message", "measure_series"]
 
 #: Version of the unit record's layout (a record of another layout is measured again).
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 #: The whole-hand capability a study without a ``joint`` column needs (issue 13).
 HAND_MODULE = "jsnq.hand.measure"
 HAND_MISSING = (f"whole-hand studies need {HAND_MODULE} (issue 13: find the joints, cut matching crops), which this "
                 "jsnq does not have yet; give crops with a 'joint' column instead")
+#: Whether :func:`_run_hand` measures hands (it does once issue 13's pipeline is merged and wired).
+HAND_RUNNER_WIRED = False
 _CHUNK = 1 << 20
 
 
@@ -75,12 +78,23 @@ def years_of(dates: list[str]) -> list[float]:
     return [(x - d[0]).days / 365.25 for x in d]
 
 
-def hand_available() -> bool:
-    """Whether this jsnq can measure whole hands (the :data:`HAND_MODULE` exists)."""
+def hand_missing() -> str | None:
+    """Why this jsnq cannot run whole-hand units (one line naming the missing capability), or None."""
     try:
-        return importlib.util.find_spec(HAND_MODULE) is not None
+        present = importlib.util.find_spec(HAND_MODULE) is not None
     except ModuleNotFoundError:
-        return False
+        present = False
+    if not present:
+        return HAND_MISSING
+    if not HAND_RUNNER_WIRED:
+        return (f"whole-hand studies need the study's hand runner, which is not wired to {HAND_MODULE} in this "
+                "jsnq yet (issue 15); give crops with a 'joint' column instead")
+    return None
+
+
+def hand_available() -> bool:
+    """Whether this jsnq can run whole-hand units (see :func:`hand_missing`)."""
+    return hand_missing() is None
 
 
 def failure_message(err: BaseException) -> str:
@@ -110,36 +124,42 @@ def _write_unit_report(report_dir: str, unit: Unit, result: Any) -> str:
     return name
 
 
+def series_entry(joint: str, result: Any, report: str | None = None) -> dict[str, Any]:
+    """What the summary needs of one measured series: its trajectory's pair estimates and fit."""
+    t = result.trajectory
+    return {"joint": joint, "status": "ok", "error": None, "spacing_mm": result.spacing_mm, "report": report,
+            "trajectory": {"pairs": [[p.i, p.j, p.value_px, p.se_px] for p in t.pairs],
+                           "chi2_reduced": None if t.chi2_reduced != t.chi2_reduced else t.chi2_reduced,
+                           "flagged_visits": {str(k): v for k, v in t.flagged_visits.items()}}}
+
+
 def _run_crop(unit: Unit, config: MeasureConfig, report_dir: str | None) -> dict[str, Any]:
-    """One joint's crops over the visits -> the series' rows and trajectory."""
+    """One joint's crops over the visits -> the series' rows and its entry."""
     dates = [v.date for v in unit.visits]
     images = [v.image_as_given for v in unit.visits]
     labels = [v.labels for v in unit.visits]
     result = measure_series([v.image for v in unit.visits], labels=labels if any(labels) else None, dates=dates,
                             spacing_mm=unit.spacing_mm, config=config)
     rows, pairs = series_rows(unit.identity, unit.id, dates, images, years_of(dates), result, config.digest())
-    t = result.trajectory
-    out: dict[str, Any] = {
-        "rows": rows, "pairs": pairs, "spacing_mm": result.spacing_mm,
-        "trajectory": {"pairs": [[p.i, p.j, p.value_px, p.se_px] for p in t.pairs],
-                       "chi2_reduced": None if t.chi2_reduced != t.chi2_reduced else t.chi2_reduced,
-                       "flagged_visits": {str(k): v for k, v in t.flagged_visits.items()}},
-        "report": None,
-    }
+    out: dict[str, Any] = {"rows": rows, "pairs": pairs, "report": None}
     if report_dir is not None:
         try:
             out["report"] = _write_unit_report(report_dir, unit, result)
         except Exception as err:  # the numbers stand without their report
             out["report_error"] = failure_message(err)
+    out["series"] = [series_entry(unit.joint, result, out["report"])]
     return out
 
 
 def _run_hand(unit: Unit, config: MeasureConfig, report_dir: str | None) -> dict[str, Any]:
-    """Whole hands over the visits (issue 13). Until :data:`HAND_MODULE` exists this fails the unit
-    with :data:`HAND_MISSING`; :func:`jsnq.study.run_study` refuses such a study before it starts."""
-    if not hand_available():
-        raise ValueError(HAND_MISSING)
-    raise ValueError(f"{HAND_MODULE} exists but the study's hand runner is not wired to it yet")
+    """Whole hands over the visits (issue 13): not wired yet, so it fails the unit with
+    :func:`hand_missing`'s reason; :func:`jsnq.study.run_study` refuses such a study before it starts.
+
+    The plan once :func:`jsnq.hand.measure.measure_hand_series` is merged: one call over the
+    visits, then per joint :func:`~jsnq.study.tables.series_rows` with that joint's crop boxes
+    and one :func:`series_entry` (a joint that could not be measured: a failed entry with its
+    reason); the side from the located hand where the manifest gives none."""
+    raise ValueError(hand_missing() or "the hand runner is not built")
 
 
 #: unit kind -> runner ``(unit, config, report_dir) -> record fields``.
@@ -174,7 +194,9 @@ def new_record(unit: Unit, config: MeasureConfig, digests: list[dict[str, str | 
 def fail_record(record: dict[str, Any], unit: Unit, error: str) -> dict[str, Any]:
     """``record`` marked failed with the one-line ``error``, every value empty."""
     dates = [v.date for v in unit.visits]
-    record.update(status="failed", error=error, pairs=[], trajectory=None, report=None, spacing_mm=unit.spacing_mm,
+    record.update(status="failed", error=error, pairs=[], report=None,
+                  series=[{"joint": unit.joint, "status": "failed", "error": error, "spacing_mm": unit.spacing_mm,
+                           "report": None, "trajectory": None}],
                   rows=failed_rows(unit.identity, unit.id, dates, [v.image_as_given for v in unit.visits],
                                    years_of(dates), error, record["config_hash"]))
     return record
