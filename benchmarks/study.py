@@ -14,8 +14,12 @@ Times (medians over the repeats):
 * ``startup``: hashing the inputs and starting the cluster (a fixed cost per run);
 * ``total``: the whole ``run_study`` call, tables and cluster shutdown included.
 
+Every run is a fresh Python process, so every mode pays the same imports and model loading.
 Dask's overhead is ``work(dask 1) / work(loop) - 1``: the same units, the same process count.
-Memory per worker: the peak resident set of each worker process (from its records).
+``outside units``: the share of ``work x workers`` not spent inside a unit (each record's own
+``elapsed_s``): scheduling, transfers, storing and idle tails; it is less sensitive to a busy
+machine than the ratio of wall times. Memory per worker: the peak resident set of each worker
+process (from its records).
 
 Usage::
 
@@ -30,6 +34,7 @@ import csv
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -92,12 +97,27 @@ def one_run(manifest: Path, out: Path, workers: int, config: MeasureConfig, thre
     assert not result.failed and not result.skipped, (result.failed, result.skipped)
     rss: dict[int, float] = {}
     pairs = 0
+    inside = 0.0
     for u in result.units:
         rec = json.loads((out / "units" / f"{u}.json").read_text())
         rss[rec["pid"]] = max(rss.get(rec["pid"], 0.0), rec.get("max_rss_mb") or 0.0)
         pairs += sum(1 for p in rec["pairs"] if not p.get("error"))
-    return {"total_s": total, "startup_s": marks["start"], "work_s": marks["last"] - marks["start"],
-            "units": len(result.units), "pairs": pairs, "rss_mb": sorted(rss.values())}
+        inside += rec["elapsed_s"]
+    work = marks["last"] - marks["start"]
+    n = max(1, workers)
+    return {"total_s": total, "startup_s": marks["start"], "work_s": work, "inside_s": inside,
+            # wall time x workers not spent inside a unit: scheduling, transfers, storing, idle tails
+            "outside_share": 1.0 - inside / (work * n), "units": len(result.units), "pairs": pairs,
+            "rss_mb": sorted(rss.values())}
+
+
+def fresh_run(manifest: Path, out: Path, workers: int, args: argparse.Namespace) -> dict:
+    """:func:`one_run` in a new Python process, so every mode pays the same imports and model
+    loading (the loop would otherwise keep its loaded networks from one repeat to the next)."""
+    cmd = [sys.executable, __file__, "--one", str(manifest), str(out), str(workers), "--engine", args.engine,
+           "--segmenter", args.segmenter] + (["--threads", str(args.threads)] if args.threads else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch/OpenMP threads per unit in every mode (default: Dask's cores // workers, and the "
                          "loop's own default)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--one", nargs=3, metavar=("MANIFEST", "OUT", "WORKERS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     config = MeasureConfig(engine=args.engine, segmenter=args.segmenter)
+    if args.one:
+        print(json.dumps(one_run(Path(args.one[0]), Path(args.one[1]), int(args.one[2]), config, args.threads)))
+        return 0
     load0 = os.getloadavg()
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,25 +150,26 @@ def main(argv: list[str] | None = None) -> int:
         modes = [("loop", 0)] + [(f"dask {w}", w) for w in args.workers]
         for rep in range(args.repeats):
             for name, w in modes:  # interleaved, so a slow spell of the machine hits every mode
-                r = one_run(manifest, Path(tmp) / f"out-{name.replace(' ', '')}-{rep}", w, config, args.threads)
+                r = fresh_run(manifest, Path(tmp) / f"out-{name.replace(' ', '')}-{rep}", w, args)
                 runs.setdefault(name, []).append(r)
                 print(f"  {name:7s} rep {rep}: work {r['work_s']:.1f} s, startup {r['startup_s']:.1f} s, "
-                      f"total {r['total_s']:.1f} s", file=sys.stderr)
+                      f"total {r['total_s']:.1f} s, outside units {100 * r['outside_share']:.1f} %", file=sys.stderr)
     load1 = os.getloadavg()
-    med = {name: {k: statistics.median(r[k] for r in rs) for k in ("total_s", "startup_s", "work_s")}
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in ("total_s", "startup_s", "work_s", "outside_share")}
            for name, rs in runs.items()}
     units, pairs = runs["loop"][0]["units"], runs["loop"][0]["pairs"]
     rows = []
     for name in runs:
         m = med[name]
         rss = max(max(r["rss_mb"]) for r in runs[name])
-        rows.append([name, m["work_s"], m["startup_s"], m["total_s"], units / m["work_s"], pairs / m["work_s"], rss])
+        rows.append([name, m["work_s"], m["startup_s"], m["total_s"], units / m["work_s"], pairs / m["work_s"],
+                     100 * m["outside_share"], rss])
     print(f"\nMachine: {machine()}; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end")
     print(f"Study: {args.patients} patients x {args.joints} joints, {args.visits} visits of {args.size} px crops "
           f"= {units} units, {pairs} ordered pairs; engine {args.engine}, segmenter {args.segmenter}; "
           f"numeric threads per unit {args.threads or 'default'}; median of {args.repeats} runs\n")
-    print(markdown_table(["mode", "work (s)", "startup (s)", "total (s)", "units/s", "pairs/s", "peak RSS / worker (MB)"],
-                         rows))
+    print(markdown_table(["mode", "work (s)", "startup (s)", "total (s)", "units/s", "pairs/s",
+                          "outside units (%)", "peak RSS / worker (MB)"], rows))
     out: dict = {"machine": machine(), "load": [load0[0], load1[0]], "args": vars(args) | {"json": None},
                  "median": med, "runs": runs, "units": units, "pairs": pairs}
     if "dask 1" in med:
