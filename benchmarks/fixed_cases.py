@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 import jsnq
 from jsnq.phantom import make_pair

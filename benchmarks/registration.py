@@ -75,7 +75,7 @@ def model_size() -> dict:
     """Parameters, multiply-accumulates and CPU time of the shipped network (2 threads)."""
     import torch
 
-    from benchmarks.segmentation import _ms, conv_macs
+    from benchmarks.segmentation import conv_macs, ms
     from jsnq.register.network import load_regnet, predict_similarities, predict_similarities_batch, shipped_regnet_weights
     from jsnq._torch import fuse_batchnorm
 
@@ -90,13 +90,13 @@ def model_size() -> dict:
     fused.config = cfg
     x = torch.zeros(1, 4, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        fwd = _ms(lambda: fused(x), 50)
+        fwd = ms(lambda: fused(x), 50)
     rng = np.random.default_rng(0)
     a, b = rng.random((256, 256)), rng.random((256, 256))
     lab = np.zeros((256, 256), np.uint8)
     lab[:128], lab[128:] = 1, 2
-    one = _ms(lambda: predict_similarities(fused, a, b, lab), 30)
-    many = _ms(lambda: predict_similarities_batch(fused, [(a, b, lab)] * 32), 5) / 32
+    one = ms(lambda: predict_similarities(fused, a, b, lab), 30)
+    many = ms(lambda: predict_similarities_batch(fused, [(a, b, lab)] * 32), 5) / 32
     return {"params": params, "macs_per_pass": macs, "input_px": size, "passes": cfg.passes_at_inference,
             "file_mb": shipped_regnet_weights().stat().st_size / 1e6 if hasattr(shipped_regnet_weights(), "stat")
             else float("nan"), "ms_forward": fwd, "ms_pair": one, "ms_pair_batched32": many}

@@ -98,7 +98,7 @@ def paper_standin() -> nn.Module:
                          UNetPlusPlus((32, 64, 128, 256, 512), in_channels=64, out_channels=2))
 
 
-def _ms(fn, n: int, warm: int = 3) -> float:
+def ms(fn, n: int, warm: int = 3) -> float:
     for _ in range(warm):
         fn()
     ts = []
@@ -402,16 +402,16 @@ def main(argv: list[str] | None = None) -> int:
     # -- speed and size --------------------------------------------------------------------------
     img = crops[0].image
     s = config.input_size
-    ms_predict = _ms(lambda: predict_masks(img, model), 30)
-    ms_segment = _ms(lambda: segment(img, model=model), 30)
-    ms_classical = _ms(lambda: joint_space_line(img), 10)
+    ms_predict = ms(lambda: predict_masks(img, model), 30)
+    ms_segment = ms(lambda: segment(img, model=model), 30)
+    ms_classical = ms(lambda: joint_space_line(img), 10)
     ours_params = sum(p.numel() for p in raw_model.parameters())
     ours_macs = conv_macs(raw_model, (1, 1, s, s))
     paper = paper_standin()
     paper_params = sum(p.numel() for p in paper.parameters())
     paper_macs = conv_macs(paper, (1, 1, 224, 224))
     x224 = torch.zeros(1, 1, 224, 224)
-    paper_ms = _ms(lambda: paper.eval()(x224), 3, warm=1)
+    paper_ms = ms(lambda: paper.eval()(x224), 3, warm=1)
     hist = ckpt.get("history", [])
     train_min = sum(h["seconds"] for h in hist) / 60.0 if hist else math.nan
     print("\n## Speed and size (one 256x256 crop, 2 threads)\n")

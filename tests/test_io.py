@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io as bytes_io
 import math
+import os
 
 import numpy as np
 import pydicom
@@ -23,7 +24,17 @@ from pydicom.uid import (
 )
 
 from jsnq.errors import JsnqInputError
-from jsnq.io import Image, load_image, load_labels, save_labels, validate_spacing
+from jsnq.io import (
+    MAX_CROP_SIDE_PX,
+    MAX_IMAGE_PIXELS,
+    Image,
+    check_crop_size,
+    common_spacing,
+    load_image,
+    load_labels,
+    save_labels,
+    validate_spacing,
+)
 
 ROWS, COLS = 48, 64  # non-square, so a transposed read cannot pass
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
@@ -418,3 +429,197 @@ def test_real_sample_pair_split_mask(shared_data):
     labels = load_labels(folder / "fixed_split.png", shape=image.array.shape, split_mask=True)
     assert image.array.shape == labels.shape == (127, 127)
     assert set(np.unique(labels).tolist()) == {1, 2}
+
+
+# -- crashes found by the fuzz tests (tests/test_fuzz.py): one regression test each ---------------
+
+
+def test_boolean_rgb_array_is_read_as_grey():
+    # Found by fuzzing: a (rows, cols, 2|3|4) bool array raised numpy's TypeError
+    # ("boolean subtract is not supported") from the grey check.
+    mask = smooth() > 100
+    np.testing.assert_array_equal(load_image(np.dstack([mask] * 3)).array, mask.astype(np.float32))
+    labels = load_labels(np.dstack([mask, np.ones_like(mask)]), shape=mask.shape, split_mask=True)
+    np.testing.assert_array_equal(labels, np.where(mask, 1, 2))
+
+
+def test_values_beyond_float32_are_refused():
+    # float64 pixels over float32's range used to come back as inf, in an Image documented finite.
+    pixels = smooth().astype(np.float64)
+    pixels[0, 0] = 1e300
+    with pytest.raises(JsnqInputError) as info:
+        load_image(pixels, name="huge")
+    assert str(info.value) == "huge: image values exceed the float32 range (|value| > 3.4e+38)"
+
+
+def test_inverting_near_float32_max_does_not_overflow(tmp_path):
+    # MINISWHITE inversion max + min - value overflowed in float32 to an all-inf image.
+    pixels = (1e38 + smooth().astype(np.float32) * 8e35).astype(np.float32)
+    path = tmp_path / "white.tif"
+    tifffile.imwrite(path, pixels, photometric="miniswhite")
+    image = load_image(path)
+    assert np.isfinite(image.array).all()
+    expected = (float(pixels.max()) + float(pixels.min())) - pixels.astype(np.float64)
+    np.testing.assert_allclose(image.array, expected, rtol=1e-6)
+
+
+def _tiff_claiming(path, rows: int, cols: int):
+    """A 1-strip float32 TIFF whose header claims rows x cols but which holds 8 bytes of data."""
+    import struct
+
+    tags = [(256, 4, cols), (257, 4, rows), (258, 3, 32), (259, 3, 1), (262, 3, 1), (273, 4, 8),
+            (277, 3, 1), (278, 4, rows), (279, 4, 8), (339, 3, 3)]
+    ifd_at = 16
+    data = b"II*\x00" + struct.pack("<I", ifd_at) + b"\x00" * 8
+    data += struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        data += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+    path.write_bytes(data + b"\x00" * 4)
+    return path
+
+
+def test_tiff_header_claiming_a_huge_image_is_refused_before_decoding(tmp_path):
+    # Found by fuzzing: one corrupted byte in a TIFF's ImageWidth made tifffile allocate
+    # 24 GiB, and load_image died with MemoryError.
+    import time
+
+    path = _tiff_claiming(tmp_path / "bomb.tif", 100_000, 60_000)
+    start = time.perf_counter()
+    with pytest.raises(JsnqInputError) as info:
+        load_image(path)
+    assert time.perf_counter() - start < 1.0
+    assert str(info.value).startswith(f"{path}: image is 100000x60000 px; jsnq reads radiographs of at most")
+
+
+# -- size limits (jsnq.limits): refused from the header, before decoding ---------------------------
+
+
+def _png_claiming(path, rows: int, cols: int):
+    """A PNG holding only its IHDR header (rows x cols, 8-bit grey) and IEND: a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def _refused_quickly(call, *, seconds: float = 1.0) -> str:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(JsnqInputError) as info:
+        call()
+    assert time.perf_counter() - start < seconds
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("rows, cols", [(9000, 9000), (40_000, 40_000), (20, 20_000)])
+def test_png_header_over_the_image_limit_is_refused_before_decoding(tmp_path, rows, cols):
+    # 40000 x 40000 is over Pillow's own decompression-bomb limit, which raises first
+    path = _png_claiming(tmp_path / "big.png", rows, cols)
+    message = _refused_quickly(lambda: load_image(path))
+    assert message.startswith(f"{path}: image is ")
+    assert f"jsnq reads radiographs of at most {MAX_IMAGE_PIXELS} px" in message
+
+
+def test_dicom_tags_over_the_image_limit_are_refused_before_decoding(tmp_path):
+    path = write_dicom(tmp_path / "big.dcm", smooth(4095, np.uint16))
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 60000, 60000
+    ds.save_as(path, enforce_file_format=True)
+    message = _refused_quickly(lambda: load_image(path))
+    assert message.startswith(f"{path}: image is 60000x60000 px; jsnq reads radiographs of at most")
+
+
+def test_arrays_over_the_image_limit_are_refused():
+    huge = np.broadcast_to(np.float32(0), (9000, 9000))  # no memory behind it
+    message = _refused_quickly(lambda: load_image(huge, name="big"))
+    assert message.startswith("big: image is 9000x9000 px; jsnq reads radiographs")
+
+
+def test_file_over_the_byte_limit_is_refused_unread(tmp_path):
+    from jsnq.limits import MAX_FILE_BYTES
+
+    path = _png_claiming(tmp_path / "padded.png", 64, 64)
+    os.truncate(path, MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    message = _refused_quickly(lambda: load_image(path))
+    assert message == f"{path}: file is 1024 MiB; jsnq reads image files of at most 1024 MiB"
+
+
+def test_whole_hand_sized_image_is_accepted():
+    # 4000 x 5000 px, the largest whole-hand radiographs in practice, pass the image limit
+    from jsnq.limits import check_image_size
+
+    check_image_size(5000, 4000, source="hand.png")
+    check_image_size(8192, 8192, source="hand.png")
+    with pytest.raises(JsnqInputError, match="hand.png: image is 8193x8192 px"):
+        check_image_size(8193, 8192, source="hand.png")
+
+
+def test_crop_limit_from_the_header_before_decoding(tmp_path):
+    # The issue's case: an 8000 x 8000 PNG given to measure / segment. With crop=True the
+    # header alone refuses it (the file here has no pixel data at all, so decoding would fail).
+    path = _png_claiming(tmp_path / "hand.png", 8000, 8000)
+    message = _refused_quickly(lambda: load_image(path, crop=True))
+    assert message == (f"{path}: image is 8000x8000 px; joint crops are at most {MAX_CROP_SIDE_PX} px a side "
+                       "(the shipped crops are 256 px): cut a crop around one joint first")
+
+
+def test_check_crop_size():
+    at_limit = np.broadcast_to(np.float32(0), (MAX_CROP_SIDE_PX, 300))
+    check_crop_size(at_limit)
+    check_crop_size(load_image(smooth()))
+    with pytest.raises(JsnqInputError) as info:
+        check_crop_size(np.broadcast_to(np.float32(0), (300, MAX_CROP_SIDE_PX + 1)), source="wide.png")
+    assert str(info.value).startswith(f"wide.png: image is 300x{MAX_CROP_SIDE_PX + 1} px; joint crops are at most")
+    image = load_image(np.tile(smooth(), (25, 20)), name="tiled")  # 1200 x 1280: a radiograph, not a crop
+    with pytest.raises(JsnqInputError, match=r"^tiled: image is 1200x1280 px; joint crops"):
+        check_crop_size(image)
+    with pytest.raises(JsnqInputError, match=r"^tiled: image is 1200x1280 px; joint crops"):
+        load_image(image, crop=True)
+    with pytest.raises(JsnqInputError, match=r"^<array>: image is 1200x1280 px; joint crops"):
+        load_image(np.tile(smooth(), (25, 20)), crop=True)
+    assert MAX_CROP_SIDE_PX >= 4 * 256  # headroom over the shipped crops
+
+
+# -- the spacing two visits share (common_spacing) -----------------------------------------------------
+
+
+def _visit(name, spacing):
+    return load_image(smooth(), name=name, spacing_mm=spacing)
+
+
+def test_common_spacing_agreeing_or_absent():
+    assert common_spacing(_visit("b.png", None), _visit("f.png", None)) is None
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.1)) == 0.1
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.1009)) == 0.1  # within 1 %
+
+
+@pytest.mark.parametrize("base, fol, missing, role", [(0.1, None, "f.png", "follow-up"),
+                                                      (None, 0.1, "b.png", "baseline")])
+def test_common_spacing_refuses_one_visit_without_spacing(base, fol, missing, role):
+    # Used to be silent: the known spacing was applied to both visits.
+    with pytest.raises(JsnqInputError) as info:
+        common_spacing(_visit("b.png", base), _visit("f.png", fol))
+    message = str(info.value)
+    assert message.startswith(f"{missing}: the {role} has no pixel spacing but the ") and "0.1 mm" in message
+    assert "\n" not in message
+
+
+def test_common_spacing_refuses_a_mismatch_over_one_percent():
+    with pytest.raises(JsnqInputError, match=r"^f.png: pixel spacing 0.102 mm differs from the baseline's 0.1 mm"):
+        common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.102))
+
+
+def test_common_spacing_explicit_overrides_both():
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", None), spacing_mm=0.15) == 0.15
+    assert common_spacing(_visit("b.png", 0.1), _visit("f.png", 0.2), spacing_mm=0.15) == 0.15
+    assert common_spacing(_visit("b.png", None), _visit("f.png", None), spacing_mm=0.15) == 0.15
+    with pytest.raises(JsnqInputError, match="absurd pixel spacing"):
+        common_spacing(_visit("b.png", None), _visit("f.png", None), spacing_mm=0.0)

@@ -21,7 +21,7 @@ from jsnq.register.network import (REGNET_WEIGHTS_FILE, RegNetConfig, build_regn
                                    to_crop_similarity, warp)
 from jsnq.register.warp import warp_to_baseline
 
-from test_training import _write_folder
+from manifests import write_manifest_folder
 
 runner = CliRunner()
 C = crop_centre((256, 256))
@@ -218,7 +218,7 @@ TINY = ["--epochs", "1", "--steps", "3", "--batch-size", "4", "--size", "32", "-
 
 
 def test_train_register_end_to_end_seeded_and_resumable(tmp_path):
-    data = _write_folder(tmp_path / "data", n_joints=4, visits=2)
+    data = write_manifest_folder(tmp_path / "data", n_joints=4, visits=2)
     ckpt = tmp_path / "reg.pt"
     result = runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(ckpt), *TINY])
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -262,7 +262,7 @@ def test_train_register_end_to_end_seeded_and_resumable(tmp_path):
 def test_train_register_fine_tunes_from_init(tmp_path):
     """--init starts from another run's weights with this run's options (recorded), and a
     checkpoint of another network shape is refused with a one-line error."""
-    data = _write_folder(tmp_path / "data", n_joints=4, visits=2)
+    data = write_manifest_folder(tmp_path / "data", n_joints=4, visits=2)
     first = tmp_path / "first.pt"
     assert runner.invoke(app, ["train", "register", "--data", str(data), "--out", str(first), *TINY]).exit_code == 0
     tuned = tmp_path / "tuned.pt"

@@ -3,7 +3,6 @@ tiny synthetic folder (seconds), resume, export, and bad data folders."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,42 +14,16 @@ from typer.testing import CliRunner
 
 from jsnq.cli import app
 from jsnq.errors import JsnqInputError
-from jsnq.io import save_image
-from jsnq.phantom import make_pair
 from jsnq.segment.network import load_model
 from jsnq.training import (AugmentRanges, TrainConfig, apply_augmentation, read_manifest, sample_augmentation,
                            split_joints, train_segmenter)
 from jsnq.training.augment import AugmentParams
-from jsnq.training.segment import lr_at, read_checkpoint, segmentation_loss
+from jsnq.training.loop import lr_at, read_checkpoint
+from jsnq.training.segment import segmentation_loss
+from manifests import CROP, write_manifest_folder
 from jsnq.segment.network import NetworkConfig
 
 runner = CliRunner()
-CROP = 64
-
-
-def _write_folder(folder: Path, n_joints: int = 4, visits: int = 2, *, with_joint_id: bool = True) -> Path:
-    """Phantom crops (CROP x CROP) and their 0/255 masks in one folder per joint, plus a manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for j in range(n_joints):
-        jdir = folder / f"joint{j}"
-        jdir.mkdir(exist_ok=True)
-        for v in range(visits):
-            pair = make_pair(10 * j + v, shape=(CROP, CROP))
-            stem = f"v{v}"
-            save_image(jdir / f"{stem}.png", pair.baseline)
-            PILImage.fromarray(pair.upper_mask.astype(np.uint8) * 255).save(jdir / f"{stem}_upper.png")
-            PILImage.fromarray(pair.lower_mask.astype(np.uint8) * 255).save(jdir / f"{stem}_lower.png")
-            row = {"image": f"joint{j}/{stem}.png", "upper_mask": f"joint{j}/{stem}_upper.png",
-                   "lower_mask": f"joint{j}/{stem}_lower.png"}
-            if with_joint_id:
-                row = {"joint_id": f"J{j}", **row}
-            rows.append(row)
-    with (folder / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder
 
 
 TINY_ARGS = ["--epochs", "1", "--batch-size", "4", "--size", "32", "--target-size", str(CROP),
@@ -59,7 +32,7 @@ TINY_ARGS = ["--epochs", "1", "--batch-size", "4", "--size", "32", "--target-siz
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write_folder(tmp_path_factory.mktemp("tiny") / "data")
+    return write_manifest_folder(tmp_path_factory.mktemp("tiny") / "data")
 
 
 # -- the command, end to end ------------------------------------------------------------------
@@ -120,7 +93,7 @@ def test_resume_continues_exactly(tiny, tmp_path):
 
 
 def test_joint_defaults_to_the_image_folder(tmp_path):
-    folder = _write_folder(tmp_path / "nojid", n_joints=2, with_joint_id=False)
+    folder = write_manifest_folder(tmp_path / "nojid", n_joints=2, with_joint_id=False)
     rows = read_manifest(folder)
     assert {r.joint_id for r in rows} == {"joint0", "joint1"}
 
@@ -240,14 +213,14 @@ def test_wrong_manifest_is_one_line_error(tiny, tmp_path):
 
 
 def test_missing_mask_file_is_one_line_error(tmp_path):
-    folder = _write_folder(tmp_path / "d", n_joints=2, visits=1)
+    folder = write_manifest_folder(tmp_path / "d", n_joints=2, visits=1)
     (folder / "joint1" / "v0_lower.png").unlink()
     _one_line_error(["train", "segment", "--data", str(folder), "--out", str(tmp_path / "x.pt")],
                     "v0_lower.png", "lower mask file not found", "line 3")
 
 
 def test_mask_of_another_size_is_one_line_error(tmp_path):
-    folder = _write_folder(tmp_path / "d", n_joints=2, visits=1)
+    folder = write_manifest_folder(tmp_path / "d", n_joints=2, visits=1)
     small = np.zeros((CROP // 2, CROP), np.uint8)
     small[:10] = 255
     PILImage.fromarray(small).save(folder / "joint0" / "v0_upper.png")
@@ -256,7 +229,7 @@ def test_mask_of_another_size_is_one_line_error(tmp_path):
 
 
 def test_empty_mask_is_one_line_error(tmp_path):
-    folder = _write_folder(tmp_path / "d", n_joints=2, visits=1)
+    folder = write_manifest_folder(tmp_path / "d", n_joints=2, visits=1)
     PILImage.fromarray(np.zeros((CROP, CROP), np.uint8)).save(folder / "joint1" / "v0_upper.png")
     _one_line_error(["train", "segment", "--data", str(folder), "--out", str(tmp_path / "x.pt"), *TINY_ARGS],
                     "v0_upper.png", "upper mask is empty")

@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
-__all__ = ["JsnqInputError", "WeightsUnavailableError", "one_line"]
+import os
+
+__all__ = ["JsnqInputError", "WeightsUnavailableError", "safe_display_name", "one_line"]
+
+
+def safe_display_name(name: object) -> str:
+    """A file name (or any source) as printable, encodable, one-line text.
+
+    File names on Linux are bytes; Python decodes the ones that are not valid UTF-8 with
+    surrogate escapes (``b"caf\\xe9.png"`` -> ``"caf\\udce9.png"``), which matplotlib titles,
+    HTML reports and UTF-8 streams cannot encode. This restores the original bytes, shows
+    those that are not UTF-8 as ``\\xNN`` and escapes control and format characters
+    (newlines, terminal escapes, right-to-left overrides), so the result is safe in a figure
+    title, an HTML page (after the usual HTML escaping) and a one-line message. Use it for
+    display only: open files by their real name.
+
+    Args:
+        name: a ``str``, ``bytes`` or ``os.PathLike`` path, or any object (``str()`` is used).
+
+    Returns:
+        ``str`` that encodes as UTF-8 and holds no line breaks; equal to ``os.fsdecode(name)``
+        for ordinary names.
+    """
+    if isinstance(name, (bytes, os.PathLike)):
+        try:
+            name = os.fsdecode(name)
+        except TypeError:  # a PathLike whose __fspath__ returns something else
+            name = str(name)
+    text = name if isinstance(name, str) else str(name)
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that are no file-system escapes
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class JsnqInputError(ValueError):
     """Bad input: a missing, corrupt, blank or non-2-D image, mismatched labels, a bad spacing.
 
     ``str(err)`` is a single line that names the offending file (or array) and the problem,
-    e.g. ``"followup.png: image is blank (constant value 0)"``.
+    e.g. ``"followup.png: image is blank (constant value 0)"``. The name is shown through
+    :func:`safe_display_name`, so a file name holding a newline or bytes that are not UTF-8
+    still gives one printable line; ``err.source`` keeps the name as given (``str``).
     """
 
     def __init__(self, source: object, problem: str) -> None:
+        if isinstance(source, (bytes, os.PathLike)):
+            try:
+                source = os.fsdecode(source)
+            except TypeError:
+                pass
         self.source = str(source)
         self.problem = problem
-        super().__init__(f"{self.source}: {problem}")
+        super().__init__(f"{safe_display_name(self.source)}: {safe_display_name(problem)}")
 
 
 class WeightsUnavailableError(ValueError):

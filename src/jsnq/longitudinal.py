@@ -94,7 +94,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     if labels is not None and len(labels) != len(visits):
         raise JsnqInputError("series", f"{len(labels)} label images for {len(visits)} visits")
     checked_dates = None if dates is None else _check_dates(dates, len(visits))
-    images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
+    images = [load_image(v, spacing_mm=spacing_mm, name=None, crop=True) for v in visits]
     lab = list(labels) if labels is not None else [None] * len(images)
     if points is not None and len(points) != len(images):
         raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")

@@ -1,85 +1,218 @@
-"""Writing results safely: only where told, never over an input, never through a symlink, atomically."""
+"""Writing outputs safely: never over an input, never through a symlink, errors in one line.
+
+The commands call these at the edge, before the computation (:func:`check_output`,
+:func:`check_output_dir`: fail fast on a bad path) and when writing (:func:`write_atomic`,
+:func:`atomic_output`: a temporary file in the same folder, then ``os.replace``, so a crash
+leaves either the old file or the new one, never half of one, and an existing symlink at the
+output name is refused rather than followed).
+
+Every refusal is a :class:`~jsnq.errors.JsnqInputError`: one line naming the path.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from .errors import JsnqInputError
+from .errors import JsnqInputError, safe_display_name
 
-__all__ = ["check_output", "check_output_dir", "write_atomic"]
+__all__ = ["atomic_output", "check_output", "check_output_dir", "safe_display_name", "write_atomic"]
+
+_NEW_FILE_MODE = 0o644  # the mode of a new output file (mkstemp's own 0600 would hide it from others)
 
 
-def _same(a: Path, b: Path) -> bool:
+def _fspath(path: str | os.PathLike[str] | bytes) -> str:
+    return os.fsdecode(path)
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
     try:
-        return os.path.realpath(a) == os.path.realpath(b) or (a.exists() and b.exists() and os.path.samefile(a, b))
+        return os.path.samefile(a, b)  # hard links, bind mounts
     except OSError:
         return False
 
 
-def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """An output file name that may be written: its folder exists, it is not a folder, not a
-    symlink, and it is none of ``inputs``.
+def check_output(
+    path: str | os.PathLike[str] | bytes,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | bytes | None] = (),
+    folder: str | os.PathLike[str] | bytes | None = None,
+) -> Path:
+    """Check that ``path`` may be written as an output file, before any work is done.
+
+    Args:
+        path: the output file name.
+        inputs: the command's input files (``None`` entries are skipped); the output must
+            not be any of them, by name, symlink or hard link.
+        folder: the output folder ``path`` must lie directly in (e.g. ``--figures DIR``),
+            so that a name like ``../x.png`` cannot leave it.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        JsnqInputError: one line naming the path and the problem.
+        JsnqInputError: the path is an input; is a symbolic link (jsnq does not write
+            through links: ``DIR/x.png -> /elsewhere`` would overwrite ``/elsewhere``); is a
+            directory; lies outside ``folder``; its folder is missing or not writable.
     """
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    if out.is_dir():
-        raise JsnqInputError(out, "is a directory, not a file name")
-    if out.is_symlink():
-        raise JsnqInputError(out, "is a symbolic link; jsnq does not write through links")
-    for source in inputs:
-        if _same(out, Path(source)):
-            raise JsnqInputError(out, f"is an input ({os.fspath(source)}); choose another output name")
-    return out
+    name = _fspath(path)
+    for given in inputs:
+        if given is not None and _same_file(name, _fspath(given)):
+            same = safe_display_name(given)
+            raise JsnqInputError(name, f"output would overwrite the input {same}; choose another output name")
+    if os.path.islink(name):
+        raise JsnqInputError(name, "output is a symbolic link; jsnq does not write through links (remove it "
+                                   "or choose another name)")
+    if os.path.isdir(name):
+        raise JsnqInputError(name, "is a directory, not a file name")
+    parent = os.path.dirname(name) or "."
+    if folder is not None and os.path.realpath(parent) != os.path.realpath(_fspath(folder)):
+        raise JsnqInputError(name, f"output is not inside the output folder {safe_display_name(folder)}")
+    if not os.path.isdir(parent):
+        raise JsnqInputError(name, "output directory does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise JsnqInputError(name, f"cannot write to the folder {safe_display_name(parent)}: permission denied "
+                                   "or read-only file system")
+    return Path(name)
 
 
-def check_output_dir(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """An output folder: created when missing (never its parents), not a symlink, holding no input.
+def check_output_dir(
+    folder: str | os.PathLike[str] | bytes,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | bytes | None] = (),
+    create: bool = True,
+) -> Path:
+    """Check (and by default create, never its parents) an output folder such as ``--figures``.
+
+    Args:
+        folder: the folder.
+        inputs: input files; none may be the folder itself.
+        create: make the folder when missing (its parent must exist).
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
 
     Raises:
-        JsnqInputError: one line naming the path and the problem.
+        JsnqInputError: exists and is not a directory; its parent is missing; it cannot be
+            created or is not writable.
     """
-    out = Path(path)
-    if out.is_symlink():
-        raise JsnqInputError(out, "is a symbolic link; jsnq does not write through links")
-    if not out.is_dir():
-        if out.exists():
-            raise JsnqInputError(out, "exists and is not a directory")
-        if not out.parent.is_dir():
-            raise JsnqInputError(out, "parent directory does not exist")
+    name = _fspath(folder)
+    for given in inputs:
+        if given is not None and _same_file(name, _fspath(given)):
+            raise JsnqInputError(name, f"output folder is the input {safe_display_name(given)}")
+    if not os.path.isdir(name):
+        if os.path.lexists(name):
+            raise JsnqInputError(name, "exists and is not a directory")
+        if not create:
+            raise JsnqInputError(name, "output directory does not exist")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(name))):
+            raise JsnqInputError(name, "parent directory does not exist")
         try:
-            out.mkdir()
+            os.mkdir(name)
         except OSError as err:
-            raise JsnqInputError(out, f"cannot create directory: {err.strerror or err}") from None
-    return out
+            raise JsnqInputError(name, f"cannot create directory: {_reason(err)}") from None
+    if not os.access(name, os.W_OK | os.X_OK):
+        raise JsnqInputError(name, "cannot write to the folder: permission denied or read-only file system")
+    return Path(name)
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so a crash leaves the old file or the new one, never half of one; a symlink at ``path`` is
-    replaced, not followed.
+@contextlib.contextmanager
+def atomic_output(
+    path: str | os.PathLike[str] | bytes,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | bytes | None] = (),
+    folder: str | os.PathLike[str] | bytes | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    For writers that want a file name (``fig.savefig(tmp)``, ``PIL.Image.save(tmp)``). The
+    temporary name keeps the suffix, so format detection by extension still works. On an
+    exception inside the block the temporary file is removed and ``path`` is untouched.
+
+    Args:
+        path: the output file; checked with :func:`check_output` first.
+        inputs: input files the output must not be.
+        folder: the output folder ``path`` must lie in (see :func:`check_output`).
+
+    Yields:
+        The temporary :class:`~pathlib.Path` to write to.
 
     Raises:
-        JsnqInputError: the folder cannot be written (one line).
+        JsnqInputError: the checks of :func:`check_output` fail, or the file cannot be
+            created, written or moved into place (disk full, read-only, ...), in one line.
     """
-    out = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    target = check_output(path, inputs=inputs, folder=folder)
+    parent = os.path.dirname(os.fspath(target)) or "."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=parent)
     except OSError as err:
-        raise JsnqInputError(out, f"cannot write: {err.strerror or err}") from None
+        raise JsnqInputError(target, f"cannot write: {_reason(err)}") from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        yield Path(tmp)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)  # keep an existing file's permissions
+        except OSError:
+            mode = _NEW_FILE_MODE
+        os.chmod(tmp, mode)
+        if os.path.islink(target):  # appeared since the check: still never write through it
+            raise JsnqInputError(target, "output is a symbolic link; jsnq does not write through links")
+        os.replace(tmp, target)  # rename(2): replaces the name itself, follows no link
+    except OSError as err:
+        _remove(tmp)
+        raise JsnqInputError(target, f"cannot write: {_reason(err)}") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_atomic(
+    path: str | os.PathLike[str] | bytes,
+    data: bytes | str,
+    *,
+    inputs: Iterable[str | os.PathLike[str] | bytes | None] = (),
+    folder: str | os.PathLike[str] | bytes | None = None,
+) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Args:
+        path: the output file; checked with :func:`check_output`.
+        data: ``bytes``, or ``str`` written as UTF-8. Text must be encodable: pass file
+            names through :func:`safe_display_name` before putting them in a report.
+        inputs: input files the output must not be.
+        folder: the output folder ``path`` must lie in.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        JsnqInputError: the checks of :func:`check_output` fail; the text is not encodable
+            as UTF-8; the file cannot be written (one line, naming the file).
+    """
+    if isinstance(data, str):
+        try:
+            payload = data.encode("utf-8")
+        except UnicodeEncodeError as err:
+            bad = safe_display_name(data[max(0, err.start - 20): err.end + 20])
+            raise JsnqInputError(_fspath(path), f"text to write is not valid UTF-8 near {bad!r}") from None
+    else:
+        payload = bytes(data)
+    with atomic_output(path, inputs=inputs, folder=folder) as tmp:
+        with open(tmp, "wb") as fh:
             fh.write(payload)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise JsnqInputError(out, f"cannot write: {err.strerror or err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return Path(_fspath(path))
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -22,7 +22,7 @@ from .config import ENGINES, SEGMENTERS, MeasureConfig, resolve
 from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, px_to_mm
 from .intensity import normalise
-from .io import Image, load_image, load_labels
+from .io import Image, common_spacing, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
 from .quality import ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check
@@ -34,18 +34,6 @@ __all__ = ["measure", "measure_many", "prepare", "finish", "Prepared", "network_
            "ENGINES", "SEGMENTERS"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
-
-
-#: Two visits whose pixel spacings differ by more than this fraction are refused.
-SPACING_TOLERANCE = 0.01
-
-
-def _common_spacing(base: Image, fol: Image) -> float | None:
-    if base.spacing_mm is not None and fol.spacing_mm is not None:
-        if abs(base.spacing_mm - fol.spacing_mm) > SPACING_TOLERANCE * base.spacing_mm:
-            raise JsnqInputError(fol.source, f"pixel spacing {fol.spacing_mm:g} mm differs from the baseline's "
-                                 f"{base.spacing_mm:g} mm; resample the crops to a common spacing first")
-    return base.spacing_mm if base.spacing_mm is not None else fol.spacing_mm
 
 
 def _shipped_regnet(required: bool):
@@ -226,12 +214,12 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
             segment_cache[key] = network_segment(img, required)
         return segment_cache[key]
 
-    base = load_image(baseline, spacing_mm=spacing_mm, name=None)
-    fol = load_image(followup, spacing_mm=spacing_mm, name=None)
+    base = load_image(baseline, spacing_mm=spacing_mm, name=None, crop=True)
+    fol = load_image(followup, spacing_mm=spacing_mm, name=None, crop=True)
     if base.array.shape != fol.array.shape:
         raise JsnqInputError(fol.source, f"follow-up is {fol.array.shape[0]}x{fol.array.shape[1]} but the baseline is "
                              f"{base.array.shape[0]}x{base.array.shape[1]}; crop both visits to the same size")
-    spacing = _common_spacing(base, fol)
+    spacing = common_spacing(base, fol, spacing_mm=spacing_mm)
     shape = base.array.shape
     seg_base = seg_fol = None
     if baseline_labels is not None:

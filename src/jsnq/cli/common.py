@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import typer
 
-from ..errors import JsnqInputError, one_line
+from ..errors import one_line
+from ..errors import safe_display_name as display
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -46,11 +47,6 @@ def reports_input_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def display(text: Any) -> str:
-    """Text safe to print or draw: bytes that are not UTF-8 (file names) shown as U+FFFD."""
-    return os.fsencode(str(text)).decode("utf-8", "replace") if isinstance(text, (str, os.PathLike)) else str(text)
-
-
 def stdout() -> "Console":
     from rich.console import Console
 
@@ -72,7 +68,7 @@ def output_file(path: Path, *, inputs: Iterable[Any] = ()) -> Path:
 
 
 def output_dir(path: Path, *, inputs: Iterable[Any] = ()) -> Path:
-    """An output directory: created when missing, but never its parents."""
+    """An output directory: created when missing, but never its parents; never a symlink."""
     from ..outputs import check_output_dir
 
     return check_output_dir(path, inputs=[Path(os.fspath(p)) for p in inputs if p is not None])

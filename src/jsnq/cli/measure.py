@@ -62,7 +62,7 @@ def measure_cmd(
     baseline_labels: Optional[Path] = typer.Option(
         None, "--baseline-labels", metavar="FILE",
         help="Label image in the baseline frame: 1 = upper side, 2 = lower side, 0 = ignore. "
-             "Default: the joint-space line is found automatically."),
+             "Default: the segmenter (--segmenter) finds it."),
     followup_labels: Optional[Path] = typer.Option(
         None, "--followup-labels", metavar="FILE", help="The same for the follow-up (validated, shown in figures)."),
     split_masks: bool = opt.SPLIT_MASKS,

@@ -34,10 +34,10 @@ def segment_cmd(
     from ..segment.network import segment
     from ..version import __version__
 
-    img = load_image(image, spacing_mm=spacing)
+    img = load_image(image, spacing_mm=spacing, crop=True)
     result = segment(img)
     if labels_out is not None:
-        save_labels(labels_out, result.labels)
+        save_labels(labels_out, result.labels, inputs=[image])
     if overlay is not None:
         from PIL import Image as PILImage
 
@@ -47,7 +47,7 @@ def segment_cmd(
         rgb = segmentation_overlay(img.array, result.upper_mask, result.lower_mask, result.line)
         buffer = io.BytesIO()
         PILImage.fromarray(rgb).save(buffer, format="PNG")
-        write_atomic(overlay, buffer.getvalue())
+        write_atomic(overlay, buffer.getvalue(), inputs=[image])
     failure = jsw_check(result.jsw, "crop")
     if as_json:
         data = {"jsnq_version": __version__, "image": display(img.source), "spacing_mm": img.spacing_mm,

@@ -259,6 +259,48 @@ class _ScaleSpace:
 #: Gauss-Newton also stops once its step is below this fraction of the step's own noise SD:
 #: further iterations only chase noise (at 5 % noise they doubled the run time).
 NOISE_STOP_FRACTION = 0.1
+#: Fewer valid samples than this and a fit is not attempted (the 4 + 2 parameters need many more).
+MIN_SAMPLES = 20
+#: Parameters fitted per side: 4 of the similarity, gain and offset (degrees of freedom of the residual).
+N_FIT_PARAMS = 6
+#: A gain below this (the follow-up's side has no contrast left) stops the iteration.
+MIN_GAIN = 1e-3
+#: Out of iterations, a fit whose last step is within this many ``tol_px`` is dithering around the
+#: optimum in the noise, and is called converged.
+DITHER_FACTOR = 10.0
+
+
+@dataclass
+class _Evaluation:
+    """The fit's state at one transform: photometric fit, residual, centred Jacobian (instrument),
+    normal matrix, the resampled follow-up and its validity, and the number of valid samples."""
+
+    gain: float
+    offset: float
+    resid: np.ndarray
+    jc: np.ndarray
+    a_mat: np.ndarray
+    vals: np.ndarray
+    valid: np.ndarray
+    n: float
+
+    @classmethod
+    def start(cls, level: "_Level") -> "_Evaluation":
+        """The state before any evaluation (unit gain, zero residual, every sample valid)."""
+        m = len(level.t)
+        return cls(1.0, 0.0, np.zeros(m), level.design, np.eye(4), np.zeros(m), np.ones(m, bool), float(m))
+
+
+@dataclass
+class _Solution:
+    """A Gauss-Newton run's outcome: the transform, the level it ran on, the state at its last
+    evaluation, the iterations it took and whether its step fell below ``tol_px``."""
+
+    transform: Similarity
+    level: "_Level"
+    state: _Evaluation
+    iterations: int
+    converged: bool
 
 
 def _noise_px(a_mat: np.ndarray, jc: np.ndarray, resid: np.ndarray, n: float, gain: float, radius: float) -> float:
@@ -267,7 +309,7 @@ def _noise_px(a_mat: np.ndarray, jc: np.ndarray, resid: np.ndarray, n: float, ga
         a_inv = np.linalg.inv(a_mat)
     except np.linalg.LinAlgError:
         return 0.0
-    var = _dot(resid, resid) / max(n - 6.0, 1.0)
+    var = _dot(resid, resid) / max(n - N_FIT_PARAMS, 1.0)
     sd = np.sqrt(np.maximum(np.diag(a_inv @ (jc.T @ jc) @ a_inv.T), 0.0) * var) / abs(gain)
     return _step_px(sd, radius)
 
@@ -283,13 +325,13 @@ def _step_px(dp: np.ndarray, radius: float) -> float:
     return float(abs(math.expm1(dp[0])) * radius + abs(dp[1]) * radius + math.hypot(dp[2], dp[3]))
 
 
-def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
+def _evaluate(level: _Level, fol: SplineImage, s: Similarity) -> _Evaluation | None:
     """One evaluation of the fit at ``s``: the photometric fit, the residual, the centred
-    Jacobian and the instrumental-variable normal matrix; None with < 20 valid samples."""
+    Jacobian and the instrumental-variable normal matrix; None with < MIN_SAMPLES valid samples."""
     vals, valid = fol.sample(s.apply(level.pts))
     w = valid.astype(float)
     n = w.sum()
-    if n < 20:
+    if n < MIN_SAMPLES:
         return None
     t = level.t
     mt, mv = _dot(w, t) / n, _dot(w, vals) / n
@@ -301,7 +343,7 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity):
     # Using the smoothed one on both sides shortens every step and made convergence
     # linear (step ratio ~0.9 at 10 % scale change).
     jc, a_mat = level.instrument(w, n)
-    return gain, offset, resid, jc, a_mat, vals, valid, n
+    return _Evaluation(gain, offset, resid, jc, a_mat, vals, valid, n)
 
 
 def _gain_free(level: _Level, jc: np.ndarray, w: np.ndarray, n: float) -> np.ndarray:
@@ -318,7 +360,7 @@ def _gain_free(level: _Level, jc: np.ndarray, w: np.ndarray, n: float) -> np.nda
     return jc - np.outer(u, (tc @ jc) / denom)
 
 
-def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter: int, tol_px: float):
+def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter: int, tol_px: float) -> _Solution:
     """Inverse-compositional Gauss-Newton with a symmetric photometric fit.
 
     The gain is the ratio of the intensity standard deviations over the side (geometric-mean
@@ -327,46 +369,39 @@ def _gauss_newton(level: _Level, fol: SplineImage, init: Similarity, *, max_iter
     through the mask boundary (a 0.02 px narrowing bias at 2 % noise before this choice).
     The ratio is consistent when each visit's noise scales with its exposure.
 
-    Returns the transform, gain, offset, the centred Jacobian, the residual, the resampled
-    follow-up and its validity at the last evaluation, the normal matrix, the iteration
-    count, and whether the step fell below ``tol_px``.
+    Returns the :class:`_Solution`, with the state at the last evaluation.
     """
     s = init
     center = init.center
-    t = level.t
     converged = False
     it = 0
-    gain, offset = 1.0, 0.0
-    resid = np.zeros(len(t))
-    vals = np.zeros(len(t))
-    valid = np.ones(len(t), bool)
-    jc = level.design
-    a_mat = np.eye(4)
+    state = _Evaluation.start(level)
     step = np.inf
     for it in range(1, max_iter + 1):
         ev = _evaluate(level, fol, s)
         if ev is None:
             break
-        gain, offset, resid, jc, a_mat, vals, valid, n = ev
-        if gain <= 1e-3:
+        state = ev
+        if state.gain <= MIN_GAIN:
             break
         try:
-            v = np.linalg.solve(a_mat, jc.T @ resid)
+            v = np.linalg.solve(state.a_mat, state.jc.T @ state.resid)
         except np.linalg.LinAlgError:
             break
-        dp = v / gain
+        dp = v / state.gain
         if not np.isfinite(dp).all():
             break
         s = s.compose(Similarity.from_params(dp, center).inverse())
         step = _step_px(dp, level.radius)
-        if step < max(tol_px, NOISE_STOP_FRACTION * _noise_px(a_mat, jc, resid, n, gain, level.radius)):
+        noise = _noise_px(state.a_mat, state.jc, state.resid, state.n, state.gain, level.radius)
+        if step < max(tol_px, NOISE_STOP_FRACTION * noise):
             converged = True
             break
     else:
         # Out of iterations: noise can make the last steps dither around the optimum just
         # above ``tol_px``; that is still a converged fit.
-        converged = bool(step < 10 * tol_px)
-    return s, gain, offset, jc, resid, vals, valid, a_mat, it, converged
+        converged = bool(step < DITHER_FACTOR * tol_px)
+    return _Solution(s, level, state, it, converged)
 
 
 def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.ndarray,
@@ -378,7 +413,7 @@ def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.nd
     inv = (level.rows // block) * per_row + (level.cols // block)
     n_blocks = int(inv.max()) + 1 if len(inv) else 0
     summed = np.stack([np.bincount(inv, weights=score[:, k], minlength=n_blocks) for k in range(4)], axis=1)
-    b_mat = summed.T @ summed * (n / max(n - 6.0, 1.0))
+    b_mat = summed.T @ summed * (n / max(n - N_FIT_PARAMS, 1.0))
     try:
         a_inv = np.linalg.inv(a_mat)
     except np.linalg.LinAlgError:
@@ -403,20 +438,22 @@ def _at_bound(s: Similarity, opts: RegistrationOptions) -> bool:
 
 
 def _refine(space: _ScaleSpace, mask: np.ndarray, init: Similarity,
-            levels: tuple[tuple[float, int], ...], opts: RegistrationOptions):
+            levels: tuple[tuple[float, int], ...], opts: RegistrationOptions) -> _Solution:
+    """Gauss-Newton through the scale-space ``levels``, each from the last one's transform: the
+    last level's solution, with the iterations of all levels."""
     s = init
     total = 0
-    out = None
+    sol = None
     for sigma, step in levels:
         base_s, grads, fol = space.get(sigma)
         level = _Level(base_s, grads, mask, int(step), init.center,
                        space.other(sigma) if opts.gain_free else None)
-        if len(level.t) < 20:
+        if len(level.t) < MIN_SAMPLES:
             raise ValueError("too few pixels in the mask to register")
-        s, *rest, it, conv = _gauss_newton(level, fol, s, max_iter=opts.max_iter, tol_px=opts.tol_px)
-        total += it
-        out = (level, *rest, conv)
-    return s, total, out
+        sol = _gauss_newton(level, fol, s, max_iter=opts.max_iter, tol_px=opts.tol_px)
+        s = sol.transform
+        total += sol.iterations
+    return _Solution(sol.transform, sol.level, sol.state, total, sol.converged)
 
 
 def _as_mask(mask: np.ndarray) -> np.ndarray:
@@ -441,27 +478,25 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
     mask = _as_mask(mask)
     init = init or Similarity.identity(crop_centre(baseline.shape))
-    s, iters, (level, gain, offset, jc, resid, vals, valid, a_mat, conv) = _refine(
-        space, mask, init, opts.bone_levels, opts)
-    return _bone_fit(space, level, s, gain, offset, jc, resid, vals, valid, a_mat, iters, bool(conv), opts)
+    return _bone_fit(space, _refine(space, mask, init, opts.bone_levels, opts), opts)
 
 
-def _bone_fit(space: _ScaleSpace, level: _Level, s: Similarity, gain: float, offset: float, jc: np.ndarray,
-              resid: np.ndarray, vals: np.ndarray, valid: np.ndarray, a_mat: np.ndarray, iters: int,
-              converged: bool, opts: RegistrationOptions) -> BoneFit:
+def _bone_fit(space: _ScaleSpace, sol: _Solution, opts: RegistrationOptions) -> BoneFit:
+    level, st, s = sol.level, sol.state, sol.transform
+    gain, offset, resid, vals, valid = st.gain, st.offset, st.resid, st.vals, st.valid
     n = int(valid.sum())
-    cov = _sandwich_cov(level, jc, resid, a_mat, gain, n, opts.block_px)
+    cov = _sandwich_cov(level, st.jc, resid, st.a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
     # evaluation, within ``tol_px`` of the fit when converged).
     # At the identity every sample sits on its own pixel: read the follow-up there (the
     # interpolating spline would return the same values).
     ncc0, mse0 = _ncc_mse(level.t, space.followup[level.rows, level.cols])
     ncc1, mse1 = _ncc_mse(level.t[valid], vals[valid])
-    sd = float(np.sqrt((resid[valid] ** 2).sum() / max(n - 6, 1)))
+    sd = float(np.sqrt((resid[valid] ** 2).sum() / max(n - N_FIT_PARAMS, 1)))
     return BoneFit(
         transform=s, covariance=cov, gain=float(gain), offset=float(offset), ncc_before=ncc0, ncc_after=ncc1,
-        mse_before=mse0, mse_after=mse1, residual_sd=sd, n_pixels=n, iterations=iters,
-        converged=converged, at_bound=_at_bound(s, opts),
+        mse_before=mse0, mse_after=mse1, residual_sd=sd, n_pixels=n, iterations=sol.iterations,
+        converged=bool(sol.converged), at_bound=_at_bound(s, opts),
     )
 
 
@@ -483,8 +518,7 @@ def evaluate_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.nda
     ev = _evaluate(level, fol, transform)
     if ev is None:
         raise ValueError("too few pixels of the mask map inside the follow-up")
-    gain, offset, resid, jc, a_mat, vals, valid, _ = ev
-    return _bone_fit(space, level, transform, gain, offset, jc, resid, vals, valid, a_mat, 0, True, opts)
+    return _bone_fit(space, _Solution(transform, level, ev, 0, True), opts)
 
 
 # ----------------------------------------------------------------------------------------
@@ -598,7 +632,7 @@ def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
     if inits is None:
         if init is None:
             init = global_search(baseline, followup, options=opts)
-            init, _, _ = _refine(space, labels > 0, init, opts.global_levels, opts)
+            init = _refine(space, labels > 0, init, opts.global_levels, opts).transform
         inits = (init, init)
     elif not refine:
         return Registration(

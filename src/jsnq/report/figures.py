@@ -21,14 +21,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import offset_copy
 
-from ..errors import JsnqInputError
+from ..errors import JsnqInputError, safe_display_name
+from ..outputs import atomic_output
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
     from ..results import BoneMotion, Measurement
 
-__all__ = ["qa_figure", "overlay_labels", "segmentation_overlay"]
+__all__ = ["qa_figure", "overlay_labels", "segmentation_overlay", "checkerboard", "grey_limits", "residual_limit",
+           "LOWER_COLOUR", "UPPER_COLOUR", "RESIDUAL_CMAP"]
 
 UPPER_COLOUR = "#ff9f1c"  # orange: upper side of the joint (proximal phalanx)
 LOWER_COLOUR = "#2ec4f0"  # blue: lower side (metacarpal head)
@@ -41,7 +43,7 @@ DPI = 110
 MAX_REASON_LINES = 8
 
 
-def _grey_limits(image: np.ndarray) -> tuple[float, float]:
+def grey_limits(image: np.ndarray) -> tuple[float, float]:
     finite = image[np.isfinite(image)]
     if finite.size == 0:
         return 0.0, 1.0
@@ -54,7 +56,7 @@ def segmentation_overlay(image: np.ndarray, upper_mask: np.ndarray, lower_mask: 
     """8-bit RGB ``[row, col, 3]``: the crop in grey (0.5-99.5 percentile limits), the upper
     bone tinted red, the lower blue, and the midline (a row per column, NaN = none) yellow."""
     a = np.asarray(image, dtype=np.float64)
-    lo, hi = _grey_limits(a)
+    lo, hi = grey_limits(a)
     g = np.clip((a - lo) / (hi - lo), 0.0, 1.0)
     rgb = np.stack([g, g, g], axis=-1)
     for mask, colour in ((upper_mask, (1.0, 0.25, 0.25)), (lower_mask, (0.3, 0.45, 1.0))):
@@ -87,7 +89,7 @@ def overlay_labels(ax: "Axes", image: np.ndarray, labels: np.ndarray | None, *,
     The boundary between the two sides is drawn as a line. ``labels=None`` shows the image
     only. ``limits`` are the grey display limits (default: 0.5-99.5 percentiles).
     """
-    _show(ax, image, limits or _grey_limits(image), title)
+    _show(ax, image, limits or grey_limits(image), title)
     if labels is None:
         return
     tint = np.zeros(labels.shape + (4,), np.float32)
@@ -103,7 +105,7 @@ def overlay_labels(ax: "Axes", image: np.ndarray, labels: np.ndarray | None, *,
                   handlelength=1.2, borderpad=0.4, labelspacing=0.25)
 
 
-def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
+def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     """Alternate square tiles of ``a`` and ``b`` (``a`` where ``b`` is NaN)."""
     rows, cols = a.shape
     tile = max(4, min(rows, cols) // tiles)
@@ -112,7 +114,7 @@ def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
     return np.where(use_b, b, a)
 
 
-def _residual_limit(*maps: np.ndarray) -> float:
+def residual_limit(*maps: np.ndarray) -> float:
     values = np.concatenate([np.abs(m[np.isfinite(m)]).ravel() for m in maps])
     if values.size == 0:
         return 1.0
@@ -233,7 +235,7 @@ def qa_figure(m: "Measurement", path: str | os.PathLike, *, title: str | None = 
     FigureCanvasAgg(fig)
     # columns: 2 image panels | room for the residuals' colour bar | 2 image panels (or the numbers)
     grid = fig.add_gridspec(2, 5, width_ratios=(1, 1, 0.2, 1, 1))
-    limits = _grey_limits(m.baseline)
+    limits = grey_limits(m.baseline)
 
     def panel(row: int, col: int) -> "Axes":
         ax = fig.add_subplot(grid[row, col])
@@ -247,10 +249,10 @@ def qa_figure(m: "Measurement", path: str | os.PathLike, *, title: str | None = 
     ax = panel(0, 3)
     _show(ax, m.residuals.warped, limits, "Follow-up warped to baseline\n(each side by its own bone)")
     _draw_split(ax, m.labels)
-    _show(panel(0, 4), _checkerboard(m.baseline, m.residuals.warped), limits,
+    _show(panel(0, 4), checkerboard(m.baseline, m.residuals.warped), limits,
           "Checkerboard: baseline /\nwarped follow-up")
 
-    lim = _residual_limit(m.residuals.before, m.residuals.after)
+    lim = residual_limit(m.residuals.before, m.residuals.after)
     cmap = colormaps[RESIDUAL_CMAP].with_extremes(bad=(0, 0, 0, 0))
     image = None
     for col, maps, when, attr in ((0, m.residuals.before, "before", "mse_before"),
@@ -267,11 +269,9 @@ def qa_figure(m: "Measurement", path: str | os.PathLike, *, title: str | None = 
 
     if title is None:
         title = f"{Path(m.baseline_source).name} → {Path(m.followup_source).name}"
-    fig.suptitle(title, fontsize=13, weight="bold")
+    fig.suptitle(safe_display_name(title), fontsize=13, weight="bold")
     _numbers_panel(fig.add_subplot(grid[1, 3:]), m)
 
-    try:
-        fig.savefig(out, format="png", dpi=DPI)
-    except OSError as err:
-        raise JsnqInputError(out, f"cannot write figure: {err.strerror or err}") from None
+    with atomic_output(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
     return out

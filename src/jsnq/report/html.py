@@ -26,8 +26,9 @@ from matplotlib import colormaps
 from PIL import Image as PILImage
 
 from ..version import __version__
-from ..errors import JsnqInputError
-from .figures import LOWER_COLOUR, RESIDUAL_CMAP, UPPER_COLOUR, _checkerboard, _grey_limits, _residual_limit
+from ..errors import JsnqInputError, safe_display_name
+from ..outputs import atomic_output, write_atomic
+from .figures import LOWER_COLOUR, RESIDUAL_CMAP, UPPER_COLOUR, checkerboard, grey_limits, residual_limit
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..results import Measurement, SeriesResult
@@ -89,9 +90,9 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def _pair_view(m: "Measurement", key: str, title: str) -> dict[str, Any]:
-    limits = _grey_limits(m.baseline)
+    limits = grey_limits(m.baseline)
     warped = m.residuals.warped
-    lim = _residual_limit(m.residuals.before, m.residuals.after)
+    lim = residual_limit(m.residuals.before, m.residuals.after)
     unit = m.units
     nar = m.narrowing_mm if unit == "mm" else m.narrowing_px
     se = m.narrowing_se_mm if unit == "mm" else m.narrowing_se_px
@@ -108,7 +109,8 @@ def _pair_view(m: "Measurement", key: str, title: str) -> dict[str, Any]:
                         "mean_mm": "–" if j.mean_mm is None else f"{j.mean_mm:.3f}",
                         "min_mm": "–" if j.min_mm is None else f"{j.min_mm:.3f}"})
     return {
-        "key": key, "title": title, "baseline": m.baseline_source, "followup": m.followup_source,
+        "key": key, "title": safe_display_name(title), "baseline": safe_display_name(m.baseline_source),
+        "followup": safe_display_name(m.followup_source),
         "reliable": m.reliable, "reasons": list(m.reasons), "engine": m.engine, "segmenter": m.segmenter,
         "narrowing": f"{nar:+.3f} ± {se:.3f} {unit}", "narrowing_value": nar, "se_value": se,
         "narrowing_px": f"{m.narrowing_px:+.3f} ± {m.narrowing_se_px:.3f} px", "unit": unit,
@@ -118,7 +120,7 @@ def _pair_view(m: "Measurement", key: str, title: str) -> dict[str, Any]:
         "img_followup": _data_uri(_with_labels(m.followup, m.followup_labels, limits)),
         "img_warped": _data_uri(_with_labels(warped, None, limits)),
         "img_base_plain": _data_uri(_with_labels(m.baseline, None, limits)),
-        "img_checker": _data_uri(_with_labels(_checkerboard(m.baseline, warped), None, limits)),
+        "img_checker": _data_uri(_with_labels(checkerboard(m.baseline, warped), None, limits)),
         "img_before": _data_uri(_residual(m.baseline, m.residuals.before, lim, limits)),
         "img_after": _data_uri(_residual(m.baseline, m.residuals.after, lim, limits)),
         "residual_limit": f"{lim:.2f}",
@@ -160,10 +162,8 @@ def trajectory_figure(s: "SeriesResult", path: str | os.PathLike) -> Path:
     out = Path(os.fspath(path))
     if not out.parent.is_dir():
         raise JsnqInputError(out, "output directory does not exist")
-    try:
-        _trajectory_fig(s).savefig(out, format="png", dpi=120)
-    except OSError as err:
-        raise JsnqInputError(out, f"cannot write figure: {err.strerror or err}") from None
+    with atomic_output(out) as tmp:
+        _trajectory_fig(s).savefig(tmp, format="png", dpi=120)
     return out
 
 
@@ -171,7 +171,7 @@ def _series_view(s: "SeriesResult", key: str, title: str) -> dict[str, Any]:
     t = s.trajectory
     unit = "mm" if s.spacing_mm is not None else "px"
     factor = s.spacing_mm if s.spacing_mm is not None else 1.0
-    visits = [{"k": k, "source": src, "date": "–" if s.dates is None else s.dates[k],
+    visits = [{"k": k, "source": safe_display_name(src), "date": "–" if s.dates is None else s.dates[k],
                "value": f"{t.narrowing_px[k] * factor:+.3f} ± {t.se_px[k] * factor:.3f} {unit}",
                "flag": t.flagged_visits.get(k, "")} for k, src in enumerate(s.sources)]
     pairs = [{"i": p.i, "j": p.j, "value": f"{p.value_px:+.3f} ± {p.se_px:.3f}",
@@ -304,9 +304,5 @@ def write_report(path: str | os.PathLike, measurements: Sequence[tuple[str, "Mea
     out = Path(os.fspath(path))
     if not out.parent.is_dir():
         raise JsnqInputError(out, "output directory does not exist")
-    text = render_report(measurements, series, title=title)
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise JsnqInputError(out, f"cannot write report: {err.strerror or err}") from None
+    write_atomic(out, render_report(measurements, series, title=safe_display_name(title)))
     return out

@@ -47,7 +47,7 @@ from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
-from .segment import _epoch_generator, _save, lr_at, read_checkpoint, restore, start_run
+from .loop import epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -472,7 +472,7 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     model.train()
     for epoch in range(first_epoch, config.epochs):
         t0 = time.perf_counter()
-        gen = _epoch_generator(config.seed, epoch)
+        gen = epoch_generator(config.seed, epoch)
         losses = []
         for b in range(per_epoch):
             batch = sample_batch(train, config.batch_size, gen, config.motion, real_fraction=config.real_fraction,
@@ -492,12 +492,12 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
         rec = RegEpochRecord(epoch=epoch + 1, loss=sum(losses) / len(losses), val_rms_pass1_px=v1, val_rms_px=v2,
                              val_real_ncc=vn, seconds=time.perf_counter() - t0)
         history.append(rec)
-        _save({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "epoch": epoch + 1,
                "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
         if on_epoch is not None:
             on_epoch(rec)
     if first_epoch >= config.epochs and prev is not None:
-        _save(prev, out)
+        save_checkpoint(prev, out)
     return RegTrainResult(checkpoint=out, history=tuple(history), n_train_crops=len(train),
                           n_train_pairs=int(len(train.pairs)), n_val_crops=len(val))

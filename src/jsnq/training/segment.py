@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,10 +33,11 @@ from ..version import __version__
 from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
-from .data import SPLIT_RULE, SegmentationData, load_dataset, read_manifest, split_joints
+from .data import SPLIT_RULE, SegmentationData, load_dataset
+from .loop import epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
-           "export_weights", "read_checkpoint", "lr_at"]
+           "export_weights"]
 
 
 @dataclass(frozen=True)
@@ -110,15 +111,6 @@ class TrainResult:
     excluded: tuple[tuple[str, str], ...]
 
 
-def lr_at(step: int, total: int, *, lr: float, warmup_fraction: float) -> float:
-    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine decay to 1 % of ``lr``."""
-    warm = max(1, int(round(warmup_fraction * total)))
-    if step < warm:
-        return lr * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
-
-
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice, averaged over the batch and the two channels.
 
@@ -152,73 +144,6 @@ def evaluate(model: torch.nn.Module, data: SegmentationData, *, batch_size: int 
     model.train(was_training)
     dsc = sums / len(data)
     return float(dsc[0]), float(dsc[1])
-
-
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-
-
-def _save(ckpt: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A training checkpoint as a dict (``weights_only=True``)."""
-    try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise JsnqInputError(path, "checkpoint not found") from None
-    except Exception as err:
-        raise JsnqInputError(path, f"cannot read checkpoint: {' '.join(str(err).split())[:200]}") from None
-    if not isinstance(ckpt, dict) or not {"state_dict", "config", "epoch"} <= set(ckpt):
-        raise JsnqInputError(path, "not a jsnq training checkpoint")
-    return ckpt
-
-
-def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | None
-              ) -> tuple[Path, Any, dict[str, Any] | None, torch.device, list, list[str], list[str]]:
-    """What every training run does first: check the output folder; with ``resume``, take the
-    checkpoint's options except ``epochs``, ``device`` and ``data``; check the device; read the
-    manifest and split it by joint (a resumed run must find the same validation joints).
-
-    ``config`` is a frozen dataclass with ``from_dict(training, network)``, ``epochs``,
-    ``device``, ``data``, ``val_fraction`` and ``split_seed``.
-
-    Returns:
-        ``(out, config, previous checkpoint or None, device, manifest rows, train joints,
-        validation joints)``.
-    """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    prev = None
-    if resume is not None:
-        prev = read_checkpoint(resume)
-        stored = type(config).from_dict(prev["config"]["training"], prev["config"]["network"])
-        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    rows = read_manifest(config.data)
-    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
-                                  split_seed=config.split_seed)
-    if not train_j:
-        raise JsnqInputError(config.data, "no training joints after the split")
-    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
-        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
-    return out, config, prev, torch.device(config.device), rows, train_j, val_j
-
-
-def restore(prev: dict[str, Any] | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
-            record: Callable[..., Any]) -> tuple[list[Any], int]:
-    """Load a previous checkpoint's weights and optimizer state into ``model`` and ``opt``:
-    ``(history as records, first epoch to run)``; ``([], 0)`` for a fresh run."""
-    if prev is None:
-        return [], 0
-    model.load_state_dict(prev["state_dict"])
-    opt.load_state_dict(prev["optimizer"])
-    return [record(**h) for h in prev.get("history", [])], int(prev["epoch"])
 
 
 def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
@@ -274,7 +199,7 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
     model.train()
     for epoch in range(first_epoch, config.epochs):
         t0 = time.perf_counter()
-        gen = _epoch_generator(config.seed, epoch)
+        gen = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=gen)
         losses = []
         for b in range(per_epoch):
@@ -297,13 +222,13 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
                           seconds=time.perf_counter() - t0)
         history.append(rec)
         model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _save({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
                "state_dict": model_cpu_state, "epoch": epoch + 1, "optimizer": opt.state_dict(),
                "history": [asdict(h) for h in history]}, out)
         if on_epoch is not None:
             on_epoch(rec)
     if first_epoch >= config.epochs and prev is not None:
-        _save(prev, out)
+        save_checkpoint(prev, out)
     return TrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val), excluded=data.excluded)
 
 
@@ -337,7 +262,7 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
         slim["config"] = {**slim["config"], "provenance": provenance}
     out = Path(out)
-    _save(slim, out)
+    save_checkpoint(slim, out)
     # refuse to ship something that does not load
     if is_segmenter:
         load_model(out)

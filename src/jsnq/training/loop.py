@@ -1,0 +1,100 @@
+"""What every training run of jsnq shares: the learning-rate schedule, the seeded per-epoch
+generator, checkpoints written atomically and read safely, and the start and resume of a run.
+
+Each trainer (:mod:`jsnq.training.segment`, :mod:`jsnq.training.register`, ...) keeps only its
+own data, loss and evaluation; everything about running and resuming lives here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import JsnqInputError
+from .data import read_manifest, split_joints
+
+__all__ = ["lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run", "restore"]
+
+
+def lr_at(step: int, total: int, *, lr: float, warmup_fraction: float) -> float:
+    """Learning rate at ``step`` of ``total``: linear warm-up, then cosine decay to 1 % of ``lr``."""
+    warm = max(1, int(round(warmup_fraction * total)))
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of one epoch's shuffling and augmentation: a pure function of the run's seed
+    and the epoch, so a run resumed from its checkpoint continues exactly as it would have."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``: a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A training checkpoint as a dict (``weights_only=True``)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise JsnqInputError(path, "checkpoint not found") from None
+    except Exception as err:
+        raise JsnqInputError(path, f"cannot read checkpoint: {' '.join(str(err).split())[:200]}") from None
+    if not isinstance(ckpt, dict) or not {"state_dict", "config", "epoch"} <= set(ckpt):
+        raise JsnqInputError(path, "not a jsnq training checkpoint")
+    return ckpt
+
+
+def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | None
+              ) -> tuple[Path, Any, dict[str, Any] | None, torch.device, list, list[str], list[str]]:
+    """What every training run does first: check the output folder; with ``resume``, take the
+    checkpoint's options except ``epochs``, ``device`` and ``data``; check the device; read the
+    manifest and split it by joint (a resumed run must find the same validation joints).
+
+    ``config`` is a frozen dataclass with ``from_dict(training, network)``, ``epochs``,
+    ``device``, ``data``, ``val_fraction`` and ``split_seed``.
+
+    Returns:
+        ``(out, config, previous checkpoint or None, device, manifest rows, train joints,
+        validation joints)``.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = type(config).from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    rows = read_manifest(config.data)
+    train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
+                                  split_seed=config.split_seed)
+    if not train_j:
+        raise JsnqInputError(config.data, "no training joints after the split")
+    if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
+        raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
+    return out, config, prev, torch.device(config.device), rows, train_j, val_j
+
+
+def restore(prev: dict[str, Any] | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
+            record: Callable[..., Any]) -> tuple[list[Any], int]:
+    """Load a previous checkpoint's weights and optimizer state into ``model`` and ``opt``:
+    ``(history as records, first epoch to run)``; ``([], 0)`` for a fresh run."""
+    if prev is None:
+        return [], 0
+    model.load_state_dict(prev["state_dict"])
+    opt.load_state_dict(prev["optimizer"])
+    return [record(**h) for h in prev.get("history", [])], int(prev["epoch"])
