@@ -100,6 +100,7 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
         ValueError: ``workers`` below 1, or both ``workers`` and ``scheduler`` given.
         OSError: the scheduler cannot be reached (one line naming the address).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None and workers is not None:
@@ -120,9 +121,14 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
         n = workers or cores
         threads = numeric_threads or max(1, cores // n)
         with_dashboard = importlib.util.find_spec("bokeh") is not None
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=":0" if with_dashboard else None, silence_logs=logging.ERROR,
-                               env={v: str(threads) for v in _THREAD_VARS})
+        # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 so that they hand freed memory back
+        # to the OS; jsnq allocates and frees large arrays on every pair, and with that setting a
+        # unit took 32-41 % longer (benchmarks in docs/study.md). glibc's own adaptive threshold is
+        # kept instead; a unit's peak memory is a few hundred MB either way.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0" if with_dashboard else None, silence_logs=logging.ERROR,
+                                   env={v: str(threads) for v in _THREAD_VARS})
         client = Client(cluster)
     try:
         session = Session(client=client, address=client.scheduler.address, dashboard_link=_dashboard(client),
