@@ -125,6 +125,11 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
         # to the OS; jsnq allocates and frees large arrays on every pair, and with that setting a
         # unit took 32-41 % longer (benchmarks in docs/study.md). glibc's own adaptive threshold is
         # kept instead; a unit's peak memory is a few hundred MB either way.
+        # A Nanny also copies its variables into the spawning process's own environment, where
+        # every later worker inherits them: undo that copy if an earlier default cluster left it.
+        dask_value = dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", None)
+        if dask_value is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(dask_value):
+            del os.environ["MALLOC_TRIM_THRESHOLD_"]
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=":0" if with_dashboard else None, silence_logs=logging.ERROR,
