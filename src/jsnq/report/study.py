@@ -58,7 +58,7 @@ def rates_figure_png(units: Sequence[Mapping[str, Any]], summary: Sequence[Mappi
     ax.set_xticks(range(len(joints)))
     ax.set_xticklabels(joints)
     ax.set_ylabel(f"narrowing rate ({unit})")
-    ax.set_title("per-unit rates (red: flagged), joint mean and 95 % CI", fontsize=9)
+    ax.set_title("units (red: flagged); joint mean and 95 % CI", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
