@@ -33,6 +33,9 @@ from jsnq.io import Image, load_image, load_labels
 _EXAMPLES = int(os.environ.get("JSNQ_FUZZ_EXAMPLES", "0"))
 _RANDOM = os.environ.get("JSNQ_FUZZ_RANDOM", "") not in ("", "0")
 
+# Garbage files make Pillow and tifffile warn; the property under test is the exception type.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+
 
 def fuzz(examples: int):
     """Deterministic, database-less settings with ``examples`` examples (or the env override)."""

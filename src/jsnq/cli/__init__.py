@@ -7,7 +7,8 @@ ends a command with one line ``error: <message>`` on stderr and exit code 2, nev
 (:func:`jsnq.cli.common.reports_input_errors`).
 
 Commands (module): ``measure`` (measure), ``measure-batch`` (batch), ``series`` (series),
-``study`` (study), ``report`` (report), ``segment`` (segment), ``demo`` (demo), ``train segment|register|export`` (train).
+``study`` (study), ``report`` (report), ``segment`` (segment), ``demo`` (demo),
+``train segment|register|locate|export`` (train).
 """
 
 from __future__ import annotations
@@ -51,5 +52,6 @@ app.command("segment")(segment.segment_cmd)
 train_app = typer.Typer(name="train", no_args_is_help=True, help="Train jsnq's networks.")
 train_app.command("segment")(train.train_segment_cmd)
 train_app.command("register")(train.train_register_cmd)
+train_app.command("locate")(train.train_locate_cmd)
 train_app.command("export")(train.train_export_cmd)
 app.add_typer(train_app, name="train")

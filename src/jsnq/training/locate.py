@@ -1,0 +1,606 @@
+"""Training the finger-joint locator (:class:`~jsnq.hand.network.JointLocator`) on a landmarks folder.
+
+A data folder holds ``landmarks.csv`` (``image``, then ``<name>_x``, ``<name>_y`` per landmark,
+full-resolution pixel coordinates, x = column; an empty cell = not annotated) and the images it
+names, as ``../shared/data/hand-landmarks`` (left hands, PA, fingers up). Every image is read,
+normalised and resized once (:func:`load_landmark_data`), so epochs touch no files.
+
+The split is **by hand** (one image = one hand): a hand is held out iff
+``int(sha256(f"{split_seed}:{image id}").hexdigest()[:16], 16) / 2**64 < val_fraction``
+(:func:`jsnq.training.data.split_joints`, the rule the segmenter uses for joints).
+
+Each step trains both networks on the same batch of hands:
+
+* **coarse**: the whole hand in the 256-px canvas under a random affine (rotation, log-scale,
+  shift, and a left/right mirror that turns a left hand into a right one, the landmark names
+  kept anatomical) and random intensities (window, gamma, contrast, brightness, blur, noise);
+* **fine**: ``patches_per_hand`` 64-px patches per hand, each around one joint's true
+  position displaced by a random offset (about the coarse stage's error), with its own
+  rotation, scale, mirror and intensities; the loss reads only that joint's channel.
+
+Loss: foreground-weighted mean squared error of the heatmaps against Gaussians of peak 1
+(weight ``1 + fg_weight`` where the target exceeds 0.05). AdamW, linear warm-up and cosine
+decay (:func:`jsnq.training.segment.lr_at`). Seeded: the initialisation comes from ``seed``,
+every epoch's order and augmentation from ``torch.Generator().manual_seed(f(seed, epoch))``, so
+an interrupted run resumed from its checkpoint continues as it would have.
+
+Checkpoints (``torch.save``, readable with ``torch.load(weights_only=True)``)::
+
+    {"format", "jsnq_version", "config": {"network", "training", "split"}, "state_dict",
+     "epoch", "optimizer", "history"}
+
+:func:`export_locator` strips the optimizer state for shipping.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..version import __version__
+from ..errors import JsnqInputError
+from ..hand.locate import find_joints, intensity_window
+from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, build_locator, fit_affine,
+                            gaussian_heatmaps, invert_affine, load_locator, warp)
+from ..hand.types import JOINT_NAMES
+from ..io import load_image
+from .data import split_joints
+from .loop import epoch_generator, lr_at, read_checkpoint, save_checkpoint
+
+__all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
+           "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
+           "evaluate_locator", "export_locator", "heatmap_loss"]
+
+LANDMARKS_FILE = "landmarks.csv"
+SPLIT_RULE = ("validation iff int(sha256(f'{split_seed}:{hand_id}').hexdigest()[:16], 16) / 2**64 "
+              "< val_fraction (hand_id = image file name without suffix; if that selects no hand: the "
+              "hand with the smallest hash)")
+#: Landmarks that define the millimetre scale of the atlas (wrist width = 50 mm, Payer et al.).
+WRIST = ("carpal01", "carpal05")
+WRIST_MM = 50.0
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandmarkData:
+    """Preloaded hands.
+
+    Attributes:
+        ids: hand ids (image names without suffix).
+        frames: per hand ``float16 (1, 1, h, w)``: the image normalised, resized so that its
+            long side is ``fine_frame`` (the fine network's source).
+        halves: per hand ``float32 (1, 1, h/2, w/2)``: the same at half size (the coarse source).
+        points: ``float64 (N, K, 2)`` landmarks (x, y) in frame pixels, NaN where not annotated.
+        names: the K landmark names (the coarse network's channels).
+        mm_per_frame_px: ``(N,)`` millimetres per frame pixel (wrist convention), NaN if unknown.
+        scale: ``(N,)`` frame px per input px.
+        paths: the image files; raw_points: ``(N, K, 2)`` landmarks in input pixels.
+    """
+
+    ids: tuple[str, ...]
+    frames: tuple[torch.Tensor, ...] = field(repr=False)
+    halves: tuple[torch.Tensor, ...] = field(repr=False)
+    points: torch.Tensor = field(repr=False)
+    names: tuple[str, ...]
+    mm_per_frame_px: np.ndarray = field(repr=False)
+    scale: np.ndarray = field(repr=False)
+    paths: tuple[str, ...] = ()
+    raw_points: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, ids: Sequence[str]) -> "LandmarkData":
+        keep = set(ids)
+        idx = [i for i, h in enumerate(self.ids) if h in keep]
+        pick = lambda seq: tuple(seq[i] for i in idx)  # noqa: E731
+        return LandmarkData(pick(self.ids), pick(self.frames), pick(self.halves), self.points[idx], self.names,
+                            self.mm_per_frame_px[idx], self.scale[idx], pick(self.paths),
+                            None if self.raw_points is None else self.raw_points[idx])
+
+
+def read_landmarks(folder: str | os.PathLike, names: Sequence[str]) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Read ``folder/landmarks.csv``.
+
+    Args:
+        folder: the data folder.
+        names: the landmarks wanted (each needs ``<name>_x`` and ``<name>_y`` columns).
+
+    Returns:
+        ``(image paths, points (N, K, 2) in input pixels with NaN where empty, wrist (N, 2, 2)
+        or NaN when the wrist landmarks are absent)``.
+
+    Raises:
+        JsnqInputError: missing folder, file or column, no rows, a missing image, a bad number.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise JsnqInputError(root, "data folder not found")
+    path = root / LANDMARKS_FILE
+    if not path.is_file():
+        raise JsnqInputError(path, f"landmarks file not found (the data folder needs a {LANDMARKS_FILE})")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = [(h or "").strip() for h in (reader.fieldnames or [])]
+        need = ["image", *[f"{n}_{c}" for n in names for c in "xy"]]
+        missing = [c for c in need if c not in header]
+        if missing:
+            raise JsnqInputError(path, f"missing column(s) {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    rows = [r for r in rows if r.get("image")]
+    if not rows:
+        raise JsnqInputError(path, "no images listed")
+
+    def num(r: dict[str, str], col: str, line: int) -> float:
+        v = r.get(col, "")
+        if v == "":
+            return float("nan")
+        try:
+            return float(v)
+        except ValueError:
+            raise JsnqInputError(f"{path} line {line}", f"{col} is not a number: {v!r}") from None
+
+    paths, pts, wrist = [], [], []
+    for line, r in enumerate(rows, start=2):
+        p = root / r["image"]
+        if not p.is_file():
+            raise JsnqInputError(p, f"image file not found (listed in {LANDMARKS_FILE} line {line})")
+        paths.append(p)
+        pts.append([[num(r, f"{n}_x", line), num(r, f"{n}_y", line)] for n in names])
+        wrist.append([[num(r, f"{n}_x", line), num(r, f"{n}_y", line)] for n in WRIST])
+    return paths, np.asarray(pts, np.float64), np.asarray(wrist, np.float64)
+
+
+def load_landmark_data(folder: str | os.PathLike, network: LocatorConfig) -> LandmarkData:
+    """Read every hand once: normalised, resized to the fine frame and to half of it."""
+    names = network.coarse_landmarks
+    paths, pts, wrist = read_landmarks(folder, names)
+    frames, halves, scale, mm = [], [], [], []
+    for p in paths:
+        a = load_image(p).array
+        h, w = a.shape
+        f = network.fine_frame / max(h, w)
+        lo, hi = intensity_window(a, network.percentiles)
+        t = torch.from_numpy((a - lo) / (hi - lo if hi > lo else 1.0))[None, None]
+        size = (max(1, round(h * f)), max(1, round(w * f)))
+        fr = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
+        frames.append(fr.to(torch.float16))
+        halves.append(F.avg_pool2d(fr, 2, ceil_mode=True))
+        scale.append(size[1] / w)
+    scale_a = np.asarray(scale)
+    width_px = np.linalg.norm(wrist[:, 0] - wrist[:, 1], axis=-1)
+    mm = WRIST_MM / (width_px * scale_a)
+    frame_pts = (pts + 0.5) * scale_a[:, None, None] - 0.5
+    ids = tuple(p.stem for p in paths)
+    return LandmarkData(ids, tuple(frames), tuple(halves), torch.from_numpy(frame_pts), tuple(names), mm, scale_a,
+                        tuple(str(p) for p in paths), pts)
+
+
+# -- augmentation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocateAugment:
+    """Ranges of the random transforms (uniform unless stated).
+
+    Attributes:
+        rotation_deg: maximum absolute rotation (coarse view and patches).
+        scale: ``(low, high)`` magnification of the coarse view, log-uniform.
+        shift: maximum shift of the coarse view, fraction of the canvas.
+        patch_scale: ``(low, high)`` magnification of the patches, log-uniform.
+        patch_offset_px: SD of the patch centre's offset from the joint, frame pixels
+            (clipped at 2.5 SD).
+        flip_probability: probability of a left/right mirror (a right hand).
+        window_low, window_high: the intensity window ``[low, high]`` mapped to [0, 1]
+            (clipped), each drawn from its range: a high low end turns a grey background black.
+        gamma_log: maximum absolute log of the gamma exponent.
+        contrast, brightness: gain range and maximum absolute offset after the window.
+        blur_sigma: ``(low, high)`` SD in pixels of a Gaussian blur (resolution).
+        noise_std: ``(low, high)`` SD of Gaussian noise.
+    """
+
+    rotation_deg: float = 30.0
+    scale: tuple[float, float] = (0.7, 1.25)
+    shift: float = 0.12
+    patch_scale: tuple[float, float] = (0.8, 1.25)
+    patch_offset_px: float = 6.0
+    flip_probability: float = 0.5
+    window_low: tuple[float, float] = (-0.15, 0.45)
+    window_high: tuple[float, float] = (0.8, 1.2)
+    gamma_log: float = 0.5
+    contrast: tuple[float, float] = (0.75, 1.25)
+    brightness: float = 0.1
+    blur_sigma: tuple[float, float] = (0.0, 1.5)
+    noise_std: tuple[float, float] = (0.0, 0.03)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LocateAugment":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+
+def _u(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
+
+
+def _photometric(x: torch.Tensor, aug: LocateAugment, gen: torch.Generator) -> torch.Tensor:
+    """Random window, gamma, contrast, brightness, blur and noise per sample of ``x`` (N, 1, H, W)."""
+    n = x.shape[0]
+    v = (-1, 1, 1, 1)
+    lo = _u(n, *aug.window_low, gen).float().view(v)
+    hi = _u(n, *aug.window_high, gen).float().view(v)
+    x = ((x - lo) / (hi - lo).clamp(min=0.2)).clamp(0, 1)
+    gamma = torch.exp(_u(n, -aug.gamma_log, aug.gamma_log, gen)).float().view(v)
+    x = x.clamp(min=1e-6) ** gamma
+    x = (x - 0.5) * _u(n, *aug.contrast, gen).float().view(v) + 0.5 + _u(n, -aug.brightness, aug.brightness, gen).float().view(v)
+    sig = _u(n, *aug.blur_sigma, gen)
+    r = 4
+    ax = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-ax[None] ** 2 / (2 * sig[:, None].clamp(min=1e-3) ** 2))
+    k = (k / k.sum(1, keepdim=True)).float()
+    xs = x.transpose(0, 1)  # (1, N, H, W): one group per sample
+    xs = F.conv2d(F.pad(xs, (r, r, 0, 0), mode="replicate"), k[:, None, None, :], groups=n)
+    xs = F.conv2d(F.pad(xs, (0, 0, r, r), mode="replicate"), k[:, None, :, None], groups=n)
+    x = xs.transpose(0, 1)
+    noise = torch.randn(x.shape, generator=gen, dtype=torch.float32)
+    return x + _u(n, *aug.noise_std, gen).float().view(v) * noise
+
+
+@dataclass(frozen=True)
+class _Batch:
+    coarse: torch.Tensor   # (B, 1, S, S)
+    coarse_target: torch.Tensor  # (B, K, S / coarse_stride, S / coarse_stride)
+    patches: torch.Tensor  # (P, 1, s, s)
+    patch_target: torch.Tensor  # (P, 1, s / fine_stride, s / fine_stride)
+    patch_channel: torch.Tensor  # (P,) fine channel index
+
+
+def _sample_batch(data: LandmarkData, idx: Sequence[int], cfg: LocatorConfig, aug: LocateAugment,
+                  patches_per_hand: int, gen: torch.Generator) -> _Batch:
+    """Augmented views of the hands ``idx`` (all randomness from ``gen``)."""
+    b = len(idx)
+    size, out = cfg.coarse_size, cfg.coarse_out
+    views, cpts = [], []
+    flips = torch.rand(b, generator=gen) < aug.flip_probability
+    angles = _u(b, -1, 1, gen) * math.radians(aug.rotation_deg)
+    scales = torch.exp(_u(b, math.log(aug.scale[0]), math.log(aug.scale[1]), gen))
+    shifts = _u(2 * b, -aug.shift, aug.shift, gen).view(b, 2) * size
+    for j, i in enumerate(idx):
+        half = data.halves[i]
+        h, w = half.shape[-2:]
+        s0 = size / max(h, w)
+        centre = torch.tensor([[(w - 1) / 2.0, (h - 1) / 2.0]], dtype=torch.float64)
+        A = fit_affine(scales[j:j + 1] * s0, angles[j:j + 1], centre, size, flip=flips[j:j + 1])
+        # the shift moves the content: output (x + shift) shows what x showed
+        A[:, :, 2] -= (A[:, :, :2] @ shifts[j].view(1, 2, 1))[:, :, 0]
+        views.append(warp(half, A, size))
+        hp = (data.points[i][None] + 0.5) / 2 - 0.5  # half-frame pixels
+        vp = apply_affine(invert_affine(A), hp)  # view pixels
+        cpts.append((vp + 0.5) / cfg.coarse_stride - 0.5)  # heatmap pixels
+    cp = torch.cat(cpts)
+    valid = ~torch.isnan(cp).any(-1)
+    target = gaussian_heatmaps(torch.nan_to_num(cp), valid, out, cfg.coarse_sigma)
+    coarse = _photometric(torch.cat(views), aug, gen)
+
+    # fine patches: patches_per_hand joints per hand, drawn among the annotated ones
+    fine_idx = torch.tensor([data.names.index(n) for n in cfg.fine_landmarks])
+    ps, pt, pc = [], [], []
+    s = cfg.fine_size
+    for i in idx:
+        pts = data.points[i][fine_idx]
+        ok = torch.nonzero(~torch.isnan(pts).any(-1))[:, 0]
+        if not len(ok):
+            continue
+        pick = ok[torch.randperm(len(ok), generator=gen)[:patches_per_hand]]
+        m = len(pick)
+        off = (torch.randn(m, 2, generator=gen, dtype=torch.float64) * aug.patch_offset_px).clamp(
+            -2.5 * aug.patch_offset_px, 2.5 * aug.patch_offset_px)
+        A = fit_affine(torch.exp(_u(m, math.log(aug.patch_scale[0]), math.log(aug.patch_scale[1]), gen)),
+                       _u(m, -1, 1, gen) * math.radians(aug.rotation_deg), pts[pick] + off, s,
+                       flip=torch.rand(m, generator=gen) < aug.flip_probability)
+        ps.append(warp(data.frames[i].float(), A, s))
+        local = apply_affine(invert_affine(A), pts[pick][:, None])  # (m, 1, 2) patch pixels
+        local = (local + 0.5) / cfg.fine_stride - 0.5  # heatmap pixels
+        pt.append(gaussian_heatmaps(local, torch.ones(m, 1, dtype=torch.bool), cfg.fine_out, cfg.fine_sigma))
+        pc.append(pick)
+    patches = _photometric(torch.cat(ps), aug, gen)
+    return _Batch(coarse, target, patches, torch.cat(pt), torch.cat(pc))
+
+
+# -- loss, evaluation ---------------------------------------------------------------------------
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, *, fg_weight: float = 10.0) -> torch.Tensor:
+    """Foreground-weighted MSE: mean of ``(1 + fg_weight [target > 0.05]) (pred - target)^2``."""
+    w = 1.0 + fg_weight * (target > 0.05).to(pred.dtype)
+    return (w * (pred - target) ** 2).mean()
+
+
+def evaluate_locator(model: torch.nn.Module, data: LandmarkData, *, mirror: bool = False) -> dict[str, float]:
+    """Run :func:`~jsnq.hand.locate.find_joints` on every hand of ``data`` (held out).
+
+    Returns:
+        ``{"mean_mm", "within2_pct", "within4_pct", "missing_pct", "side_pct", "no_hand"}`` over
+        the 14 joints of every hand (errors in mm by the wrist convention, on hands with
+        a wrist; a hand raising "no hand found" counts all its joints missing).
+    """
+    was = model.training
+    model.eval()
+    errs, missing, total, side_ok, no_hand = [], 0, 0, 0, 0
+    for i in range(len(data)):
+        a = load_image(data.paths[i]).array
+        truth = data.raw_points[i].copy()
+        if mirror:
+            a = a[:, ::-1].copy()
+            truth[..., 0] = a.shape[1] - 1 - truth[..., 0]
+        total += len(JOINT_NAMES)
+        try:
+            hand = find_joints(a, model=model)
+        except JsnqInputError:
+            missing += len(JOINT_NAMES)
+            no_hand += 1
+            continue
+        side_ok += hand.side == ("R" if mirror else "L")
+        mm_px = data.mm_per_frame_px[i] * data.scale[i]
+        for n in JOINT_NAMES:
+            t = truth[data.names.index(n)]
+            if n not in hand.joints:
+                missing += 1
+            elif not np.isnan(t).any():
+                j = hand.joints[n]
+                errs.append(math.hypot(j.x - t[0], j.y - t[1]) * mm_px)
+    model.train(was)
+    e = np.asarray(errs)
+    nan = float("nan")
+    return {"mean_mm": float(e.mean()) if len(e) else nan,
+            "within2_pct": float((e <= 2).mean() * 100) if len(e) else nan,
+            "within4_pct": float((e <= 4).mean() * 100) if len(e) else nan,
+            "missing_pct": 100.0 * missing / max(1, total), "side_pct": 100.0 * side_ok / max(1, len(data)),
+            "no_hand": float(no_hand)}
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocateTrainConfig:
+    """Options of a training run (stored in the checkpoint).
+
+    Attributes:
+        data: the data folder (``landmarks.csv`` + images).
+        epochs: passes over the training hands.
+        batch_size: hands per step; patches_per_hand: fine patches per hand and step.
+        lr, weight_decay, warmup_fraction: AdamW with linear warm-up and cosine decay.
+        fg_weight: foreground weight of the heatmap loss; fine_weight: weight of the fine loss.
+        seed: initialisation, order and augmentation.
+        val_fraction, split_seed: the split by hand (:data:`SPLIT_RULE`).
+        val_every: validate (full :func:`~jsnq.hand.locate.find_joints`) every this many
+            epochs and after the last one; 0 = only after the last.
+        device: "cpu" or "cuda".
+        init: the checkpoint a fine-tune started from (set by :func:`train_locator`).
+        augment: the augmentation ranges; network: the network's config.
+    """
+
+    data: str
+    epochs: int = 120
+    batch_size: int = 8
+    patches_per_hand: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.03
+    fg_weight: float = 10.0
+    fine_weight: float = 1.0
+    seed: int = 0
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    val_every: int = 10
+    device: str = "cpu"
+    init: str | None = None  # the weights a fine-tune started from
+    augment: LocateAugment = field(default_factory=LocateAugment)
+    network: LocatorConfig = field(default_factory=LocatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patches_per_hand < 1:
+            raise ValueError(f"epochs, batch_size and patches_per_hand must be >= 1, got "
+                             f"{self.epochs}, {self.batch_size}, {self.patches_per_hand}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("augment", "network")}
+        d["augment"] = self.augment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "LocateTrainConfig":
+        d = dict(d)
+        aug = LocateAugment.from_dict(d.pop("augment", {}))
+        return cls(**d, augment=aug, network=LocatorConfig.from_dict(network))
+
+
+@dataclass(frozen=True)
+class LocateEpochRecord:
+    """Per-epoch summary: mean losses; validation figures (NaN on epochs not validated); seconds."""
+
+    epoch: int
+    loss: float
+    coarse_loss: float
+    fine_loss: float
+    val_mean_mm: float
+    val_within4_pct: float
+    val_missing_pct: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LocateTrainResult:
+    checkpoint: Path
+    history: tuple[LocateEpochRecord, ...]
+    n_train: int
+    n_val: int
+    validation_hands: tuple[str, ...]
+
+
+def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                  init: str | os.PathLike | None = None,
+                  on_start: Callable[[int, int, int], None] | None = None,
+                  on_batch: Callable[[int, int, float], None] | None = None,
+                  on_epoch: Callable[[LocateEpochRecord], None] | None = None) -> LocateTrainResult:
+    """Train (or resume training) the locator and write the checkpoint to ``out`` after every epoch.
+
+    Args:
+        config: the run's options. When resuming, the checkpoint's options are used, except
+            ``epochs`` (which may extend the run), ``device`` and ``data``.
+        out: checkpoint path (its folder must exist).
+        resume: a checkpoint of an earlier, interrupted run on the same data and split.
+        init: a checkpoint or weights file whose network weights this run starts from (a
+            fine-tune: new optimizer, this run's options). Its networks must have the same
+            layers (the input and patch sizes may differ: the convolutions do not depend on
+            them) and it must have held out the same hands.
+        on_start: ``(first_epoch, epochs, batches_per_epoch)`` once the data are loaded.
+        on_batch: ``(epoch, batch, loss)`` after each optimisation step.
+        on_epoch: after each epoch, with its :class:`LocateEpochRecord`.
+
+    Returns:
+        The :class:`LocateTrainResult`.
+
+    Raises:
+        JsnqInputError: bad data folder or files; a resume checkpoint that does not match the
+            data's split.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = LocateTrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    start = None
+    if init is not None and resume is None:
+        start = read_checkpoint(init)
+        config = replace(config, init=os.fspath(init))
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    device = torch.device(config.device)
+    net_cfg = config.network
+    data = load_landmark_data(config.data, net_cfg)
+    train_ids, val_ids = split_joints(list(data.ids), val_fraction=config.val_fraction, split_seed=config.split_seed)
+    if not train_ids:
+        raise JsnqInputError(config.data, "no training hands after the split")
+    if prev is not None and sorted(prev["config"]["split"]["validation_hands"]) != val_ids:
+        raise JsnqInputError(resume, "the checkpoint's validation hands differ from this data's split")
+    if start is not None and sorted(start["config"]["split"]["validation_hands"]) != val_ids:
+        raise JsnqInputError(init, "it held out other hands than this run's split (a fine-tune would see them)")
+    train, val = data.subset(train_ids), data.subset(val_ids)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_locator(net_cfg)
+    if start is not None:
+        try:
+            model.load_state_dict(start["state_dict"])
+        except RuntimeError as err:
+            raise JsnqInputError(init, f"its networks differ from this run's: {str(err).splitlines()[0][:160]}") from None
+    model = model.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[LocateEpochRecord] = []
+    first_epoch = 0
+    if prev is not None:
+        model.load_state_dict(prev["state_dict"])
+        opt.load_state_dict(prev["optimizer"])
+        history = [LocateEpochRecord(**h) for h in prev.get("history", [])]
+        first_epoch = int(prev["epoch"])
+
+    n = len(train)
+    per_epoch = math.ceil(n / config.batch_size)
+    total = per_epoch * config.epochs
+    ckpt_config = {
+        "network": net_cfg.to_dict(),
+        "training": config.to_dict(),
+        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+                  "validation_hands": val_ids, "n_train_hands": n, "n_validation_hands": len(val)},
+    }
+    if on_start is not None:
+        on_start(first_epoch, config.epochs, per_epoch)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        gen = epoch_generator(config.seed, epoch)
+        order = torch.randperm(n, generator=gen)
+        sums = np.zeros(3)
+        for b in range(per_epoch):
+            idx = order[b * config.batch_size:(b + 1) * config.batch_size].tolist()
+            batch = _sample_batch(train, idx, net_cfg, config.augment, config.patches_per_hand, gen)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
+            cl = torch.channels_last
+            lc = heatmap_loss(model.coarse(batch.coarse.to(device).contiguous(memory_format=cl)),
+                              batch.coarse_target.to(device), fg_weight=config.fg_weight)
+            fh = model.fine(batch.patches.to(device).contiguous(memory_format=cl))
+            fine_ch = batch.patch_channel.to(device)
+            own = fh[torch.arange(fh.shape[0], device=device), fine_ch][:, None]
+            lf = heatmap_loss(own, batch.patch_target.to(device), fg_weight=config.fg_weight)
+            loss = lc + config.fine_weight * lf
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums += [float(loss.detach()), float(lc.detach()), float(lf.detach())]
+            if on_batch is not None:
+                on_batch(epoch, b, float(loss.detach()))
+        last = epoch + 1 == config.epochs
+        validate = len(val) and (last or (config.val_every and (epoch + 1) % config.val_every == 0))
+        v = evaluate_locator(model, val) if validate else {}
+        nan = float("nan")
+        rec = LocateEpochRecord(epoch=epoch + 1, loss=float(sums[0] / per_epoch), coarse_loss=float(sums[1] / per_epoch),
+                                fine_loss=float(sums[2] / per_epoch), val_mean_mm=v.get("mean_mm", nan),
+                                val_within4_pct=v.get("within4_pct", nan), val_missing_pct=v.get("missing_pct", nan),
+                                seconds=time.perf_counter() - t0)
+        history.append(rec)
+        state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config, "state_dict": state,
+               "epoch": epoch + 1, "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
+        if on_epoch is not None:
+            on_epoch(rec)
+    if first_epoch >= config.epochs and prev is not None:
+        save_checkpoint(prev, out)
+    return LocateTrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val),
+                             validation_hands=tuple(val_ids))
+
+
+def export_locator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write a slim copy of a locator training checkpoint for shipping (no optimizer state).
+
+    ``extra`` (e.g. the command line and wall time) is added to ``config["provenance"]``;
+    re-exporting appends a new note to the earlier one, a line each. The result is loaded
+    back with :func:`jsnq.hand.network.load_locator` before returning (refusing to ship a file
+    that does not load).
+    """
+    ckpt = read_checkpoint(checkpoint)
+    slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
+    slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    if extra:
+        provenance = dict(slim["config"].get("provenance", {}))
+        for key, value in extra.items():
+            old = provenance.get(key)
+            provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
+        slim["config"] = {**slim["config"], "provenance": provenance}
+    out = Path(out)
+    save_checkpoint(slim, out)
+    load_locator(out)
+    return out
