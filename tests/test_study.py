@@ -243,11 +243,11 @@ def study(tmp_path_factory) -> Path:
 def cluster():
     """One LocalCluster (2 worker processes, 1 thread each) shared by the tests that connect by
     address (as a real cluster would be used); the default path starts its own."""
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=50) as c, Client(c) as client:
-        yield c, client
+                      silence_logs=50) as c:
+        yield (c,)
 
 
 def _table(path: Path) -> dict:
@@ -321,11 +321,13 @@ def _same_numbers(a: dict, b: dict) -> None:
 def test_a_worker_killed_mid_run_changes_nothing(study, reference, cluster, tmp_path):
     """SIGKILL one worker process while it runs a unit: the scheduler reruns its units on the
     other worker (and the restarted one); the table is the reference's exactly."""
-    _, client = cluster
+    from distributed import default_client
+
     killed = []
 
     def kill_busy_worker(event):
         if event.event == "unit" and not killed:
+            client = default_client()  # the study's own client
             busy = [w for w, tasks in client.processing().items() if tasks]
             if busy:
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]

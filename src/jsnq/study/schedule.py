@@ -77,7 +77,9 @@ class Session:
     numeric_threads: int
 
 
-def _dashboard(client: Any) -> str | None:
+def _dashboard(client: Any, local: bool) -> str | None:
+    if local and importlib.util.find_spec("bokeh") is None:  # no dashboard is served without it
+        return None
     try:
         if "dashboard" not in client.scheduler_info().get("services", {}):
             return None
@@ -136,7 +138,7 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
                                    env={v: str(threads) for v in _THREAD_VARS})
         client = Client(cluster)
     try:
-        session = Session(client=client, address=client.scheduler.address, dashboard_link=_dashboard(client),
+        session = Session(client=client, address=client.scheduler.address, dashboard_link=_dashboard(client, cluster is not None),
                           local=cluster is not None, workers=len(client.scheduler_info().get("workers", {})),
                           numeric_threads=threads)
         yield session
@@ -166,13 +168,18 @@ def run_tasks(session: Session, fn: Callable[..., Any], jobs: Sequence[tuple[str
                                     pure=False, retries=retries)
         names[fut.key] = name
         futures.append(fut)
-    pending = as_completed(futures)
+    # with_results: each result is fetched by as_completed inside the client's own event loop, as
+    # the task finishes; a task's exception comes back as (type, exception, traceback).
+    pending = as_completed(futures, with_results=True, raise_errors=False)
     del futures  # as_completed holds them; each is released once handled
-    for fut in pending:
-        try:
-            result, error = fut.result(), None
-        except Exception as err:  # KilledWorker, or what fn raised after its retries
-            result, error = None, err
+    for fut, value in pending:
+        if fut.status == "finished":
+            result, error = value, None
+        elif fut.status == "error":  # KilledWorker, or what fn raised after its retries
+            result, error = None, value[1]
+        else:  # cancelled (the scheduler or another client cancelled it)
+            result = None
+            error = value if isinstance(value, BaseException) else RuntimeError(f"task {fut.status}")
         name = names.pop(fut.key)
         fut.release()
         on_done(name, result, error)
