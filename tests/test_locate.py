@@ -256,3 +256,30 @@ def test_untrained_model_finds_no_hand() -> None:
     rng = np.random.default_rng(0)
     with pytest.raises(JsnqInputError, match="no hand found"):
         find_joints(rng.uniform(size=(300, 200)).astype(np.float32), model=model)
+
+
+def test_train_locate_command_reports_a_bad_folder_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+
+    result = CliRunner().invoke(app, ["train", "locate", "--data", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+    assert result.exit_code == 2 and result.stderr.strip().startswith("error: ") and "landmarks file not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_export_command_ships_a_locator_checkpoint(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from jsnq.cli import app
+
+    data = _synthetic_folder(tmp_path)
+    cfg = LocateTrainConfig(data=str(data), epochs=1, batch_size=2, patches_per_hand=2, val_fraction=0.3,
+                            val_every=0, network=TINY, augment=LocateAugment())
+    train_locator(cfg, tmp_path / "run.pt")
+    result = CliRunner().invoke(app, ["train", "export", str(tmp_path / "run.pt"), str(tmp_path / "ship.pt"),
+                                      "--note", "cli"])
+    assert result.exit_code == 0, result.output
+    ck = torch.load(tmp_path / "ship.pt", weights_only=True)
+    assert "optimizer" not in ck and "cli" in ck["config"]["provenance"]["note"]
+    assert load_locator(tmp_path / "ship.pt")[1] == TINY

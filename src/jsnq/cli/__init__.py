@@ -7,7 +7,8 @@ ends a command with one line ``error: <message>`` on stderr and exit code 2, nev
 (:func:`jsnq.cli.common.reports_input_errors`).
 
 Commands (module): ``measure`` (measure), ``measure-batch`` (batch), ``series`` (series),
-``report`` (report), ``segment`` (segment), ``demo`` (demo), ``hand`` (hand), ``train segment|register|export`` (train).
+``study`` (study), ``report`` (report), ``segment`` (segment), ``demo`` (demo), ``hand`` (hand),
+``train segment|register|locate|export`` (train).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import typer
 
 from ..version import __version__
-from . import batch, demo, hand, measure, report, segment, series, train
+from . import batch, demo, hand, measure, report, segment, series, study, train
 
 __all__ = ["app"]
 
@@ -43,6 +44,7 @@ def _main(
 app.command("measure")(measure.measure_cmd)
 app.command("measure-batch")(batch.measure_batch_cmd)
 app.command("series")(series.series_cmd)
+app.command("study")(study.study_cmd)
 app.command("report")(report.report_cmd)
 app.command("demo")(demo.demo_cmd)
 app.command("segment")(segment.segment_cmd)
@@ -51,5 +53,6 @@ app.command("hand")(hand.hand_cmd)
 train_app = typer.Typer(name="train", no_args_is_help=True, help="Train jsnq's networks.")
 train_app.command("segment")(train.train_segment_cmd)
 train_app.command("register")(train.train_register_cmd)
+train_app.command("locate")(train.train_locate_cmd)
 train_app.command("export")(train.train_export_cmd)
 app.add_typer(train_app, name="train")

@@ -155,6 +155,59 @@ def train_export_cmd(
     """Write a slim copy of a checkpoint for shipping (e.g. into src/jsnq/weights/)."""
     output_file(out, inputs=[checkpoint])
     from ..training import export_weights
+    from ..training.locate import export_locator
+    from ..training.loop import read_checkpoint
 
-    export_weights(checkpoint, out, extra={"note": note} if note else None, inference_passes=inference_passes)
+    extra = {"note": note} if note else None
+    if read_checkpoint(checkpoint)["config"].get("network", {}).get("architecture", "").startswith("locator"):
+        if inference_passes is not None:
+            raise ValueError("--inference-passes applies to registration checkpoints, not the joint locator")
+        export_locator(checkpoint, out, extra=extra)
+    else:
+        export_weights(checkpoint, out, extra=extra, inference_passes=inference_passes)
     stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+@reports_input_errors
+def train_locate_cmd(
+    data: Path = typer.Option(..., "--data", metavar="DIR",
+                              help="Folder with landmarks.csv (image, <name>_x, <name>_y for each joint) and the "
+                                   "whole-hand radiographs it lists."),
+    out: Path = CKPT,
+    epochs: int = typer.Option(120, "--epochs", min=1, help="Epochs (with --resume: the run's total)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Hands per step."),
+    patches_per_hand: int = typer.Option(4, "--patches-per-hand", min=1, help="Fine patches per hand and step."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, order and augmentation."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Fraction of hands held out."),
+    val_every: int = typer.Option(10, "--val-every", min=0,
+                                  help="Validate every N epochs and after the last (0: only after the last)."),
+    device: str = DEVICE,
+    threads: Optional[int] = THREADS,
+    resume: Optional[Path] = RESUME,
+    init: Optional[Path] = typer.Option(
+        None, "--init", metavar="CKPT", help="Start from this checkpoint's weights (fine-tune; same held-out hands)."),
+) -> None:
+    """Train the finger-joint locator on whole-hand radiographs with landmarks; split by hand, seeded, resumable."""
+    output_file(out, inputs=[init] if init is not None else [])  # --resume may name the same file
+    import time
+
+    import torch
+
+    from ..training.locate import LocateTrainConfig, train_locator
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config = LocateTrainConfig(data=str(data), epochs=epochs, batch_size=batch_size,
+                               patches_per_hand=patches_per_hand, lr=lr, seed=seed, val_fraction=val_fraction,
+                               val_every=val_every, device=device)
+    progress, hooks = training_progress(lambda rec: (
+        f"epoch {rec.epoch}: loss {rec.loss:.4f} (coarse {rec.coarse_loss:.4f}, fine {rec.fine_loss:.4f})"
+        + ("" if rec.val_mean_mm != rec.val_mean_mm else
+           f", validation {rec.val_mean_mm:.2f} mm mean, {rec.val_within4_pct:.1f} % within 4 mm, "
+           f"{rec.val_missing_pct:.1f} % missing") + f" ({rec.seconds:.0f} s)"))
+    t0 = time.perf_counter()
+    with progress:
+        result = train_locator(config, out, resume=resume, init=init, **hooks)
+    stdout().print(f"trained on {result.n_train} hands, validated on {result.n_val} in "
+                   f"{time.perf_counter() - t0:.0f} s; checkpoint: {out}", markup=False)

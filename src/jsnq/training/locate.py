@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
+from ..version import __version__
 from ..errors import JsnqInputError
 from ..hand.locate import find_joints, intensity_window
 from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, build_locator, fit_affine,
@@ -54,7 +54,7 @@ from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, buil
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
 from .data import split_joints
-from .segment import lr_at, read_checkpoint
+from .loop import epoch_generator, lr_at, read_checkpoint, save_checkpoint
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
@@ -454,16 +454,6 @@ class LocateTrainResult:
     validation_hands: tuple[str, ...]
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-
-
-def _save(ckpt: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
 def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
                   init: str | os.PathLike | None = None,
                   on_start: Callable[[int, int, int], None] | None = None,
@@ -549,7 +539,7 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
     model.train()
     for epoch in range(first_epoch, config.epochs):
         t0 = time.perf_counter()
-        gen = _epoch_generator(config.seed, epoch)
+        gen = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=gen)
         sums = np.zeros(3)
         for b in range(per_epoch):
@@ -581,12 +571,12 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
                                 seconds=time.perf_counter() - t0)
         history.append(rec)
         state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
-        _save({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config, "state_dict": state,
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config, "state_dict": state,
                "epoch": epoch + 1, "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
         if on_epoch is not None:
             on_epoch(rec)
     if first_epoch >= config.epochs and prev is not None:
-        _save(prev, out)
+        save_checkpoint(prev, out)
     return LocateTrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val),
                              validation_hands=tuple(val_ids))
 
@@ -611,6 +601,6 @@ def export_locator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
             provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
         slim["config"] = {**slim["config"], "provenance": provenance}
     out = Path(out)
-    _save(slim, out)
+    save_checkpoint(slim, out)
     load_locator(out)
     return out

@@ -1,0 +1,280 @@
+"""``run_study``: a manifest in, the study's folder out. Orchestration only: the maths is in
+:mod:`~jsnq.study.stats` and :mod:`~jsnq.study.tables`, a unit's measurement in
+:mod:`~jsnq.study.units`, the cluster in :mod:`~jsnq.study.schedule`, the files in
+:mod:`~jsnq.study.store`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..config import MeasureConfig
+from ..errors import JsnqInputError
+from ..version import __version__
+from .manifest import Manifest, Unit, read_manifest
+from .stats import JointSummary, UnitOutcome, summarise, unit_rate
+from .store import Store
+from .tables import JOINT_COLUMNS, PAIR_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS, finite_or_none
+from .units import (RECORD_FORMAT, fail_record, failure_message, hand_missing, input_digests,
+                    new_record, run_unit, unit_key)
+
+__all__ = ["Progress", "StudyResult", "run_study", "assemble"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a study, for a progress display.
+
+    Attributes:
+        event: ``"start"`` (the plan is known), ``"unit"`` (a unit finished) or ``"finish"``.
+        total: units to compute in this run (not counting those skipped).
+        done: units finished in this run (ok or failed); ``failed`` of them failed.
+        skipped: units already done with the same inputs and configuration.
+        unit, status, error: the unit that just finished (``"ok"`` / ``"failed"``), for ``"unit"``.
+        elapsed_s: since the run started.
+        dashboard_link: Dask's dashboard, when there is one.
+    """
+
+    event: str
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    elapsed_s: float
+    unit: str | None = None
+    status: str | None = None
+    error: str | None = None
+    dashboard_link: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What a run did and where its files are.
+
+    Attributes:
+        out_dir: the study's folder.
+        units: every unit's id, in manifest order.
+        computed, skipped, failed: unit ids measured in this run, skipped as already done with
+            the same key, and failed in this run (a failed unit is never skipped: a rerun tries it again).
+        summary: per joint type.
+        files: name -> path of the tables and reports.
+        dashboard_link: Dask's dashboard when there was one.
+        elapsed_s: wall time of the run.
+    """
+
+    out_dir: Path
+    units: tuple[str, ...]
+    computed: tuple[str, ...]
+    skipped: tuple[str, ...]
+    failed: tuple[str, ...]
+    summary: tuple[JointSummary, ...]
+    files: dict[str, Path]
+    dashboard_link: str | None
+    elapsed_s: float
+
+
+def _is_done(record: dict[str, Any] | None, key: str, need_report: bool) -> bool:
+    return (record is not None and record.get("format") == RECORD_FORMAT and record.get("status") == "ok"
+            and record.get("key") == key and (not need_report or bool(record.get("report"))))
+
+
+def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike, *,
+              config: MeasureConfig | None = None, workers: int | None = None, scheduler: str | None = None,
+              spacing_mm: float | None = None, report: bool = False,
+              progress: Callable[[Progress], None] | None = None, retries: int = 1,
+              numeric_threads: int | None = None) -> StudyResult:
+    """Measure a study: every unit of the manifest once, on Dask, resumably.
+
+    Args:
+        manifest: STUDY.csv (see :mod:`jsnq.study.manifest`) or a :class:`Manifest` already read.
+        out_dir: the study's folder (created); see :mod:`jsnq.study.store` for its layout.
+        config: how to measure (default :class:`~jsnq.config.MeasureConfig()`); its digest is
+            part of every unit's rerun key.
+        workers: processes of a LocalCluster (default: one per available core); ``0`` runs the
+            units in this process, one after another, without Dask (debugging, and the
+            benchmark's baseline).
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``) instead of a
+            LocalCluster. Workers there read the images by the manifest's paths, so those paths
+            must be valid on the workers (a shared file system).
+        spacing_mm: pixel spacing for rows without ``spacing_mm``.
+        report: write an HTML report per unit (``reports/``) and the study's (``report.html``).
+        progress: called in this process at the start, after each unit and at the end.
+        retries: how often a unit whose task raised is run again (a killed worker's units are
+            rescheduled by Dask regardless).
+        numeric_threads: torch / OpenMP / BLAS threads per task on Dask (default: the cores
+            divided among the LocalCluster's workers; 1 on an existing cluster). With
+            ``workers=0``, this process's limit is left alone unless given.
+
+    Returns:
+        A :class:`StudyResult`.
+
+    Raises:
+        JsnqInputError: a bad manifest (one line naming file and line), or a whole-hand study
+            (no ``joint`` column) while this jsnq cannot measure whole hands.
+        KeyboardInterrupt: the units finished so far are kept; a rerun measures the rest.
+    """
+    start = time.perf_counter()
+    m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, default_spacing_mm=spacing_mm)
+    if m.kind == "hand" and hand_missing() is not None:
+        raise JsnqInputError(m.path, f"no 'joint' column, so this is a whole-hand study: {hand_missing()}")
+    config = config if config is not None else MeasureConfig()
+    if not isinstance(config, MeasureConfig):
+        raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
+    store = Store(out_dir)
+    report_dir = None
+    if report:
+        store.reports.mkdir(exist_ok=True)
+        report_dir = str(store.reports.resolve())
+    digest = config.digest()
+    by_id = {u.id: u for u in m.units}
+    todo: list[tuple[Unit, str]] = []
+    skipped: list[str] = []
+    for u in m.units:
+        key = unit_key(u, input_digests(u), digest)
+        if _is_done(store.load(u.id), key, report):
+            skipped.append(u.id)
+        else:
+            todo.append((u, key))
+    state = {"done": 0, "failed": 0}
+    computed: list[str] = []
+    failed: list[str] = []
+    dashboard: list[str | None] = [None]
+
+    def tell(event: str, **kw: Any) -> None:
+        if progress is not None:
+            progress(Progress(event=event, total=len(todo), done=state["done"], failed=state["failed"],
+                              skipped=len(skipped), elapsed_s=time.perf_counter() - start,
+                              dashboard_link=dashboard[0], **kw))
+
+    def on_done(unit_id: str, record: dict[str, Any] | None, error: BaseException | None) -> None:
+        unit = by_id[unit_id]
+        if record is None:  # the task itself failed (a worker died too often, or a bug)
+            record = fail_record(new_record(unit, config, input_digests(unit)), unit, failure_message(error))
+        store.save(record)
+        state["done"] += 1
+        computed.append(unit_id)
+        if record["status"] != "ok":
+            state["failed"] += 1
+            failed.append(unit_id)
+        tell("unit", unit=unit_id, status=record["status"], error=record.get("error"))
+
+    jobs = [(u.id, (run_unit, u, config, key)) for u, key in todo]
+    if workers == 0:
+        if numeric_threads is not None:
+            from .schedule import limit_numeric_threads
+
+            limit_numeric_threads(numeric_threads)
+        tell("start")
+        for u, key in todo:
+            on_done(u.id, run_unit(u, config, key, report_dir=report_dir), None)
+    elif todo:
+        from .schedule import open_session, run_tasks
+
+        with open_session(workers=workers, scheduler=scheduler, numeric_threads=numeric_threads) as session:
+            dashboard[0] = session.dashboard_link
+            tell("start")
+            run_tasks(session, _run_with_report, [(name, (*args, report_dir)) for name, args in jobs],
+                      on_done=on_done, retries=retries)
+    else:
+        tell("start")
+    files, summary = assemble(m, store, report=report, config=config,
+                              run_info={"dashboard_link": dashboard[0], "workers": workers, "scheduler": scheduler})
+    tell("finish")
+    return StudyResult(out_dir=store.root, units=tuple(u.id for u in m.units), computed=tuple(computed),
+                       skipped=tuple(skipped), failed=tuple(failed), summary=tuple(summary), files=files,
+                       dashboard_link=dashboard[0], elapsed_s=time.perf_counter() - start)
+
+
+def _run_with_report(fn: Callable[..., Any], unit: Unit, config: MeasureConfig, key: str,
+                     report_dir: str | None) -> dict[str, Any]:
+    """The task: ``fn(unit, config, key, report_dir=...)`` (positional arguments travel best)."""
+    return fn(unit, config, key, report_dir=report_dir)
+
+
+def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dict[str, Any]]]:
+    """A finished unit -> per series (one for a crop unit, one per joint for a hand), its summary
+    input and its units.csv row."""
+    out = []
+    for entry in record.get("series") or []:
+        joint = entry.get("joint") or ""
+        rows = [r for r in record.get("rows") or [] if r.get("joint", "") == joint]
+        ok = entry.get("status") == "ok"
+        flagged = not all(r.get("reliable") for r in rows)
+        base = {**unit.identity, "joint": joint, "unit": unit.id, "status": entry.get("status"),
+                "error": entry.get("error") or "", "n_visits": len(unit.visits),
+                "n_pairs": sum(1 for p in record.get("pairs") or [] if p.get("joint", "") == joint and not p.get("error")),
+                "years": rows[-1].get("years") if rows else None, "flagged": flagged,
+                "report": entry.get("report") and f"reports/{entry['report']}", "elapsed_s": record.get("elapsed_s"),
+                "config_hash": record.get("config_hash")}
+        if not ok or not rows:
+            out.append((UnitOutcome(joint, unit.patient, False, None, math.nan, math.nan, True), base))
+            continue
+        t = entry["trajectory"]
+        chi2 = t.get("chi2_reduced")
+        rate = unit_rate([tuple(p) for p in t["pairs"]], [r["years"] for r in rows],
+                         chi2_reduced=math.nan if chi2 is None else chi2, spacing_mm=entry.get("spacing_mm"))
+        last = rows[-1]
+        last_se_px, last_se_mm = last.get("narrowing_se_px"), last.get("narrowing_se_mm")
+        outcome = UnitOutcome(joint, unit.patient, True, rate, math.nan if last_se_px is None else float(last_se_px),
+                              math.nan if last_se_mm is None else float(last_se_mm), flagged)
+        out.append((outcome, {**base, "rate_px_per_year": finite_or_none(rate.px_per_year),
+                              "rate_se_px_per_year": finite_or_none(rate.se_px_per_year),
+                              "rate_mm_per_year": finite_or_none(rate.mm_per_year),
+                              "rate_se_mm_per_year": finite_or_none(rate.se_mm_per_year),
+                              "last_narrowing_mm": last.get("narrowing_mm"), "last_se_mm": last_se_mm,
+                              "chi2_reduced": chi2}))
+    return out
+
+
+def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: MeasureConfig | None = None,
+             run_info: dict[str, Any] | None = None) -> tuple[dict[str, Path], list[JointSummary]]:
+    """Write the study's tables (and report) from the records of the manifest's units.
+
+    Units without a record (an interrupted run) are left out of the tables and listed in
+    ``study.json`` as ``missing``; records of units no longer in the manifest are ignored.
+    """
+    joints: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
+    unit_rows: list[dict[str, Any]] = []
+    outcomes: list[UnitOutcome] = []
+    missing: list[str] = []
+    for u in manifest.units:
+        record = store.load(u.id)
+        if record is None:
+            missing.append(u.id)
+            continue
+        for row in record.get("rows") or []:
+            # paths are not part of the rerun key: show the manifest's current one
+            joints.append({**row, "image": u.visits[row["visit"]].image_as_given})
+        pairs.extend(record.get("pairs") or [])
+        for outcome, unit_row in _outcomes(u, record):
+            outcomes.append(outcome)
+            unit_rows.append(unit_row)
+    summary = summarise(outcomes)
+    files = {
+        "joints.csv": store.write_table("joints.csv", joints, JOINT_COLUMNS),
+        "joints.parquet": store.write_table("joints.parquet", joints, JOINT_COLUMNS),
+        "pairs.parquet": store.write_table("pairs.parquet", pairs, PAIR_COLUMNS),
+        "units.csv": store.write_table("units.csv", unit_rows, UNIT_COLUMNS),
+        "summary.csv": store.write_table("summary.csv", [asdict(s) for s in summary], SUMMARY_COLUMNS),
+    }
+    from .store import atomic_write_text, json_ready
+
+    info = {"jsnq_version": __version__, "manifest": manifest.path, "kind": manifest.kind,
+            "n_units": len(manifest.units), "n_images": manifest.n_images, "missing": missing,
+            "failed": sorted({r["unit"] for r in unit_rows if r["status"] != "ok"}),
+            "config": None if config is None else config.to_dict(),
+            "config_hash": None if config is None else config.digest(), **(run_info or {})}
+    files["study.json"] = atomic_write_text(store.root / "study.json", json.dumps(json_ready(info), indent=1))
+    if report:
+        from ..report.study import render_study_report
+
+        html = render_study_report(unit_rows, [asdict(s) for s in summary], title=f"jsnq study: {Path(manifest.path).name}")
+        files["report.html"] = atomic_write_text(store.root / "report.html", html)
+    return files, summary

@@ -1,0 +1,129 @@
+"""The study's folder: every file written atomically, one record per finished unit.
+
+Layout of ``DIR``::
+
+    units/<unit id>.json     one record per finished unit (ok or failed), written as it arrives
+    reports/<unit id>.html   per-unit reports (with --report)
+    joints.csv, joints.parquet, pairs.parquet, units.csv, summary.csv, study.json, report.html
+
+Atomic: a file is written to a temporary name in the same folder, flushed to disk and renamed
+over the final name (``os.replace``), so a reader (or a rerun after ``kill -9``) sees the old
+file or the new one, never half of one. A killed run leaves at most stray ``.*.tmp`` files,
+which the next run removes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..errors import JsnqInputError
+
+__all__ = ["Store", "atomic_write_bytes", "atomic_write_text", "csv_text", "parquet_bytes", "json_ready"]
+
+
+def json_ready(value: Any) -> Any:
+    """Non-finite floats -> None, tuples -> lists, recursively (standard JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    final = Path(os.fspath(path))
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise JsnqInputError(final, f"cannot write: {err.strerror or err}") from None
+    return final
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """CSV with exactly ``columns``; empty cell for a missing value, floats written exactly (repr)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([c for c, _ in columns])
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c, _ in columns])
+    return buf.getvalue()
+
+
+def parquet_bytes(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> bytes:
+    """A Parquet file with exactly ``columns`` and types (nulls for missing values)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    schema = pa.schema([(c, types[t]) for c, t in columns])
+    table = pa.Table.from_pylist([{c: r.get(c) for c, _ in columns} for r in rows], schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+class Store:
+    """The unit records of one study folder."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(os.fspath(root))
+        self.units = self.root / "units"
+        self.reports = self.root / "reports"
+        try:
+            self.root.mkdir(exist_ok=True)  # its parent must exist: a mistyped path is not created
+            self.units.mkdir(exist_ok=True)
+        except OSError as err:
+            raise JsnqInputError(self.root, f"cannot create the study folder: {err.strerror or err}") from None
+        for stray in self.units.glob(".*.tmp"):  # left by a killed run
+            stray.unlink(missing_ok=True)
+
+    def path(self, unit_id: str) -> Path:
+        return self.units / f"{unit_id}.json"
+
+    def load(self, unit_id: str) -> dict[str, Any] | None:
+        """The unit's record, or None when there is none (or it cannot be read: measured again)."""
+        try:
+            return json.loads(self.path(unit_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def save(self, record: Mapping[str, Any]) -> Path:
+        return atomic_write_text(self.path(str(record["id"])),
+                                 json.dumps(json_ready(record), allow_nan=False, separators=(",", ":")))
+
+    def write_table(self, name: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> Path:
+        """``name`` ending .csv or .parquet, written atomically."""
+        if name.endswith(".csv"):
+            return atomic_write_text(self.root / name, csv_text(rows, columns))
+        if name.endswith(".parquet"):
+            return atomic_write_bytes(self.root / name, parquet_bytes(rows, columns))
+        raise ValueError(f"unknown table format: {name!r} (use .csv or .parquet)")
