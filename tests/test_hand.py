@@ -351,3 +351,11 @@ def test_measure_hand_end_to_end_with_the_locator(phantom):
     for name, m in hm.joints.items():
         up, lo = _crop_truth(phantom, hm.crops[name], name)
         assert abs(m.narrowing_px - symmetric_narrowing_px(up, lo, m.point_px, m.followup_point_px)) < 0.35
+
+
+def test_workers_do_not_change_the_results(phantom, measured):
+    par = measure_hand(phantom.images[0], phantom.images[1], spacing_mm=phantom.spacing_mm, hands=phantom.hands,
+                       joints=SUBSET, workers=2)
+    assert list(par.joints) == list(measured.joints)
+    for name in SUBSET:
+        assert par.joints[name].narrowing_px == measured.joints[name].narrowing_px

@@ -29,6 +29,11 @@ def hand_cmd(
         help="Your own joint positions instead of the locator's: CSV visit,joint,x,y (visit 0 = first image; "
              "x, y = the base of the joint's distal bone, px; TIP1-TIP5 rows give the distal joints' axes)."),
     side: str = typer.Option("L", "--side", metavar="L|R", help="With --landmarks: which hand (PA view)."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Joints measured at once (threads)."),
+    threads: int = typer.Option(
+        1, "--threads", min=1,
+        help="torch's CPU threads per joint. 1 (the default) measured 4x faster than 2 on a busy 2-core "
+             "machine (docs/hand.md); the results do not depend on it."),
     engine: str = opt.ENGINE,
     segmenter: str = opt.SEGMENTER,
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="OUT.json", help="Write the results as JSON."),
@@ -49,6 +54,9 @@ def hand_cmd(
         raise ValueError(f"hand: needs at least two visits, got {len(visits)}")
     date_list = [d.strip() for d in dates.split(",")] if dates else None
     only = [j.strip() for j in joints.split(",") if j.strip()] if joints else None
+    import torch
+
+    torch.set_num_threads(threads)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..hand.measure import measure_hand, measure_hand_series
@@ -71,7 +79,8 @@ def hand_cmd(
             bar.update(task, completed=done, total=total, description=f"joints (last: {joint})")
 
         if len(images) == 2 and date_list is None:
-            result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands)
+            result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands,
+                                  workers=workers)
         else:
             result = measure_hand_series(images, dates=date_list, config=config, progress=progress, joints=only,
                                          hands=hands)

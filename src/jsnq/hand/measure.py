@@ -369,7 +369,8 @@ def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Seque
 
 def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float | None = None,
                  config: MeasureConfig | None = None, hands: Sequence[Hand] | None = None,
-                 progress: Progress | None = None, joints: Sequence[str] | None = None) -> HandMeasurement:
+                 progress: Progress | None = None, joints: Sequence[str] | None = None,
+                 workers: int = 1) -> HandMeasurement:
     """Measure every finger joint of one hand between two whole-hand radiographs.
 
     Args:
@@ -382,6 +383,8 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
         progress: called as ``progress(done, total, joint)`` after each joint.
         joints: measure only these (names of :data:`JOINT_NAMES`); the others are reported
             ``"not requested"``. Default: all.
+        workers: joints measured at once, in threads (numpy, scipy and torch release the GIL
+            in their heavy loops); the results do not depend on it.
 
     Raises:
         JsnqInputError: a bad image, no hand found, or visits that are not the same hand
@@ -392,13 +395,33 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
     joints: dict[str, Any] = {}
     segmentation: dict[str, str] = {}
     names = list(crops)
-    for k, name in enumerate(names):
+    def one(name: str):
         try:
-            joints[name], segmentation[name] = measure_joint(crops[name], config)
+            return measure_joint(crops[name], config)
         except ValueError as err:
-            errors[name] = _one_line(err)
-        if progress is not None:
-            progress(k + 1, len(names), name)
+            return _one_line(err)
+
+    if workers > 1 and len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+            futures = {pool.submit(one, name): name for name in names}
+            results = {}
+            for k, fut in enumerate(as_completed(futures)):
+                results[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(k + 1, len(names), futures[fut])
+    else:
+        results = {}
+        for k, name in enumerate(names):
+            results[name] = one(name)
+            if progress is not None:
+                progress(k + 1, len(names), name)
+    for name in names:  # in JOINT_NAMES order, whatever order they finished in
+        if isinstance(results[name], str):
+            errors[name] = results[name]
+        else:
+            joints[name], segmentation[name] = results[name]
     return HandMeasurement(joints=joints, errors=errors, hands=tuple(found), crops=crops, segmentation=segmentation,
                            validation={n: VALIDATION[joint_type(n)] for n in JOINT_NAMES}, same_hand=same,
                            sources=tuple(im.source for im in images), spacing_mm=spacing, config=config)
