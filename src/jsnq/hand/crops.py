@@ -209,7 +209,9 @@ class Resampler:
         self._splines: dict[float, SplineImage] = {}
 
     def spline(self, zoom: float) -> SplineImage:
-        sigma = round(0.5 * math.sqrt(1.0 / zoom ** 2 - 1.0), 2) if zoom < 1.0 else 0.0
+        # the anti-aliasing blur in steps of 1/4 px: a few smoothed copies per radiograph, not
+        # one per crop (the finger regions' zooms differ from joint to joint)
+        sigma = round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
         if sigma not in self._splines:
             img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
             self._splines[sigma] = SplineImage(img)
