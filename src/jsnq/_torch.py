@@ -24,7 +24,8 @@ def load_checkpoint(path: Any, build: Callable[[dict[str, Any]], M], *, what: st
 
     Args:
         path: file path or an :mod:`importlib.resources` traversable.
-        build: makes the model from the checkpoint dict (its ``config`` and ``state_dict``).
+        build: makes the (untrained) model from the checkpoint's network config
+            (``ckpt["config"]["network"]``); the checkpoint's ``state_dict`` is then loaded into it.
         what: the kind of checkpoint, for messages ("segmentation", "registration").
         max_format: the newest ``format`` this version understands.
         map_location: where the tensors go.
@@ -52,7 +53,8 @@ def load_checkpoint(path: Any, build: Callable[[dict[str, Any]], M], *, what: st
         raise WeightsUnavailableError(f"{name}: checkpoint format {ckpt.get('format')} is newer than this "
                                       f"jsnq understands ({max_format}); upgrade jsnq")
     try:
-        model = build(ckpt)
+        model = build(ckpt["config"]["network"])
+        model.load_state_dict(ckpt["state_dict"])
     except (KeyError, ValueError, RuntimeError, TypeError) as err:
         first = str(err).strip().splitlines()[0]
         raise WeightsUnavailableError(f"{name}: weights do not match the network: {first[:200]}") from None

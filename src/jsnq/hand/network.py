@@ -203,12 +203,8 @@ def load_locator(path: Any, *, map_location: str | torch.device = "cpu"
         WeightsUnavailableError: missing or unreadable file, unknown layout, weights that do
             not fit the network.
     """
-    def build(ckpt: dict[str, Any]) -> JointLocator:
-        model = build_locator(LocatorConfig.from_dict(ckpt["config"]["network"]))
-        model.load_state_dict(ckpt["state_dict"])
-        return model
-
-    model, ckpt = load_checkpoint(path, build, what="joint locator", max_format=CHECKPOINT_FORMAT,
+    model, ckpt = load_checkpoint(path, lambda net: build_locator(LocatorConfig.from_dict(net)),
+                                  what="joint locator", max_format=CHECKPOINT_FORMAT,
                                   map_location=map_location)
     return model, model.jsnq_config, ckpt
 

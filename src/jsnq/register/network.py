@@ -382,13 +382,8 @@ def predict_similarities_batch(model: RegistrationNet, pairs: Sequence[tuple[np.
 
 def load_regnet(path: Any, *, map_location: str | torch.device = "cpu") -> tuple[RegistrationNet, dict[str, Any]]:
     """Load a registration checkpoint safely (``weights_only=True``); eval mode."""
-    def build(ckpt: dict[str, Any]) -> RegistrationNet:
-        model = build_regnet(RegNetConfig.from_dict(ckpt["config"]["network"]))
-        model.load_state_dict(ckpt["state_dict"])
-        return model
-
-    model, ckpt = load_checkpoint(path, build, what="registration", max_format=CHECKPOINT_FORMAT,
-                                  map_location=map_location)
+    model, ckpt = load_checkpoint(path, lambda net: build_regnet(RegNetConfig.from_dict(net)), what="registration",
+                                  max_format=CHECKPOINT_FORMAT, map_location=map_location)
     return model, ckpt
 
 

@@ -197,13 +197,8 @@ def load_model(path: str | os.PathLike | Any, *, map_location: str | torch.devic
     Raises:
         WeightsUnavailableError: missing or unreadable file, or a layout this version does not know.
     """
-    def build(ckpt: dict[str, Any]) -> UNetPlusPlus:
-        model = build_model(NetworkConfig.from_dict(ckpt["config"]["network"]))
-        model.load_state_dict(ckpt["state_dict"])
-        return model
-
-    model, ckpt = load_checkpoint(path, build, what="segmentation", max_format=CHECKPOINT_FORMAT,
-                                  map_location=map_location)
+    model, ckpt = load_checkpoint(path, lambda net: build_model(NetworkConfig.from_dict(net)), what="segmentation",
+                                  max_format=CHECKPOINT_FORMAT, map_location=map_location)
     return model, model.jsnq_config, ckpt
 
 

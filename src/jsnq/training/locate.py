@@ -40,7 +40,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, buil
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
 from .data import split_joints
-from .loop import epoch_generator, lr_at, read_checkpoint, save_checkpoint
+from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, save_checkpoint
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
@@ -376,7 +376,7 @@ def evaluate_locator(model: torch.nn.Module, data: LandmarkData, *, mirror: bool
 
 
 @dataclass(frozen=True)
-class LocateTrainConfig:
+class LocateTrainConfig(RunConfig):
     """Options of a training run (stored in the checkpoint).
 
     Attributes:
@@ -394,41 +394,22 @@ class LocateTrainConfig:
         augment: the augmentation ranges; network: the network's config.
     """
 
-    data: str
     epochs: int = 120
     batch_size: int = 8
     patches_per_hand: int = 4
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.03
     fg_weight: float = 10.0
     fine_weight: float = 1.0
-    seed: int = 0
-    val_fraction: float = 0.15
-    split_seed: int = 0
     val_every: int = 10
-    device: str = "cpu"
     init: str | None = None  # the weights a fine-tune started from
     augment: LocateAugment = field(default_factory=LocateAugment)
     network: LocatorConfig = field(default_factory=LocatorConfig)
 
+    NESTED: ClassVar[dict[str, type]] = {"augment": LocateAugment}
+    NETWORK: ClassVar[type] = LocatorConfig
+    COUNTS: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "patches_per_hand")
+
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patches_per_hand < 1:
-            raise ValueError(f"epochs, batch_size and patches_per_hand must be >= 1, got "
-                             f"{self.epochs}, {self.batch_size}, {self.patches_per_hand}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("augment", "network")}
-        d["augment"] = self.augment.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "LocateTrainConfig":
-        d = dict(d)
-        aug = LocateAugment.from_dict(d.pop("augment", {}))
-        return cls(**d, augment=aug, network=LocatorConfig.from_dict(network))
+        self.check_run()
 
 
 @dataclass(frozen=True)

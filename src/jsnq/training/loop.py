@@ -9,16 +9,85 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 
 from ..errors import JsnqInputError
 from .data import read_manifest, split_joints
 
-__all__ = ["lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run", "restore"]
+__all__ = ["RunConfig", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
+           "restore"]
+
+#: The devices a training run may ask for.
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every trainer's options share: the base of their frozen dataclasses.
+
+    Attributes:
+        data: the data folder.
+        epochs, batch_size, lr, weight_decay, warmup_fraction: optimisation (AdamW, linear
+            warm-up, cosine decay; :func:`lr_at`).
+        seed: initialisation, order and augmentation (:func:`epoch_generator`).
+        val_fraction, split_seed: the split of the data into training and validation, by joint
+            or by hand (:data:`~jsnq.training.data.SPLIT_RULE`).
+        device: one of :data:`DEVICES`.
+
+    A subclass redeclares the defaults it wants otherwise, adds its own fields (and ``network``),
+    and says which fields are nested option objects (:attr:`NESTED`), which type its network
+    config has (:attr:`NETWORK`) and which counts must be at least 1 (:attr:`COUNTS`).
+    It gets the run's checks (:meth:`check_run`, to call from ``__post_init__``) and the form a
+    checkpoint keeps it in: :meth:`to_dict` without the network (stored apart, as the model's
+    constructor config) and :meth:`from_dict`, its inverse.
+    """
+
+    #: Nested option fields -> their type (``from_dict``/``to_dict`` when it has them, else a plain dataclass).
+    NESTED: ClassVar[dict[str, type]] = {}
+    #: The network config's type (with ``from_dict``).
+    NETWORK: ClassVar[type]
+    #: Fields that must be >= 1.
+    COUNTS: ClassVar[tuple[str, ...]] = ("epochs", "batch_size")
+
+    data: str
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.03
+    seed: int = 0
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    device: str = "cpu"
+
+    def check_run(self) -> None:
+        """Raise a ValueError naming the counts below 1 or a device that is not one of :data:`DEVICES`."""
+        low = [f"{name} = {getattr(self, name)}" for name in self.COUNTS if getattr(self, name) < 1]
+        if low:
+            raise ValueError(f"{', '.join(self.COUNTS)} must be >= 1, got {', '.join(low)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain data, without the network config."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "network"}
+        for name in self.NESTED:
+            value = d[name]
+            d[name] = value.to_dict() if hasattr(value, "to_dict") else asdict(value)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> Any:
+        """The options :meth:`to_dict` wrote, with the network config stored beside them."""
+        d = dict(d)
+        for name, kind in cls.NESTED.items():
+            if name in d:
+                d[name] = kind.from_dict(d[name]) if hasattr(kind, "from_dict") else kind(**d[name])
+        return cls(**d, network=cls.NETWORK.from_dict(network))
 
 
 def lr_at(step: int, total: int, *, lr: float, warmup_fraction: float) -> float:

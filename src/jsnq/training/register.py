@@ -34,7 +34,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
-from .loop import epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -82,47 +82,28 @@ class MotionRanges:
 
 
 @dataclass(frozen=True)
-class RegTrainConfig:
+class RegTrainConfig(RunConfig):
     """Options of a registration training run (stored in the checkpoint)."""
 
-    data: str
-    epochs: int = 20
-    steps_per_epoch: int = 200
     batch_size: int = 32
+    steps_per_epoch: int = 200
     real_fraction: float = 0.5
     supervised_weight: float = 1.0
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.03
-    seed: int = 0
-    val_fraction: float = 0.15
-    split_seed: int = 0
     crop_px: int = 256
     max_overlap: float = 0.8
     gap_exclusion_px: float = 3.0
-    device: str = "cpu"
     motion: MotionRanges = field(default_factory=MotionRanges)
     network: RegNetConfig = field(default_factory=RegNetConfig)
     init: str | None = None  # the weights a fine-tune started from
 
+    NESTED: ClassVar[dict[str, type]] = {"motion": MotionRanges}
+    NETWORK: ClassVar[type] = RegNetConfig
+    COUNTS: ClassVar[tuple[str, ...]] = ("epochs", "steps_per_epoch", "batch_size")
+
     def __post_init__(self) -> None:
-        if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
-            raise ValueError("epochs, steps_per_epoch and batch_size must be >= 1")
+        self.check_run()
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("motion", "network")}
-        d["motion"] = asdict(self.motion)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "RegTrainConfig":
-        d = dict(d)
-        motion = MotionRanges(**d.pop("motion", {}))
-        return cls(**d, motion=motion, network=RegNetConfig.from_dict(network))
 
 
 @dataclass(frozen=True)

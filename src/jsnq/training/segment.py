@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,14 +34,14 @@ from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
            "export_weights"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Options of a training run (stored in the checkpoint).
 
     Attributes:
@@ -56,39 +56,21 @@ class TrainConfig:
         network: the network's config.
     """
 
-    data: str
     epochs: int = 30
-    batch_size: int = 16
     lr: float = 3e-3
-    weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
-    seed: int = 0
-    val_fraction: float = 0.15
-    split_seed: int = 0
     target_size: int = 256
     max_overlap: float = 0.8
-    device: str = "cpu"
     augment: AugmentRanges = field(default_factory=AugmentRanges)
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
+    NESTED: ClassVar[dict[str, type]] = {"augment": AugmentRanges}
+    NETWORK: ClassVar[type] = NetworkConfig
+
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be one of 'cpu', 'cuda'; got {self.device!r}")
+        self.check_run()
         if self.target_size < self.network.input_size:
             raise ValueError(f"target_size ({self.target_size}) must be >= the input size ({self.network.input_size})")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("augment", "network")}
-        d["augment"] = self.augment.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], network: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        aug = AugmentRanges.from_dict(d.pop("augment", {}))
-        return cls(**d, augment=aug, network=NetworkConfig.from_dict(network))
 
 
 @dataclass(frozen=True)
