@@ -31,6 +31,10 @@ _EXPORTS = {
     "load_labels": "io",
     "Image": "io",
     "JsnqInputError": "errors",
+    "find_joints": "hand.locate",
+    "Hand": "hand.types",
+    "Joint": "hand.types",
+    "run_study": "study",
     "measure_hand": "hand.measure",
     "measure_hand_series": "hand.measure",
     "HandMeasurement": "hand.measure",
@@ -45,7 +49,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batch import measure_batch
     from .config import MeasureConfig
     from .longitudinal import series
+    from .hand.locate import find_joints
     from .hand.measure import HandMeasurement, measure_hand, measure_hand_series
+    from .hand.types import Hand, Joint
+    from .study import run_study
     from .pipeline import measure, measure_many
     from .results import BoneMotion, Measurement, SeriesResult
 
