@@ -354,8 +354,10 @@ def test_measure_hand_end_to_end_with_the_locator(phantom):
 
 
 def test_workers_do_not_change_the_results(phantom, measured):
+    """Threads change nothing but the order of work: equal to 1e-4 px (torch's thread count,
+    which the CLI test sets process-wide, changes the networks' floats in the last digits)."""
     par = measure_hand(phantom.images[0], phantom.images[1], spacing_mm=phantom.spacing_mm, hands=phantom.hands,
                        joints=SUBSET, workers=2)
     assert list(par.joints) == list(measured.joints)
     for name in SUBSET:
-        assert par.joints[name].narrowing_px == measured.joints[name].narrowing_px
+        assert par.joints[name].narrowing_px == pytest.approx(measured.joints[name].narrowing_px, abs=1e-4)

@@ -56,7 +56,15 @@ def hand_cmd(
     only = [j.strip() for j in joints.split(",") if j.strip()] if joints else None
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        _run(visits, spacing, date_list, only, landmarks, side, workers, config, json_out, csv_out, report)
+    finally:
+        torch.set_num_threads(before)  # the process's setting again (the command may run in-process)
+
+
+def _run(visits, spacing, date_list, only, landmarks, side, workers, config, json_out, csv_out, report) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..hand.measure import measure_hand, measure_hand_series
