@@ -38,7 +38,7 @@ from ..errors import JsnqInputError
 from ..geometry import Similarity, crop_centre
 from ..register.classical import RegistrationOptions, fit_similarity, global_search
 from ..register.warp import SplineImage, pixel_grid, warp_to_baseline
-from .anatomy import JOINT_BONES, LENGTH_MM, SEGMENTS, distal_bone_width_mm, joint_type
+from .anatomy import LENGTH_MM, SEGMENTS, distal_bone_width_mm, joint_type
 from .types import Hand, Joint
 
 __all__ = ["CROP_SIZE", "TARGET_BASE_WIDTH_PX", "TYPICAL_GAP_MM", "CropBox", "JointCrops", "hand_scale_px_per_mm",

@@ -54,7 +54,7 @@ from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, buil
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
 from .data import split_joints
-from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, save_checkpoint
+from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, save_checkpoint
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
@@ -413,23 +413,18 @@ class LocateTrainConfig(RunConfig):
 
 
 @dataclass(frozen=True)
-class LocateEpochRecord:
+class LocateEpochRecord(EpochSummary):
     """Per-epoch summary: mean losses; validation figures (NaN on epochs not validated); seconds."""
 
-    epoch: int
-    loss: float
     coarse_loss: float
     fine_loss: float
     val_mean_mm: float
     val_within4_pct: float
     val_missing_pct: float
-    seconds: float
 
 
 @dataclass(frozen=True)
-class LocateTrainResult:
-    checkpoint: Path
-    history: tuple[LocateEpochRecord, ...]
+class LocateTrainResult(RunResult):
     n_train: int
     n_val: int
     validation_hands: tuple[str, ...]

@@ -18,11 +18,33 @@ import torch
 from ..errors import JsnqInputError
 from .data import read_manifest, split_joints
 
-__all__ = ["RunConfig", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
+__all__ = ["RunConfig", "EpochSummary", "RunResult", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
            "restore"]
 
 #: The devices a training run may ask for.
 DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EpochSummary:
+    """What every trainer records per epoch (subclasses add their validation figures).
+
+    Attributes:
+        epoch: 1-based; loss: the epoch's mean training loss; seconds: its wall time.
+    """
+
+    epoch: int
+    loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What every training run returns (subclasses add their data counts): the checkpoint
+    written and the history of epoch summaries."""
+
+    checkpoint: Path
+    history: tuple
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -47,7 +46,7 @@ from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
-from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -107,22 +106,17 @@ class RegTrainConfig(RunConfig):
 
 
 @dataclass(frozen=True)
-class RegEpochRecord:
+class RegEpochRecord(EpochSummary):
     """Per-epoch summary: mean loss; validation narrowing RMS error (crop px) after pass 1
     and after the last pass on synthetic pairs; validation NCC on real pairs; seconds."""
 
-    epoch: int
-    loss: float
     val_rms_pass1_px: float
     val_rms_px: float
     val_real_ncc: float
-    seconds: float
 
 
 @dataclass(frozen=True)
-class RegTrainResult:
-    checkpoint: Path
-    history: tuple[RegEpochRecord, ...]
+class RegTrainResult(RunResult):
     n_train_crops: int
     n_train_pairs: int
     n_val_crops: int

@@ -34,7 +34,7 @@ from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import RunConfig, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
            "export_weights"]
@@ -74,20 +74,15 @@ class TrainConfig(RunConfig):
 
 
 @dataclass(frozen=True)
-class EpochRecord:
+class EpochRecord(EpochSummary):
     """Per-epoch summary: mean training loss, validation Dice per bone, seconds."""
 
-    epoch: int
-    loss: float
     val_dsc_upper: float
     val_dsc_lower: float
-    seconds: float
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    checkpoint: Path
-    history: tuple[EpochRecord, ...]
+class TrainResult(RunResult):
     n_train: int
     n_val: int
     excluded: tuple[tuple[str, str], ...]
