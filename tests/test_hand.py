@@ -35,6 +35,17 @@ def _crop_truth(ph, crops, joint, visit=1):
     return (inv.compose(up).compose(b0.transform()), inv.compose(lo).compose(b0.transform()))
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``jsnq hand`` sets torch's thread count for its process; under CliRunner that process is
+    pytest's, and a later test comparing against a module fixture computed with the old count
+    would see float-level differences (1e-8 px). Restore it after each test."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def phantom():
     return make_hand(3, n_visits=2)

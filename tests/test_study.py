@@ -1,7 +1,8 @@
 """jsnq study: the manifest, the rates (pure maths), and whole studies of a few synthetic
 patients on a LocalCluster of 2 workers: equal to serial jsnq.series, unchanged by a killed
 worker, resumable after kill -9 of the client, a bad image recorded and the rest kept, a changed
-option or image measured again."""
+option or image measured again. Whole-hand studies of phantom hands (the shipped locator finds
+their joints) equal serial measure_hand_series; a real hand-pair study when ../shared/data is there."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from jsnq.quality import ReliabilityThresholds
 from jsnq.study import read_manifest, run_study, summarise, unit_rate
 from jsnq.study.stats import SDC_Z, Rate, UnitOutcome
 from jsnq.study.store import Store, atomic_write_text
-from jsnq.study.units import hand_available, hand_missing
+from jsnq.study.units import hand_available, hand_missing, unit_key
 from jsnq.trajectory import PairEstimate, fit_trajectory
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -99,16 +100,6 @@ def test_manifest_refuses_a_repeated_image_and_mixed_spacings(tmp_path):
     # --spacing fills the empty cells, so the unit is consistent
     m = read_manifest(tmp_path / "s.csv", default_spacing_mm=0.1)
     assert m.units[0].spacing_mm == 0.1
-
-
-@pytest.mark.skipif(hand_available(), reason="this jsnq measures whole hands")
-def test_a_whole_hand_study_is_refused_naming_the_missing_capability(tmp_path):
-    path = _write_csv(tmp_path / "hands.csv", ["patient", "side", "date", "image"], [["1", "L", "2020-01-01", "a.png"]])
-    with pytest.raises(JsnqInputError) as err:
-        run_study(path, tmp_path / "out", workers=0)
-    msg = str(err.value)
-    assert "\n" not in msg and msg.startswith(str(path)) and "jsnq.hand.measure" in msg and hand_missing() in msg
-    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 # -- the rates (pure) -----------------------------------------------------------------------------
@@ -494,12 +485,157 @@ def test_cli_study_errors_are_one_line(tmp_path):
 
     runner = CliRunner()
     hands = _write_csv(tmp_path / "hands.csv", ["patient", "side", "date", "image"], [["1", "L", "2020-01-01", "a.png"]])
-    r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0"])
-    if not hand_available():
-        assert r.exit_code == 2 and r.output.count("\n") == 1 and "jsnq.hand.measure" in r.output
+    r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP2"])
+    assert r.exit_code == 1 and "1 failed" in r.output  # a hand study runs; its unit (a.png missing) fails
+    r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP9"])
+    assert r.exit_code == 2 and "unknown joint(s) 'MCP9'" in r.output and r.output.count("\n") == 1
     both = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "2",
                                "--scheduler", "tcp://127.0.0.1:1"])
     assert both.exit_code == 2 and "not both" in both.output and both.output.count("\n") == 1
     bad = _write_csv(tmp_path / "bad.csv", ["patient", "joint", "date", "image"], [["1", "J", "yesterday", "a.png"]])
     r = runner.invoke(app, ["study", str(bad), "--out", str(tmp_path / "o2"), "--workers", "0"])
     assert r.exit_code == 2 and f"error: {bad} line 2: bad date 'yesterday'" in r.output
+
+
+# -- whole-hand studies ---------------------------------------------------------------------------
+
+#: Two joints (of different types) keep the hand studies fast; the study measures all 14 by default.
+HAND_JOINTS = ("MCP2", "PIP3")
+HAND_DATES = ("2020-01-01", "2021-01-01", "2022-07-01")
+#: patient -> (phantom seed, its side, the side written in the manifest, visits)
+HAND_PATIENTS = {"H0": (20, "L", "L", 3), "H1": (21, "R", "", 2)}
+HAND_SPACING = 0.25
+
+
+def _make_hand_study(folder: Path) -> Path:
+    """2 phantom patients' whole-hand radiographs (a left hand at 3 visits, a right one at 2
+    with its side left empty for the study to detect); the manifest has no joint column."""
+    from jsnq.phantom import make_hand
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for patient, (seed, side, given, n) in HAND_PATIENTS.items():
+        ph = make_hand(seed, side=side, n_visits=n, spacing_mm=HAND_SPACING)
+        for k in range(n):
+            save_image(folder / f"{patient}_{k}.png", ph.images[k])
+            rows.append([patient, given, HAND_DATES[k], f"{patient}_{k}.png"])
+    return _write_csv(folder / "hands.csv", ["patient", "side", "date", "image"], rows[::-1])
+
+
+@pytest.fixture(scope="module")
+def hand_study(tmp_path_factory) -> Path:
+    return _make_hand_study(tmp_path_factory.mktemp("hands") / "trial")
+
+
+@pytest.fixture(scope="module")
+def hand_reference(hand_study, tmp_path_factory):
+    """The hand study on the default LocalCluster (workers=2), default configuration, with reports."""
+    out = tmp_path_factory.mktemp("handref") / "out"
+    result = run_study(hand_study, out, workers=2, spacing_mm=HAND_SPACING, joints=HAND_JOINTS, report=True)
+    return out, result
+
+
+def _serial_hand(folder: Path, patient: str):
+    """measure_hand_series of one patient's visits in this process, with the workers' one numeric thread."""
+    import torch
+
+    from jsnq.hand.measure import measure_hand_series
+
+    n = HAND_PATIENTS[patient][3]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return measure_hand_series([folder / f"{patient}_{k}.png" for k in range(n)], dates=list(HAND_DATES[:n]),
+                                   spacing_mm=HAND_SPACING, config=MeasureConfig(), joints=HAND_JOINTS)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_hand_study_equals_serial_measure_hand_series_with_the_crop_boxes(hand_study, hand_reference):
+    out, result = hand_reference
+    assert len(result.computed) == 2 and not result.failed
+    table = {(r["patient"], r["joint"], r["visit"]): r for r in pq.read_table(out / "joints.parquet").to_pylist()}
+    assert len(table) == len(HAND_JOINTS) * (3 + 2)  # patient x side x joint x visit
+    pairs = {(r["patient"], r["joint"], r["baseline_visit"], r["followup_visit"]): r
+             for r in pq.read_table(out / "pairs.parquet").to_pylist()}
+    for patient, (_, side, _, n) in HAND_PATIENTS.items():
+        hs = _serial_hand(hand_study.parent, patient)
+        assert hs.hands[0].side == side
+        for joint in HAND_JOINTS:
+            s, boxes = hs.joints[joint], hs.crops[joint].boxes
+            for k in range(n):
+                row = table[patient, joint, k]
+                assert row["side"] == side  # H1's from the located hand
+                assert row["narrowing_px"] == float(s.trajectory.narrowing_px[k])
+                assert row["narrowing_se_px"] == float(s.trajectory.se_px[k])
+                assert row["narrowing_mm"] == float(s.trajectory.narrowing_px[k]) * s.spacing_mm
+                assert row["spacing_mm"] == s.spacing_mm == pytest.approx(HAND_SPACING / boxes[k].zoom)
+                assert (row["crop_centre_x"], row["crop_centre_y"]) == tuple(map(float, boxes[k].centre_xy))
+                assert row["crop_angle_deg"] == boxes[k].angle_deg and row["crop_zoom"] == boxes[k].zoom
+                assert (row["crop_rows"], row["crop_cols"]) == tuple(boxes[k].size)
+                assert row["crop_method"] == ("landmark" if k == 0 else "registered")
+                assert row["unit_status"] == "ok" and row["date"] == HAND_DATES[k]
+            for (i, j), m in s.measurements.items():
+                assert pairs[patient, joint, i, j]["narrowing_px"] == m.narrowing_px
+    with open(out / "units.csv", newline="") as fh:
+        units = list(csv.DictReader(fh))
+    assert sorted((u["patient"], u["side"], u["joint"]) for u in units) == [
+        ("H0", "L", "MCP2"), ("H0", "L", "PIP3"), ("H1", "R", "MCP2"), ("H1", "R", "PIP3")]
+    assert all(u["status"] == "ok" and u["rate_px_per_year"] for u in units)
+    with open(out / "summary.csv", newline="") as fh:
+        summary = {r["joint"]: r for r in csv.DictReader(fh)}
+    assert set(summary) == set(HAND_JOINTS) and all(r["n_patients"] == "2" and r["n_failed"] == "0"
+                                                    for r in summary.values())
+    html = (out / "report.html").read_text()
+    assert all(f'href="reports/{u}.html"' in html and (out / "reports" / f"{u}.html").is_file() for u in result.units)
+
+
+def test_a_hand_study_rerun_computes_nothing_and_a_new_subset_measures_again(hand_study, hand_reference, cluster,
+                                                                             tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(hand_reference[0], out)
+    again = run_study(hand_study, out, scheduler=cluster[0].scheduler_address, spacing_mm=HAND_SPACING,
+                      joints=HAND_JOINTS[::-1], report=True)  # the same subset, in another order
+    assert not again.computed and len(again.skipped) == 2
+    _same_numbers(_table(out / "joints.parquet"), _table(hand_reference[0] / "joints.parquet"))
+    u = read_manifest(hand_study, default_spacing_mm=HAND_SPACING).units[0]
+    assert unit_key(u, [], "c", ("MCP2",)) != unit_key(u, [], "c", HAND_JOINTS) != unit_key(u, [], "c")
+
+
+def test_a_bad_hand_image_fails_every_joint_of_that_hand_and_keeps_the_others(hand_study, tmp_path):
+    """H0's second radiograph is not an image: its hand fails on each requested joint (rows empty,
+    never 0, the one-line reason); H1 is measured (in this process, workers=0)."""
+    copy = tmp_path / "trial"
+    shutil.copytree(hand_study.parent, copy)
+    (copy / "H0_1.png").write_bytes(b"not a PNG")
+    out = tmp_path / "out"
+    result = run_study(copy / "hands.csv", out, workers=0, spacing_mm=HAND_SPACING, joints=("MCP2",))
+    assert len(result.failed) == 1 and result.failed[0].startswith("H0_L")
+    rows = pq.read_table(out / "joints.parquet").to_pylist()
+    bad = [r for r in rows if r["patient"] == "H0"]
+    assert len(bad) == 3 and all(r["joint"] == "MCP2" and r["unit_status"] == "failed" for r in bad)
+    assert all(r["narrowing_px"] is None and r["crop_centre_x"] is None and "H0_1.png" in r["reasons"]
+               and "\n" not in r["reasons"] for r in bad)
+    assert all(r["unit_status"] == "ok" and r["side"] == "R" for r in rows if r["patient"] == "H1")
+    with open(out / "summary.csv", newline="") as fh:
+        summary = list(csv.DictReader(fh))
+    assert [(r["joint"], r["n_failed"], r["n_rated"]) for r in summary] == [("MCP2", "1", "1")]
+    with pytest.raises(ValueError, match="crop study"):
+        run_study(_make_study(tmp_path / "crops"),
+                  tmp_path / "o2", workers=0, joints=("MCP2",))
+
+
+def test_hand_pair_study_end_to_end_with_the_locator(shared_data, tmp_path):
+    """The real RA hand-pair (two visits 13 months apart) as a one-patient study, joints found by
+    the shipped locator: MCP4 and MCP5 measured, with boxes, in px (no spacing given)."""
+    d = shared_data / "hand-pair"
+    manifest = _write_csv(tmp_path / "pair.csv", ["patient", "date", "image"], [
+        ["IMAGE007", "2011-01-11", str(d / "IMAGE007_20110111.png")],
+        ["IMAGE007", "2012-02-21", str(d / "IMAGE007_20120221.png")]])
+    result = run_study(manifest, tmp_path / "out", workers=0, joints=("MCP4", "MCP5"))
+    assert not result.failed
+    rows = pq.read_table(tmp_path / "out" / "joints.parquet").to_pylist()
+    assert [(r["joint"], r["visit"]) for r in rows] == [("MCP4", 0), ("MCP4", 1), ("MCP5", 0), ("MCP5", 1)]
+    for r in rows:
+        assert r["side"] == "L" and r["crop_zoom"] > 0 and r["narrowing_mm"] is None and "spacing" in r["missing"]
+        assert math.isfinite(r["narrowing_px"]) and (r["visit"] == 0) == (r["narrowing_px"] == 0.0)

@@ -27,6 +27,9 @@ def study_cmd(
     spacing: Optional[float] = typer.Option(None, "--spacing", metavar="MM",
                                             help="Pixel spacing in mm/px for rows without spacing_mm."),
     report: bool = typer.Option(False, "--report", help="Write DIR/report.html and a report per unit."),
+    joints: Optional[str] = typer.Option(None, "--joints", metavar="MCP2,MCP3,...",
+                                         help="Whole-hand studies: measure only these joints of each hand "
+                                              "(default: all 14)."),
     split_masks: bool = opt.SPLIT_MASKS,
     engine: str = opt.ENGINE,
     segmenter: str = opt.SEGMENTER,
@@ -34,6 +37,9 @@ def study_cmd(
     gain_free: bool = opt.GAIN_FREE,
 ) -> None:
     """Measure a study: every (patient, side, joint) series on Dask, resumable, one tidy table out.
+
+    Without a joint column each image is a whole-hand radiograph: one task per (patient, side)
+    locates the finger joints, cuts matching crops at every visit and measures each joint's series.
 
     Writes DIR/joints.csv and .parquet (a row per patient, side, joint and visit), pairs.parquet,
     units.csv, summary.csv (per joint: progression rate with its 95 % CI, smallest detectable
@@ -45,13 +51,14 @@ def study_cmd(
         raise ValueError("give --workers (a local cluster) or --scheduler (an existing one), not both")
     config = opt.measure_config(engine=engine, segmenter=segmenter, split_masks=split_masks, edge_ramp=edge_ramp,
                                 gain_free=gain_free)
+    only = [j.strip() for j in joints.split(",") if j.strip()] if joints else None
     output_dir(out, inputs=[manifest])
     from ..study import run_study
     from ..study.progress import rich_progress
 
     with rich_progress(stderr()) as progress:
         result = run_study(manifest, out, config=config, workers=workers, scheduler=scheduler, spacing_mm=spacing,
-                           report=report, progress=progress)
+                           report=report, progress=progress, joints=only)
     console = stdout()
     for s in result.summary:
         if s.rate_mm_per_year == s.rate_mm_per_year:

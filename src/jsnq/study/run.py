@@ -21,7 +21,7 @@ from .manifest import Manifest, Unit, read_manifest
 from .stats import JointSummary, UnitOutcome, summarise, unit_rate
 from .store import Store
 from .tables import JOINT_COLUMNS, PAIR_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS, finite_or_none
-from .units import (RECORD_FORMAT, fail_record, failure_message, hand_missing, input_digests,
+from .units import (RECORD_FORMAT, fail_record, failure_message, hand_joints, hand_missing, input_digests,
                     new_record, run_unit, unit_key)
 
 __all__ = ["Progress", "StudyResult", "run_study", "assemble"]
@@ -88,7 +88,7 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
               config: MeasureConfig | None = None, workers: int | None = None, scheduler: str | None = None,
               spacing_mm: float | None = None, report: bool = False,
               progress: Callable[[Progress], None] | None = None, retries: int = 1,
-              numeric_threads: int | None = None) -> StudyResult:
+              numeric_threads: int | None = None, joints: Sequence[str] | None = None) -> StudyResult:
     """Measure a study: every unit of the manifest once, on Dask, resumably.
 
     Args:
@@ -110,6 +110,9 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
         numeric_threads: torch / OpenMP / BLAS threads per task on Dask (default: the cores
             divided among the LocalCluster's workers; 1 on an existing cluster). With
             ``workers=0``, this process's limit is left alone unless given.
+        joints: a whole-hand study measures only these joints of each hand (names of
+            :data:`jsnq.hand.types.JOINT_NAMES`; default all 14); part of the rerun key. A crop
+            study measures the joints its manifest lists, so it refuses this option.
 
     Returns:
         A :class:`StudyResult`.
@@ -117,15 +120,21 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     Raises:
         JsnqInputError: a bad manifest (one line naming file and line), or a whole-hand study
             (no ``joint`` column) while this jsnq cannot measure whole hands.
+        ValueError: an unknown joint in ``joints``, or ``joints`` for a crop study.
         KeyboardInterrupt: the units finished so far are kept; a rerun measures the rest.
     """
     start = time.perf_counter()
     m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, default_spacing_mm=spacing_mm)
-    if m.kind == "hand" and hand_missing() is not None:
+    if m.kind == "hand" and hand_missing() is not None:  # an installation without jsnq.hand
         raise JsnqInputError(m.path, f"no 'joint' column, so this is a whole-hand study: {hand_missing()}")
     config = config if config is not None else MeasureConfig()
     if not isinstance(config, MeasureConfig):
         raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
+    if joints is not None:
+        if m.kind != "hand":
+            raise ValueError("joints= selects joints of whole hands; a crop study measures the joints its "
+                             "manifest's 'joint' column lists")
+        joints = hand_joints(joints)
     store = Store(out_dir)
     report_dir = None
     if report:
@@ -136,7 +145,7 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     todo: list[tuple[Unit, str]] = []
     skipped: list[str] = []
     for u in m.units:
-        key = unit_key(u, input_digests(u), digest)
+        key = unit_key(u, input_digests(u), digest, joints)
         if _is_done(store.load(u.id), key, report):
             skipped.append(u.id)
         else:
@@ -155,7 +164,7 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     def on_done(unit_id: str, record: dict[str, Any] | None, error: BaseException | None) -> None:
         unit = by_id[unit_id]
         if record is None:  # the task itself failed (a worker died too often, or a bug)
-            record = fail_record(new_record(unit, config, input_digests(unit)), unit, failure_message(error))
+            record = fail_record(new_record(unit, config, input_digests(unit), joints), unit, failure_message(error))
         store.save(record)
         state["done"] += 1
         computed.append(unit_id)
@@ -172,14 +181,14 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
             limit_numeric_threads(numeric_threads)
         tell("start")
         for u, key in todo:
-            on_done(u.id, run_unit(u, config, key, report_dir=report_dir), None)
+            on_done(u.id, run_unit(u, config, key, report_dir=report_dir, joints=joints), None)
     elif todo:
         from .schedule import open_session, run_tasks
 
         with open_session(workers=workers, scheduler=scheduler, numeric_threads=numeric_threads) as session:
             dashboard[0] = session.dashboard_link
             tell("start")
-            run_tasks(session, _run_with_report, [(name, (*args, report_dir)) for name, args in jobs],
+            run_tasks(session, _run_with_report, [(name, (*args, report_dir, joints)) for name, args in jobs],
                       on_done=on_done, retries=retries)
     else:
         tell("start")
@@ -192,9 +201,9 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
 
 
 def _run_with_report(fn: Callable[..., Any], unit: Unit, config: MeasureConfig, key: str,
-                     report_dir: str | None) -> dict[str, Any]:
-    """The task: ``fn(unit, config, key, report_dir=...)`` (positional arguments travel best)."""
-    return fn(unit, config, key, report_dir=report_dir)
+                     report_dir: str | None, joints: Sequence[str] | None = None) -> dict[str, Any]:
+    """The task: ``fn(unit, config, key, report_dir=..., joints=...)`` (positional arguments travel best)."""
+    return fn(unit, config, key, report_dir=report_dir, joints=joints)
 
 
 def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dict[str, Any]]]:
@@ -206,7 +215,8 @@ def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dic
         rows = [r for r in record.get("rows") or [] if r.get("joint", "") == joint]
         ok = entry.get("status") == "ok"
         flagged = not all(r.get("reliable") for r in rows)
-        base = {**unit.identity, "joint": joint, "unit": unit.id, "status": entry.get("status"),
+        # a hand's side: the manifest's, else the located hand's (the record's)
+        base = {**unit.identity, "side": record.get("side") or unit.side, "joint": joint, "unit": unit.id, "status": entry.get("status"),
                 "error": entry.get("error") or "", "n_visits": len(unit.visits),
                 "n_pairs": sum(1 for p in record.get("pairs") or [] if p.get("joint", "") == joint and not p.get("error")),
                 "years": rows[-1].get("years") if rows else None, "flagged": flagged,
