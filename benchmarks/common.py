@@ -23,10 +23,10 @@ PAPER_SPACING_MM = 0.175
 PAPER_MISMATCH = 0.0048
 
 
-def data_dir() -> Path:
-    """``$JSNQ_DATA`` or ../shared/data next to the repository; SystemExit when absent."""
+def data_dir(needs: str = "finger-joints/manifest.csv") -> Path:
+    """``$JSNQ_DATA`` or ../shared/data next to the repository; SystemExit when ``needs`` is absent there."""
     d = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-    if not (d / "finger-joints" / "manifest.csv").exists():
+    if not (d / needs).exists():
         raise SystemExit(f"benchmark data not found under {d} (set JSNQ_DATA)")
     return d
 

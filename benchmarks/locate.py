@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,17 +37,13 @@ from jsnq.hand.types import JOINT_NAMES
 from jsnq.io import load_image
 from jsnq.training.locate import read_landmarks
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import data_dir  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = {"all": JOINT_NAMES, "MCP/PIP/IP": tuple(n for n in JOINT_NAMES if not n.startswith("DIP")),
           "DIP": tuple(n for n in JOINT_NAMES if n.startswith("DIP"))}
 HAND_PAIR_TOLERANCE_PX = 20.0
-
-
-def data_dir() -> Path:
-    d = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-    if not (d / "hand-landmarks" / "landmarks.csv").exists():
-        raise SystemExit(f"benchmark data not found under {d} (set JSNQ_DATA)")
-    return d
 
 
 def atlas(model, val_ids: list[str], folder: Path, *, mirror: bool) -> dict:
@@ -148,7 +145,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    root = data_dir()
+    root = data_dir("hand-landmarks/landmarks.csv")
     model, _, ckpt = load_locator(args.weights or shipped_weights())
     model = fuse_for_inference(model)
     val_ids = list(ckpt["config"]["split"]["validation_hands"])

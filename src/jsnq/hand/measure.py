@@ -250,20 +250,21 @@ def _one_line(err: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class HandMeasurement:
-    """Every finger joint of one hand between two visits.
+class HandResult:
+    """What a hand's result holds, at two visits or more.
 
     Attributes:
-        joints: joint name -> :class:`~jsnq.pipeline.Measurement` (in the crop's pixels;
-            ``narrowing_mm`` uses the crop's spacing = image spacing / zoom).
+        joints: joint name -> its :class:`~jsnq.results.Measurement` (two visits) or
+            :class:`~jsnq.results.SeriesResult` (three or more), in the crop's pixels
+            (``narrowing_mm`` uses the crop's spacing = image spacing / zoom).
         errors: joint name -> one-line reason, for every joint of :data:`JOINT_NAMES` not
             measured (not located, cut off at the image edge, no match, failed).
-        hands: the two :class:`~jsnq.hand.types.Hand` s.
+        hands: each visit's :class:`~jsnq.hand.types.Hand`.
         crops: joint name -> :class:`~jsnq.hand.crops.JointCrops` (boxes in image coordinates).
         segmentation: joint name -> ``"network"`` or the reason for the classical fallback.
         validation: joint name -> its joint type's validation status (:data:`VALIDATION`).
         same_hand: the check that both visits show one hand (side, similarity of the layouts).
-        sources: the two radiographs' names; spacing_mm their pixel spacing (or None).
+        sources: the radiographs' names; spacing_mm their pixel spacing (or None).
         config: the configuration measured with.
     """
 
@@ -277,6 +278,12 @@ class HandMeasurement:
     sources: tuple[str, ...]
     spacing_mm: float | None
     config: MeasureConfig = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HandMeasurement(HandResult):
+    """Every finger joint of one hand between two visits (fields as :class:`HandResult`; ``joints``
+    maps a joint name to its :class:`~jsnq.results.Measurement`)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per joint (measured or not), in :data:`JOINT_NAMES` order: the table of
@@ -428,20 +435,10 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
 
 
 @dataclass(frozen=True)
-class HandSeries:
+class HandSeries(HandResult):
     """Every finger joint of one hand across three or more visits: one
-    :class:`~jsnq.pipeline.SeriesResult` per joint (fields as :class:`HandMeasurement`)."""
+    :class:`~jsnq.results.SeriesResult` per joint (fields as :class:`HandResult`, and the dates)."""
 
-    joints: Mapping[str, Any]
-    errors: Mapping[str, str]
-    hands: tuple[Hand, ...]
-    crops: Mapping[str, JointCrops] = field(repr=False)
-    segmentation: Mapping[str, str]
-    validation: Mapping[str, str]
-    same_hand: Mapping[str, Any]
-    sources: tuple[str, ...]
-    spacing_mm: float | None
-    config: MeasureConfig = field(repr=False)
     dates: tuple[str, ...] | None = None
 
     def rows(self) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from ..errors import JsnqInputError
 from ..io import load_image
 from ..segment.network import preprocess
 
-__all__ = ["ManifestRow", "SegmentationData", "read_manifest", "split_joints", "load_dataset",
+__all__ = ["ManifestRow", "SegmentationData", "data_file", "read_manifest", "split_joints", "load_dataset",
            "MANIFEST", "REQUIRED_COLUMNS", "SPLIT_RULE"]
 
 MANIFEST = "manifest.csv"
@@ -45,6 +45,18 @@ class ManifestRow:
     joint: str = ""
 
 
+def data_file(folder: str | os.PathLike, name: str, what: str) -> tuple[Path, Path]:
+    """``(folder, folder / name)`` for a training data folder and its index file (a manifest, the
+    landmarks), or a one-line JsnqInputError naming what is missing."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise JsnqInputError(root, "data folder not found")
+    path = root / name
+    if not path.is_file():
+        raise JsnqInputError(path, f"{what} not found (the data folder needs a {name})")
+    return root, path
+
+
 def read_manifest(folder: str | os.PathLike) -> list[ManifestRow]:
     """Read ``folder/manifest.csv``.
 
@@ -52,12 +64,7 @@ def read_manifest(folder: str | os.PathLike) -> list[ManifestRow]:
         JsnqInputError: missing folder or manifest, missing columns, no rows, an empty cell,
             or a listed file that does not exist (each a one-line message naming it).
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise JsnqInputError(root, "data folder not found")
-    path = root / MANIFEST
-    if not path.is_file():
-        raise JsnqInputError(path, f"manifest not found (the data folder needs a {MANIFEST})")
+    root, path = data_file(folder, MANIFEST, "manifest")
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)

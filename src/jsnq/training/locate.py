@@ -53,8 +53,8 @@ from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, buil
                             gaussian_heatmaps, invert_affine, load_locator, warp)
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
-from .data import split_joints
-from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, save_checkpoint
+from .data import data_file, split_joints
+from .loop import EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, resume_run, run_epochs, save_checkpoint
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
@@ -124,12 +124,7 @@ def read_landmarks(folder: str | os.PathLike, names: Sequence[str]) -> tuple[lis
     Raises:
         JsnqInputError: missing folder, file or column, no rows, a missing image, a bad number.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise JsnqInputError(root, "data folder not found")
-    path = root / LANDMARKS_FILE
-    if not path.is_file():
-        raise JsnqInputError(path, f"landmarks file not found (the data folder needs a {LANDMARKS_FILE})")
+    root, path = data_file(folder, LANDMARKS_FILE, "landmarks file")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         header = [(h or "").strip() for h in (reader.fieldnames or [])]
@@ -457,14 +452,7 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
         JsnqInputError: bad data folder or files; a resume checkpoint that does not match the
             data's split.
     """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    prev = None
-    if resume is not None:
-        prev = read_checkpoint(resume)
-        stored = LocateTrainConfig.from_dict(prev["config"]["training"], prev["config"]["network"])
-        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    out, config, prev = resume_run(config, out, resume)
     start = None
     if init is not None and resume is None:
         start = read_checkpoint(init)
@@ -510,12 +498,7 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
         "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
                   "validation_hands": val_ids, "n_train_hands": n, "n_validation_hands": len(val)},
     }
-    if on_start is not None:
-        on_start(first_epoch, config.epochs, per_epoch)
-    model.train()
-    for epoch in range(first_epoch, config.epochs):
-        t0 = time.perf_counter()
-        gen = epoch_generator(config.seed, epoch)
+    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
         order = torch.randperm(n, generator=gen)
         sums = np.zeros(3)
         for b in range(per_epoch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -19,7 +20,7 @@ from ..errors import JsnqInputError
 from .data import read_manifest, split_joints
 
 __all__ = ["RunConfig", "EpochSummary", "RunResult", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
-           "restore"]
+           "resume_run", "restore", "run_epochs"]
 
 #: The devices a training run may ask for.
 DEVICES = ("cpu", "cuda")
@@ -121,6 +122,18 @@ def lr_at(step: int, total: int, *, lr: float, warmup_fraction: float) -> float:
     return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
 
 
+def run_epochs(config: RunConfig, model: torch.nn.Module, first_epoch: int, per_epoch: int,
+               on_start: Callable[[int, int, int], None] | None = None):
+    """The epochs a run has left: tells ``on_start`` ``(first_epoch, epochs, batches_per_epoch)``,
+    puts ``model`` in training mode, then yields ``(epoch, its generator, its start time)``
+    (:func:`epoch_generator`, ``time.perf_counter()``) for each epoch from ``first_epoch`` on."""
+    if on_start is not None:
+        on_start(first_epoch, config.epochs, per_epoch)
+    model.train()
+    for epoch in range(first_epoch, config.epochs):
+        yield epoch, epoch_generator(config.seed, epoch), time.perf_counter()
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of one epoch's shuffling and augmentation: a pure function of the run's seed
     and the epoch, so a run resumed from its checkpoint continues exactly as it would have."""
@@ -147,6 +160,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
+def resume_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | None
+               ) -> tuple[Path, Any, dict[str, Any] | None]:
+    """Check the output folder and, with ``resume``, take the checkpoint's options except
+    ``epochs``, ``device`` and ``data``: ``(out, config, previous checkpoint or None)``."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise JsnqInputError(out, "output directory does not exist")
+    prev = None
+    if resume is not None:
+        prev = read_checkpoint(resume)
+        stored = type(config).from_dict(prev["config"]["training"], prev["config"]["network"])
+        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    return out, config, prev
+
+
 def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | None
               ) -> tuple[Path, Any, dict[str, Any] | None, torch.device, list, list[str], list[str]]:
     """What every training run does first: check the output folder; with ``resume``, take the
@@ -160,14 +188,7 @@ def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | N
         ``(out, config, previous checkpoint or None, device, manifest rows, train joints,
         validation joints)``.
     """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise JsnqInputError(out, "output directory does not exist")
-    prev = None
-    if resume is not None:
-        prev = read_checkpoint(resume)
-        stored = type(config).from_dict(prev["config"]["training"], prev["config"]["network"])
-        config = replace(stored, epochs=config.epochs, device=config.device, data=config.data)
+    out, config, prev = resume_run(config, out, resume)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     rows = read_manifest(config.data)

@@ -46,7 +46,8 @@ from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
-from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, restore, run_epochs, save_checkpoint,
+                    start_run)
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -442,12 +443,7 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
                   "n_train_pairs": int(len(train.pairs)), "n_validation_crops": len(val)},
         "excluded": [list(e) for e in loaded.excluded],
     }
-    if on_start is not None:
-        on_start(first_epoch, config.epochs, per_epoch)
-    model.train()
-    for epoch in range(first_epoch, config.epochs):
-        t0 = time.perf_counter()
-        gen = epoch_generator(config.seed, epoch)
+    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
         losses = []
         for b in range(per_epoch):
             batch = sample_batch(train, config.batch_size, gen, config.motion, real_fraction=config.real_fraction,

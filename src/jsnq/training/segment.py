@@ -34,7 +34,8 @@ from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import EpochSummary, RunConfig, RunResult, epoch_generator, lr_at, read_checkpoint, restore, save_checkpoint, start_run
+from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, restore, run_epochs, save_checkpoint,
+                    start_run)
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
            "export_weights"]
@@ -171,12 +172,7 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
                   "n_validation_crops": len(val)},
         "excluded": [list(e) for e in data.excluded],
     }
-    if on_start is not None:
-        on_start(first_epoch, config.epochs, per_epoch)
-    model.train()
-    for epoch in range(first_epoch, config.epochs):
-        t0 = time.perf_counter()
-        gen = epoch_generator(config.seed, epoch)
+    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
         order = torch.randperm(n, generator=gen)
         losses = []
         for b in range(per_epoch):
