@@ -16,7 +16,7 @@ Tables printed (markdown):
    follow-up's box is registered: on the hand phantom against the true bone motions (follow-up
    landmarks perturbed by up to +-1.5 mm), on the hand-pair as the common motion that the
    per-bone registration still finds at the joint centre.
-3. **hand-pair, both visit orders** (my annotation, benchmarks/data/hand-pair-landmarks.csv,
+3. **hand-pair, both visit orders** (my annotation, benchmarks/data/hand-pair-joint-annotation.csv,
    gives the Hands): per joint narrowing, SE, reliable, reasons; swapped-order negation.
 4. **Timing**: ``measure_hand`` end to end on a two-visit phantom hand and on the hand-pair
    (median of ``--repeats`` runs, joints given; the locator is timed by its own benchmark).
@@ -62,7 +62,7 @@ from jsnq.segment.network import segment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-LANDMARKS = REPO / "benchmarks" / "data" / "hand-pair-landmarks.csv"
+LANDMARKS = REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv"
 TYPES = ("MCP", "PIP", "DIP", "IP")
 
 

@@ -232,7 +232,7 @@ def _hand_pair(shared_data):
     d = shared_data / "hand-pair"
     ims = [load_image(d / "IMAGE007_20110111.png"), load_image(d / "IMAGE007_20120221.png")]
     pts = [{}, {}]
-    with open(REPO / "benchmarks" / "data" / "hand-pair-landmarks.csv") as fh:
+    with open(REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv") as fh:
         for r in csv.DictReader(line for line in fh if not line.startswith("#")):
             pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
     hands = [hand_from_points(p, side="L", shape=im.array.shape, source=im.source) for p, im in zip(pts, ims)]
