@@ -14,7 +14,7 @@ import numpy as np
 from jsnq.geometry import Similarity, crop_centre, symmetric_narrowing_px
 from jsnq.io import load_image
 from jsnq.phantom import apply_bone_motions
-from jsnq.segment.classical import labels_from_masks
+from jsnq.labels import labels_from_masks
 
 REPO = Path(__file__).resolve().parents[1]
 #: The paper's figures (Wang et al. 2023, private clinical set at 0.175 mm/px).

@@ -64,7 +64,7 @@ def cases() -> dict:
             vis = by_joint[j][:3]
             a, b = vis[0], vis[1]
             out[f"real/{j}/auto"] = _measure(DATA / a["image"], DATA / b["image"])
-            from jsnq.segment.classical import labels_from_masks
+            from jsnq.labels import labels_from_masks
             from jsnq.io import load_image
 
             def lab(r):

@@ -57,7 +57,8 @@ from jsnq.hand.measure import measure_hand, measure_joint, network_centre, segme
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
 from jsnq.phantom import make_hand  # noqa: E402
-from jsnq.segment.classical import joint_space_line, labels_from_line  # noqa: E402
+from jsnq.labels import labels_from_line  # noqa: E402
+from jsnq.segment.classical import joint_space_line  # noqa: E402
 from jsnq.segment.network import segment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

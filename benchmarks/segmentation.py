@@ -60,7 +60,8 @@ from benchmarks.common import (add_engine_options, data_dir, load_crop, machine,
 from jsnq import measure  # noqa: E402
 from jsnq.jsw import facing_surfaces, joint_space_width  # noqa: E402
 from jsnq.register.warp import warp_to_baseline  # noqa: E402
-from jsnq.segment.classical import joint_space_line, labels_from_line, labels_from_masks, line_from_labels  # noqa: E402
+from jsnq.labels import labels_from_line, labels_from_masks, line_from_labels  # noqa: E402
+from jsnq.segment.classical import joint_space_line  # noqa: E402
 from jsnq.segment.network import (UNetPlusPlus, fuse_for_inference, load_model, predict_masks, segment,  # noqa: E402
                                   shipped_weights)
 

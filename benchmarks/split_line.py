@@ -97,7 +97,8 @@ from benchmarks.common import (Condition, Crop, data_dir, load_crop, machine, ma
                                markdown_table, one_crop_per_joint, synthesise)
 from jsnq.geometry import narrowing_px  # noqa: E402
 from jsnq.register.classical import Registration, RegistrationOptions, register_bones  # noqa: E402
-from jsnq.segment.classical import joint_space_line, labels_from_line, labels_from_masks  # noqa: E402
+from jsnq.labels import labels_from_line, labels_from_masks  # noqa: E402
+from jsnq.segment.classical import joint_space_line  # noqa: E402
 
 CONDITIONS = [
     Condition("noise 0 %", 0.0),

@@ -18,7 +18,7 @@ from jsnq import Image, JsnqInputError, Measurement, load_image, measure
 from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.pipeline import ENGINES, SEGMENTERS
 from jsnq.phantom import PhantomPair, apply_bone_motions, make_pair
-from jsnq.segment.classical import labels_from_masks
+from jsnq.labels import labels_from_masks
 
 SHAPE = (256, 256)
 C = crop_centre(SHAPE)
@@ -235,7 +235,7 @@ def test_baseline_labels_alone_are_checked_against_the_network():
 
 def test_split_line_points_find_the_middle_of_an_unlabelled_band():
     """An ignore band (label 0) between the sides: the line runs down its middle."""
-    from jsnq.quality import split_line_points
+    from jsnq.labels import split_line_points
 
     labels = np.zeros((40, 30), np.uint8)
     labels[:15] = 1

@@ -19,10 +19,10 @@ from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narro
 from jsnq.jsn import narrowing
 from jsnq.phantom import PhantomPair, make_pair, render, sample_params
 from jsnq.register.bounds import narrowing_crb
+from jsnq.labels import edge_weights
 from jsnq.register.classical import (
     BoneFit,
     RegistrationOptions,
-    edge_weights,
     fit_similarity,
     global_search,
     register_bones,

@@ -21,7 +21,7 @@ from jsnq.io import load_image, save_image
 from jsnq.jsw import joint_space_width
 from jsnq.phantom import make_pair
 from jsnq.pipeline import SEGMENTERS, measure
-from jsnq.segment.classical import labels_from_masks, line_from_labels
+from jsnq.labels import labels_from_masks, line_from_labels
 from jsnq.segment.network import (NetworkConfig, SegmentationResult, UNetPlusPlus, WeightsUnavailableError,
                                   build_model, load_model, predict_masks, segment, shipped_model, shipped_weights)
 

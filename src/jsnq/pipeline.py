@@ -28,7 +28,8 @@ from .jsw import JointSpaceWidth
 from .quality import ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check
 from .register.classical import RegistrationOptions, register_bones
 from .results import BoneMotion, Measurement
-from .segment.classical import joint_space_line, labels_from_line
+from .labels import labels_from_line
+from .segment.classical import joint_space_line
 
 __all__ = ["measure", "measure_many", "prepare", "finish", "Prepared", "network_segment", "source_of",
            "ENGINES", "SEGMENTERS"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .geometry import Similarity
+from .labels import split_line_points
 from .register.warp import SplineImage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,18 +111,6 @@ class ReliabilityThresholds:
     max_abs_narrowing_px: float = 6.0
     max_relative_rotation_deg: float = 5.0
     max_label_disagreement_px: float = 8.0
-
-
-def split_line_points(labels: np.ndarray) -> np.ndarray:
-    """Points ``(x, y)`` on the line between label 1 (upper side) and label 2 (lower side):
-    per column, half-way between the upper side's last row and the lower side's first
-    (:func:`~jsnq.segment.classical.line_from_labels`), so an unlabelled band between the
-    sides has its middle found. Empty when no column has both sides."""
-    from .segment.classical import line_from_labels
-
-    line = line_from_labels(labels)
-    cols = np.nonzero(np.isfinite(line))[0]
-    return np.stack([cols, line[cols]], axis=1).astype(float)
 
 
 def label_disagreement_px(labels: np.ndarray, followup_labels: np.ndarray, upper: Similarity,

@@ -27,7 +27,7 @@ import numpy as np
 from ..config import MeasureConfig
 from ..errors import JsnqInputError
 from ..io import Image, load_image
-from ..segment.classical import line_from_labels
+from ..labels import line_from_labels
 from ..version import __version__
 from .anatomy import joint_type
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops

@@ -30,10 +30,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..geometry import Similarity, crop_centre
+from ..labels import edge_weights, side_masks
 from .warp import SplineImage
 
 __all__ = ["RegistrationOptions", "BoneFit", "Registration", "register_bones", "fit_similarity",
-           "evaluate_similarity", "global_search", "side_masks", "edge_weights"]
+           "evaluate_similarity", "global_search"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class RegistrationOptions:
         edge_ramp_px: 0 (the default): every pixel of a side outside the gap band counts
             fully. Above 0: each side's pixels are weighted by their distance from the side's
             edge (0 within ``gap_exclusion_px``, rising linearly to 1 over ``edge_ramp_px``;
-            :func:`edge_weights`), so that pixels near the split line and near the bones'
+            :func:`~jsnq.labels.edge_weights`), so that pixels near the split line and near the bones'
             overlap enter a fit gradually. With 10 px this halves how much the narrowing
             depends on where the labels put the split (real pairs, network against true-mask
             labels: 0.046 instead of 0.090 px RMS) but discards information: at 5 % noise the
@@ -470,7 +471,7 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     Args:
         baseline, followup: 2-D float images [row, col] of the same shape.
         mask: boolean [row, col], the pixels whose motion is estimated; or float weights
-            (0 = left out), e.g. from :func:`edge_weights`.
+            (0 = left out), e.g. from :func:`~jsnq.labels.edge_weights`.
         init: starting transform (default: identity about the crop centre).
         options: :class:`RegistrationOptions`.
     """
@@ -573,36 +574,6 @@ def global_search(baseline: np.ndarray, followup: np.ndarray, *, options: Regist
 # ----------------------------------------------------------------------------------------
 # Bone sides
 # ----------------------------------------------------------------------------------------
-def side_masks(labels: np.ndarray, gap_exclusion_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels that the upper (1) and lower (2) fits use, without a band around their border.
-
-    A pixel of one side within ``gap_exclusion_px`` of the other side is left out.
-    """
-    up, lo = labels == 1, labels == 2
-    if gap_exclusion_px > 0 and up.any() and lo.any():
-        # Dilating by the disc of radius gap_exclusion_px marks exactly the pixels whose
-        # Euclidean distance to the side is <= gap_exclusion_px (cheaper than a distance map).
-        r = int(math.floor(gap_exclusion_px))
-        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-        disc = xx * xx + yy * yy <= gap_exclusion_px * gap_exclusion_px
-        return (up & ~ndi.binary_dilation(lo, structure=disc), lo & ~ndi.binary_dilation(up, structure=disc))
-    return up, lo
-
-
-def edge_weights(labels: np.ndarray, gap_exclusion_px: float, ramp_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Float weights of the upper (1) and lower (2) sides: 0 within ``gap_exclusion_px`` of
-    the side's edge (the other side, or pixels labelled 0), rising linearly to 1 over the
-    next ``ramp_px``; 0 outside the side. The crop's border is not an edge."""
-    if ramp_px <= 0:
-        raise ValueError(f"ramp_px must be > 0, got {ramp_px}")
-    out = []
-    for value in (1, 2):
-        side = labels == value
-        d = ndi.distance_transform_edt(side)  # to the nearest pixel outside the side
-        out.append(np.where(side, np.clip((d - gap_exclusion_px) / ramp_px, 0.0, 1.0), 0.0))
-    return out[0], out[1]
-
-
 # ----------------------------------------------------------------------------------------
 # Both bones
 # ----------------------------------------------------------------------------------------

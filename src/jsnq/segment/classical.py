@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["joint_space_line", "labels_from_line", "labels_from_masks", "line_from_labels"]
-
-UPPER, LOWER = 1, 2
+__all__ = ["joint_space_line"]
 
 
 def _valley(img: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
@@ -65,37 +63,3 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
     for c in range(cols - 1, 0, -1):
         path[c - 1] = path[c] + back[path[c], c]
     return (path + r0).astype(float)
-
-
-def labels_from_line(line: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Labels from a line of rows per column: 1 above (rows <= line), 2 below."""
-    rows = np.arange(shape[0])[:, None]
-    return np.where(rows <= np.asarray(line)[None, :], UPPER, LOWER).astype(np.uint8)
-
-
-def labels_from_masks(upper_mask: np.ndarray, lower_mask: np.ndarray) -> np.ndarray:
-    """Split a crop at the midline between two bone masks.
-
-    Each pixel goes to the nearer bone (1 = upper, 2 = lower): the boundary runs along the
-    middle of the gap. Pixels inside both masks (bone overlap on the projection) are 0.
-    """
-    up = np.asarray(upper_mask, bool)
-    lo = np.asarray(lower_mask, bool)
-    if not up.any() or not lo.any():
-        raise ValueError("both bone masks must be non-empty")
-    d_up = ndi.distance_transform_edt(~up)
-    d_lo = ndi.distance_transform_edt(~lo)
-    labels = np.where(d_up <= d_lo, UPPER, LOWER).astype(np.uint8)
-    labels[up & lo] = 0
-    return labels
-
-
-def line_from_labels(labels: np.ndarray) -> np.ndarray:
-    """Row of the upper/lower boundary per column (NaN where a column lacks either side)."""
-    lab = np.asarray(labels)
-    rows = np.arange(lab.shape[0])[:, None]
-    up_last = np.where(lab == UPPER, rows, -1).max(axis=0).astype(float)
-    lo_first = np.where(lab == LOWER, rows, lab.shape[0]).min(axis=0).astype(float)
-    out = (up_last + lo_first) / 2.0
-    out[(up_last < 0) | (lo_first >= lab.shape[0])] = np.nan
-    return out

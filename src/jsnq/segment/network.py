@@ -38,7 +38,7 @@ from ..errors import JsnqInputError, WeightsUnavailableError
 from ..intensity import normalise
 from ..io import Image, load_image, validate_spacing
 from ..jsw import JointSpaceWidth, joint_space_width
-from .classical import labels_from_masks, line_from_labels
+from ..labels import labels_from_masks, line_from_labels
 
 __all__ = [
     "UNetPlusPlus", "NetworkConfig", "SegmentationResult", "WeightsUnavailableError",

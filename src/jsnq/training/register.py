@@ -41,10 +41,9 @@ import torch
 from ..version import __version__
 from ..errors import JsnqInputError
 from ..phantom import side_weight
-from ..register.classical import side_masks
+from ..labels import labels_from_masks, side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
-from ..segment.classical import labels_from_masks
 from .data import SPLIT_RULE, load_dataset
 from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, restore, run_epochs, save_checkpoint,
                     start_run)
