@@ -93,14 +93,15 @@ def _job(folder: Path, row: dict[str, str], spacing_mm: float | None, source: st
 
 
 def measure_batch(path: str | os.PathLike, *, config: MeasureConfig | None = None, spacing_mm: float | None = None,
-                  batch_size: int = 16) -> Iterator[BatchOutcome]:
+                  batch_size: int = 16, rows: list[dict[str, str]] | None = None) -> Iterator[BatchOutcome]:
     """Measure every pair listed in a CSV (:func:`read_pairs`), in order, one outcome per row.
 
     Relative paths resolve against the CSV's folder; ``spacing_mm`` applies to rows without a
     ``spacing_mm`` of their own. The registration network runs on batches of ``batch_size``.
+    ``rows``: the CSV's rows when the caller has read them already (:func:`read_pairs`).
     """
     pairs = Path(path)
-    rows = read_pairs(pairs)
+    rows = read_pairs(pairs) if rows is None else rows
     config = config or MeasureConfig()
     jobs: list[dict[str, Any] | JsnqInputError] = []
     for number, row in enumerate(rows, start=1):

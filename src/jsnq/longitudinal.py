@@ -12,7 +12,7 @@ import datetime
 from typing import Sequence
 
 from .config import MeasureConfig, resolve
-from .errors import JsnqInputError
+from .errors import JsnqInputError, one_line
 from .io import load_image
 from .pipeline import ImageLike, finish, network_segment, prepare, source_of
 from .quality import ReliabilityThresholds, combine_directions
@@ -115,7 +115,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
                                segment_cache=cache, point=anchors[i], followup_point=anchors[j])
             measurements[i, j] = finish(prepared, one_way)
         except ValueError as err:
-            errors[i, j] = " ".join(str(err).split())
+            errors[i, j] = one_line(err)
     pairs = pair_estimates(len(images), measurements)
     if not pairs:
         first = next(iter(errors.values()), "no pair measured")

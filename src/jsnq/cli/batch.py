@@ -71,7 +71,8 @@ def measure_batch_cmd(
                         TimeRemainingColumn(), console=stderr())
     with progress:
         task = progress.add_task("measuring", total=len(rows))
-        for outcome in measure_batch(pairs, config=config, spacing_mm=spacing, batch_size=batch_size):
+        for outcome in measure_batch(pairs, config=config, spacing_mm=spacing, batch_size=batch_size,
+                                     rows=rows):
             m = outcome.measurement
             if m is not None and figures is not None:
                 name = _safe_name(outcome.row_id)

@@ -25,9 +25,10 @@ from typing import Any, Callable, Mapping, Sequence, Union
 import numpy as np
 
 from ..config import MeasureConfig
-from ..errors import JsnqInputError
+from ..errors import JsnqInputError, one_line
 from ..io import Image, load_image
 from ..labels import line_from_labels
+from ..results import json_safe
 from ..version import __version__
 from .anatomy import joint_type
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
@@ -241,12 +242,8 @@ def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, s
                                       scale_px_per_mm=scale, hand_maps=maps,
                                       centre_finder=network_centre if recentre else None)
         except ValueError as err:
-            errors[name] = _one_line(err)
+            errors[name] = one_line(err)
     return crops
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 @dataclass(frozen=True)
@@ -326,15 +323,6 @@ def _box_columns(crops: JointCrops | None, n_visits: int) -> dict[str, Any]:
 
 
 def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
-    def safe(v: Any) -> Any:
-        if isinstance(v, float):
-            return v if math.isfinite(v) else None
-        if isinstance(v, dict):
-            return {k: safe(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [safe(x) for x in v]
-        return v
-
     joints = {}
     for name in JOINT_NAMES:
         entry: dict[str, Any] = {"type": joint_type(name), "validation": VALIDATION[joint_type(name)]}
@@ -346,7 +334,7 @@ def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
         else:
             entry["error"] = result.errors.get(name)
         joints[name] = entry
-    return safe({"jsnq_version": __version__, "kind": "hand" if isinstance(result, HandMeasurement) else "hand-series",
+    return json_safe({"jsnq_version": __version__, "kind": "hand" if isinstance(result, HandMeasurement) else "hand-series",
                  "sources": list(result.sources), "spacing_mm": result.spacing_mm, "side": result.hands[0].side,
                  "same_hand": dict(result.same_hand), "hands": [h.to_dict() for h in result.hands],
                  "joints": joints, "config": result.config.to_dict()})
@@ -406,7 +394,7 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
         try:
             return measure_joint(crops[name], config)
         except ValueError as err:
-            return _one_line(err)
+            return one_line(err)
 
     if workers > 1 and len(names) > 1:
         from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -497,7 +485,7 @@ def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | N
             joints[name] = series(list(c.images), dates=dates, spacing_mm=c.spacing_mm, config=config)
             segmentation[name] = f"series, segmenter {config.segmenter} (no per-joint segmentation check)"
         except ValueError as err:
-            errors[name] = _one_line(err)
+            errors[name] = one_line(err)
         if progress is not None:
             progress(k + 1, len(names), name)
     return HandSeries(joints=joints, errors=errors, hands=tuple(found), crops=crops, segmentation=segmentation,
