@@ -168,6 +168,54 @@ def test_reliable_on_a_good_phantom_pair(seed):
     assert m.reasons == ()
 
 
+def test_a_large_se_is_a_note_not_a_failure():
+    """Precision is separate from failure: an SE above ``note_se_px`` adds a note (``precise``
+    False) and leaves ``reliable`` alone; the opt-in ``max_se_px`` gate restores the old flag."""
+    from jsnq.quality import ReliabilityThresholds
+
+    pair = _pair(0)
+    args = dict(baseline_labels=pair.baseline_labels, segmenter="classical")
+    noted = measure(pair.baseline, pair.followup, thresholds=ReliabilityThresholds(note_se_px=1e-6), **args)
+    assert noted.reliable and noted.reasons == ()
+    assert not noted.precise and len(noted.notes) == 1 and "standard error" in noted.notes[0]
+    d = json.loads(json.dumps(noted.to_dict()))
+    assert d["precise"] is False and d["notes"] == list(noted.notes) and d["reliable"] is True
+    gated = measure(pair.baseline, pair.followup, thresholds=ReliabilityThresholds(max_se_px=1e-6), **args)
+    assert not gated.reliable and any(r.startswith("uncertain: standard error") for r in gated.reasons)
+    assert gated.narrowing_px == noted.narrowing_px and gated.narrowing_se_px == noted.narrowing_se_px
+    plain = _measured(0, True)
+    assert plain.precise and plain.notes == () and plain.narrowing_se_px < 0.25
+
+
+def test_assess_and_notes_on_the_se_alone():
+    """quality.assess flags a non-finite SE always, a finite one only through max_se_px;
+    precision_notes notes a finite SE above note_se_px only."""
+    from jsnq.quality import ReliabilityThresholds, assess, precision_notes
+
+    assert assess({}, 0.5, 9.0) == (True, ())
+    ok, reasons = assess({}, 0.5, float("inf"))
+    assert not ok and reasons == ("standard error is not finite",)
+    ok, reasons = assess({}, 0.5, 0.3, ReliabilityThresholds(max_se_px=0.25))
+    assert not ok and "0.300 px > 0.25 px" in reasons[0]
+    assert precision_notes(0.25) == () and precision_notes(float("inf")) == ()
+    assert "0.251 px > 0.25 px" in precision_notes(0.251)[0]
+    assert precision_notes(0.3, ReliabilityThresholds(note_se_px=0.5)) == ()
+
+
+def test_saved_thresholds_without_the_note_setting_still_load():
+    """A configuration saved before the precision note (max_se_px 0.25, no note_se_px) loads,
+    and measures again with its SE gate, as it was measured."""
+    from jsnq.config import MeasureConfig
+
+    old = MeasureConfig().to_dict()
+    old["thresholds"] = {"min_ncc_after": 0.8, "max_se_px": 0.25, "max_abs_narrowing_px": 6.0,
+                         "max_relative_rotation_deg": 5.0, "max_label_disagreement_px": 8.0}
+    cfg = MeasureConfig.from_dict(old)
+    assert cfg.thresholds.max_se_px == 0.25 and cfg.thresholds.note_se_px == 0.25
+    assert MeasureConfig().thresholds.max_se_px is None
+    assert MeasureConfig.from_dict(MeasureConfig().to_dict()) == MeasureConfig()
+
+
 @pytest.mark.parametrize("other_seed", [1, 3])
 def test_unreliable_when_the_followup_is_another_joint(other_seed):
     """A follow-up rendered from another phantom (different texture seed and geometry)."""

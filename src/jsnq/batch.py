@@ -30,7 +30,7 @@ RESULT_COLUMNS = (
     "upper_scale", "upper_angle_deg", "upper_tx_px", "upper_ty_px",
     "lower_scale", "lower_angle_deg", "lower_tx_px", "lower_ty_px",
     "engine", "segmenter", "jsw_baseline_mean_px", "jsw_followup_mean_px",
-    "reliable", "reasons", "error",
+    "reliable", "reasons", "precise", "notes", "error",
 )
 
 
@@ -133,6 +133,7 @@ def result_row(outcome: BatchOutcome) -> dict[str, Any]:
                    narrowing_mm=m.narrowing_mm, narrowing_se_mm=m.narrowing_se_mm,
                    dy_difference_px=m.dy_difference_px,
                    reliable="true" if m.reliable else "false", reasons="; ".join(m.reasons),
+                   precise="true" if m.precise else "false", notes="; ".join(m.notes),
                    engine=m.engine, segmenter=m.segmenter,
                    jsw_baseline_mean_px=None if m.jsw_baseline is None else m.jsw_baseline.mean_px,
                    jsw_followup_mean_px=None if m.jsw_followup is None else m.jsw_followup.mean_px)

@@ -25,7 +25,8 @@ from .intensity import normalise
 from .io import Image, common_spacing, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
-from .quality import ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check
+from .quality import (ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check,
+                      precision_notes)
 from .register.classical import RegistrationOptions, register_bones
 from .results import BoneMotion, Measurement
 from .labels import labels_from_line
@@ -334,6 +335,7 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
         labels=labels,
         followup_labels=fol_labels,
         config=config,
+        notes=precision_notes(nar.se_px, config.thresholds),
     )
 
 

@@ -1,7 +1,9 @@
 """Residual ("loss") maps and every reliability check: the one place that decides when a
 number is not to be used.
 
-* :func:`assess`: the fits themselves (convergence, bounds, match, posture, SE, plausibility);
+* :func:`assess`: the fits themselves (convergence, bounds, match, posture, plausibility; the SE
+  only when a gate is asked for, ``ReliabilityThresholds.max_se_px``);
+* :func:`precision_notes`: a large SE, reported beside the flag rather than as a failure;
 * :func:`combine_directions`: the ONE rule that combines a pair measured both ways (forward
   with the baseline's labels, backward with the follow-up's), used by :func:`jsnq.measure`
   and :func:`jsnq.series` alike;
@@ -9,7 +11,10 @@ number is not to be used.
 * :func:`jsw_check`, :func:`jsw_disagreement`: the segmentation's joint space width is
   plausible and agrees with the registration.
 
-Every check returns reason strings; a measurement is reliable when there are none.
+Every check returns reason strings; a measurement is reliable when there are none. Reliability
+and precision are separate: ``reliable=False`` means a check failed (mismatch, posture, labels,
+convergence, an implausible value) and the number is not to be used; a large but honest standard
+error is the measurement's precision, reported as its SE with a note, and the number stands.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .jsw import JointSpaceWidth
 
 __all__ = ["ResidualMaps", "residual_maps", "ReliabilityThresholds", "assess", "split_line_points",
-           "label_disagreement_px", "label_check", "Directions", "combine_directions", "jsw_check",
+           "label_disagreement_px", "label_check", "precision_notes", "Directions", "combine_directions", "jsw_check",
            "jsw_disagreement", "JSW_SE_PX"]
 
 #: Forward and backward narrowings "disagree grossly" beyond
@@ -90,7 +95,9 @@ class ReliabilityThresholds:
 
     Attributes:
         min_ncc_after: smallest acceptable NCC of either side after registration.
-        max_se_px: largest acceptable standard error of the narrowing.
+        max_se_px: an opt-in gate: a standard error above it makes the measurement unreliable
+            (the rule before jsnq 0.2, with 0.25 px). Default None: a large SE is no failed
+            check, only imprecision, and is reported as a note (``note_se_px``) beside the SE.
         max_abs_narrowing_px: larger changes are implausible between two visits of a joint.
         max_relative_rotation_deg: a larger rotation of one bone relative to the other means
             the joint was positioned differently (flexion, deviation): the joint space then
@@ -104,13 +111,17 @@ class ReliabilityThresholds:
             (true-mask labels of 184 ordered real visit pairs of 20 validation joints: median
             1.5 px, 95th percentile 4.1 px, largest 6.0 px); labels drawn in the wrong place
             (a split through a bone, another joint's labels) disagree by the misplacement.
+        note_se_px: a standard error above it adds a precision note to the measurement
+            (:func:`precision_notes`; ``Measurement.precise`` is then False); it does not
+            make the measurement unreliable.
     """
 
     min_ncc_after: float = 0.8
-    max_se_px: float = 0.25
+    max_se_px: float | None = None
     max_abs_narrowing_px: float = 6.0
     max_relative_rotation_deg: float = 5.0
     max_label_disagreement_px: float = 8.0
+    note_se_px: float = 0.25
 
 
 def label_disagreement_px(labels: np.ndarray, followup_labels: np.ndarray, upper: Similarity,
@@ -156,13 +167,28 @@ def assess(fits: dict, narrowing_px: float, se_px: float,
         if abs(rel) > th.max_relative_rotation_deg:
             reasons.append(f"joint posture changed: bones rotated {rel:+.1f} deg relative to each other "
                            f"(> {th.max_relative_rotation_deg} deg); the narrowing depends on the evaluation point")
-    if not (se_px <= th.max_se_px):
+    if th.max_se_px is not None and not (se_px <= th.max_se_px):
         reasons.append(f"uncertain: standard error {se_px:.3f} px > {th.max_se_px} px")
+    elif not math.isfinite(se_px):
+        reasons.append("standard error is not finite")
     if not (abs(narrowing_px) <= th.max_abs_narrowing_px):
         reasons.append(f"implausible narrowing {narrowing_px:+.2f} px (|JSN| > {th.max_abs_narrowing_px} px)")
     if not math.isfinite(narrowing_px):
         reasons.append("narrowing is not finite")
     return (not reasons), tuple(reasons)
+
+
+def precision_notes(se_px: float, thresholds: ReliabilityThresholds | None = None) -> tuple[str, ...]:
+    """Notes on a measurement's precision: a standard error above ``note_se_px``.
+
+    Not a failed check: the narrowing and its SE stand, and a trial weighs the measurement by
+    its SE (a series' trajectory does). A non-finite SE is a failure, left to :func:`assess`.
+    """
+    th = thresholds or ReliabilityThresholds()
+    if math.isfinite(se_px) and se_px > th.note_se_px:
+        return (f"imprecise: standard error {se_px:.3f} px > {th.note_se_px} px (not a failed check: "
+                "use the narrowing with its SE)",)
+    return ()
 
 
 @dataclass(frozen=True)

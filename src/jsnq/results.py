@@ -69,7 +69,11 @@ class Measurement:
         dy_difference_px: the paper's ``dy_upper - dy_lower``.
         spacing_mm: pixel spacing used for mm, or None.
         upper, lower: per-bone motions and diagnostics.
-        reliable: False when any check failed; ``reasons`` says which.
+        reliable: False when any check failed; ``reasons`` says which. A large SE alone is
+            no failed check (unless ``ReliabilityThresholds.max_se_px`` asks for that gate).
+        notes: remarks on the precision that are not failures: a standard error above
+            ``ReliabilityThresholds.note_se_px`` (:func:`~jsnq.quality.precision_notes`).
+            ``precise`` is True when there are none.
         engine, segmenter: what produced the result ("given", "network" or "classical").
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
@@ -117,6 +121,12 @@ class Measurement:
     labels: np.ndarray = field(repr=False, compare=False)
     followup_labels: np.ndarray | None = field(repr=False, compare=False)
     config: Any = field(default=None, repr=False, compare=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def precise(self) -> bool:
+        """No precision note: the SE is at most ``ReliabilityThresholds.note_se_px``."""
+        return not self.notes
 
     @functools.cached_property
     def residuals(self) -> ResidualMaps:
@@ -152,6 +162,8 @@ class Measurement:
             "units": self.units,
             "reliable": self.reliable,
             "reasons": list(self.reasons),
+            "precise": self.precise,
+            "notes": list(self.notes),
             "engine": self.engine,
             "segmenter": self.segmenter,
             "jsw_baseline": None if self.jsw_baseline is None else self.jsw_baseline.to_dict(),

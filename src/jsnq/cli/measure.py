@@ -53,6 +53,8 @@ def print_summary(console: "Console", m: "Measurement") -> None:
         console.print("  reliable: [bold red]NO[/]")
         for reason in m.reasons:
             console.print(f"    [red]- {escape(display(reason))}[/]")
+    for note in m.notes:  # precision, not failure: the number stands with its SE
+        console.print(f"  note: [yellow]{escape(display(note))}[/]")
 
 
 @reports_input_errors

@@ -111,7 +111,8 @@ def _pair_view(m: "Measurement", key: str, title: str) -> dict[str, Any]:
     return {
         "key": key, "title": safe_display_name(title), "baseline": safe_display_name(m.baseline_source),
         "followup": safe_display_name(m.followup_source),
-        "reliable": m.reliable, "reasons": list(m.reasons), "engine": m.engine, "segmenter": m.segmenter,
+        "reliable": m.reliable, "reasons": list(m.reasons), "notes": list(m.notes), "engine": m.engine,
+        "segmenter": m.segmenter,
         "narrowing": f"{nar:+.3f} ± {se:.3f} {unit}", "narrowing_value": nar, "se_value": se,
         "narrowing_px": f"{m.narrowing_px:+.3f} ± {m.narrowing_se_px:.3f} px", "unit": unit,
         "dy": f"{m.dy_difference_px:+.3f} px", "bones": bones, "jsw": jsw,
@@ -209,14 +210,15 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
 <h1>{{ title }}</h1>
 <p class="note">jsnq {{ version }} · {{ n_rows }} result(s) · narrowing: positive = the joint space narrowed · every image is embedded; this file needs no network.</p>
 <h2>Summary</h2>
-<table id="summary"><thead><tr><th data-type="text">item</th><th data-type="text">kind</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="text">flag</th><th data-type="text">reasons</th></tr></thead><tbody>
-{% for r in summary %}<tr data-flagged="{{ 0 if r.reliable else 1 }}"><td><a href="#{{ r.key }}">{{ r.title }}</a></td><td>{{ r.kind }}</td><td data-value="{{ r.value }}">{{ '%+.3f'|format(r.value) }}</td><td data-value="{{ r.se }}">{{ '%.3f'|format(r.se) }}</td><td>{{ r.unit }}</td><td class="{{ 'ok' if r.reliable else 'bad' }}">{{ 'reliable' if r.reliable else 'check' }}</td><td>{{ r.reasons|join('; ') }}</td></tr>
+<table id="summary"><thead><tr><th data-type="text">item</th><th data-type="text">kind</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="text">flag</th><th data-type="text">reasons</th><th data-type="text">notes</th></tr></thead><tbody>
+{% for r in summary %}<tr data-flagged="{{ 0 if r.reliable else 1 }}"><td><a href="#{{ r.key }}">{{ r.title }}</a></td><td>{{ r.kind }}</td><td data-value="{{ r.value }}">{{ '%+.3f'|format(r.value) }}</td><td data-value="{{ r.se }}">{{ '%.3f'|format(r.se) }}</td><td>{{ r.unit }}</td><td class="{{ 'ok' if r.reliable else 'bad' }}">{{ 'reliable' if r.reliable else 'check' }}</td><td>{{ r.reasons|join('; ') }}</td><td class="note">{{ r.notes|join('; ') }}</td></tr>
 {% endfor %}</tbody></table>
 {% macro pair(p) %}
 <div class="section" id="{{ p.key }}"><h3>{{ p.title }}</h3>
 <p><b>Narrowing {{ p.narrowing }}</b> ({{ p.narrowing_px }}; paper's dy<sub>upper</sub> − dy<sub>lower</sub> {{ p.dy }}) · engine {{ p.engine }} · labels {{ p.segmenter }}{% if p.label_gap %} (split lines checked: {{ p.label_gap }} apart){% endif %} ·
 <span class="{{ 'ok' if p.reliable else 'bad' }}">{{ 'reliable' if p.reliable else 'flagged: check before use' }}</span></p>
 {% if p.reasons %}<ul class="reasons">{% for r in p.reasons %}<li class="bad">{{ r }}</li>{% endfor %}</ul>{% endif %}
+{% if p.notes %}<ul class="reasons">{% for r in p.notes %}<li class="note">{{ r }}</li>{% endfor %}</ul>{% endif %}
 <p class="note">{{ p.baseline }} → {{ p.followup }}</p>
 <div class="imgs">
 <figure><img alt="baseline with labels" src="{{ p.img_baseline }}"><figcaption>baseline: upper side orange, lower side blue</figcaption></figure>
@@ -283,10 +285,11 @@ def render_report(measurements: Sequence[tuple[str, "Measurement"]] = (),
     series_views = [_series_view(s, f"series-{k}", name) for k, (name, s) in enumerate(series)]
     summary = ([{"key": s["key"], "title": s["title"], "kind": "series", "value": s["last_value"],
                  "se": float(sv.trajectory.se_px[-1] * (sv.spacing_mm or 1.0)), "unit": s["unit"],
-                 "reliable": s["reliable"], "reasons": s["reasons"]}
+                 "reliable": s["reliable"], "reasons": s["reasons"], "notes": []}
                 for s, (_, sv) in zip(series_views, series)]
                + [{"key": p["key"], "title": p["title"], "kind": "pair", "value": p["narrowing_value"],
-                   "se": p["se_value"], "unit": p["unit"], "reliable": p["reliable"], "reasons": p["reasons"]}
+                   "se": p["se_value"], "unit": p["unit"], "reliable": p["reliable"], "reasons": p["reasons"],
+                   "notes": p["notes"]}
                   for p in pair_views])
     summary.sort(key=lambda r: r["reliable"])  # flagged first (stable: input order within each group)
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
