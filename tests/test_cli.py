@@ -278,6 +278,8 @@ def test_measure_batch_records_bad_rows_and_keeps_going(pair_dir, tmp_path):
         assert rows[key]["error"] == ""
         assert abs(float(rows[key]["narrowing_px"]) - truth) < TOLERANCE_PX
         assert rows[key]["reliable"] == "true"
+        assert rows[key]["precise"] == "true" and rows[key]["notes"] == ""  # SE well under 0.25 px
+    assert rows["b"]["precise"] == "" and rows["b"]["notes"] == ""  # not measured: empty, not "true"
     assert rows["a"]["narrowing_mm"] == ""
     assert float(rows["c"]["narrowing_mm"]) == pytest.approx(0.2 * float(rows["c"]["narrowing_px"]))
 

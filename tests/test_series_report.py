@@ -181,6 +181,25 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert "residual before registration" in text and "checkerboard" in text and "flicker" in text
 
 
+def test_report_shows_precision_notes_apart_from_the_flag():
+    """A pair with a precision note stays 'reliable' in the summary; the note has its own column
+    and is listed under the pair, not among the (red) reasons."""
+    import dataclasses
+
+    from jsnq import measure
+    from jsnq.report.html import render_report
+
+    pair = make_pair(0, noise=0.01)
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical",
+                segmenter="classical")
+    note = "imprecise: standard error 0.300 px > 0.25 px (test note)"
+    text = render_report([("noted", dataclasses.replace(m, notes=(note,)))])
+    row = re.search(r'<tr data-flagged="0">.*?</tr>', text, re.S).group(0)
+    shown = note.replace(">", "&gt;")  # escaped as text
+    assert ">reliable<" in row and f'<td class="note">{shown}</td>' in row
+    assert f'<li class="note">{shown}</li>' in text and f'<li class="bad">{shown}</li>' not in text
+
+
 def test_report_command_rebuilds_saved_results(tmp_path):
     _report_from_phantoms(tmp_path)
     out = tmp_path / "again.html"
