@@ -160,14 +160,14 @@ def test_non_utf8_file_names_reach_figures_and_reports(crops, tmp_path):
     assert figure.stat().st_size > 1000 and "caf" in report.read_text(encoding="utf-8")
 
 
-# 6. a negative JSW is explained and, where it means no joint space, flagged --------------------
+# 6. a negative JSW is explained and, where it means no joint space, noted ----------------------
 
 def _jsw(mean: float, low: float) -> JointSpaceWidth:
     return JointSpaceWidth(mean_px=mean, min_px=low, mean_mm=None, min_mm=None, spacing_mm=None, columns=(10, 20),
                            profile_px=np.array([low, mean]), centre_px=(15.0, 30.0))
 
 
-def test_a_non_positive_mean_jsw_is_flagged_and_a_negative_minimum_explained():
+def test_a_non_positive_mean_jsw_is_noted_and_a_negative_minimum_explained():
     assert jsw_check(_jsw(3.0, -0.4), "baseline") is None  # overlap in places: ordinary
     reason = jsw_check(_jsw(-2.5, -6.0), "follow-up")
     assert reason is not None and "follow-up" in reason and "-2.50" in reason
@@ -176,13 +176,14 @@ def test_a_non_positive_mean_jsw_is_flagged_and_a_negative_minimum_explained():
     assert "overlap" in jsw_text(_jsw(3.0, -0.4)) and "overlap" not in jsw_text(_jsw(3.0, 0.4))
 
 
-def test_real_crops_whose_masks_overlap_are_flagged(shared_data):
-    # 00007_L_2: the network's masks of both visits overlap (mean JSW -2.5 / -3.4 px)
+def test_real_crops_whose_masks_overlap_are_noted_not_flagged(shared_data):
+    # 00007_L_2: the network's masks of both visits overlap (mean JSW -2.5 / -3.4 px), as
+    # the true masks of about a quarter of the crops do: a note, not a failed check
     folder = shared_data / "finger-joints"
     rows = [r for r in csv.DictReader((folder / "manifest.csv").open()) if r["joint_id"] == "00007_L_2"]
     m = jsnq.measure(folder / rows[0]["image"], folder / rows[1]["image"])
-    assert m.jsw_baseline.mean_px < 0 and not m.reliable
-    assert any("no joint space" in r for r in m.reasons)
+    assert m.jsw_baseline.mean_px < 0
+    assert any("no joint space" in r for r in m.notes) and not any("no joint space" in r for r in m.reasons)
 
 
 # 7. saved results: one-line errors, and a mismatch is an error --------------------------------

@@ -37,6 +37,24 @@ def _pairs_from(x: np.ndarray, se: float = 0.05, noise: np.ndarray | None = None
     return out
 
 
+def test_combining_directions_keeps_the_rms_se_and_checks_the_gap():
+    """combine_directions: the mean of the two directions, exactly antisymmetric; the SE is the
+    RMS of the two SEs whatever the gap (the SEs already describe the gap); a gap beyond
+    max(0.3 px, 4 sqrt(2) se_one) is a failed check."""
+    from jsnq.quality import combine_directions
+
+    d = combine_directions(0.50, -0.30, 0.03, 0.04)
+    assert d.narrowing_px == pytest.approx(0.40) and d.gap_px == pytest.approx(0.20)
+    assert d.se_px == pytest.approx(math.sqrt((0.03 ** 2 + 0.04 ** 2) / 2), rel=1e-12)
+    assert d.reason is None and d.tolerance_px == pytest.approx(0.3)
+    swapped = combine_directions(-0.30, 0.50, 0.04, 0.03)
+    assert swapped.narrowing_px == -d.narrowing_px and swapped.se_px == d.se_px
+    wide = combine_directions(0.50, -0.10, 0.03, 0.04)  # gap 0.4 px: the same SE, now a failure
+    assert wide.se_px == d.se_px and wide.reason is not None and "disagree" in wide.reason
+    loose = combine_directions(0.50, -0.10, 0.2, 0.2)  # tolerance 4 sqrt(2) 0.2 = 1.13 px
+    assert loose.reason is None and loose.tolerance_px == pytest.approx(4 * math.sqrt(2) * 0.2)
+
+
 def test_consistent_pairs_give_the_exact_trajectory():
     x = np.array([0.0, 0.3, 0.5, 1.1])
     t = fit_trajectory(4, _pairs_from(x))

@@ -301,7 +301,7 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
     extra.append(label_reason)
     jsw_b = _with_spacing(seg_base.jsw if seg_base is not None else None, spacing)
     jsw_f = _with_spacing(seg_fol.jsw if seg_fol is not None else None, spacing)
-    extra += [jsw_check(jsw_b, "baseline"), jsw_check(jsw_f, "follow-up")]
+    overlap = tuple(r for r in (jsw_check(jsw_b, "baseline"), jsw_check(jsw_f, "follow-up")) if r is not None)
     mean_scale = math.sqrt(reg.upper.transform.scale * reg.lower.transform.scale)
     extra.append(jsw_disagreement(jsw_b, jsw_f, nar.narrowing_px, nar.se_px, scale=mean_scale))
     reasons = (*reasons, *(r for r in extra if r is not None))
@@ -335,7 +335,7 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
         labels=labels,
         followup_labels=fol_labels,
         config=config,
-        notes=precision_notes(nar.se_px, config.thresholds),
+        notes=(*precision_notes(nar.se_px, config.thresholds), *overlap),
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .geometry import Similarity, px_to_mm
 from .jsw import JointSpaceWidth
-from .quality import ResidualMaps, residual_maps
+from .quality import IMPRECISE, ResidualMaps, residual_maps
 from .register.classical import BoneFit
 from .version import __version__
 
@@ -71,9 +71,10 @@ class Measurement:
         upper, lower: per-bone motions and diagnostics.
         reliable: False when any check failed; ``reasons`` says which. A large SE alone is
             no failed check (unless ``ReliabilityThresholds.max_se_px`` asks for that gate).
-        notes: remarks on the precision that are not failures: a standard error above
-            ``ReliabilityThresholds.note_se_px`` (:func:`~jsnq.quality.precision_notes`).
-            ``precise`` is True when there are none.
+        notes: remarks that are not failed checks: a standard error above
+            ``ReliabilityThresholds.note_se_px`` (:func:`~jsnq.quality.precision_notes`;
+            ``precise`` is then False), bone masks that overlap on the projection
+            (:func:`~jsnq.quality.jsw_check`).
         engine, segmenter: what produced the result ("given", "network" or "classical").
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
@@ -126,7 +127,7 @@ class Measurement:
     @property
     def precise(self) -> bool:
         """No precision note: the SE is at most ``ReliabilityThresholds.note_se_px``."""
-        return not self.notes
+        return not any(n.startswith(IMPRECISE) for n in self.notes)
 
     @functools.cached_property
     def residuals(self) -> ResidualMaps:

@@ -5,8 +5,7 @@ For visits ``0 .. N-1`` (in time order) the unknowns are the cumulative narrowin
 is measured in both directions; the two are combined into one antisymmetric estimate
 ``d_ij = (J(i, j) - J(j, i)) / 2`` of ``x_j - x_i`` by the same rule as a symmetric
 :func:`jsnq.measure` (:func:`jsnq.quality.combine_directions`: the RMS of the two directions'
-SEs, which come from the same two images and so are strongly correlated, with half their
-disagreement added in quadrature). The trajectory is the weighted
+SEs; their disagreement is checked, not added). The trajectory is the weighted
 least-squares solution of ``d_ij = x_j - x_i`` (weights ``1 / se_ij^2``), with the
 covariance ``(A^T W A)^-1`` scaled up by the reduced chi-square when that exceeds 1 (the
 pairs disagree more than their SEs say).
