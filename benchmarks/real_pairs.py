@@ -112,16 +112,28 @@ def job(a: Crop, b: Crop, mode: str) -> dict:
             "point": centre(a), "followup_point": centre(b)}
 
 
+def _gap_in_se() -> bool:
+    """Does the symmetric rule add half the forward/backward gap to the SE (jsnq < 0.2)?"""
+    from jsnq.quality import combine_directions
+
+    return combine_directions(0.1, 0.1, 0.05, 0.05).se_px > 0.05 + 1e-12
+
+
+GAP_IN_SE = _gap_in_se()
+
+
 def se_parts(m) -> dict[str, float]:
     """The SE's parts: ``m.se_parts`` when the result carries them, else derived from the
-    symmetric rule ``se^2 = fit^2 + floor^2 + (gap / 2)^2`` (``quality.combine_directions``)."""
+    symmetric rule (``quality.combine_directions``): ``se^2 = fit^2 + floor^2`` (+ ``(gap / 2)^2``
+    before jsnq 0.2), ``fit`` the RMS of the two directions' propagated covariances."""
     parts = getattr(m, "se_parts", None)
     if parts:
         return {k: float(v) for k, v in parts.items()}
     floor = systematic_se_px(m.segmenter, m.engine)
     gap = 0.0 if m.narrowing_forward_px is None else m.narrowing_forward_px + m.narrowing_backward_px
-    one = max(m.narrowing_se_px ** 2 - (0.5 * gap) ** 2, 0.0)
-    return {"fit_px": math.sqrt(max(one - floor ** 2, 0.0)), "systematic_px": floor, "directions_px": abs(0.5 * gap)}
+    half = abs(0.5 * gap) if GAP_IN_SE else 0.0
+    one = max(m.narrowing_se_px ** 2 - half ** 2, 0.0)
+    return {"fit_px": math.sqrt(max(one - floor ** 2, 0.0)), "systematic_px": floor, "directions_px": half}
 
 
 def record(m, **where) -> dict:
@@ -192,6 +204,10 @@ def summarise(pairs: list[dict]) -> dict:
         "gap_median_abs_px": median(abs(p["gap_px"]) for p in ok),
         "gap_median_abs_reliable_px": median(abs(p["gap_px"]) for p in rel),
         "antisymmetry_rms_px": rms(list(anti.values())),
+        # the gap against the two directions' SEs: ~1 when they describe it, as independent errors
+        "gap_over_se_rms": rms(p["gap_px"] / (math.sqrt(2.0) * math.hypot(p["se_parts"]["fit_px"],
+                                                                          p["se_parts"]["systematic_px"]))
+                               for p in ok),
         **path_stats(pairs),
         "old_gate": {"reliable_share": sum(gated(p) for p in ok) / n if n else float("nan"),
                      **path_stats(pairs, gated)},
@@ -324,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="perturbed copies of each joint for the error sources")
     ap.add_argument("--crops", type=int, default=40, help="crops per synthetic condition")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    ap.add_argument("--skip-sources", action="store_true", help="only the pairs, not the error sources")
+    ap.add_argument("--sources", nargs="*", choices=("shift", "labels", "synthetic"),
+                    default=["shift", "labels", "synthetic"], help="which error sources to measure (default all)")
     ap.add_argument("--quick", action="store_true", help="4 joints, 2 repeats, 8 crops")
     ap.add_argument("--json", type=Path, help="also write the figures and every pair's record here")
     args = ap.parse_args(argv)
@@ -339,12 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         rec: dict = {"summary": summarise(pairs), "pairs": pairs}
         print(json.dumps({"mode": mode, **{k: v for k, v in rec["summary"].items() if k not in ("reasons", "notes")}}),
               file=sys.stderr, flush=True)
-        if not args.skip_sources:
-            for kind in ("shift", "labels") if mode == "true" else ("shift",):
-                reps = repeats(joints, mode, args.repeats, kind)
-                rec[kind] = {**repeat_summary(reps, pairs), "copies": reps}
-                print(json.dumps({"mode": mode, "kind": kind, **{k: v for k, v in rec[kind].items() if k != "copies"}}),
-                      file=sys.stderr, flush=True)
+        for kind in [k for k in ("shift", "labels") if k in args.sources and (mode == "true" or k == "shift")]:
+            reps = repeats(joints, mode, args.repeats, kind)
+            rec[kind] = {**repeat_summary(reps, pairs), "copies": reps}
+            print(json.dumps({"mode": mode, "kind": kind, **{k: v for k, v in rec[kind].items() if k != "copies"}}),
+                  file=sys.stderr, flush=True)
+        if "synthetic" in args.sources:
             rec["synthetic"] = synthetic(one_crop_per_joint(root, args.crops, seed=0, validation_only=True), mode)
         result["modes"][mode] = rec
     if {"true", "none"} <= set(result["modes"]):
@@ -369,24 +386,24 @@ def main(argv: list[str] | None = None) -> int:
                      f"{s['se_directions_median_px']:.3f}", s["gap_median_abs_px"],
                      f"{s['path_rms_reliable_px']:.3f} ({s['reliable_triples']})",
                      f"{s['path_over_se_rms_reliable']:.2f}", f"{s['path_rms_px']:.3f} ({s['triples']})",
-                     f"{s['path_over_se_rms']:.2f}", s["antisymmetry_rms_px"]])
+                     f"{s['path_over_se_rms']:.2f}", s["antisymmetry_rms_px"], f"{s['gap_over_se_rms']:.2f}"])
     for mode, rec in result["modes"].items():
         g = rec["summary"]["old_gate"]
-        rows.append([f"{mode}, with the former 0.25 px SE gate", "", f"{100 * g['reliable_share']:.1f} %", "", "", "",
+        rows.append([f"{mode}: reliable and SE ≤ 0.25 px (the former gate)", "", f"{100 * g['reliable_share']:.1f} %", "", "", "",
                      "", f"{g['path_rms_reliable_px']:.3f} ({g['reliable_triples']})",
-                     f"{g['path_over_se_rms_reliable']:.2f}", "", "", ""])
+                     f"{g['path_over_se_rms_reliable']:.2f}", "", "", "", ""])
     print("(a) ordered real visit pairs, measured with measure_many's defaults\n")
     print(markdown_table(["labels", "pairs", "reliable", "SE noted", "median SE px", "median SE parts: fit / floor / "
                           "directions px", "median fwd+bwd gap px", "path RMS, reliable triples px",
                           "path/SE RMS, reliable", "path RMS, all triples px", "path/SE RMS, all",
-                          "antisymmetry RMS px"], rows))
+                          "antisymmetry RMS px", "gap / (sqrt 2 SE one way) RMS"], rows))
     for mode, rec in result["modes"].items():
         s = rec["summary"]
         print(f"\nreasons ({mode} labels; pairs with each kind): "
               + "; ".join(f"{k} ({v})" for k, v in s["reasons"][:6]))
         if s["notes"]:
             print(f"notes ({mode} labels): " + "; ".join(f"{k} ({v})" for k, v in s["notes"][:3]))
-    if not args.skip_sources:
+    if {"shift", "labels"} & set(args.sources):
         print(f"\n(b) error sources, {args.repeats} perturbed copies of each joint's visits (all / reliable)\n")
         rows = []
         for mode, rec in result["modes"].items():
@@ -403,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             ls = result["label_source"]
             print(f"\nlabel source (no labels minus true labels, per ordered pair): RMS {ls['rms_px']:.3f} px; "
                   f"{ls['rms_reliable_px']:.3f} px over the {ls['reliable_pairs']} pairs reliable both ways")
+    if "synthetic" in args.sources:
         print(f"\n(c) synthetic error over SE ({args.crops} held-out crops per condition)\n")
         print(markdown_table(["labels", "condition", "n", "bias px", "error SD px", "median SE px", "SD of error/SE",
                               "reliable"],
