@@ -404,11 +404,12 @@ def test_real_antisymmetry(real_data, jid):
     """measure(a, b) against measure(b, a), each with its own baseline's labels.
 
     Judged by the engine's forward/backward disagreement (see :func:`_antisymmetry`).
-    Tolerances: 0.3 px per pair when both directions are flagged reliable (spec figure; the
-    design notes report ~0.37 px RMS for SimpleITK); whenever either direction is flagged
-    reliable, the disagreement must also lie within 3 combined standard errors, since the
-    se is what tells a user how far to trust a reliable result. Pairs flagged unreliable in
-    both directions are not held to either.
+    Tolerances: 0.3 px per pair when both directions are flagged reliable and precise (SE at
+    most 0.25 px; spec figure; the design notes report ~0.37 px RMS for SimpleITK); whenever
+    either direction is flagged reliable, the disagreement must also lie within 3 combined
+    standard errors, since the se is what tells a user how far to trust a reliable result (a
+    large SE is a note, not a failure, so a reliable but imprecise pair is held to its SE only).
+    Pairs flagged unreliable in both directions are not held to either.
     """
     fwd, bwd = _forward_backward(real_data, jid)
     literal, frame, disagreement = _antisymmetry(fwd, bwd)
@@ -419,7 +420,7 @@ def test_real_antisymmetry(real_data, jid):
     print(info)
     if fwd.reliable or bwd.reliable:
         assert abs(disagreement) <= 3 * se, info
-    if fwd.reliable and bwd.reliable:
+    if fwd.reliable and bwd.reliable and fwd.precise and bwd.precise:
         assert abs(disagreement) <= 0.3, info
 
 
