@@ -113,7 +113,7 @@ def job(a: Crop, b: Crop, mode: str) -> dict:
 
 
 def _gap_in_se() -> bool:
-    """Does the symmetric rule add half the forward/backward gap to the SE (jsnq < 0.2)?"""
+    """Does the symmetric rule add half the forward/backward gap to the SE (before issue 14)?"""
     from jsnq.quality import combine_directions
 
     return combine_directions(0.1, 0.1, 0.05, 0.05).se_px > 0.05 + 1e-12
@@ -125,7 +125,7 @@ GAP_IN_SE = _gap_in_se()
 def se_parts(m) -> dict[str, float]:
     """The SE's parts: ``m.se_parts`` when the result carries them, else derived from the
     symmetric rule (``quality.combine_directions``): ``se^2 = fit^2 + floor^2`` (+ ``(gap / 2)^2``
-    before jsnq 0.2), ``fit`` the RMS of the two directions' propagated covariances."""
+    before issue 14), ``fit`` the RMS of the two directions' propagated covariances."""
     parts = getattr(m, "se_parts", None)
     if parts:
         return {k: float(v) for k, v in parts.items()}
@@ -156,7 +156,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
     return [record(m, **w) for m, w in zip(measure_many(jobs), where)]
 
 
-#: The SE gate before jsnq 0.2 (``ReliabilityThresholds(max_se_px=0.25)``), for comparison.
+#: The SE gate before issue 14 (``ReliabilityThresholds(max_se_px=0.25)``), for comparison.
 OLD_SE_GATE_PX = 0.25
 
 
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                      "", f"{g['path_rms_reliable_px']:.3f} ({g['reliable_triples']})",
                      f"{g['path_over_se_rms_reliable']:.2f}", "", "", "", ""])
     print("(a) ordered real visit pairs, measured with measure_many's defaults\n")
-    print(markdown_table(["labels", "pairs", "reliable", "SE noted", "median SE px", "median SE parts: fit / floor / "
+    print(markdown_table(["labels", "pairs", "reliable", "with a note", "median SE px", "median SE parts: fit / floor / "
                           "directions px", "median fwd+bwd gap px", "path RMS, reliable triples px",
                           "path/SE RMS, reliable", "path RMS, all triples px", "path/SE RMS, all",
                           "antisymmetry RMS px", "gap / (sqrt 2 SE one way) RMS"], rows))

@@ -96,7 +96,7 @@ class ReliabilityThresholds:
     Attributes:
         min_ncc_after: smallest acceptable NCC of either side after registration.
         max_se_px: an opt-in gate: a standard error above it makes the measurement unreliable
-            (the rule before jsnq 0.2, with 0.25 px). Default None: a large SE is no failed
+            (the rule before issue 14, with 0.25 px). Default None: a large SE is no failed
             check, only imprecision, and is reported as a note (``note_se_px``) beside the SE.
         max_abs_narrowing_px: larger changes are implausible between two visits of a joint.
         max_relative_rotation_deg: a larger rotation of one bone relative to the other means
@@ -226,7 +226,7 @@ def combine_directions(forward_px: float, backward_px: float, forward_se_px: flo
     through matching labels; on real pairs their errors are nearly independent and the mean is
     up to sqrt(2) more precise than this says, but no single pair tells which case it is in.
 
-    The gap ``forward + backward`` is *not* added to the SE (before jsnq 0.2 half of it was,
+    The gap ``forward + backward`` is *not* added to the SE (before issue 14 half of it was,
     in quadrature). It is the difference of the two directions' errors, and the directions'
     own SEs describe it: on real visit pairs of the validation joints ``gap / (sqrt(2) se_one)``
     has an RMS of 1.1 (benchmarks/real_pairs.py), so adding it counted the same error twice.
@@ -281,7 +281,7 @@ def jsw_check(jsw: "JointSpaceWidth | None", visit: str) -> str | None:
     crops). A mean width that is not positive is ordinary too: the true masks of 44 of the 187
     validation crops have one (down to -72 px), and where the network's does, the true masks'
     does as well (16 of 17 such crops of the 20 joints in benchmarks/real_pairs.py). So it is
-    a note, not a failed check (before jsnq 0.2 it made the pair unreliable, which flagged 34
+    a note, not a failed check (before issue 14 it made the pair unreliable, which flagged 34
     of 184 real pairs without labels that are reliable with the true masks; their narrowing
     differs from the true-label one by 0.10 px RMS). The JSW is then no width, and the label
     check and the JSW cross-check still guard the segmentation. None when the JSW is
