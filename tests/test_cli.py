@@ -348,3 +348,24 @@ def test_cli_import_stays_light():
     code = ("import sys, jsnq.cli; heavy = {'matplotlib', 'scipy', 'numpy'} & set(sys.modules); "
             "assert not heavy, f'imported at start-up: {heavy}'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_measure_summary_shows_notes_apart_from_the_flag():
+    """The readable summary: a reliable pair with a precision note says 'reliable: yes' and
+    prints the note on its own line, not as a reason."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from jsnq import measure
+    from jsnq.cli.measure import print_summary
+    from jsnq.phantom import make_pair
+
+    pair = make_pair(0, noise=0.01)
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical")
+    noted = dataclasses.replace(m, notes=("imprecise: standard error 0.300 px > 0.25 px (test)",))
+    buffer = io.StringIO()
+    print_summary(Console(file=buffer, width=200, highlight=False), noted)
+    text = buffer.getvalue()
+    assert "reliable: yes" in text and "note: imprecise: standard error 0.300 px > 0.25 px (test)" in text
