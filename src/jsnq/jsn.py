@@ -16,11 +16,11 @@ __all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX"
 #: on real crops (0.017 px with labels from the true masks, 0.049 px with the automatic line),
 #: which the noise-driven covariance cannot see. Added in quadrature; the SD of error / SE
 #: then falls from 1.2-3 to about 1 on the benchmark's cases.
-#: The network's labels: 0.025 px, the smallest floor with which the SD of error / SE is within
-#: 0.8-1.2 at 0, 2 and 5 % noise on benchmarks/real_pairs.py's synthetic cases without labels
-#: (0.83 / 1.09 / 1.17; 0.05 px gave 0.43 / 0.70 / 0.93). On real pairs the label error is in
-#: the fit's covariance already (masks grown or shrunk by 1.4 px RMS move a pair by 0.08 px,
-#: against a fit term of 0.19 px at the median).
+#: The network's labels: 0.025 px. On benchmarks/real_pairs.py's synthetic cases without labels
+#: the SD of error / SE is then 0.84 / 1.11 / 1.25 at 0 / 2 / 5 % noise (0.05 px gave 0.43 /
+#: 0.70 / 0.93; 0.03 px would over-state the SE at 0 %, 0.70). On real pairs the label error is
+#: in the fit's covariance already (masks grown or shrunk by 1.4 px RMS move a pair by
+#: 0.08 px, against a fit term of 0.19 px at the median).
 SYSTEMATIC_SE_PX = {"given": 0.02, "network": 0.025, "classical": 0.05}
 
 
