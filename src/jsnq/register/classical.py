@@ -413,6 +413,13 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity) -> _Evaluation | N
 MIN_CURVE_SLOPE = 0.25
 
 
+def _curve(opts: RegistrationOptions, sigma: float) -> bool:
+    """Whether a level fits the monotone exposure curve: only at full resolution, where the
+    sub-pixel fit is made; the coarse levels only need to bring the fit within their capture
+    range, and keep the two-parameter model."""
+    return opts.exposure_model == "monotone" and sigma <= 0
+
+
 def _monotone_exposure(level: _Level, w: np.ndarray, n: float, tc: np.ndarray,
                        vc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """The monotone exposure model ``followup ~ offset + gain * t + beta * q(t)``, with ``q`` the
@@ -589,7 +596,7 @@ def _refine_pair(space_f: _ScaleSpace, space_b: _ScaleSpace, mask_f: np.ndarray,
         for space, mask in ((space_f, mask_f), (space_b, mask_b)):
             base_s, grads, fol = space.get(sigma)
             level = _Level(base_s, grads, mask, int(step), init.center,
-                           space.other(sigma) if opts.gain_free else None, opts.exposure_model == "monotone")
+                           space.other(sigma) if opts.gain_free else None, _curve(opts, sigma))
             if len(level.t) < MIN_SAMPLES:
                 raise ValueError("too few pixels in the mask to register")
             levels.append((level, fol))
@@ -646,7 +653,7 @@ def _refine(space: _ScaleSpace, mask: np.ndarray, init: Similarity,
     for sigma, step in levels:
         base_s, grads, fol = space.get(sigma)
         level = _Level(base_s, grads, mask, int(step), init.center,
-                       space.other(sigma) if opts.gain_free else None, opts.exposure_model == "monotone")
+                       space.other(sigma) if opts.gain_free else None, _curve(opts, sigma))
         if len(level.t) < MIN_SAMPLES:
             raise ValueError("too few pixels in the mask to register")
         sol = _gauss_newton(level, fol, s, max_iter=opts.max_iter, tol_px=opts.tol_px)
@@ -713,7 +720,7 @@ def evaluate_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.nda
     space = _space or _ScaleSpace(baseline, followup, opts.grad_sigma)
     base_s, grads, fol = space.get(0.0)
     level = _Level(base_s, grads, _as_mask(mask), 1, transform.center,
-                   space.other(0.0) if opts.gain_free else None, opts.exposure_model == "monotone")
+                   space.other(0.0) if opts.gain_free else None, _curve(opts, 0.0))
     ev = _evaluate(level, fol, transform)
     if ev is None:
         raise ValueError("too few pixels of the mask map inside the follow-up")
