@@ -220,6 +220,35 @@ def test_three_visits_give_one_series_per_joint():
     got = np.asarray(s.trajectory.narrowing_px) * s.spacing_mm
     assert got == pytest.approx(truth - truth[0], abs=0.03)
     assert hs.to_dict()["kind"] == "hand-series"
+    assert hs.segmentation["PIP3"] == "network"  # the per-visit segmentation check passed
+    assert all(r["reliable"] for r in hs.rows() if r["joint"] == "PIP3")
+
+
+@pytest.mark.parametrize("broken", ["jsw", "split"])
+def test_series_checks_each_visits_segmentation(monkeypatch, broken):
+    """A visit whose network JSW fails flags the whole series (labels kept); a visit whose split
+    line fails sends the series to the classical line, flagged. The failures are injected at the
+    check, since the phantom's joints segment well."""
+    import jsnq.hand.measure as hm
+
+    ph = make_hand(5, n_visits=2)
+    calls = []
+    real_split = hm.split_line_problem
+    if broken == "jsw":
+        monkeypatch.setattr(hm, "jsw_problem", lambda jsw, which: "negative joint space width" if "1" in which else None)
+    else:
+        def split(m):
+            calls.append(m.segmenter)
+            return "split line at row 200" if len(calls) == 2 else real_split(m)
+        monkeypatch.setattr(hm, "split_line_problem", split)
+    hs = measure_hand_series(ph.images, spacing_mm=ph.spacing_mm, hands=ph.hands, joints=("MCP3",))
+    s = hs.joints["MCP3"]
+    status = hs.segmentation["MCP3"]
+    assert status.startswith("network, JSW failed" if broken == "jsw" else "classical fallback: visit 1")
+    assert len(s.trajectory.flagged_visits) == 2 and "segmentation network failed" in s.trajectory.flagged_visits[1]
+    assert not any(r["reliable"] for r in hs.rows() if r["joint"] == "MCP3")
+    kinds = {m.segmenter for m in s.measurements.values()}
+    assert kinds == ({"network"} if broken == "jsw" else {"classical"})
 
 
 # -- real data --------------------------------------------------------------------------------------

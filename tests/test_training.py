@@ -165,6 +165,61 @@ def test_rotation_moves_the_masks_with_the_image():
     assert torch.allclose(out_img, expect_img, atol=1e-4) and torch.allclose(out_masks, expect_masks, atol=1e-4)
 
 
+def test_gap_squeeze_narrows_the_joint_space_by_its_fraction():
+    """The masks' gap (8 rows at the 64-px mask size) loses half its width, the bones keep their
+    height (moved, not compressed), and the image moves with the masks."""
+    from jsnq.training.augment import gap_rows
+
+    img, masks = _batch(1)
+    masks = torch.zeros(1, 2, 64, 64)
+    masks[:, 0, 6:30, 8:56], masks[:, 1, 38:60, 8:56] = 1.0, 1.0
+    p = AugmentParams(**{**_identity(1).__dict__, "gap_squeeze": torch.tensor([0.5], dtype=torch.float64)})
+    _, out = apply_augmentation(img, masks, p)
+    _, w0 = gap_rows(masks)
+    _, w1 = gap_rows(out)
+    assert float(w0 * 32) == pytest.approx(8.0) and float(w1 * 32) == pytest.approx(4.0, abs=0.5)
+    heights = (out[0, :, :, 32] >= 0.5).sum(-1)
+    assert heights.tolist() == pytest.approx([24, 22], abs=1)  # the bones' own heights are kept
+
+
+def test_degrade_blurs_and_quantises_the_image_not_the_masks():
+    img, masks = _batch(2)
+    p = AugmentParams(**{**_identity(2).__dict__, "degrade": torch.tensor([1.0, 2.0], dtype=torch.float64),
+                         "levels": torch.tensor([0.0, 4.0], dtype=torch.float64)})
+    out_img, out_masks = apply_augmentation(img, masks, p)
+    assert torch.allclose(out_img[0], img[0], atol=1e-6)                  # factor 1: untouched
+    assert float(out_img[1].std()) < 0.8 * float(img[1].std())           # down and up: smoother
+    assert torch.allclose(out_masks, masks, atol=1e-5)
+
+
+def test_optional_transforms_off_draw_what_the_defaults_drew():
+    """A config without the optional transforms draws exactly the numbers it drew before they
+    existed (so old runs replay); the hand-crop preset draws them after."""
+    from jsnq.training.augment import HAND_CROPS
+
+    plain = sample_augmentation(6, torch.Generator().manual_seed(4), AugmentRanges())
+    assert plain.aspect is None and plain.gap_squeeze is None and plain.degrade is None
+    hand = sample_augmentation(6, torch.Generator().manual_seed(4), HAND_CROPS)
+    assert torch.equal(hand.angle_rad, plain.angle_rad) and torch.equal(hand.noise_seed, plain.noise_seed)
+    assert bool((hand.aspect != 1).all()) and float(hand.degrade.max()) <= 2.5
+
+
+def test_train_segment_fine_tunes_with_the_hand_crop_preset(tiny, tmp_path):
+    first = tmp_path / "first.pt"
+    assert runner.invoke(app, ["train", "segment", "--data", str(tiny), "--out", str(first), *TINY_ARGS]).exit_code == 0
+    tuned = tmp_path / "tuned.pt"
+    result = runner.invoke(app, ["train", "segment", "--data", str(tiny), "--out", str(tuned), "--init", str(first),
+                                 "--hand-crops", *TINY_ARGS])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    c0, c1 = torch.load(first, weights_only=True), torch.load(tuned, weights_only=True)
+    training = c1["config"]["training"]
+    assert training["init"] == str(first) and training["augment"]["gap_squeeze"] == [0.0, 0.75]
+    assert any(not torch.equal(c1["state_dict"][k], c0["state_dict"][k]) for k in c1["state_dict"])
+    other = runner.invoke(app, ["train", "segment", "--data", str(tiny), "--out", str(tmp_path / "x.pt"),
+                                "--init", str(first), *[a if a != "32" else "64" for a in TINY_ARGS]])
+    assert other.exit_code == 2 and "network options differ" in other.stderr, other.stderr
+
+
 def test_bad_ranges_are_refused():
     with pytest.raises(ValueError, match="scale"):
         AugmentRanges(scale=(1.2, 0.8))

@@ -17,6 +17,7 @@ VAL_FRACTION = typer.Option(0.15, "--val-fraction", help="Fraction of joints hel
 DEVICE = typer.Option("cpu", "--device", metavar="cpu|cuda")
 THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for torch.")
 RESUME = typer.Option(None, "--resume", metavar="CKPT", help="Continue an interrupted run from its checkpoint.")
+INIT = typer.Option(None, "--init", metavar="CKPT", help="Start from this checkpoint's weights (fine-tune; new optimizer).")
 
 
 def training_progress(describe: Callable[[Any], str]) -> tuple[Any, dict[str, Any]]:
@@ -57,26 +58,33 @@ def train_segment_cmd(
     device: str = DEVICE,
     threads: Optional[int] = THREADS,
     resume: Optional[Path] = RESUME,
+    init: Optional[Path] = INIT,
+    hand_crops: bool = typer.Option(
+        False, "--hand-crops",
+        help="Also augment towards crops cut from whole hands: flatter or rounder heads, narrowed joint spaces, "
+             "crops upsampled from coarser 8-bit images (training.augment.HAND_CROPS)."),
 ) -> None:
     """Train the bone segmenter (UNet++) on a manifest folder; split by joint, seeded, resumable."""
-    output_file(out)  # --resume may name the same file: the run goes on writing it
+    output_file(out, inputs=[init] if init is not None else [])  # --resume may name the same file
     import time
 
     import torch
     from ..segment.network import NetworkConfig
     from ..training import TrainConfig, train_segmenter
+    from ..training.augment import HAND_CROPS, AugmentRanges
 
     if threads is not None:
         torch.set_num_threads(threads)
     config = TrainConfig(data=str(data), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          val_fraction=val_fraction, target_size=target_size, device=device,
+                         augment=HAND_CROPS if hand_crops else AugmentRanges(),
                          network=NetworkConfig(input_size=size))
     progress, hooks = training_progress(lambda rec: (
         f"epoch {rec.epoch}: loss {rec.loss:.4f}, validation DSC upper {rec.val_dsc_upper:.4f} "
         f"lower {rec.val_dsc_lower:.4f} ({rec.seconds:.0f} s)"))
     t0 = time.perf_counter()
     with progress:
-        result = train_segmenter(config, out, resume=resume, **hooks)
+        result = train_segmenter(config, out, resume=resume, init=init, **hooks)
     console = stdout()
     console.print(f"trained on {result.n_train} crops, validated on {result.n_val} "
                   f"({len(result.excluded)} excluded) in {time.perf_counter() - t0:.0f} s", markup=False)
@@ -108,8 +116,7 @@ def train_register_cmd(
     device: str = DEVICE,
     threads: Optional[int] = THREADS,
     resume: Optional[Path] = RESUME,
-    init: Optional[Path] = typer.Option(
-        None, "--init", metavar="CKPT", help="Start from this checkpoint's weights (fine-tune; new optimizer)."),
+    init: Optional[Path] = INIT,
     warmup: float = typer.Option(0.03, "--warmup", help="Share of the steps spent warming the learning rate up."),
     relative_rotation: float = typer.Option(
         12.0, "--relative-rotation", metavar="DEG", help="Synthetic rotation of one bone relative to the other, +-deg."),

@@ -84,11 +84,15 @@ def segmentation_problem(m: Any) -> str | None:
     problem = split_line_problem(m)
     if problem is not None:
         return problem
-    for which, jsw in (("baseline", m.jsw_baseline), ("follow-up", m.jsw_followup)):
-        if jsw is None or not math.isfinite(jsw.mean_px):
-            return f"no joint space width in the {which} crop"
-        if jsw.mean_px <= 0:
-            return f"negative joint space width in the {which} crop ({jsw.mean_px:.1f} px): the masks overlap"
+    return jsw_problem(m.jsw_baseline, "baseline") or jsw_problem(m.jsw_followup, "follow-up")
+
+
+def jsw_problem(jsw: Any, which: str) -> str | None:
+    """Why one crop's JSW from the network's masks is not a width, or None."""
+    if jsw is None or not math.isfinite(jsw.mean_px):
+        return f"no joint space width in the {which} crop"
+    if jsw.mean_px <= 0:
+        return f"negative joint space width in the {which} crop ({jsw.mean_px:.1f} px): the masks overlap"
     return None
 
 
@@ -138,6 +142,48 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     m2 = measure(a, b, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
     reason = f"segmentation network failed ({problem}); measured with the classical joint-space line"
     return dataclasses.replace(m2, reliable=False, reasons=(*m2.reasons, reason)), f"classical fallback: {problem}"
+
+
+def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: MeasureConfig):
+    """One joint's :func:`jsnq.series` with the segmentation check of :func:`measure_joint`,
+    visit by visit: each visit's network labels (those of the pairs it is the baseline of) must
+    have their split line near the crop centre and a JSW > 0.
+
+    Returns ``(SeriesResult, status)``. Where a visit's JSW fails, the labels are kept and every
+    visit is flagged with the reason (the trajectory links every visit through the others);
+    where a visit's split line fails, the series is measured again with the classical
+    joint-space line and every visit is flagged.
+    """
+    from .. import series  # the public API (lazily: the pipeline is heavy)
+
+    images = list(crops.images)
+    s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
+    if config.segmenter == "classical":
+        return s, "classical (as configured)"
+    split, width = [], []
+    for k in range(len(images)):
+        m = next((m for (i, _), m in sorted(s.measurements.items()) if i == k), None)
+        if m is None:
+            continue
+        problem = split_line_problem(m)
+        if problem is not None:
+            split.append(f"visit {k}: {problem}")
+            continue
+        problem = jsw_problem(m.jsw_baseline, f"visit {k}")
+        if problem is not None:
+            width.append(problem)
+    if split:
+        s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
+        reason = f"segmentation network failed ({'; '.join(split)}); measured with the classical joint-space line"
+        status = f"classical fallback: {'; '.join(split)}"
+    elif width:
+        reason = f"segmentation network failed ({'; '.join(width)}); the JSW is not valid, the split line was kept"
+        status = f"network, JSW failed: {'; '.join(width)}"
+    else:
+        return s, "network"
+    t = s.trajectory
+    flagged = {k: "; ".join(x for x in (t.flagged_visits.get(k), reason) if x) for k in range(len(images))}
+    return dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged)), status
 
 
 def _load(visits: Sequence[ImageLike], spacing_mm: float | None) -> list[Image]:
@@ -468,10 +514,9 @@ def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | N
     """:func:`measure_hand` for 2 or more visits in time order: one series per joint.
 
     Every visit's crop of a joint is placed by registering its finger region to the first
-    visit's; :func:`jsnq.series` then measures every ordered pair and fits one trajectory.
+    visit's; :func:`jsnq.series` then measures every ordered pair and fits one trajectory, with
+    the segmentation check of :func:`measure_joint` (:func:`series_joint`).
     """
-    from .. import series
-
     config = config or MeasureConfig()
     if len(visits) < 2:
         raise JsnqInputError("visits", f"needs at least two visits, got {len(visits)}")
@@ -482,8 +527,7 @@ def measure_hand_series(visits: Sequence[ImageLike], *, dates: Sequence[str] | N
     for k, name in enumerate(names):
         c = crops[name]
         try:
-            joints[name] = series(list(c.images), dates=dates, spacing_mm=c.spacing_mm, config=config)
-            segmentation[name] = f"series, segmenter {config.segmenter} (no per-joint segmentation check)"
+            joints[name], segmentation[name] = series_joint(c, dates, config)
         except ValueError as err:
             errors[name] = one_line(err)
         if progress is not None:

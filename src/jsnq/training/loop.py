@@ -210,3 +210,18 @@ def restore(prev: dict[str, Any] | None, model: torch.nn.Module, opt: torch.opti
     model.load_state_dict(prev["state_dict"])
     opt.load_state_dict(prev["optimizer"])
     return [record(**h) for h in prev.get("history", [])], int(prev["epoch"])
+
+
+def read_init(init: str | os.PathLike, network: Any, same: Callable[[Any], Any] = lambda cfg: cfg) -> dict[str, Any]:
+    """The checkpoint a fine-tune starts from, checked before any data are loaded: its network
+    options (``network``'s class ``from_dict``, mapped through ``same`` to drop options that only
+    matter at inference) must equal this run's ``network``.
+
+    Raises:
+        JsnqInputError: an unreadable file, or other network options.
+    """
+    start = read_checkpoint(init)
+    theirs = type(network).from_dict(start["config"]["network"])
+    if same(theirs) != same(network):
+        raise JsnqInputError(init, "its network options differ from this run's")
+    return start

@@ -45,8 +45,8 @@ from ..labels import labels_from_masks, side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from .data import SPLIT_RULE, load_dataset
-from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, restore, run_epochs, save_checkpoint,
-                    start_run)
+from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_init, restore, run_epochs, save_checkpoint,
+                   start_run)
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -405,11 +405,9 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     net = config.network
     start = None
     if init is not None and resume is None:  # checked before the data are loaded
-        start = read_checkpoint(init)
         # inference_passes only matters at inference: a shipped file may set it (this run's
         # checkpoint gets this run's value)
-        if replace(RegNetConfig.from_dict(start["config"]["network"]), inference_passes=net.inference_passes) != net:
-            raise JsnqInputError(init, "its network options differ from this run's")
+        start = read_init(init, net, lambda cfg: replace(cfg, inference_passes=0))
         config = replace(config, init=os.fspath(init))
     scale = net.input_size / config.crop_px
     loaded = load_dataset(rows, input_size=net.input_size, target_size=net.input_size,

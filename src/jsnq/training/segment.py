@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -34,8 +34,8 @@ from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, restore, run_epochs, save_checkpoint,
-                    start_run)
+from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, read_init, restore, run_epochs,
+                   save_checkpoint, start_run)
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
            "export_weights"]
@@ -55,6 +55,7 @@ class TrainConfig(RunConfig):
         device: "cpu" or "cuda".
         augment: the augmentation ranges.
         network: the network's config.
+        init: the checkpoint a fine-tune started from (set by :func:`train_segmenter`).
     """
 
     epochs: int = 30
@@ -64,6 +65,7 @@ class TrainConfig(RunConfig):
     max_overlap: float = 0.8
     augment: AugmentRanges = field(default_factory=AugmentRanges)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    init: str | None = None  # the weights a fine-tune started from
 
     NESTED: ClassVar[dict[str, type]] = {"augment": AugmentRanges}
     NETWORK: ClassVar[type] = NetworkConfig
@@ -125,6 +127,7 @@ def evaluate(model: torch.nn.Module, data: SegmentationData, *, batch_size: int 
 
 
 def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str | os.PathLike | None = None,
+                    init: str | os.PathLike | None = None,
                     on_start: Callable[[int, int, int], None] | None = None,
                     on_batch: Callable[[int, int, float], None] | None = None,
                     on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
@@ -135,6 +138,8 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
             ``epochs`` (which may extend the run) and ``device``.
         out: checkpoint path (its folder must exist).
         resume: a checkpoint of an earlier, interrupted run on the same data and split.
+        init: a checkpoint or weights file whose network weights this run starts from (a
+            fine-tune: new optimizer, this run's options; its network options must match).
         on_start: ``(first_epoch, epochs, batches_per_epoch)`` once the data are loaded.
         on_batch: ``(epoch, batch, loss)`` after each optimisation step.
         on_epoch: after each epoch, with its :class:`EpochRecord`.
@@ -148,6 +153,10 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
     """
     out, config, prev, device, rows, train_j, val_j = start_run(config, out, resume)
     net_cfg = config.network
+    start = None
+    if init is not None and resume is None:  # checked before the data are loaded
+        start = read_init(init, net_cfg)
+        config = replace(config, init=os.fspath(init))
     data = load_dataset(rows, input_size=net_cfg.input_size, target_size=config.target_size,
                         percentiles=net_cfg.percentiles, max_overlap=config.max_overlap)
     train, val = data.subset(train_j), data.subset(val_j)
@@ -157,6 +166,8 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(net_cfg)
+    if start is not None:
+        model.load_state_dict(start["state_dict"])
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history, first_epoch = restore(prev, model, opt, EpochRecord)
