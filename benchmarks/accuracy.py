@@ -24,6 +24,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -36,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baselines import poc_per_bone, sitk_per_bone  # noqa: E402
 from benchmarks.common import (PAPER_SD_MM, PAPER_SPACING_MM, Condition, add_engine_options, data_dir,  # noqa: E402
-                               machine, markdown_table, one_crop_per_joint, synthesise, with_engine_options)
+                               followup_labels, machine, markdown_table, one_crop_per_joint, synthesise,
+                               with_engine_options)
 from jsnq import measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.register.bounds import narrowing_crb  # noqa: E402
@@ -49,6 +51,31 @@ CONDITIONS = [
     Condition("noise 2 %, small motion, no exposure", 0.02, max_rotation_deg=2, max_scale=0.02,
               max_shift_px=3, exposure=0.0),
 ]
+
+#: The conditions of issue 14's targets: small common motion (rotation +-2 deg, scale +-2 %,
+#: shift +-3 px), narrowing +-1.5 px, relative rotation +-0.5 deg, gain 0.9-1.1, offset +-0.05,
+#: noise 1 % unless stated; each row changes one thing. "nonlinear exposure" maps the follow-up's
+#: intensity I -> a I^g + b with g = exp(U(-0.25, 0.25)); "wide" is rotation +-15 deg, scale
+#: +-10 %, shift +-12 px, relative rotation +-1 deg and g = exp(U(-0.1, 0.1)).
+_SMALL = dict(max_rotation_deg=2.0, max_scale=0.02, max_shift_px=3.0, max_narrowing_px=1.5,
+              relative_rotation_deg=0.5, exposure=0.1, max_offset=0.05)
+
+
+def _target(name: str, noise: float = 0.01, **changes) -> Condition:
+    return Condition(name, noise, **{**_SMALL, **changes})
+
+
+TARGET_CONDITIONS = [
+    _target("clean", 0.0),
+    _target("noise 2 %", 0.02),
+    _target("noise 5 %", 0.05),
+    _target("rotation +-10 deg", max_rotation_deg=10.0),
+    _target("scale +-10 %", max_scale=0.10),
+    _target("nonlinear exposure", max_log_gamma=0.25),
+    _target("wide motion", max_rotation_deg=15.0, max_scale=0.10, max_shift_px=12.0, relative_rotation_deg=1.0,
+            max_log_gamma=0.1),
+]
+SUITES = {"standard": CONDITIONS, "targets": TARGET_CONDITIONS}
 
 
 def _jsnq(case, segmenter: str | None) -> tuple[float, float, float]:
@@ -65,6 +92,29 @@ def _jsnq(case, segmenter: str | None) -> tuple[float, float, float]:
     return m.narrowing_px, m.narrowing_se_px, truth
 
 
+def _jsnq_both(case, labelled: bool) -> tuple[float, float, float]:
+    """jsnq as a user runs it (the default engine and configuration), with both visits' labels
+    from the true masks (``labelled``) or its own network segmentation of both visits."""
+    if labelled:
+        m = measure(case.baseline, case.followup, baseline_labels=case.labels, followup_labels=_fol_labels(case),
+                    check_labels=False)
+    else:
+        m = measure(case.baseline, case.followup, check_labels=False)
+    truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
+    return m.narrowing_px, m.narrowing_se_px, truth
+
+
+_FOL_LABELS: dict[int, np.ndarray] = {}
+
+
+def _fol_labels(case) -> np.ndarray:
+    """The follow-up's labels, computed once per case (outside the timing: see ``prepare_case``)."""
+    key = id(case)
+    if key not in _FOL_LABELS:
+        _FOL_LABELS[key] = followup_labels(case)
+    return _FOL_LABELS[key]
+
+
 def _pair(fn):
     def run(case) -> tuple[float, float, float]:
         up, lo = fn(case.baseline, case.followup, case.labels)
@@ -73,77 +123,122 @@ def _pair(fn):
 
 
 METHODS = {
+    "jsnq, labels given": lambda c: _jsnq_both(c, True),
+    "jsnq, network labels": lambda c: _jsnq_both(c, False),
     "jsnq classical": lambda c: _jsnq(c, None),
     "jsnq classical, network labels": lambda c: _jsnq(c, "network"),
     "jsnq classical, classical line": lambda c: _jsnq(c, "classical"),
     "SimpleITK similarity per bone": _pair(sitk_per_bone),
     "phase-only correlation per bone": _pair(poc_per_bone),
+    # The plain one-shot partial-image POC (no re-windowing iterations): the speed reference.
+    "PIPOC one-shot": _pair(functools.partial(poc_per_bone, iterations=0)),
 }
+
+
+POC = "PIPOC one-shot"
+SUITE_METHODS = {
+    "standard": ["jsnq classical", "jsnq classical, network labels", "jsnq classical, classical line",
+                 "SimpleITK similarity per bone", "phase-only correlation per bone", POC],
+    "targets": ["jsnq, labels given", "jsnq, network labels", "SimpleITK similarity per bone", POC],
+}
+
+
+def _summary(cond: Condition, name: str, errs: list[float], ses: list[float], times: list[float],
+             crb_rms: float) -> dict:
+    e = np.asarray(errs)
+    z = e / np.asarray(ses)
+    return {
+        "condition": cond.name, "method": name, "n": len(e),
+        "bias_px": float(e.mean()), "sd_px": float(e.std(ddof=1)), "rmse_px": float(np.sqrt(np.mean(e**2))),
+        "over_0.5px": float(np.mean(np.abs(e) > 0.5)), "max_abs_px": float(np.abs(e).max()),
+        "crb_px": crb_rms, "ms_median": 1e3 * float(np.median(times)),
+        "z_sd": float(np.std(z, ddof=1)) if np.isfinite(z).all() else float("nan"),
+        "times_s": [float(t) for t in times],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=list(SUITES), default="standard",
+                    help="standard: the conditions of docs/benchmarks.md's first table; targets: issue 14's "
+                         "(small motion, each row changing one thing, with nonlinear exposure and wide motion)")
     ap.add_argument("--crops", type=int, default=40, help="real crops (one per joint) per condition")
     ap.add_argument("--sitk-crops", type=int, default=12, help="cases per condition for SimpleITK (slow)")
     ap.add_argument("--quick", action="store_true", help="8 crops, 3 for SimpleITK")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), help="run only these methods")
+    ap.add_argument("--conditions", nargs="+", help="run only the conditions whose names start with these")
     add_engine_options(ap)
     args = ap.parse_args(argv)
     global measure
     measure = with_engine_options(measure, args)
     if args.quick:
         args.crops, args.sitk_crops = 8, 3
+    names = args.methods or SUITE_METHODS[args.suite]
     try:
         import SimpleITK as sitk
 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     except ImportError:
-        METHODS.pop("SimpleITK similarity per bone")
+        names = [n for n in names if not n.startswith("SimpleITK")]
 
-    methods = {k: v for k, v in METHODS.items() if not args.methods or k in args.methods}
+    methods = {k: METHODS[k] for k in names}
     crops = one_crop_per_joint(data_dir(), args.crops, seed=0, validation_only=True)
     rows, out = [], []
-    for ci, cond in enumerate(CONDITIONS):
+    for ci, cond in enumerate(SUITES[args.suite]):
+        if args.conditions and not any(cond.name.startswith(c) for c in args.conditions):
+            continue
         rng = np.random.default_rng(1000 + ci)
         cases = [synthesise(cr, cond, rng) for cr in crops]
         crb = [narrowing_crb(c.clean, c.labels, c.upper, c.lower, noise_baseline=cond.noise,
                              noise_followup=cond.noise, gain=c.gain) for c in cases]
         crb_rms = math.sqrt(float(np.mean(np.square(crb))))
-        for name, fn in methods.items():
-            subset = cases[: args.sitk_crops] if name.startswith("SimpleITK") else cases
-            errs, ses, times = [], [], []
-            for case in subset:
+        res = {name: ([], [], []) for name in methods}
+        # Methods interleaved case by case, so that the machine's changing load (shared cores)
+        # affects them alike and the ratios of their times are fair.
+        for i, case in enumerate(cases):
+            _fol_labels(case)
+            for name, fn in methods.items():
+                if name.startswith("SimpleITK") and i >= args.sitk_crops:
+                    continue
                 t0 = time.perf_counter()
                 est, se, truth = fn(case)
-                times.append(time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                errs, ses, times = res[name]
                 errs.append(est - truth)
                 ses.append(se)
-            e = np.asarray(errs)
-            z = e / np.asarray(ses)
-            rec = {
-                "condition": cond.name, "method": name, "n": len(e),
-                "bias_px": float(e.mean()), "sd_px": float(e.std(ddof=1)), "rmse_px": float(np.sqrt(np.mean(e**2))),
-                "over_0.5px": float(np.mean(np.abs(e) > 0.5)), "max_abs_px": float(np.abs(e).max()),
-                "crb_px": crb_rms, "ms_median": 1e3 * float(np.median(times)),
-                "z_sd": float(np.std(z, ddof=1)) if np.isfinite(z).all() else float("nan"),
-            }
+                times.append(dt)
+        poc_ms = 1e3 * float(np.median(res[POC][2])) if POC in res else float("nan")
+        for name in methods:
+            rec = _summary(cond, name, *res[name], crb_rms)
+            rec["x_poc"] = rec["ms_median"] / poc_ms
             out.append(rec)
             rows.append([cond.name, name, rec["n"], rec["bias_px"], rec["sd_px"], rec["rmse_px"],
                          f"{100 * rec['over_0.5px']:.1f} %", rec["max_abs_px"], crb_rms, rec["z_sd"],
-                         f"{rec['ms_median']:.0f}"])
+                         f"{rec['ms_median']:.0f}", f"{rec['x_poc']:.1f}"])
             print(f"{cond.name:40s} {name:34s} sd {rec['sd_px']:.4f} bias {rec['bias_px']:+.4f} "
-                  f"max {rec['max_abs_px']:.3f} ms {rec['ms_median']:.0f}", file=sys.stderr, flush=True)
-    paper_px = PAPER_SD_MM / PAPER_SPACING_MM
-    rows.append(["paper's clinical set (not these cases)", "Wang et al. 2023 deep registration", "–", float("nan"),
-                 paper_px, float("nan"), "0.48 % mismatch", float("nan"), float("nan"), float("nan"), float("nan")])
+                  f"max {rec['max_abs_px']:.3f} z {rec['z_sd']:.2f} ms {rec['ms_median']:.0f} "
+                  f"x{rec['x_poc']:.2f}", file=sys.stderr, flush=True)
+    if args.suite == "standard":
+        paper_px = PAPER_SD_MM / PAPER_SPACING_MM
+        rows.append(["paper's clinical set (not these cases)", "Wang et al. 2023 deep registration", "–",
+                     float("nan"), paper_px, float("nan"), "0.48 % mismatch", float("nan"), float("nan"),
+                     float("nan"), float("nan"), float("nan")])
     header = ["condition", "method", "n", "bias px", "SD px", "RMSE px", "> 0.5 px", "max px", "CRB px",
-              "SD of error/SE", "ms/pair"]
+              "SD of error/SE", "ms/pair", "× POC"]
     print(f"\nMachine: {machine()}; 2 threads; {len(crops)} real crops per condition, one per held-out joint "
-          f"(SimpleITK: first {args.sitk_crops}).\n")
+          f"(SimpleITK: first {args.sitk_crops}); methods interleaved case by case.\n")
     print(markdown_table(header, rows))
+    # Speed over all conditions: the median time per pair, and its ratio to phase-only
+    # correlation's median in the same run.
+    if POC in methods:
+        poc_all = [t for r in out if r["method"] == POC for t in r["times_s"]]
+        print("\n| method | pairs | median ms/pair | × POC (same run) |\n|---|---|---|---|")
+        for name in methods:
+            ts = [t for r in out if r["method"] == name for t in r["times_s"]]
+            print(f"| {name} | {len(ts)} | {1e3 * np.median(ts):.1f} | {np.median(ts) / np.median(poc_all):.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "results": out}, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "suite": args.suite, "results": out}, indent=2))
     return 0
 
 

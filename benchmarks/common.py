@@ -84,9 +84,14 @@ class Condition:
     max_rotation_deg: float = 10.0
     max_scale: float = 0.10  # |log scale|
     max_shift_px: float = 10.0
-    exposure: float = 0.2  # gain in 1 +- exposure, offset in +- exposure / 4
+    exposure: float = 0.2  # gain in 1 +- exposure, offset in +- exposure / 4 (or +- max_offset)
     relative_rotation_deg: float = 0.5
     max_narrowing_px: float = 1.0
+    #: offset range (fraction of the [0, 1] range); None = exposure / 4
+    max_offset: float | None = None
+    #: nonlinear exposure: the follow-up's intensity I -> gain * I**g + offset with
+    #: g = exp(U(-max_log_gamma, max_log_gamma)); 0 = linear (no draw, so older seeds are unchanged)
+    max_log_gamma: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,10 +121,22 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     labels = crop.labels
     fol = apply_bone_motions(crop.image, labels, upper, lower)
     gain = 1.0 + rng.uniform(-cond.exposure, cond.exposure)
-    fol = gain * fol + rng.uniform(-cond.exposure / 4, cond.exposure / 4)
+    off = cond.exposure / 4 if cond.max_offset is None else cond.max_offset
+    offset = rng.uniform(-off, off)
+    if cond.max_log_gamma > 0:
+        g = math.exp(rng.uniform(-cond.max_log_gamma, cond.max_log_gamma))
+        fol = np.clip(fol, 0.0, None) ** g
+    fol = gain * fol + offset
     base = crop.image + rng.normal(0.0, cond.noise, crop.image.shape)
     fol = fol + rng.normal(0.0, cond.noise, fol.shape)
     return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower))
+
+
+def followup_labels(case: Case) -> np.ndarray:
+    """The follow-up's labels of a synthetic case: the baseline's carried by the bones' motions
+    (nearest label), as a segmentation of the follow-up would give them."""
+    moved = apply_bone_motions(case.labels.astype(float), case.labels, case.upper, case.lower, order=0)
+    return np.rint(moved).astype(np.uint8)
 
 
 def add_engine_options(ap) -> None:

@@ -11,6 +11,7 @@ lists of pairs :mod:`jsnq.batch`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,14 +21,14 @@ import numpy as np
 
 from .config import ENGINES, SEGMENTERS, MeasureConfig, resolve
 from .errors import JsnqInputError, WeightsUnavailableError
-from .geometry import Similarity, px_to_mm
+from .geometry import Similarity, crop_centre, px_to_mm, symmetric_narrowing_px
 from .intensity import normalise
 from .io import Image, common_spacing, load_image, load_labels
 from .jsn import narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
 from .quality import (ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check,
                       precision_notes)
-from .register.classical import RegistrationOptions, register_bones
+from .register.classical import RegistrationOptions, register_bones, register_pair
 from .results import BoneMotion, Measurement
 from .labels import labels_from_line
 from .segment.classical import joint_space_line
@@ -59,7 +60,7 @@ def _register(engine: str, b: np.ndarray, f: np.ndarray, labels: np.ndarray, opt
         if model is not None:
             from .register.network import predict_similarities
 
-            inits = predict_similarities(model, b, f, labels)
+            inits = predict_similarities(model, b, f, labels, passes=_passes(engine, options))
     if inits is None:
         return register_bones(b, f, labels, options=options), "classical"
     # The hybrid refines each bone from the network's transform through the classical
@@ -68,6 +69,66 @@ def _register(engine: str, b: np.ndarray, f: np.ndarray, labels: np.ndarray, opt
     # full resolution alone.
     used = "hybrid" if engine == "auto" else engine
     return register_bones(b, f, labels, inits=inits, refine=used == "hybrid", options=options), used
+
+
+def _passes(engine: str, options: RegistrationOptions) -> int | None:
+    """The network's cascade passes: the refinement's option for the hybrid, the weights' own
+    number (None) for the network alone."""
+    return options.network_passes or None if engine != "deep" else None
+
+
+def _network_inits(engine: str, b: np.ndarray, f: np.ndarray, labels: np.ndarray,
+                   inits: tuple[Similarity, Similarity] | None, options: RegistrationOptions):
+    """-> (the network's transforms or None, the engine used) for ``engine`` (``auto`` resolved)."""
+    if inits is None and engine != "classical":
+        model = _shipped_regnet(required=engine != "auto")
+        if model is not None:
+            from .register.network import predict_similarities
+
+            inits = predict_similarities(model, b, f, labels, passes=_passes(engine, options))
+    if inits is None:
+        return None, "classical"
+    return inits, "hybrid" if engine == "auto" else engine
+
+
+def fits_jointly(p: "Prepared", config: MeasureConfig) -> bool:
+    """Whether the pair is registered by one inverse-consistent fit (:func:`register_pair`):
+    both visits' labels, symmetric, and an engine that refines (not the network alone)."""
+    return (p.symmetric and p.fol_labels is not None and config.registration.inverse_consistent
+            and config.engine != "deep")
+
+
+def _anchors(point: tuple[float, float] | None, followup_point: tuple[float, float] | None, lower: Similarity,
+             shape: tuple[int, ...]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Both visits' anchors for reading the narrowing both ways at one anatomical place.
+
+    A missing one is the other carried by the lower bone's motion (baseline -> follow-up
+    ``lower``); with neither, each visit's crop centre (the narrowing is then read half-way
+    between them). Reading the backward direction at the follow-up's crop centre while the
+    forward one is read at the baseline's would average two places that lie the crops' offset
+    apart: with a 1 deg relative rotation and a 12 px shift that costs ~0.05 px.
+    """
+    if point is None and followup_point is None:
+        centre = crop_centre(shape)
+        return centre, centre
+    if followup_point is None:
+        q = lower.apply(np.asarray(point, dtype=float))
+        return (float(point[0]), float(point[1])), (float(q[0]), float(q[1]))
+    if point is None:
+        q = lower.inverse().apply(np.asarray(followup_point, dtype=float))
+        return (float(q[0]), float(q[1])), (float(followup_point[0]), float(followup_point[1]))
+    return point, followup_point
+
+
+def _digest(image: np.ndarray, labels: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(labels).tobytes()).digest()
+
+
+def swapped_order(p: "Prepared") -> bool:
+    """True when the canonical order of the pair is (follow-up, baseline): the visits are always
+    fitted in the order of their contents' digests, so that swapping them gives exactly the
+    negated narrowing (the fit's result, not merely to its convergence tolerance)."""
+    return _digest(p.b, p.labels) > _digest(p.f, p.fol_labels)
 
 
 def network_segment(image: Image, required: bool):
@@ -161,9 +222,16 @@ def measure_many(jobs: Sequence[Mapping[str, Any]], *, config: MeasureConfig | N
         if model is not None:
             from .register.network import predict_similarities_batch
 
-            todo = [((id(p), 0), (p.b, p.f, p.labels)) for p in ok]
-            todo += [((id(p), 1), (p.f, p.b, p.fol_labels)) for p in ok if p.symmetric and p.fol_labels is not None]
-            for (key, _), init in zip(todo, predict_similarities_batch(model, [t for _, t in todo])):
+            todo = []
+            for p in ok:
+                # One inverse-consistent fit needs the network in its canonical order only.
+                joint = fits_jointly(p, config)
+                if not (joint and swapped_order(p)):
+                    todo.append(((id(p), 0), (p.b, p.f, p.labels)))
+                if p.symmetric and p.fol_labels is not None and (not joint or swapped_order(p)):
+                    todo.append(((id(p), 1), (p.f, p.b, p.fol_labels)))
+            passes = _passes(config.engine, config.registration)
+            for (key, _), init in zip(todo, predict_similarities_batch(model, [t for _, t in todo], passes=passes)):
                 inits[key] = init
         for p in chunk:
             if isinstance(p, Exception):
@@ -273,27 +341,64 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
     base, fol, spacing, labels, used_segmenter = p.base, p.fol, p.spacing, p.labels, p.segmenter
     seg_base, seg_fol, fol_labels, b, f = p.seg_base, p.seg_fol, p.fol_labels, p.b, p.f
     options = config.registration
+    floor = None
+    forward = backward = None
+    followup_point = p.followup_point
+    extra: list[str] = []
     try:
-        reg, used_engine = _register(config.engine, b, f, labels, options, inits)
-        back = None
-        if p.symmetric and fol_labels is not None:
-            back, _ = _register(used_engine, f, b, fol_labels, options, backward_inits)
+        if fits_jointly(p, config):
+            swap = swapped_order(p)
+            if swap:
+                cb, cf, cl, cfl, cpt, cfpt, cinits = f, b, fol_labels, labels, p.followup_point, p.point, backward_inits
+            else:
+                cb, cf, cl, cfl, cpt, cfpt, cinits = b, f, labels, fol_labels, p.point, p.followup_point, inits
+            cinits, used_engine = _network_inits(config.engine, cb, cf, cl, cinits, options)
+            pair = register_pair(cb, cf, cl, cfl, inits=cinits, options=options)
+            cpt, cfpt = _anchors(cpt, cfpt, pair.forward.lower.transform, b.shape)
+            floor = systematic_se_px(used_segmenter, used_engine)
+            regs = (pair.forward, pair.backward)
+            pts = ((cpt, cfpt), (cfpt, cpt))
+            nars = [narrowing(r.upper.transform, r.lower.transform, r.upper.covariance, r.lower.covariance,
+                              point=pp, followup_point=fp, systematic_px=floor) for r, (pp, fp) in zip(regs, pts)]
+            ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
+                    symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
+            if swap:
+                regs, nars, ones = regs[::-1], nars[::-1], ones[::-1]
+                cpt, cfpt = cfpt, cpt
+            followup_point = cfpt
+            reg = regs[0]
+            forward, backward = ones
+            # One fit: the narrowing is read both ways off the same transforms (exactly inverse),
+            # so the result is antisymmetric and the SE needs no share of a disagreement between
+            # two fits. The one-way steps still flag a gross direction dependence.
+            both = combine_directions(forward, backward, nars[0].se_px, nars[1].se_px)
+            se_one = math.sqrt(0.5 * (nars[0].se_px ** 2 + nars[1].se_px ** 2))
+            nar = dataclasses.replace(nars[0], narrowing_px=0.5 * (nars[0].narrowing_px - nars[1].narrowing_px),
+                                      se_px=se_one)
+            extra.append(both.reason)
+        else:
+            reg, used_engine = _register(config.engine, b, f, labels, options, inits)
+            back = None
+            if p.symmetric and fol_labels is not None:
+                back, _ = _register(used_engine, f, b, fol_labels, options, backward_inits)
     except ValueError as err:
         if isinstance(err, (JsnqInputError, WeightsUnavailableError)):
             raise
         raise JsnqInputError(base.source, f"registration failed: {err}") from None
-    floor = systematic_se_px(used_segmenter, used_engine)
-    nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
-                    point=p.point, followup_point=p.followup_point, systematic_px=floor)
-    forward = backward = None
-    extra: list[str] = []
-    if back is not None:
-        nb = narrowing(back.upper.transform, back.lower.transform, back.upper.covariance, back.lower.covariance,
-                       point=p.followup_point, followup_point=p.point, systematic_px=floor)
-        forward, backward = nar.narrowing_px, nb.narrowing_px
-        both = combine_directions(forward, backward, nar.se_px, nb.se_px)
-        nar = dataclasses.replace(nar, narrowing_px=both.narrowing_px, se_px=both.se_px)
-        extra.append(both.reason)
+    if floor is None:
+        floor = systematic_se_px(used_segmenter, used_engine)
+        point = p.point
+        if back is not None:  # both directions read at one anatomical place
+            point, followup_point = _anchors(p.point, p.followup_point, reg.lower.transform, b.shape)
+        nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
+                        point=point, followup_point=followup_point, systematic_px=floor)
+        if back is not None:
+            nb = narrowing(back.upper.transform, back.lower.transform, back.upper.covariance, back.lower.covariance,
+                           point=followup_point, followup_point=point, systematic_px=floor)
+            forward, backward = nar.narrowing_px, nb.narrowing_px
+            both = combine_directions(forward, backward, nar.se_px, nb.se_px)
+            nar = dataclasses.replace(nar, narrowing_px=both.narrowing_px, se_px=both.se_px)
+            extra.append(both.reason)
     reliable, reasons = assess({"upper": reg.upper, "lower": reg.lower}, nar.narrowing_px, nar.se_px,
                                config.thresholds)
     label_gap, label_reason = label_check(labels, fol_labels, p.label_reference, reg.upper.transform,
@@ -323,7 +428,7 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
         jsw_baseline=jsw_b,
         jsw_followup=jsw_f,
         point_px=nar.point,
-        followup_point_px=p.followup_point,
+        followup_point_px=followup_point,
         narrowing_forward_px=forward,
         narrowing_backward_px=backward,
         label_disagreement_px=label_gap,

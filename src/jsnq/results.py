@@ -80,7 +80,11 @@ class Measurement:
             masks (None unless the network segmented the baseline).
         point_px, followup_point_px: the anchor in each crop (the follow-up's may be None).
         narrowing_forward_px, narrowing_backward_px: the two directions when the follow-up
-            had labels too (``narrowing_px`` is then ``(forward - backward) / 2``); None otherwise.
+            had labels too; None otherwise. With the inverse-consistent fit (the default) each
+            is one Gauss-Newton step of that direction alone from the joint fit (what a one-way
+            fit with that visit's labels would find, to first order), a diagnostic of how much
+            the fit depends on the direction; with ``inverse_consistent=False`` the two separate
+            fits, and ``narrowing_px`` is ``(forward - backward) / 2``.
         label_disagreement_px: median distance between the baseline's split line and the
             follow-up's carried into the baseline frame
             (:func:`~jsnq.quality.label_disagreement_px`); without follow-up labels, between
