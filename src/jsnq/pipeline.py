@@ -335,6 +335,45 @@ def source_of(value: Any) -> str | None:
     return os.fsdecode(value)
 
 
+def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, Similarity] | None,
+                 backward_inits: tuple[Similarity, Similarity] | None):
+    """One inverse-consistent fit of the pair (:func:`fits_jointly`), in its canonical order.
+
+    Returns ``(forward registration, engine used, narrowing, systematic floor, forward and
+    backward one-way narrowing, the follow-up's anchor, the directions' reason or None)``.
+    """
+    b, f, labels, fol_labels, options = p.b, p.f, p.labels, p.fol_labels, config.registration
+    swap = swapped_order(p)
+    if swap:
+        cb, cf, cl, cfl, cpt, cfpt, cinits = f, b, fol_labels, labels, p.followup_point, p.point, backward_inits
+    else:
+        cb, cf, cl, cfl, cpt, cfpt, cinits = b, f, labels, fol_labels, p.point, p.followup_point, inits
+    cinits, used_engine = _network_inits(config.engine, cb, cf, cl, cinits, options)
+    pair = register_pair(cb, cf, cl, cfl, inits=cinits, options=options)
+    cpt, cfpt = _anchors(cpt, cfpt, pair.forward.lower.transform, b.shape)
+    floor = systematic_se_px(p.segmenter, used_engine)
+    regs = (pair.forward, pair.backward)
+    pts = ((cpt, cfpt), (cfpt, cpt))
+    nars = [narrowing(r.upper.transform, r.lower.transform, r.upper.covariance, r.lower.covariance,
+                      point=pp, followup_point=fp, systematic_px=floor) for r, (pp, fp) in zip(regs, pts)]
+    ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
+            symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
+    if swap:
+        regs, nars, ones = regs[::-1], nars[::-1], ones[::-1]
+        cpt, cfpt = cfpt, cpt
+    followup_point = cfpt
+    reg = regs[0]
+    forward, backward = ones
+    # One fit: the narrowing is read both ways off the same transforms (exactly inverse),
+    # so the result is antisymmetric and the SE needs no share of a disagreement between
+    # two fits. The one-way steps still flag a gross direction dependence.
+    both = combine_directions(forward, backward, nars[0].se_px, nars[1].se_px)
+    se_one = math.sqrt(0.5 * (nars[0].se_px ** 2 + nars[1].se_px ** 2))
+    nar = dataclasses.replace(nars[0], narrowing_px=0.5 * (nars[0].narrowing_px - nars[1].narrowing_px),
+                              se_px=se_one)
+    return reg, used_engine, nar, floor, forward, backward, followup_point, both.reason
+
+
 def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Similarity] | None = None,
            backward_inits: tuple[Similarity, Similarity] | None = None) -> Measurement:
     """Register a prepared pair, read the narrowing off and check it (the second half of :func:`measure`)."""
@@ -347,35 +386,9 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
     extra: list[str] = []
     try:
         if fits_jointly(p, config):
-            swap = swapped_order(p)
-            if swap:
-                cb, cf, cl, cfl, cpt, cfpt, cinits = f, b, fol_labels, labels, p.followup_point, p.point, backward_inits
-            else:
-                cb, cf, cl, cfl, cpt, cfpt, cinits = b, f, labels, fol_labels, p.point, p.followup_point, inits
-            cinits, used_engine = _network_inits(config.engine, cb, cf, cl, cinits, options)
-            pair = register_pair(cb, cf, cl, cfl, inits=cinits, options=options)
-            cpt, cfpt = _anchors(cpt, cfpt, pair.forward.lower.transform, b.shape)
-            floor = systematic_se_px(used_segmenter, used_engine)
-            regs = (pair.forward, pair.backward)
-            pts = ((cpt, cfpt), (cfpt, cpt))
-            nars = [narrowing(r.upper.transform, r.lower.transform, r.upper.covariance, r.lower.covariance,
-                              point=pp, followup_point=fp, systematic_px=floor) for r, (pp, fp) in zip(regs, pts)]
-            ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
-                    symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
-            if swap:
-                regs, nars, ones = regs[::-1], nars[::-1], ones[::-1]
-                cpt, cfpt = cfpt, cpt
-            followup_point = cfpt
-            reg = regs[0]
-            forward, backward = ones
-            # One fit: the narrowing is read both ways off the same transforms (exactly inverse),
-            # so the result is antisymmetric and the SE needs no share of a disagreement between
-            # two fits. The one-way steps still flag a gross direction dependence.
-            both = combine_directions(forward, backward, nars[0].se_px, nars[1].se_px)
-            se_one = math.sqrt(0.5 * (nars[0].se_px ** 2 + nars[1].se_px ** 2))
-            nar = dataclasses.replace(nars[0], narrowing_px=0.5 * (nars[0].narrowing_px - nars[1].narrowing_px),
-                                      se_px=se_one)
-            extra.append(both.reason)
+            reg, used_engine, nar, floor, forward, backward, followup_point, reason = _fit_jointly(
+                p, config, inits, backward_inits)
+            extra.append(reason)
         else:
             reg, used_engine = _register(config.engine, b, f, labels, options, inits)
             back = None
