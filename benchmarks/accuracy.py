@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rng = np.random.default_rng(1000 + ci)
         cases = [synthesise(cr, cond, rng) for cr in crops]
+        # The follow-up labels are cached by id(case): ids are unique only among live objects,
+        # so the cache must not outlive this condition's cases (a stale entry would hand one
+        # case another's labels).
+        _FOL_LABELS.clear()
         crb = [narrowing_crb(c.clean, c.labels, c.upper, c.lower, noise_baseline=cond.noise,
                              noise_followup=cond.noise, gain=c.gain) for c in cases]
         crb_rms = math.sqrt(float(np.mean(np.square(crb))))

@@ -140,24 +140,36 @@ def followup_labels(case: Case) -> np.ndarray:
 
 
 def add_engine_options(ap) -> None:
-    """``--edge-ramp PX`` and ``--gain-free``: run jsnq with those
-    :class:`jsnq.register.classical.RegistrationOptions` (default: neither)."""
+    """``--edge-ramp PX``, ``--gain-free`` and ``--gap-exclusion PX``: run jsnq with those
+    :class:`jsnq.register.classical.RegistrationOptions` (default: none of them, the shipped options)."""
     ap.add_argument("--edge-ramp", type=float, default=0.0, metavar="PX",
                     help="soft edge weights of the bone fits (RegistrationOptions.edge_ramp_px; default 0 = off)")
     ap.add_argument("--gain-free", action="store_true",
                     help="the geometry independent of the fitted gain (RegistrationOptions.gain_free)")
+    ap.add_argument("--gap-exclusion", type=float, default=None, metavar="PX",
+                    help="the gap band left out of each side's fit (RegistrationOptions.gap_exclusion_px; "
+                         "default: the shipped value)")
+
+
+def engine_options(args):
+    """The :class:`jsnq.register.classical.RegistrationOptions` that :func:`add_engine_options`'s
+    arguments ask for, or None when they ask for the shipped defaults."""
+    if args.edge_ramp <= 0 and not args.gain_free and args.gap_exclusion is None:
+        return None
+    from jsnq.register.classical import RegistrationOptions
+
+    extra = {} if args.gap_exclusion is None else {"gap_exclusion_px": args.gap_exclusion}
+    return RegistrationOptions(edge_ramp_px=args.edge_ramp, gain_free=args.gain_free, **extra)
 
 
 def with_engine_options(measure_fn, args):
-    """``measure_fn`` with ``options=RegistrationOptions(...)`` from :func:`add_engine_options`'s arguments."""
-    if args.edge_ramp <= 0 and not args.gain_free:
+    """``measure_fn`` with ``options=`` from :func:`add_engine_options`'s arguments."""
+    options = engine_options(args)
+    if options is None:
         return measure_fn
     import functools
 
-    from jsnq.register.classical import RegistrationOptions
-
-    return functools.partial(measure_fn, options=RegistrationOptions(edge_ramp_px=args.edge_ramp,
-                                                                     gain_free=args.gain_free))
+    return functools.partial(measure_fn, options=options)
 
 
 def machine() -> str:

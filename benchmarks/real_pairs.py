@@ -71,7 +71,8 @@ from scipy import ndimage  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import Condition, Crop, data_dir, machine, markdown_table, one_crop_per_joint, synthesise  # noqa: E402
+from benchmarks.common import (Condition, Crop, add_engine_options, data_dir, engine_options, machine,  # noqa: E402
+                               markdown_table, one_crop_per_joint, synthesise)
 from benchmarks.registration import _mismatch_share, _shifted, centre, longitudinal  # noqa: E402
 from jsnq import measure_many  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
@@ -103,6 +104,16 @@ def reason_kind(text: str) -> str:
     """A reason without its numbers, short enough to count."""
     text = re.sub(r"[-+]?\d+(\.\d+)?", "#", text)
     return text.split(":")[0] if text.startswith(("upper", "lower", "error")) else text[:56]
+
+
+#: Registration options for every measurement (``--edge-ramp``, ``--gain-free``, ``--gap-exclusion``);
+#: None = the shipped defaults.
+OPTIONS = None
+
+
+def measure_all(jobs: list[dict]):
+    """:func:`jsnq.measure_many` with the defaults, or with :data:`OPTIONS` when given."""
+    return measure_many(jobs, options=OPTIONS)
 
 
 def job(a: Crop, b: Crop, mode: str) -> dict:
@@ -153,7 +164,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
         for a, b in itertools.permutations(range(len(crops)), 2):
             jobs.append(job(crops[a], crops[b], mode))
             where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b})
-    return [record(m, **w) for m, w in zip(measure_many(jobs), where)]
+    return [record(m, **w) for m, w in zip(measure_all(jobs), where)]
 
 
 #: The SE gate before issue 14 (``ReliabilityThresholds(max_se_px=0.25)``), for comparison.
@@ -252,7 +263,7 @@ def repeats(joints: list[list[Crop]], mode: str, n: int, kind: str) -> list[dict
                 jobs.append(job(copy[a], copy[b], mode))
                 where.append((ji, r, a, b))
     out: dict[tuple[int, int], dict] = collections.defaultdict(dict)
-    for m, (ji, r, a, b) in zip(measure_many(jobs), where):
+    for m, (ji, r, a, b) in zip(measure_all(jobs), where):
         out[ji, r][a, b] = float("nan") if isinstance(m, Exception) else m.narrowing_px
     return [{"j": ji, "copy": r, "values": {f"{a},{b}": v for (a, b), v in vals.items()}}
             for (ji, r), vals in sorted(out.items())]
@@ -317,7 +328,7 @@ def synthetic(crops: list[Crop], mode: str) -> list[dict]:
                              "followup_labels": _followup_labels(case, cr), "point": p,
                              "followup_point": tuple(case.lower.apply(np.asarray([p], float))[0])})
         err, z, se, rel = [], [], [], []
-        for (cr, case), m in zip(cases, measure_many(jobs)):
+        for (cr, case), m in zip(cases, measure_all(jobs)):
             if isinstance(m, Exception):
                 continue
             truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
@@ -344,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
                     default=["shift", "labels", "synthetic"], help="which error sources to measure (default all)")
     ap.add_argument("--quick", action="store_true", help="4 joints, 2 repeats, 8 crops")
     ap.add_argument("--json", type=Path, help="also write the figures and every pair's record here")
+    add_engine_options(ap)
     args = ap.parse_args(argv)
+    global OPTIONS
+    OPTIONS = engine_options(args)
     if args.quick:
         args.joints, args.repeats, args.crops = 4, 2, 8
     root = data_dir()

@@ -22,6 +22,7 @@ correlated, as it is in real radiographs.
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..geometry import Similarity, crop_centre
+from ..intensity import estimate_noise_sd
 from ..labels import edge_weights, side_masks
 from .warp import SplineImage
 
@@ -273,6 +275,7 @@ class _ScaleSpace:
         self._other: dict[float, np.ndarray] = {}
         self._names = ("a", "b")
         self._blurred: dict[tuple[str, float], np.ndarray] = {}
+        self._noise_sd: float | None = None
 
     def reversed(self) -> "_ScaleSpace":
         """The space of (followup, baseline), sharing the blurred images."""
@@ -303,6 +306,12 @@ class _ScaleSpace:
             # Linear interpolation is enough on the blurred coarse levels.
             self._cache[sigma] = (b, grads, SplineImage(f, order=1 if sigma >= 2 else 3))
         return self._cache[sigma]
+
+    def noise_sd(self) -> float:
+        """The baseline's white-noise SD (:func:`jsnq.intensity.estimate_noise_sd`), computed once."""
+        if self._noise_sd is None:
+            self._noise_sd = estimate_noise_sd(self.baseline)
+        return self._noise_sd
 
     def other(self, sigma: float) -> np.ndarray:
         """The baseline at ``sigma`` smoothed by a kernel without its centre weight (for
@@ -342,6 +351,8 @@ class _Evaluation:
     vals: np.ndarray
     valid: np.ndarray
     n: float
+    #: The monotone exposure curve's slope relative to the gain at each sample (None: linear).
+    slope: np.ndarray | None = None
 
     @classmethod
     def start(cls, level: "_Level") -> "_Evaluation":
@@ -408,7 +419,7 @@ def _evaluate(level: _Level, fol: SplineImage, s: Similarity) -> _Evaluation | N
     # The curve's slope at each sample, relative to the mean gain, scales its row of the Jacobian.
     jc = jc * curve[:, None]
     a_mat = jc.T @ (raw_c * curve[:, None])
-    return _Evaluation(gain, mv - gain * mt, resid, jc, a_mat, vals, valid, n)
+    return _Evaluation(gain, mv - gain * mt, resid, jc, a_mat, vals, valid, n, curve)
 
 
 #: The monotone exposure curve's slope stays above this fraction of its mean slope (the gain)
@@ -630,6 +641,54 @@ def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.nd
     return a_inv @ b_mat @ a_inv.T / (gain * gain)
 
 
+#: The noise correction of the normal matrix removes at most this fraction of any of its
+#: diagonal terms (a guard against a noise estimate inflated by fine texture).
+MAX_NOISE_CORRECTION = 0.5
+
+
+@functools.lru_cache(maxsize=8)
+def gradient_noise_overlap(grad_sigma: float) -> float:
+    """``E[z_x r_x] / sigma^2`` for white noise of SD ``sigma``: the covariance of one pixel's
+    instrument gradient (``np.gradient`` of the image blurred by ``grad_sigma``) with its plain
+    gradient (``np.gradient``), along the same axis (across axes it is 0 by symmetry)."""
+    n = 2 * int(math.ceil(4 * max(grad_sigma, 1.0))) + 9
+    delta = np.zeros((n, n))
+    delta[n // 2, n // 2] = 1.0
+    smoothed = ndi.gaussian_filter(delta, grad_sigma) if grad_sigma > 0 else delta
+    return float((np.gradient(smoothed)[1] * np.gradient(delta)[1]).sum())
+
+
+def _noise_free_normal(level: _Level, st: _Evaluation, center: tuple[float, float], noise_sd: float,
+                       grad_sigma: float) -> np.ndarray:
+    """The normal matrix ``A = Z^T J`` without the part that the baseline's own noise adds.
+
+    The instrument ``Z`` (smoothed gradient) and the plain gradient ``J`` that sets the step
+    are both taken from the noisy baseline, so ``Z^T J`` also sums the product of each pixel's
+    two noise gradients, a positive term of expectation ``sigma^2 c M`` (``c`` from
+    :func:`gradient_noise_overlap`, ``M`` the samples' lever-arm moments). The estimate's real
+    sensitivity is to the noise-free gradient: the follow-up's gradient, whose noise is
+    independent of ``Z``, would give the same matrix (checked to 2 % on 5 % noise). Left in,
+    the term made ``A`` too large and the covariance ``A^-1 B A^-T`` too small, by ~20 % in SD
+    at 5 % noise on real crops and more on smooth phantoms. The fixed point does not depend on
+    ``A`` (it only scales the steps), so only the covariance uses the corrected matrix."""
+    if not noise_sd > 0:
+        return st.a_mat
+    w = st.valid.astype(float)
+    if st.slope is not None:
+        w = w * st.slope * st.slope
+    if level.weights is not None:
+        w = w * level.weights[:, 0]
+    dx, dy = level.cols - center[0], level.rows - center[1]
+    r2, sx, sy, n = _dot(w, dx * dx + dy * dy), _dot(w, dx), _dot(w, dy), float(w.sum())
+    moments = np.array([[r2, 0.0, sx, sy], [0.0, r2, -sy, sx], [sx, -sy, n, 0.0], [sy, sx, 0.0, n]])
+    term = gradient_noise_overlap(float(grad_sigma)) * noise_sd * noise_sd * moments
+    diag = np.diag(st.a_mat)
+    worst = float(np.max(np.diag(term) / np.where(diag > 0, diag, np.inf)))
+    if worst > MAX_NOISE_CORRECTION:
+        term *= MAX_NOISE_CORRECTION / worst
+    return st.a_mat - term
+
+
 def _ncc_mse(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """NCC and the mean squared difference of z-scored values (``= 2 (1 - NCC)``)."""
     if len(x) < 3:
@@ -694,7 +753,8 @@ def _bone_fit(space: _ScaleSpace, sol: _Solution, opts: RegistrationOptions) -> 
     level, st, s = sol.level, sol.state, sol.transform
     gain, offset, resid, vals, valid = st.gain, st.offset, st.resid, st.vals, st.valid
     n = int(valid.sum())
-    cov = _sandwich_cov(level, st.jc, resid, st.a_mat, gain, n, opts.block_px)
+    a_mat = _noise_free_normal(level, st, s.center, space.noise_sd(), opts.grad_sigma)
+    cov = _sandwich_cov(level, st.jc, resid, a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
     # evaluation, within ``tol_px`` of the fit when converged).
     # At the identity every sample sits on its own pixel: read the follow-up there (the
