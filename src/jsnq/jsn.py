@@ -9,7 +9,8 @@ import numpy as np
 
 from .geometry import Similarity, narrowing_jacobian, symmetric_narrowing_px
 
-__all__ = ["Narrowing", "narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX", "systematic_se_px"]
+__all__ = ["Narrowing", "narrowing", "inverse_consistent_narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX",
+           "systematic_se_px"]
 
 #: Systematic part of the narrowing's standard error, by where the bone sides came from (px).
 #: Measured by benchmarks/accuracy.py: the error SD of noise-free synthetic per-bone motions
@@ -81,3 +82,40 @@ def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_l
     var = float(g_u @ np.asarray(cov_upper) @ g_u + g_l @ np.asarray(cov_lower) @ g_l) + systematic_px**2
     se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
     return Narrowing(narrowing_px=fn(upper, lower), se_px=se, dy_difference_px=upper.ty - lower.ty, point=p)
+
+
+def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backward: tuple[Similarity, Similarity],
+                                 cov_forward: tuple[np.ndarray, np.ndarray],
+                                 cov_backward: tuple[np.ndarray, np.ndarray],
+                                 cross: tuple[np.ndarray, np.ndarray], *, point: tuple[float, float],
+                                 followup_point: tuple[float, float], systematic_px: float = 0.0) -> Narrowing:
+    """The narrowing of one inverse-consistent fit, read both ways, and its standard error.
+
+    ``forward`` = ``(upper, lower)`` baseline -> follow-up and ``backward`` their inverses, with
+    each direction's covariances and ``cross`` their cross-covariances ``Cov(e_f, e_b)`` per
+    bone (:attr:`jsnq.register.classical.PairRegistration.cross_covariance`). The narrowing is
+    the mean of the forward reading and the negated backward one. The fit's error is the mean
+    of the two directions' errors, so its variance is
+    ``(se_f^2 + se_b^2 + 2 cov) / 4`` with ``cov`` the covariance of the forward reading's and
+    the negated backward reading's errors (``-g_f^T cross g_b`` summed over the bones, ``g``
+    each reading's gradient): ``se_f^2`` when the two directions err together, half of the
+    mean square when they err independently. The bones are fitted on disjoint pixels, so their
+    errors are independent; ``systematic_px`` is added in quadrature once.
+    """
+    fwd_point = (float(point[0]), float(point[1]))
+    bwd_point = (float(followup_point[0]), float(followup_point[1]))
+
+    def reading(transforms, at, other):
+        def fn(u: Similarity, lo: Similarity) -> float:
+            return symmetric_narrowing_px(u, lo, at, other)
+        return fn(*transforms), narrowing_jacobian(*transforms, function=fn)
+
+    n_f, g_f = reading(forward, fwd_point, bwd_point)
+    n_b, g_b = reading(backward, bwd_point, fwd_point)
+    var_f = sum(float(g @ np.asarray(c) @ g) for g, c in zip(g_f, cov_forward))
+    var_b = sum(float(g @ np.asarray(c) @ g) for g, c in zip(g_b, cov_backward))
+    cov = -sum(float(gf @ np.asarray(x) @ gb) for gf, gb, x in zip(g_f, g_b, cross))
+    var = 0.25 * (var_f + var_b + 2.0 * cov) + systematic_px ** 2
+    se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
+    up, lo = forward
+    return Narrowing(narrowing_px=0.5 * (n_f - n_b), se_px=se, dy_difference_px=up.ty - lo.ty, point=fwd_point)

@@ -24,7 +24,7 @@ from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, crop_centre, px_to_mm, symmetric_narrowing_px
 from .intensity import normalise
 from .io import Image, common_spacing, load_image, load_labels
-from .jsn import narrowing, systematic_se_px
+from .jsn import inverse_consistent_narrowing, narrowing, systematic_se_px
 from .jsw import JointSpaceWidth
 from .quality import (ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check,
                       precision_notes)
@@ -358,6 +358,14 @@ def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, 
                       point=pp, followup_point=fp, systematic_px=floor) for r, (pp, fp) in zip(regs, pts)]
     ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
             symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
+    # The one fit's SE: the mean of the two directions' errors, with their correlation measured
+    # from the paired scores (computed in the canonical order, so it is the same both ways).
+    joint = inverse_consistent_narrowing(
+        (pair.forward.upper.transform, pair.forward.lower.transform),
+        (pair.backward.upper.transform, pair.backward.lower.transform),
+        (pair.forward.upper.covariance, pair.forward.lower.covariance),
+        (pair.backward.upper.covariance, pair.backward.lower.covariance),
+        pair.cross_covariance, point=cpt, followup_point=cfpt, systematic_px=floor)
     if swap:
         regs, nars, ones = regs[::-1], nars[::-1], ones[::-1]
         cpt, cfpt = cfpt, cpt
@@ -368,9 +376,8 @@ def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, 
     # so the result is antisymmetric and the SE needs no share of a disagreement between
     # two fits. The one-way steps still flag a gross direction dependence.
     both = combine_directions(forward, backward, nars[0].se_px, nars[1].se_px)
-    se_one = math.sqrt(0.5 * (nars[0].se_px ** 2 + nars[1].se_px ** 2))
     nar = dataclasses.replace(nars[0], narrowing_px=0.5 * (nars[0].narrowing_px - nars[1].narrowing_px),
-                              se_px=se_one)
+                              se_px=joint.se_px)
     return reg, used_engine, nar, floor, forward, backward, followup_point, both.reason
 
 

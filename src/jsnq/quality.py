@@ -227,17 +227,18 @@ def combine_directions(forward_px: float, backward_px: float, forward_se_px: flo
     Inverse consistency: the follow-up registered back onto the baseline, with its own labels,
     measures the same narrowing with the opposite sign. The two are averaged (swapping the
     visits then negates the result exactly). The SE is ``se_one``, the RMS of the two SEs: the
-    value for fully correlated directions, as on synthetic cases, where both see the same noise
-    through matching labels; on real pairs their errors are nearly independent and the mean is
-    up to sqrt(2) more precise than this says, but no single pair tells which case it is in.
+    value for fully correlated directions, the conservative choice for two separate fits, whose
+    scores are not paired. (The one inverse-consistent fit of :func:`jsnq.measure` measures the
+    two directions' correlation instead, :func:`jsnq.jsn.inverse_consistent_narrowing`; it uses
+    this rule only for the gross-gap check.)
 
     The gap ``forward + backward`` is *not* added to the SE (before issue 14 half of it was,
     in quadrature). It is the difference of the two directions' errors, and the directions'
     own SEs describe it: on real visit pairs of the validation joints ``gap / (sqrt(2) se_one)``
     has an RMS of 1.1 (benchmarks/real_pairs.py), so adding it counted the same error twice.
     A gross gap, beyond ``max(DIRECTION_DISAGREEMENT_MIN_PX, DIRECTION_DISAGREEMENT_SIGMAS *
-    sqrt(2) * se_one)``, is a failed check (``reason``). This is the one rule for
-    :func:`jsnq.measure` and :func:`jsnq.series`.
+    sqrt(2) * se_one)``, is a failed check (``reason``). This is the rule for
+    :func:`jsnq.series` and for two separate fits in :func:`jsnq.measure`.
     """
     gap = forward_px + backward_px
     se_one = math.sqrt(0.5 * (forward_se_px ** 2 + backward_se_px ** 2))

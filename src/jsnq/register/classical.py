@@ -914,6 +914,54 @@ class PairRegistration:
     backward: Registration
     one_way_forward: tuple[Similarity, Similarity]
     one_way_backward: tuple[Similarity, Similarity]
+    #: ``(upper, lower)``: 4x4 covariances between the forward and the backward direction's
+    #: errors (each in its own transform's right-composed perturbation, as the two
+    #: :attr:`BoneFit.covariance`), from their scores paired block by block
+    #: (:func:`_cross_covariance`). With the two covariances they give the one fit's error:
+    #: the mean of the two directions' (:func:`jsnq.jsn.inverse_consistent_narrowing`).
+    cross_covariance: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _block_sums(scores: np.ndarray, x: np.ndarray, y: np.ndarray, shape: tuple[int, int], block: int) -> np.ndarray:
+    """Per-sample ``scores`` (N x 4) summed over ``block`` x ``block`` pixel blocks of an image of
+    ``shape`` at positions ``(x, y)``; samples outside the image are dropped."""
+    inside = (x >= -0.5) & (x < shape[1] - 0.5) & (y >= -0.5) & (y < shape[0] - 0.5)
+    per_row = (shape[1] - 1) // block + 1
+    n_blocks = per_row * ((shape[0] - 1) // block + 1)
+    col = np.clip(np.rint(x[inside]).astype(int), 0, shape[1] - 1) // block
+    row = np.clip(np.rint(y[inside]).astype(int), 0, shape[0] - 1) // block
+    idx = row * per_row + col
+    return np.stack([np.bincount(idx, weights=scores[inside, k], minlength=n_blocks) for k in range(4)], axis=1)
+
+
+def _cross_covariance(space_f: _ScaleSpace, sol_f: _Solution, space_b: _ScaleSpace, sol_b: _Solution,
+                      opts: RegistrationOptions) -> np.ndarray:
+    """``Cov(e_f, e_b)`` of one bone's forward and backward errors (4x4).
+
+    Each direction's error is ``A^-1 s / gain`` (its normal matrix, as in its covariance, and
+    its score ``s = Z^T r``). The two scores come from the same image pair at corresponding
+    places: the backward samples (follow-up grid) are carried into the baseline frame by the
+    fitted transform and both scores are summed over the baseline's blocks; the products of
+    the paired block sums estimate the scores' covariance, as the sandwich's ``B`` does for one
+    direction. Noise seen by both directions through matching labels makes the two errors
+    equal; a misfit that each direction weights by its own visit's gradients and labels makes
+    them differ, and the mean of the two is then more precise than either."""
+    shape = space_f.baseline.shape
+    sums = []
+    for space, sol, to_baseline in ((space_f, sol_f, None), (space_b, sol_b, sol_b.transform)):
+        level, st = sol.level, sol.state
+        score = st.jc * st.resid[:, None]
+        pts = level.pts if to_baseline is None else to_baseline.apply(level.pts)
+        a_mat = _noise_free_normal(level, st, sol.transform.center, space.noise_sd(), opts.grad_sigma)
+        n = float(st.valid.sum())
+        try:
+            a_inv = np.linalg.inv(a_mat)
+        except np.linalg.LinAlgError:
+            return np.full((4, 4), np.nan)
+        scale = math.sqrt(n / max(n - N_FIT_PARAMS, 1.0)) / st.gain
+        sums.append((_block_sums(score, pts[:, 0], pts[:, 1], shape, opts.block_px), a_inv, scale))
+    (s_f, a_f, k_f), (s_b, a_b, k_b) = sums
+    return a_f @ (s_f.T @ s_b) @ a_b.T * (k_f * k_b)
 
 
 def register_pair(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray, followup_labels: np.ndarray, *,
@@ -973,4 +1021,6 @@ def register_pair(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray
         backward=Registration(_bone_fit(space_b, upper.backward, opts), _bone_fit(space_b, lower.backward, opts),
                               start.inverse()),
         one_way_forward=(upper.one_way_forward, lower.one_way_forward),
-        one_way_backward=(upper.one_way_backward, lower.one_way_backward))
+        one_way_backward=(upper.one_way_backward, lower.one_way_backward),
+        cross_covariance=tuple(_cross_covariance(space_f, bone.forward, space_b, bone.backward, opts)
+                               for bone in (upper, lower)))
