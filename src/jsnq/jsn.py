@@ -9,7 +9,7 @@ import numpy as np
 
 from .geometry import Similarity, narrowing_jacobian, symmetric_narrowing_px
 
-__all__ = ["Narrowing", "narrowing", "inverse_consistent_narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX",
+__all__ = ["Narrowing", "JointNarrowing", "narrowing", "inverse_consistent_narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX",
            "systematic_se_px"]
 
 #: Systematic part of the narrowing's standard error, by where the bone sides came from (px).
@@ -84,11 +84,28 @@ def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_l
     return Narrowing(narrowing_px=fn(upper, lower), se_px=se, dy_difference_px=upper.ty - lower.ty, point=p)
 
 
+@dataclass(frozen=True)
+class JointNarrowing:
+    """One inverse-consistent fit read both ways (:func:`inverse_consistent_narrowing`).
+
+    Attributes:
+        forward, backward: each reading on its own (:class:`Narrowing`, with that direction's
+            SE and the floor), the backward one of the inverse transforms at the follow-up's anchor.
+        narrowing_px: the mean of the forward reading and the negated backward one.
+        se_px: its standard error, from both readings' SEs and their measured covariance.
+    """
+
+    forward: Narrowing
+    backward: Narrowing
+    narrowing_px: float
+    se_px: float
+
+
 def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backward: tuple[Similarity, Similarity],
                                  cov_forward: tuple[np.ndarray, np.ndarray],
                                  cov_backward: tuple[np.ndarray, np.ndarray],
                                  cross: tuple[np.ndarray, np.ndarray], *, point: tuple[float, float],
-                                 followup_point: tuple[float, float], systematic_px: float = 0.0) -> Narrowing:
+                                 followup_point: tuple[float, float], systematic_px: float = 0.0) -> JointNarrowing:
     """The narrowing of one inverse-consistent fit, read both ways, and its standard error.
 
     ``forward`` = ``(upper, lower)`` baseline -> follow-up and ``backward`` their inverses, with
@@ -105,17 +122,21 @@ def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backwar
     fwd_point = (float(point[0]), float(point[1]))
     bwd_point = (float(followup_point[0]), float(followup_point[1]))
 
-    def reading(transforms, at, other):
+    def reading(transforms, covs, at, other):
         def fn(u: Similarity, lo: Similarity) -> float:
             return symmetric_narrowing_px(u, lo, at, other)
-        return fn(*transforms), narrowing_jacobian(*transforms, function=fn)
+        grads = narrowing_jacobian(*transforms, function=fn)
+        var = sum(float(g @ np.asarray(c) @ g) for g, c in zip(grads, covs))
+        up, lo = transforms
+        return Narrowing(narrowing_px=fn(up, lo), se_px=_se(var + systematic_px ** 2),
+                         dy_difference_px=up.ty - lo.ty, point=at), grads, var
 
-    n_f, g_f = reading(forward, fwd_point, bwd_point)
-    n_b, g_b = reading(backward, bwd_point, fwd_point)
-    var_f = sum(float(g @ np.asarray(c) @ g) for g, c in zip(g_f, cov_forward))
-    var_b = sum(float(g @ np.asarray(c) @ g) for g, c in zip(g_b, cov_backward))
+    fwd, g_f, var_f = reading(forward, cov_forward, fwd_point, bwd_point)
+    bwd, g_b, var_b = reading(backward, cov_backward, bwd_point, fwd_point)
     cov = -sum(float(gf @ np.asarray(x) @ gb) for gf, gb, x in zip(g_f, g_b, cross))
     var = 0.25 * (var_f + var_b + 2.0 * cov) + systematic_px ** 2
-    se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
-    up, lo = forward
-    return Narrowing(narrowing_px=0.5 * (n_f - n_b), se_px=se, dy_difference_px=up.ty - lo.ty, point=fwd_point)
+    return JointNarrowing(fwd, bwd, 0.5 * (fwd.narrowing_px - bwd.narrowing_px), _se(var))
+
+
+def _se(var: float) -> float:
+    return math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")

@@ -353,19 +353,17 @@ def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, 
     cpt, cfpt = _anchors(cpt, cfpt, pair.forward.lower.transform, b.shape)
     floor = systematic_se_px(p.segmenter, used_engine)
     regs = (pair.forward, pair.backward)
-    pts = ((cpt, cfpt), (cfpt, cpt))
-    nars = [narrowing(r.upper.transform, r.lower.transform, r.upper.covariance, r.lower.covariance,
-                      point=pp, followup_point=fp, systematic_px=floor) for r, (pp, fp) in zip(regs, pts)]
-    ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
-            symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
-    # The one fit's SE: the mean of the two directions' errors, with their correlation measured
-    # from the paired scores (computed in the canonical order, so it is the same both ways).
+    # Both readings and the one fit's SE: the mean of the two directions' errors, with their
+    # correlation measured from the paired scores (in the canonical order, so the same both ways).
     joint = inverse_consistent_narrowing(
         (pair.forward.upper.transform, pair.forward.lower.transform),
         (pair.backward.upper.transform, pair.backward.lower.transform),
         (pair.forward.upper.covariance, pair.forward.lower.covariance),
         (pair.backward.upper.covariance, pair.backward.lower.covariance),
         pair.cross_covariance, point=cpt, followup_point=cfpt, systematic_px=floor)
+    nars = [joint.forward, joint.backward]
+    ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
+            symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
     if swap:
         regs, nars, ones = regs[::-1], nars[::-1], ones[::-1]
         cpt, cfpt = cfpt, cpt
