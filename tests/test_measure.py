@@ -188,14 +188,14 @@ def test_a_large_se_is_a_note_not_a_failure():
 
 
 def test_assess_and_notes_on_the_se_alone():
-    """quality.assess flags a non-finite SE always, a finite one only above max_se_px (0.35 px);
+    """quality.assess flags a non-finite SE always, a finite one only above max_se_px (0.33 px);
     precision_notes notes a finite SE above note_se_px only."""
     from jsnq.quality import ReliabilityThresholds, assess, precision_notes
 
-    assert assess({}, 0.5, 0.34) == (True, ())  # above the note, below the implausible
+    assert assess({}, 0.5, 0.32) == (True, ())  # above the note, below the implausible
     assert assess({}, 0.5, 9.0, ReliabilityThresholds(max_se_px=None)) == (True, ())
     ok, reasons = assess({}, 0.5, float("inf"))
-    assert not ok and len(reasons) == 1 and "inf px > 0.35 px" in reasons[0]
+    assert not ok and len(reasons) == 1 and "inf px > 0.33 px" in reasons[0]
     ok, reasons = assess({}, 0.5, float("inf"), ReliabilityThresholds(max_se_px=None))
     assert not ok and reasons == ("standard error is not finite",)
     ok, reasons = assess({}, 0.5, 0.3, ReliabilityThresholds(max_se_px=0.25))
@@ -215,7 +215,7 @@ def test_saved_thresholds_without_the_note_setting_still_load():
                          "max_relative_rotation_deg": 5.0, "max_label_disagreement_px": 8.0}
     cfg = MeasureConfig.from_dict(old)
     assert cfg.thresholds.max_se_px == 0.25 and cfg.thresholds.note_se_px == 0.25
-    assert MeasureConfig().thresholds.max_se_px == 0.35  # only an implausible SE is a failure
+    assert MeasureConfig().thresholds.max_se_px == 0.33  # only an implausible SE is a failure
     assert MeasureConfig.from_dict(MeasureConfig().to_dict()) == MeasureConfig()
 
 
