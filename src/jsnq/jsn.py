@@ -74,14 +74,22 @@ def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_l
         systematic_px: a systematic error SD added in quadrature to the propagated one.
     """
     p = upper.center if point is None else (float(point[0]), float(point[1]))
+    return _reading(upper, lower, cov_upper, cov_lower, p, followup_point, systematic_px)[0]
 
+
+def _reading(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_lower: np.ndarray,
+             point: tuple[float, float], followup_point: tuple[float, float] | None,
+             systematic_px: float) -> tuple[Narrowing, tuple[np.ndarray, np.ndarray], float]:
+    """One reading of the narrowing at ``point``: the :class:`Narrowing`, its gradients with
+    respect to each bone's perturbation, and the fit's part of its variance (without the floor)."""
     def fn(u: Similarity, lo: Similarity) -> float:
-        return symmetric_narrowing_px(u, lo, p, followup_point)
+        return symmetric_narrowing_px(u, lo, point, followup_point)
 
     g_u, g_l = narrowing_jacobian(upper, lower, function=fn)
-    var = float(g_u @ np.asarray(cov_upper) @ g_u + g_l @ np.asarray(cov_lower) @ g_l) + systematic_px**2
-    se = math.sqrt(var) if var >= 0 and math.isfinite(var) else float("inf")
-    return Narrowing(narrowing_px=fn(upper, lower), se_px=se, dy_difference_px=upper.ty - lower.ty, point=p)
+    var = float(g_u @ np.asarray(cov_upper) @ g_u + g_l @ np.asarray(cov_lower) @ g_l)
+    nar = Narrowing(narrowing_px=fn(upper, lower), se_px=_se(var + systematic_px**2),
+                    dy_difference_px=upper.ty - lower.ty, point=point)
+    return nar, (g_u, g_l), var
 
 
 @dataclass(frozen=True)
@@ -121,18 +129,8 @@ def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backwar
     """
     fwd_point = (float(point[0]), float(point[1]))
     bwd_point = (float(followup_point[0]), float(followup_point[1]))
-
-    def reading(transforms, covs, at, other):
-        def fn(u: Similarity, lo: Similarity) -> float:
-            return symmetric_narrowing_px(u, lo, at, other)
-        grads = narrowing_jacobian(*transforms, function=fn)
-        var = sum(float(g @ np.asarray(c) @ g) for g, c in zip(grads, covs))
-        up, lo = transforms
-        return Narrowing(narrowing_px=fn(up, lo), se_px=_se(var + systematic_px ** 2),
-                         dy_difference_px=up.ty - lo.ty, point=at), grads, var
-
-    fwd, g_f, var_f = reading(forward, cov_forward, fwd_point, bwd_point)
-    bwd, g_b, var_b = reading(backward, cov_backward, bwd_point, fwd_point)
+    fwd, g_f, var_f = _reading(*forward, *cov_forward, fwd_point, bwd_point, systematic_px)
+    bwd, g_b, var_b = _reading(*backward, *cov_backward, bwd_point, fwd_point, systematic_px)
     cov = -sum(float(gf @ np.asarray(x) @ gb) for gf, gb, x in zip(g_f, g_b, cross))
     var = 0.25 * (var_f + var_b + 2.0 * cov) + systematic_px ** 2
     return JointNarrowing(fwd, bwd, 0.5 * (fwd.narrowing_px - bwd.narrowing_px), _se(var))

@@ -624,15 +624,22 @@ def _refine_pair(space_f: _ScaleSpace, space_b: _ScaleSpace, mask_f: np.ndarray,
                          sol.one_way_forward, sol.one_way_backward)
 
 
+def _block_sums(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, per_row: int, block: int,
+                n_blocks: int) -> np.ndarray:
+    """Per-sample ``scores`` (N x 4) summed over ``block`` x ``block`` pixel blocks, numbered row
+    by row with ``per_row`` blocks a row: at least ``n_blocks`` rows, up to the last occupied
+    block (the sandwich's and the cross-covariance's block sums)."""
+    idx = (rows // block) * per_row + (cols // block)
+    return np.stack([np.bincount(idx, weights=scores[:, k], minlength=n_blocks) for k in range(4)], axis=1)
+
+
 def _sandwich_cov(level: _Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.ndarray,
                   gain: float, n: int, block: int) -> np.ndarray:
     """Block-sandwich covariance ``A^-1 B A^-T / gain^2`` of the geometric step (4x4)."""
     score = jc * resid[:, None]
-    # Block index of each sample; empty blocks add zero rows, which leave B unchanged.
+    # Empty blocks add zero rows, which leave B unchanged.
     per_row = int(level.cols.max()) // block + 1 if len(level.cols) else 0
-    inv = (level.rows // block) * per_row + (level.cols // block)
-    n_blocks = int(inv.max()) + 1 if len(inv) else 0
-    summed = np.stack([np.bincount(inv, weights=score[:, k], minlength=n_blocks) for k in range(4)], axis=1)
+    summed = _block_sums(score, level.rows, level.cols, per_row, block, 0)
     b_mat = summed.T @ summed * (n / max(n - N_FIT_PARAMS, 1.0))
     try:
         a_inv = np.linalg.inv(a_mat)
@@ -749,11 +756,20 @@ def fit_similarity(baseline: np.ndarray, followup: np.ndarray, mask: np.ndarray,
     return _bone_fit(space, _refine(space, mask, init, opts.bone_levels, opts), opts)
 
 
-def _bone_fit(space: _ScaleSpace, sol: _Solution, opts: RegistrationOptions) -> BoneFit:
+def _normal(space: _ScaleSpace, sol: _Solution, opts: RegistrationOptions) -> np.ndarray:
+    """The normal matrix of a solution's covariance (:func:`_noise_free_normal`)."""
+    return _noise_free_normal(sol.level, sol.state, sol.transform.center, space.noise_sd(), opts.grad_sigma)
+
+
+def _bone_fit(space: _ScaleSpace, sol: _Solution, opts: RegistrationOptions,
+              a_mat: np.ndarray | None = None) -> BoneFit:
+    """The fit's result and diagnostics; ``a_mat``: its covariance's normal matrix when already
+    computed (:func:`_normal`)."""
     level, st, s = sol.level, sol.state, sol.transform
     gain, offset, resid, vals, valid = st.gain, st.offset, st.resid, st.vals, st.valid
     n = int(valid.sum())
-    a_mat = _noise_free_normal(level, st, s.center, space.noise_sd(), opts.grad_sigma)
+    if a_mat is None:
+        a_mat = _normal(space, sol, opts)
     cov = _sandwich_cov(level, st.jc, resid, a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
     # evaluation, within ``tol_px`` of the fit when converged).
@@ -922,20 +938,8 @@ class PairRegistration:
     cross_covariance: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _block_sums(scores: np.ndarray, x: np.ndarray, y: np.ndarray, shape: tuple[int, int], block: int) -> np.ndarray:
-    """Per-sample ``scores`` (N x 4) summed over ``block`` x ``block`` pixel blocks of an image of
-    ``shape`` at positions ``(x, y)``; samples outside the image are dropped."""
-    inside = (x >= -0.5) & (x < shape[1] - 0.5) & (y >= -0.5) & (y < shape[0] - 0.5)
-    per_row = (shape[1] - 1) // block + 1
-    n_blocks = per_row * ((shape[0] - 1) // block + 1)
-    col = np.clip(np.rint(x[inside]).astype(int), 0, shape[1] - 1) // block
-    row = np.clip(np.rint(y[inside]).astype(int), 0, shape[0] - 1) // block
-    idx = row * per_row + col
-    return np.stack([np.bincount(idx, weights=scores[inside, k], minlength=n_blocks) for k in range(4)], axis=1)
-
-
-def _cross_covariance(space_f: _ScaleSpace, sol_f: _Solution, space_b: _ScaleSpace, sol_b: _Solution,
-                      opts: RegistrationOptions) -> np.ndarray:
+def _cross_covariance(space_f: _ScaleSpace, sol_f: _Solution, a_f: np.ndarray, sol_b: _Solution, a_b: np.ndarray,
+                      block: int) -> np.ndarray:
     """``Cov(e_f, e_b)`` of one bone's forward and backward errors (4x4).
 
     Each direction's error is ``A^-1 s / gain`` (its normal matrix, as in its covariance, and
@@ -947,21 +951,26 @@ def _cross_covariance(space_f: _ScaleSpace, sol_f: _Solution, space_b: _ScaleSpa
     equal; a misfit that each direction weights by its own visit's gradients and labels makes
     them differ, and the mean of the two is then more precise than either."""
     shape = space_f.baseline.shape
+    per_row = (shape[1] - 1) // block + 1
+    n_blocks = per_row * ((shape[0] - 1) // block + 1)
     sums = []
-    for space, sol, to_baseline in ((space_f, sol_f, None), (space_b, sol_b, sol_b.transform)):
+    for sol, a_mat, to_baseline in ((sol_f, a_f, None), (sol_b, a_b, sol_b.transform)):
         level, st = sol.level, sol.state
         score = st.jc * st.resid[:, None]
         pts = level.pts if to_baseline is None else to_baseline.apply(level.pts)
-        a_mat = _noise_free_normal(level, st, sol.transform.center, space.noise_sd(), opts.grad_sigma)
+        x, y = pts[:, 0], pts[:, 1]
+        inside = (x >= -0.5) & (x < shape[1] - 0.5) & (y >= -0.5) & (y < shape[0] - 0.5)
+        rows = np.clip(np.rint(y[inside]).astype(int), 0, shape[0] - 1)
+        cols = np.clip(np.rint(x[inside]).astype(int), 0, shape[1] - 1)
         n = float(st.valid.sum())
         try:
             a_inv = np.linalg.inv(a_mat)
         except np.linalg.LinAlgError:
             return np.full((4, 4), np.nan)
         scale = math.sqrt(n / max(n - N_FIT_PARAMS, 1.0)) / st.gain
-        sums.append((_block_sums(score, pts[:, 0], pts[:, 1], shape, opts.block_px), a_inv, scale))
-    (s_f, a_f, k_f), (s_b, a_b, k_b) = sums
-    return a_f @ (s_f.T @ s_b) @ a_b.T * (k_f * k_b)
+        sums.append((_block_sums(score[inside], rows, cols, per_row, block, n_blocks), a_inv, scale))
+    (s_f, inv_f, k_f), (s_b, inv_b, k_b) = sums
+    return inv_f @ (s_f.T @ s_b) @ inv_b.T * (k_f * k_b)
 
 
 def register_pair(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray, followup_labels: np.ndarray, *,
@@ -1016,11 +1025,15 @@ def register_pair(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray
     else:
         upper, lower = fit(0), fit(1)
     start = init if init is not None else inits[0]
+    # Each direction's normal matrix, once: for its covariance and for the cross-covariance.
+    normals = [(_normal(space_f, bone.forward, opts), _normal(space_b, bone.backward, opts)) for bone in (upper, lower)]
+    (a_uf, a_ub), (a_lf, a_lb) = normals
     return PairRegistration(
-        forward=Registration(_bone_fit(space_f, upper.forward, opts), _bone_fit(space_f, lower.forward, opts), start),
-        backward=Registration(_bone_fit(space_b, upper.backward, opts), _bone_fit(space_b, lower.backward, opts),
-                              start.inverse()),
+        forward=Registration(_bone_fit(space_f, upper.forward, opts, a_uf),
+                             _bone_fit(space_f, lower.forward, opts, a_lf), start),
+        backward=Registration(_bone_fit(space_b, upper.backward, opts, a_ub),
+                              _bone_fit(space_b, lower.backward, opts, a_lb), start.inverse()),
         one_way_forward=(upper.one_way_forward, lower.one_way_forward),
         one_way_backward=(upper.one_way_backward, lower.one_way_backward),
-        cross_covariance=tuple(_cross_covariance(space_f, bone.forward, space_b, bone.backward, opts)
-                               for bone in (upper, lower)))
+        cross_covariance=tuple(_cross_covariance(space_f, bone.forward, a_f, bone.backward, a_b, opts.block_px)
+                               for bone, (a_f, a_b) in zip((upper, lower), normals)))
