@@ -12,7 +12,6 @@ harder locally, set ``JSNQ_FUZZ_EXAMPLES`` (e.g. ``JSNQ_FUZZ_EXAMPLES=2000``) an
 
 from __future__ import annotations
 
-import importlib.util
 import io as bytes_io
 import os
 import tempfile
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image as PILImage
 
+from jsnq.batch import read_pairs
 from jsnq.errors import JsnqInputError, safe_display_name
 from jsnq.io import Image, load_image, load_labels
 
@@ -312,16 +312,6 @@ _CSV_TOKENS = list('ab.png,"\n\r \t\x00;\ufeff\xe9') + ["baseline", "followup", 
 _CSV_BODY = st.lists(st.sampled_from(_CSV_TOKENS), max_size=40).map("".join)
 
 
-def _read_pairs():
-    """``jsnq.batch.read_pairs``, or skip until the lead's batch module lands on main."""
-    if importlib.util.find_spec("jsnq.batch") is None:
-        pytest.skip("jsnq.batch is not on this branch yet: the pairs-CSV fuzz test runs once "
-                    "read_pairs moves out of cli.py into jsnq.batch.read_pairs(path)")
-    from jsnq.batch import read_pairs
-
-    return read_pairs
-
-
 @fuzz(150)
 @given(
     header=st.sampled_from(["baseline,followup\n", "id,baseline,followup,spacing_mm\n", "\ufeffbaseline,followup\n",
@@ -329,7 +319,6 @@ def _read_pairs():
     body=st.one_of(_CSV_BODY, st.binary(max_size=80)),
 )
 def test_read_pairs_survives_any_csv(scratch, header, body):
-    read_pairs = _read_pairs()
     path = scratch / "pairs.csv"
     path.write_bytes(header.encode("utf-8") + (body if isinstance(body, bytes) else body.encode("utf-8")))
     rows = _check_outcome(lambda: read_pairs(path), str(path))

@@ -30,7 +30,7 @@ from jsnq.quality import ReliabilityThresholds
 from jsnq.study import read_manifest, run_study, summarise, unit_rate
 from jsnq.study.stats import SDC_Z, Rate, UnitOutcome
 from jsnq.study.store import Store, atomic_write_text
-from jsnq.study.units import hand_available, hand_missing, unit_key
+from jsnq.study.units import unit_key
 from jsnq.trajectory import PairEstimate, fit_trajectory
 
 pq = pytest.importorskip("pyarrow.parquet")

@@ -202,11 +202,7 @@ def _locate(images: Sequence[Image], hands: Sequence[Hand] | None) -> list[Hand]
         if len(hands) != len(images):
             raise JsnqInputError("hands", f"{len(hands)} hands for {len(images)} visits")
         return list(hands)
-    try:
-        from .locate import find_joints  # lazily: the locator's network loads only when needed
-    except ImportError:
-        raise JsnqInputError(images[0].source, "no joint locator in this installation (jsnq.hand.locate); "
-                             "give the joints (hands=, or --landmarks on the command line)") from None
+    from .locate import find_joints  # lazily: the locator's network loads only when needed
     return [find_joints(im, spacing_mm=im.spacing_mm) for im in images]
 
 

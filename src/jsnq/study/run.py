@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import MeasureConfig
-from ..errors import JsnqInputError
 from ..version import __version__
 from .manifest import Manifest, Unit, read_manifest
 from .stats import JointSummary, UnitOutcome, summarise, unit_rate
 from .store import Store
 from .tables import JOINT_COLUMNS, PAIR_COLUMNS, SUMMARY_COLUMNS, UNIT_COLUMNS, finite_or_none
-from .units import (RECORD_FORMAT, fail_record, failure_message, hand_joints, hand_missing, input_digests,
+from .units import (RECORD_FORMAT, fail_record, failure_message, hand_joints, input_digests,
                     new_record, run_unit, unit_key)
 
 __all__ = ["Progress", "StudyResult", "run_study", "assemble"]
@@ -118,15 +117,12 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
         A :class:`StudyResult`.
 
     Raises:
-        JsnqInputError: a bad manifest (one line naming file and line), or a whole-hand study
-            (no ``joint`` column) while this jsnq cannot measure whole hands.
+        JsnqInputError: a bad manifest (one line naming file and line).
         ValueError: an unknown joint in ``joints``, or ``joints`` for a crop study.
         KeyboardInterrupt: the units finished so far are kept; a rerun measures the rest.
     """
     start = time.perf_counter()
     m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, default_spacing_mm=spacing_mm)
-    if m.kind == "hand" and hand_missing() is not None:  # an installation without jsnq.hand
-        raise JsnqInputError(m.path, f"no 'joint' column, so this is a whole-hand study: {hand_missing()}")
     config = config if config is not None else MeasureConfig()
     if not isinstance(config, MeasureConfig):
         raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")

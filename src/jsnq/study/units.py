@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
 import time
@@ -36,16 +35,12 @@ from ..version import __version__
 from .manifest import Unit
 from .tables import failed_rows, series_rows
 
-__all__ = ["RECORD_FORMAT", "RUNNERS", "HAND_MISSING", "hand_joints", "measure_hand_visits", "file_digest", "input_digests", "unit_key", "run_unit",
-           "new_record", "fail_record", "series_entry", "hand_available", "hand_missing", "years_of",
+__all__ = ["RECORD_FORMAT", "RUNNERS", "hand_joints", "measure_hand_visits", "file_digest", "input_digests", "unit_key", "run_unit",
+           "new_record", "fail_record", "series_entry", "years_of",
            "failure_message", "measure_series"]
 
 #: Version of the unit record's layout (a record of another layout is measured again).
 RECORD_FORMAT = 2
-#: The whole-hand pipeline that hand units run (issue 13).
-HAND_MODULE = "jsnq.hand.measure"
-HAND_MISSING = (f"whole-hand studies need {HAND_MODULE} (issue 13: find the joints, cut matching crops), which this "
-                "jsnq does not have; give crops with a 'joint' column instead")
 _CHUNK = 1 << 20
 
 
@@ -84,20 +79,6 @@ def years_of(dates: list[str]) -> list[float]:
     """Years (365.25 days) since the first date."""
     d = [dt.date.fromisoformat(x) for x in dates]
     return [(x - d[0]).days / 365.25 for x in d]
-
-
-def hand_missing() -> str | None:
-    """Why this jsnq cannot run whole-hand units (one line naming the missing capability), or None."""
-    try:
-        present = importlib.util.find_spec(HAND_MODULE) is not None
-    except ModuleNotFoundError:
-        present = False
-    return None if present else HAND_MISSING
-
-
-def hand_available() -> bool:
-    """Whether this jsnq can run whole-hand units (see :func:`hand_missing`)."""
-    return hand_missing() is None
 
 
 def failure_message(err: BaseException) -> str:
