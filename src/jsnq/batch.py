@@ -1,4 +1,5 @@
-"""Many pairs listed in a CSV: read the list, measure every row, one result row each.
+"""Many pairs listed in a CSV: read the list, measure every row, one result row each, and
+write the batch's files (results CSV, JSON, a QA figure per pair, an HTML report).
 
 A bad row (a missing file, a bad spacing, a failed registration) becomes a row with its one-line
 error; the others are measured all the same. A number that could not be measured is written
@@ -8,18 +9,22 @@ as an empty cell, never as a number.
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .config import MeasureConfig
-from .errors import JsnqInputError, one_line
+from .errors import JsnqInputError, one_line, safe_display_name
+from .outputs import check_output, check_output_dir, write_atomic
 from .pipeline import measure_many
 from .results import Measurement
 
 __all__ = ["REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "read_pairs", "BatchOutcome", "measure_batch",
-           "result_row"]
+           "result_row", "batch_inputs", "write_outputs"]
 
 REQUIRED_COLUMNS = ("baseline", "followup")
 OPTIONAL_COLUMNS = ("baseline_labels", "followup_labels", "spacing_mm", "id")
@@ -148,3 +153,83 @@ def _cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
         return ""
     return value
+
+
+def batch_inputs(path: str | os.PathLike, rows: list[dict[str, str]]) -> list[Path]:
+    """The pairs CSV and every file its rows name (resolved as :func:`measure_batch` does): the
+    files no output may overwrite."""
+    pairs = Path(path)
+    return [pairs] + [pairs.parent / r[c] for r in rows
+                      for c in ("baseline", "followup", "baseline_labels", "followup_labels") if r.get(c)]
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "pair"
+
+
+def write_outputs(outcomes: Iterable[BatchOutcome], out: str | os.PathLike, *,
+                  json_out: str | os.PathLike | None = None, figures: str | os.PathLike | None = None,
+                  report: str | os.PathLike | None = None, title: str = "jsnq report",
+                  inputs: Iterable[str | os.PathLike] = ()) -> list[dict[str, Any]]:
+    """Write a batch's files from its outcomes (e.g. :func:`measure_batch`'s, consumed here).
+
+    Every output path is checked before the first outcome is drawn, so a bad path fails before
+    any measuring. Each file is written atomically, never over one of ``inputs`` (see
+    :func:`batch_inputs`) nor through a symlink.
+
+    Args:
+        outcomes: the batch's outcomes, in order.
+        out: the results CSV (:data:`RESULT_COLUMNS`; empty cells where not measured).
+        json_out: also the full results as JSON, a record ``{id, row, error, result}`` per row.
+        figures: a folder (created, never its parents) for a QA figure ``<id>.png`` per measured pair.
+        report: a self-contained HTML report of every measured pair, titled ``title``.
+        inputs: files no output may be.
+
+    Returns:
+        The results CSV's rows (:func:`result_row`), in order.
+    """
+    inputs = list(inputs)
+    check_output(out, inputs=inputs)
+    for path in (json_out, report):
+        if path is not None:
+            check_output(path, inputs=inputs)
+    if figures is not None:
+        check_output_dir(figures, inputs=inputs)
+    rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    measured: list[tuple[str, Measurement]] = []
+    used: set[str] = set()
+    for outcome in outcomes:
+        m = outcome.measurement
+        if m is not None and figures is not None:
+            _write_figure(outcome, Path(figures), used, inputs)
+        if m is not None and report is not None:
+            measured.append((outcome.row_id, m))
+        rows.append(result_row(outcome))
+        records.append({"id": outcome.row_id, "row": outcome.number, "error": outcome.error or None,
+                        "result": None if m is None else m.to_dict()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(RESULT_COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out, buffer.getvalue(), inputs=inputs)
+    if json_out is not None:
+        write_atomic(json_out, json.dumps(records, indent=2) + "\n", inputs=inputs)
+    if report is not None:
+        from .report.html import write_report
+
+        write_report(report, measured, title=safe_display_name(title))
+    return rows
+
+
+def _write_figure(outcome: BatchOutcome, folder: Path, used: set[str], inputs: list) -> None:
+    """The QA figure of one measured row as ``folder/<id>.png`` (``<id>_<row>.png`` for a repeated id)."""
+    from .report import qa_figure
+
+    name = _safe_name(outcome.row_id)
+    if name in used:
+        name = f"{name}_{outcome.number}"
+    used.add(name)
+    target = check_output(folder / f"{name}.png", inputs=inputs, folder=folder)
+    qa_figure(outcome.measurement, target,
+              title=f"{outcome.row_id}: {outcome.row['baseline']} → {outcome.row['followup']}")
