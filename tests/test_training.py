@@ -18,6 +18,7 @@ from jsnq.segment.network import load_model
 from jsnq.training import (AugmentRanges, TrainConfig, apply_augmentation, read_manifest, sample_augmentation,
                            split_joints, train_segmenter)
 from jsnq.training.augment import AugmentParams
+from jsnq.training.photometric import PhotometricParams
 from jsnq.training.loop import lr_at, read_checkpoint
 from jsnq.training.segment import segmentation_loss
 from manifests import CROP, write_manifest_folder
@@ -124,8 +125,10 @@ def _batch(n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _identity(n: int) -> AugmentParams:
     z, o = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    photometric = PhotometricParams(gamma=o, contrast=o, brightness=z, noise_std=z,
+                                    noise_seed=torch.zeros(n, dtype=torch.int64))
     return AugmentParams(angle_rad=z, scale=o, shift_x=z, shift_y=z, flip=torch.zeros(n, dtype=torch.bool),
-                         gamma=o, contrast=o, brightness=z, noise_std=z, noise_seed=torch.zeros(n, dtype=torch.int64))
+                         photometric=photometric)
 
 
 def test_identity_parameters_change_nothing():
@@ -152,7 +155,7 @@ def test_augmentation_replays_exactly_and_stays_in_range():
     assert a[0].shape == img.shape and a[1].shape == masks.shape
     assert float(a[1].min()) >= 0.0 and float(a[1].max()) <= 1.0
     again = sample_augmentation(8, torch.Generator().manual_seed(3), AugmentRanges())
-    assert torch.equal(again.angle_rad, params.angle_rad) and torch.equal(again.noise_seed, params.noise_seed)
+    assert torch.equal(again.angle_rad, params.angle_rad) and torch.equal(again.photometric.noise_seed, params.photometric.noise_seed)
 
 
 def test_rotation_moves_the_masks_with_the_image():
@@ -200,7 +203,7 @@ def test_optional_transforms_off_draw_what_the_defaults_drew():
     plain = sample_augmentation(6, torch.Generator().manual_seed(4), AugmentRanges())
     assert plain.aspect is None and plain.gap_squeeze is None and plain.degrade is None
     hand = sample_augmentation(6, torch.Generator().manual_seed(4), HAND_CROPS)
-    assert torch.equal(hand.angle_rad, plain.angle_rad) and torch.equal(hand.noise_seed, plain.noise_seed)
+    assert torch.equal(hand.angle_rad, plain.angle_rad) and torch.equal(hand.photometric.noise_seed, plain.photometric.noise_seed)
     assert bool((hand.aspect != 1).all()) and float(hand.degrade.max()) <= 2.5
 
 

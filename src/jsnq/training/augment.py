@@ -1,4 +1,5 @@
-"""Augmentation of (image, bone masks) batches, TorchIO-style: sample parameters, then apply.
+"""Augmentation of the segmenter's (image, bone masks) batches, TorchIO-style: sample
+parameters, then apply.
 
 :func:`sample_augmentation` is the only place that draws random numbers (from a
 ``torch.Generator`` passed in); it returns a frozen :class:`AugmentParams`.
@@ -9,7 +10,8 @@ Geometric transforms (rotation, isotropic scale, shift, left/right flip) are one
 per sample in normalised coordinates (``align_corners=False``), applied with the same map to
 the image (at the network's input size) and to the masks (at the loss's size), both with
 reflection padding. A left/right flip keeps the upper bone upper. Intensity transforms
-act on the image only: gamma, contrast and brightness, then Gaussian noise.
+act on the image only: gamma, contrast and brightness, then Gaussian noise
+(:mod:`jsnq.training.photometric`, the sampler every trainer shares).
 
 Three optional transforms (off by default, so a config without them draws exactly the same
 numbers as before) make crops like those cut from other radiographs, such as the PIP/DIP
@@ -31,6 +33,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .photometric import PhotometricParams, PhotometricRanges, add_noise, adjust_intensity, sample_photometric
 
 __all__ = ["AugmentRanges", "HAND_CROPS", "AugmentParams", "sample_augmentation", "apply_augmentation", "affine_theta", "gap_rows",
            "squeeze_map"]
@@ -101,6 +105,12 @@ class AugmentRanges:
         return (self.aspect_log > 0 or (self.gap_squeeze_probability > 0 and self.gap_squeeze[1] > 0)
                 or (self.degrade_probability > 0 and self.degrade[1] > 1.0))
 
+    @property
+    def photometric(self) -> PhotometricRanges:
+        """The photometric ranges (gamma, contrast, brightness, noise)."""
+        return PhotometricRanges(gamma_log=self.gamma_log, contrast=self.contrast, brightness=self.brightness,
+                                 noise_std=self.noise_std)
+
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
@@ -121,18 +131,14 @@ HAND_CROPS = AugmentRanges(aspect_log=0.25, gap_squeeze=(0.0, 0.75), gap_squeeze
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Per-sample parameters, each a ``(N,)`` tensor (``noise_seed``: int64)."""
+    """Per-sample parameters, each a ``(N,)`` tensor, and the photometric ones."""
 
     angle_rad: torch.Tensor
     scale: torch.Tensor
     shift_x: torch.Tensor
     shift_y: torch.Tensor
     flip: torch.Tensor
-    gamma: torch.Tensor
-    contrast: torch.Tensor
-    brightness: torch.Tensor
-    noise_std: torch.Tensor
-    noise_seed: torch.Tensor
+    photometric: PhotometricParams
     aspect: torch.Tensor | None = None
     gap_squeeze: torch.Tensor | None = None
     degrade: torch.Tensor | None = None
@@ -161,11 +167,7 @@ def sample_augmentation(n: int, generator: torch.Generator, ranges: AugmentRange
         shift_x=u(-r.shift, r.shift),
         shift_y=u(-r.shift, r.shift),
         flip=torch.rand(n, generator=generator, dtype=torch.float64) < r.flip_probability,
-        gamma=torch.exp(u(-r.gamma_log, r.gamma_log)),
-        contrast=u(*r.contrast),
-        brightness=u(-r.brightness, r.brightness),
-        noise_std=u(*r.noise_std),
-        noise_seed=torch.randint(0, 2**62, (n,), generator=generator, dtype=torch.int64),
+        photometric=sample_photometric(n, generator, r.photometric),
     )
     if not r.extended:  # the same draws as before these transforms existed
         return AugmentParams(**base)
@@ -277,14 +279,7 @@ def apply_augmentation(images: torch.Tensor, masks: torch.Tensor, params: Augmen
         squeeze = (centre, width, params.gap_squeeze.to(images.device))
     img = _warp(images, theta, squeeze)
     msk = _warp(masks, theta, squeeze).clamp_(0.0, 1.0)
-    view = (-1, 1, 1, 1)
-    p = {k: getattr(params, k).to(device=images.device, dtype=images.dtype).view(view)
-         for k in ("gamma", "contrast", "brightness", "noise_std")}
-    img = img.clamp(0.0, 1.0) ** p["gamma"]
-    img = (img - 0.5) * p["contrast"] + 0.5 + p["brightness"]
+    img = adjust_intensity(img, params.photometric)
     if params.degrade is not None:
         img = _degrade(img, params.degrade, params.levels)
-    noise = torch.stack([
-        torch.randn(images.shape[1:], generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32)
-        for seed in params.noise_seed.tolist()]).to(device=images.device, dtype=images.dtype)
-    return img + p["noise_std"] * noise, msk
+    return add_noise(img, params.photometric), msk

@@ -20,7 +20,7 @@ Each step trains both networks on the same batch of hands:
 
 Loss: foreground-weighted mean squared error of the heatmaps against Gaussians of peak 1
 (weight ``1 + fg_weight`` where the target exceeds 0.05). AdamW, linear warm-up and cosine
-decay (:func:`jsnq.training.segment.lr_at`). Seeded: the initialisation comes from ``seed``,
+decay (:func:`jsnq.training.loop.lr_at`). Seeded: the initialisation comes from ``seed``,
 every epoch's order and augmentation from ``torch.Generator().manual_seed(f(seed, epoch))``, so
 an interrupted run resumed from its checkpoint continues as it would have.
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
@@ -46,7 +45,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..version import __version__
 from ..errors import JsnqInputError
 from ..hand.locate import find_joints, intensity_window
 from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, build_locator, fit_affine,
@@ -54,7 +52,9 @@ from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, buil
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
 from .data import data_file, split_joints
-from .loop import EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, resume_run, run_epochs, save_checkpoint
+from .photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
+from .loop import (EpochSummary, Hooks, RunConfig, RunResult, check_device, fit, read_checkpoint, resume_run,
+                   save_checkpoint, seeded_model)
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
@@ -219,6 +219,13 @@ class LocateAugment:
     blur_sigma: tuple[float, float] = (0.0, 1.5)
     noise_std: tuple[float, float] = (0.0, 0.03)
 
+    @property
+    def photometric(self) -> PhotometricRanges:
+        """The photometric ranges (window, gamma, contrast, brightness, blur, noise)."""
+        return PhotometricRanges(gamma_log=self.gamma_log, contrast=self.contrast, brightness=self.brightness,
+                                 noise_std=self.noise_std, window_low=self.window_low,
+                                 window_high=self.window_high, blur_sigma=self.blur_sigma)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
@@ -231,27 +238,60 @@ def _u(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
 
 
-def _photometric(x: torch.Tensor, aug: LocateAugment, gen: torch.Generator) -> torch.Tensor:
-    """Random window, gamma, contrast, brightness, blur and noise per sample of ``x`` (N, 1, H, W)."""
-    n = x.shape[0]
-    v = (-1, 1, 1, 1)
-    lo = _u(n, *aug.window_low, gen).float().view(v)
-    hi = _u(n, *aug.window_high, gen).float().view(v)
-    x = ((x - lo) / (hi - lo).clamp(min=0.2)).clamp(0, 1)
-    gamma = torch.exp(_u(n, -aug.gamma_log, aug.gamma_log, gen)).float().view(v)
-    x = x.clamp(min=1e-6) ** gamma
-    x = (x - 0.5) * _u(n, *aug.contrast, gen).float().view(v) + 0.5 + _u(n, -aug.brightness, aug.brightness, gen).float().view(v)
-    sig = _u(n, *aug.blur_sigma, gen)
-    r = 4
-    ax = torch.arange(-r, r + 1, dtype=torch.float64)
-    k = torch.exp(-ax[None] ** 2 / (2 * sig[:, None].clamp(min=1e-3) ** 2))
-    k = (k / k.sum(1, keepdim=True)).float()
-    xs = x.transpose(0, 1)  # (1, N, H, W): one group per sample
-    xs = F.conv2d(F.pad(xs, (r, r, 0, 0), mode="replicate"), k[:, None, None, :], groups=n)
-    xs = F.conv2d(F.pad(xs, (0, 0, r, r), mode="replicate"), k[:, None, :, None], groups=n)
-    x = xs.transpose(0, 1)
-    noise = torch.randn(x.shape, generator=gen, dtype=torch.float32)
-    return x + _u(n, *aug.noise_std, gen).float().view(v) * noise
+@dataclass(frozen=True)
+class _Pose:
+    """Random affines of ``n`` views: mirror, rotation (rad), magnification, and for the coarse
+    views a shift (canvas px, ``(n, 2)``) or for the patches the landmark picked and the centre's
+    offset from it (frame px, ``(n, 2)``)."""
+
+    flip: torch.Tensor
+    angle: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor | None = None
+    pick: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LocateDraw:
+    """Everything random about one batch (:func:`sample_locate_batch`): the coarse views' poses,
+    each hand's patches, and the photometric parameters of both."""
+
+    coarse: _Pose
+    coarse_photometric: PhotometricParams
+    patches: tuple[_Pose, ...]
+    patch_photometric: PhotometricParams
+
+
+def sample_locate_batch(data: LandmarkData, idx: Sequence[int], cfg: LocatorConfig, aug: LocateAugment,
+                        patches_per_hand: int, gen: torch.Generator) -> LocateDraw:
+    """Draw a batch's augmentation for the hands ``idx`` from ``gen`` (the only randomness):
+    a pose per coarse view, ``patches_per_hand`` joints per hand among the annotated ones with
+    the pose of each patch, and photometric parameters for views and patches."""
+    b = len(idx)
+    flips = torch.rand(b, generator=gen) < aug.flip_probability
+    angles = _u(b, -1, 1, gen) * math.radians(aug.rotation_deg)
+    scales = torch.exp(_u(b, math.log(aug.scale[0]), math.log(aug.scale[1]), gen))
+    shifts = _u(2 * b, -aug.shift, aug.shift, gen).view(b, 2) * cfg.coarse_size
+    coarse = _Pose(flips, angles, scales, shift=shifts)
+    coarse_photometric = sample_photometric(b, gen, aug.photometric)
+    fine_idx = torch.tensor([data.names.index(n) for n in cfg.fine_landmarks])
+    patches = []
+    for i in idx:
+        ok = torch.nonzero(~torch.isnan(data.points[i][fine_idx]).any(-1))[:, 0]
+        if not len(ok):  # no joint annotated: no patch, nothing drawn
+            none = torch.zeros(0, dtype=torch.float64)
+            patches.append(_Pose(torch.zeros(0, dtype=torch.bool), none, none, pick=ok, offset=none.view(0, 2)))
+            continue
+        pick = ok[torch.randperm(len(ok), generator=gen)[:patches_per_hand]]
+        m = len(pick)
+        off = (torch.randn(m, 2, generator=gen, dtype=torch.float64) * aug.patch_offset_px).clamp(
+            -2.5 * aug.patch_offset_px, 2.5 * aug.patch_offset_px)
+        scale = torch.exp(_u(m, math.log(aug.patch_scale[0]), math.log(aug.patch_scale[1]), gen))
+        angle = _u(m, -1, 1, gen) * math.radians(aug.rotation_deg)
+        patches.append(_Pose(torch.rand(m, generator=gen) < aug.flip_probability, angle, scale, pick=pick, offset=off))
+    patch_photometric = sample_photometric(sum(len(p.flip) for p in patches), gen, aug.photometric)
+    return LocateDraw(coarse, coarse_photometric, tuple(patches), patch_photometric)
 
 
 @dataclass(frozen=True)
@@ -263,55 +303,43 @@ class _Batch:
     patch_channel: torch.Tensor  # (P,) fine channel index
 
 
-def _sample_batch(data: LandmarkData, idx: Sequence[int], cfg: LocatorConfig, aug: LocateAugment,
-                  patches_per_hand: int, gen: torch.Generator) -> _Batch:
-    """Augmented views of the hands ``idx`` (all randomness from ``gen``)."""
-    b = len(idx)
-    size, out = cfg.coarse_size, cfg.coarse_out
+def apply_locate_batch(data: LandmarkData, idx: Sequence[int], cfg: LocatorConfig, draw: LocateDraw) -> _Batch:
+    """The coarse views and fine patches of the hands ``idx`` under ``draw``, with their
+    target heatmaps (deterministic)."""
+    size = cfg.coarse_size
     views, cpts = [], []
-    flips = torch.rand(b, generator=gen) < aug.flip_probability
-    angles = _u(b, -1, 1, gen) * math.radians(aug.rotation_deg)
-    scales = torch.exp(_u(b, math.log(aug.scale[0]), math.log(aug.scale[1]), gen))
-    shifts = _u(2 * b, -aug.shift, aug.shift, gen).view(b, 2) * size
+    pose = draw.coarse
     for j, i in enumerate(idx):
         half = data.halves[i]
         h, w = half.shape[-2:]
-        s0 = size / max(h, w)
         centre = torch.tensor([[(w - 1) / 2.0, (h - 1) / 2.0]], dtype=torch.float64)
-        A = fit_affine(scales[j:j + 1] * s0, angles[j:j + 1], centre, size, flip=flips[j:j + 1])
+        A = fit_affine(pose.scale[j:j + 1] * (size / max(h, w)), pose.angle[j:j + 1], centre, size,
+                       flip=pose.flip[j:j + 1])
         # the shift moves the content: output (x + shift) shows what x showed
-        A[:, :, 2] -= (A[:, :, :2] @ shifts[j].view(1, 2, 1))[:, :, 0]
+        A[:, :, 2] -= (A[:, :, :2] @ pose.shift[j].view(1, 2, 1))[:, :, 0]
         views.append(warp(half, A, size))
         hp = (data.points[i][None] + 0.5) / 2 - 0.5  # half-frame pixels
         vp = apply_affine(invert_affine(A), hp)  # view pixels
         cpts.append((vp + 0.5) / cfg.coarse_stride - 0.5)  # heatmap pixels
     cp = torch.cat(cpts)
     valid = ~torch.isnan(cp).any(-1)
-    target = gaussian_heatmaps(torch.nan_to_num(cp), valid, out, cfg.coarse_sigma)
-    coarse = _photometric(torch.cat(views), aug, gen)
+    target = gaussian_heatmaps(torch.nan_to_num(cp), valid, cfg.coarse_out, cfg.coarse_sigma)
+    coarse = apply_photometric(torch.cat(views), draw.coarse_photometric)
 
-    # fine patches: patches_per_hand joints per hand, drawn among the annotated ones
     fine_idx = torch.tensor([data.names.index(n) for n in cfg.fine_landmarks])
     ps, pt, pc = [], [], []
     s = cfg.fine_size
-    for i in idx:
-        pts = data.points[i][fine_idx]
-        ok = torch.nonzero(~torch.isnan(pts).any(-1))[:, 0]
-        if not len(ok):
+    for i, patch in zip(idx, draw.patches):
+        if not len(patch.pick):
             continue
-        pick = ok[torch.randperm(len(ok), generator=gen)[:patches_per_hand]]
-        m = len(pick)
-        off = (torch.randn(m, 2, generator=gen, dtype=torch.float64) * aug.patch_offset_px).clamp(
-            -2.5 * aug.patch_offset_px, 2.5 * aug.patch_offset_px)
-        A = fit_affine(torch.exp(_u(m, math.log(aug.patch_scale[0]), math.log(aug.patch_scale[1]), gen)),
-                       _u(m, -1, 1, gen) * math.radians(aug.rotation_deg), pts[pick] + off, s,
-                       flip=torch.rand(m, generator=gen) < aug.flip_probability)
+        pts = data.points[i][fine_idx][patch.pick]
+        A = fit_affine(patch.scale, patch.angle, pts + patch.offset, s, flip=patch.flip)
         ps.append(warp(data.frames[i].float(), A, s))
-        local = apply_affine(invert_affine(A), pts[pick][:, None])  # (m, 1, 2) patch pixels
+        local = apply_affine(invert_affine(A), pts[:, None])  # (m, 1, 2) patch pixels
         local = (local + 0.5) / cfg.fine_stride - 0.5  # heatmap pixels
-        pt.append(gaussian_heatmaps(local, torch.ones(m, 1, dtype=torch.bool), cfg.fine_out, cfg.fine_sigma))
-        pc.append(pick)
-    patches = _photometric(torch.cat(ps), aug, gen)
+        pt.append(gaussian_heatmaps(local, torch.ones(len(pts), 1, dtype=torch.bool), cfg.fine_out, cfg.fine_sigma))
+        pc.append(patch.pick)
+    patches = apply_photometric(torch.cat(ps), draw.patch_photometric)
     return _Batch(coarse, target, patches, torch.cat(pt), torch.cat(pc))
 
 
@@ -457,11 +485,44 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
     if init is not None and resume is None:
         start = read_checkpoint(init)
         config = replace(config, init=os.fspath(init))
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    device = torch.device(config.device)
+    device = check_device(config)
     net_cfg = config.network
-    data = load_landmark_data(config.data, net_cfg)
+    train, val, val_ids = _split_hands(config, load_landmark_data(config.data, net_cfg), prev, resume, start, init)
+    model = seeded_model(config, build_locator, start, init).to(device).to(memory_format=torch.channels_last)
+    n = len(train)
+    per_epoch = math.ceil(n / config.batch_size)
+    split = {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+             "validation_hands": val_ids, "n_train_hands": n, "n_validation_hands": len(val)}
+    checkpoint = {"format": CHECKPOINT_FORMAT,
+                  "config": {"network": net_cfg.to_dict(), "training": config.to_dict(), "split": split}}
+
+    def batches(epoch: int, gen: torch.Generator):
+        order = torch.randperm(n, generator=gen)
+        for b in range(per_epoch):
+            idx = order[b * config.batch_size:(b + 1) * config.batch_size].tolist()
+            yield apply_locate_batch(train, idx, net_cfg, sample_locate_batch(train, idx, net_cfg, config.augment,
+                                                                              config.patches_per_hand, gen))
+
+    def summarise(epoch: int, losses: list[float], seconds: float) -> LocateEpochRecord:
+        validate = len(val) and (epoch == config.epochs or (config.val_every and epoch % config.val_every == 0))
+        v = evaluate_locator(model, val) if validate else {}
+        nan = float("nan")
+        return LocateEpochRecord(epoch=epoch, loss=losses[0], coarse_loss=losses[1], fine_loss=losses[2],
+                                 val_mean_mm=v.get("mean_mm", nan), val_within4_pct=v.get("within4_pct", nan),
+                                 val_missing_pct=v.get("missing_pct", nan), seconds=seconds)
+
+    history = fit(config, model, out=out, prev=prev, checkpoint=checkpoint, record=LocateEpochRecord,
+                  per_epoch=per_epoch, batches=batches, loss=lambda batch, gen: _locate_loss(model, batch, config),
+                  summarise=summarise, hooks=Hooks(on_start, on_batch, on_epoch))
+    return LocateTrainResult(checkpoint=out, history=history, n_train=n, n_val=len(val),
+                             validation_hands=tuple(val_ids))
+
+
+def _split_hands(config: LocateTrainConfig, data: LandmarkData, prev: dict[str, Any] | None,
+                 resume: str | os.PathLike | None, start: dict[str, Any] | None, init: str | os.PathLike | None
+                 ) -> tuple[LandmarkData, LandmarkData, list[str]]:
+    """``(training hands, validation hands, validation ids)``, checked against the split of the
+    run resumed from and of the checkpoint a fine-tune starts from."""
     train_ids, val_ids = split_joints(list(data.ids), val_fraction=config.val_fraction, split_seed=config.split_seed)
     if not train_ids:
         raise JsnqInputError(config.data, "no training hands after the split")
@@ -469,75 +530,20 @@ def train_locator(config: LocateTrainConfig, out: str | os.PathLike, *, resume: 
         raise JsnqInputError(resume, "the checkpoint's validation hands differ from this data's split")
     if start is not None and sorted(start["config"]["split"]["validation_hands"]) != val_ids:
         raise JsnqInputError(init, "it held out other hands than this run's split (a fine-tune would see them)")
-    train, val = data.subset(train_ids), data.subset(val_ids)
+    return data.subset(train_ids), data.subset(val_ids), val_ids
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_locator(net_cfg)
-    if start is not None:
-        try:
-            model.load_state_dict(start["state_dict"])
-        except RuntimeError as err:
-            raise JsnqInputError(init, f"its networks differ from this run's: {str(err).splitlines()[0][:160]}") from None
-    model = model.to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history: list[LocateEpochRecord] = []
-    first_epoch = 0
-    if prev is not None:
-        model.load_state_dict(prev["state_dict"])
-        opt.load_state_dict(prev["optimizer"])
-        history = [LocateEpochRecord(**h) for h in prev.get("history", [])]
-        first_epoch = int(prev["epoch"])
 
-    n = len(train)
-    per_epoch = math.ceil(n / config.batch_size)
-    total = per_epoch * config.epochs
-    ckpt_config = {
-        "network": net_cfg.to_dict(),
-        "training": config.to_dict(),
-        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
-                  "validation_hands": val_ids, "n_train_hands": n, "n_validation_hands": len(val)},
-    }
-    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
-        order = torch.randperm(n, generator=gen)
-        sums = np.zeros(3)
-        for b in range(per_epoch):
-            idx = order[b * config.batch_size:(b + 1) * config.batch_size].tolist()
-            batch = _sample_batch(train, idx, net_cfg, config.augment, config.patches_per_hand, gen)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
-            cl = torch.channels_last
-            lc = heatmap_loss(model.coarse(batch.coarse.to(device).contiguous(memory_format=cl)),
-                              batch.coarse_target.to(device), fg_weight=config.fg_weight)
-            fh = model.fine(batch.patches.to(device).contiguous(memory_format=cl))
-            fine_ch = batch.patch_channel.to(device)
-            own = fh[torch.arange(fh.shape[0], device=device), fine_ch][:, None]
-            lf = heatmap_loss(own, batch.patch_target.to(device), fg_weight=config.fg_weight)
-            loss = lc + config.fine_weight * lf
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += [float(loss.detach()), float(lc.detach()), float(lf.detach())]
-            if on_batch is not None:
-                on_batch(epoch, b, float(loss.detach()))
-        last = epoch + 1 == config.epochs
-        validate = len(val) and (last or (config.val_every and (epoch + 1) % config.val_every == 0))
-        v = evaluate_locator(model, val) if validate else {}
-        nan = float("nan")
-        rec = LocateEpochRecord(epoch=epoch + 1, loss=float(sums[0] / per_epoch), coarse_loss=float(sums[1] / per_epoch),
-                                fine_loss=float(sums[2] / per_epoch), val_mean_mm=v.get("mean_mm", nan),
-                                val_within4_pct=v.get("within4_pct", nan), val_missing_pct=v.get("missing_pct", nan),
-                                seconds=time.perf_counter() - t0)
-        history.append(rec)
-        state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config, "state_dict": state,
-               "epoch": epoch + 1, "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
-        if on_epoch is not None:
-            on_epoch(rec)
-    if first_epoch >= config.epochs and prev is not None:
-        save_checkpoint(prev, out)
-    return LocateTrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val),
-                             validation_hands=tuple(val_ids))
+def _locate_loss(model: torch.nn.Module, batch: _Batch, config: LocateTrainConfig
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(total, coarse, fine)`` heatmap losses of a batch; the fine loss reads only each patch's own channel."""
+    device = next(model.parameters()).device
+    cl = torch.channels_last
+    lc = heatmap_loss(model.coarse(batch.coarse.to(device).contiguous(memory_format=cl)),
+                      batch.coarse_target.to(device), fg_weight=config.fg_weight)
+    fh = model.fine(batch.patches.to(device).contiguous(memory_format=cl))
+    own = fh[torch.arange(fh.shape[0], device=device), batch.patch_channel.to(device)][:, None]
+    lf = heatmap_loss(own, batch.patch_target.to(device), fg_weight=config.fg_weight)
+    return lc + config.fine_weight * lf, lc, lf
 
 
 def export_locator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,

@@ -12,15 +12,16 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import torch
 
 from ..errors import JsnqInputError
+from ..version import __version__
 from .data import read_manifest, split_joints
 
 __all__ = ["RunConfig", "EpochSummary", "RunResult", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
-           "resume_run", "restore", "run_epochs"]
+           "resume_run", "restore", "run_epochs", "check_device", "seeded_model", "Hooks", "fit"]
 
 #: The devices a training run may ask for.
 DEVICES = ("cpu", "cuda")
@@ -189,8 +190,7 @@ def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | N
         validation joints)``.
     """
     out, config, prev = resume_run(config, out, resume)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
+    check_device(config)
     rows = read_manifest(config.data)
     train_j, val_j = split_joints([r.joint_id for r in rows], val_fraction=config.val_fraction,
                                   split_seed=config.split_seed)
@@ -199,6 +199,100 @@ def start_run(config: Any, out: str | os.PathLike, resume: str | os.PathLike | N
     if prev is not None and sorted(prev["config"]["split"]["validation_joints"]) != val_j:
         raise JsnqInputError(resume, "the checkpoint's validation joints differ from this data's split")
     return out, config, prev, torch.device(config.device), rows, train_j, val_j
+
+
+def check_device(config: RunConfig) -> torch.device:
+    """The run's device; a ValueError when it asks for CUDA that is not there."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return torch.device(config.device)
+
+
+def seeded_model(config: RunConfig, build: Callable[[Any], torch.nn.Module], start: dict[str, Any] | None = None,
+                 init: str | os.PathLike | None = None) -> torch.nn.Module:
+    """``build(config.network)`` initialised from ``config.seed`` (the global generator left as it
+    was), then given the weights of ``start``, the checkpoint read from ``init`` for a fine-tune.
+
+    Raises:
+        JsnqInputError: ``start``'s weights do not fit the network.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build(config.network)
+    if start is not None:
+        try:
+            model.load_state_dict(start["state_dict"])
+        except RuntimeError as err:
+            raise JsnqInputError(init, f"its networks differ from this run's: {str(err).splitlines()[0][:160]}") from None
+    return model
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """A run's progress callbacks: ``on_start(first_epoch, epochs, batches_per_epoch)`` once the
+    data are loaded, ``on_batch(epoch, batch, loss)`` after each step, ``on_epoch(record)`` after
+    each epoch."""
+
+    on_start: Callable[[int, int, int], None] | None = None
+    on_batch: Callable[[int, int, float], None] | None = None
+    on_epoch: Callable[[Any], None] | None = None
+
+
+def fit(config: RunConfig, model: torch.nn.Module, *, out: Path, prev: dict[str, Any] | None,
+        checkpoint: dict[str, Any], record: Callable[..., EpochSummary], per_epoch: int,
+        batches: Callable[[int, torch.Generator], Iterable[Any]],
+        loss: Callable[[Any, torch.Generator], Sequence[torch.Tensor]],
+        summarise: Callable[[int, list[float], float], EpochSummary],
+        clip_grad_norm: float | None = None, hooks: Hooks = Hooks()) -> tuple[EpochSummary, ...]:
+    """The one training loop: AdamW with the schedule of :func:`lr_at`, one step per batch,
+    the checkpoint written after every epoch, a resumed run continuing exactly.
+
+    Args:
+        config: the run's options (``lr``, ``weight_decay``, ``warmup_fraction``, ``epochs``, ``seed``).
+        model: on its device; prev: the checkpoint resumed from, or None.
+        checkpoint: what every checkpoint holds besides the weights and the run's state:
+            ``{"format", "config"}``.
+        record: the epoch record's type (rebuilds a resumed run's history).
+        per_epoch: batches per epoch.
+        batches: ``(epoch, its generator)`` -> the epoch's ``per_epoch`` batches, drawn from that generator.
+        loss: ``(batch, generator)`` -> ``(total loss, any parts to record)``.
+        summarise: ``(epoch (1-based), mean of each loss term over the epoch, seconds)`` -> the
+            epoch's record (validation included).
+        clip_grad_norm: clip the gradients' norm to this before each step (None: no clipping).
+        hooks: progress callbacks.
+
+    Returns:
+        The history of epoch records, the resumed run's included.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history, first_epoch = restore(prev, model, opt, record)
+    total = per_epoch * config.epochs
+    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, hooks.on_start):
+        sums: list[float] = []
+        for b, batch in enumerate(batches(epoch, gen)):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
+            terms = loss(batch, gen)
+            opt.zero_grad(set_to_none=True)
+            terms[0].backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            opt.step()
+            values = [float(t.detach()) for t in terms]
+            sums = values if not sums else [a + v for a, v in zip(sums, values)]
+            if hooks.on_batch is not None:
+                hooks.on_batch(epoch, b, values[0])
+        rec = summarise(epoch + 1, [v / per_epoch for v in sums], time.perf_counter() - t0)
+        history.append(rec)
+        save_checkpoint({"format": checkpoint["format"], "jsnq_version": __version__, "config": checkpoint["config"],
+                         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                         "epoch": epoch + 1, "optimizer": opt.state_dict(),
+                         "history": [asdict(h) for h in history]}, out)
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(rec)
+    if first_epoch >= config.epochs and prev is not None:
+        save_checkpoint(prev, out)
+    return tuple(history)
 
 
 def restore(prev: dict[str, Any] | None, model: torch.nn.Module, opt: torch.optim.Optimizer,

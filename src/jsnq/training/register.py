@@ -19,7 +19,8 @@ crops preloaded once (:func:`~jsnq.training.data.load_dataset`), training joints
 Both passes of the cascade are trained, each with its own network: the first on the pair as
 is, the second on the follow-up warped bone by bone from a start near the truth (synthetic
 pairs) or from the first pass's detached answer (real pairs); see :func:`_training_passes`.
-Intensity augmentation: gain, offset, gamma and Gaussian noise, independently per image.
+Intensity augmentation: gamma, contrast, brightness and Gaussian noise, independently per image
+(:mod:`jsnq.training.photometric`).
 
 Seeded like the segmenter: the initialisation from ``seed``, each epoch's draws from
 ``torch.Generator().manual_seed(f(seed, epoch))``, so a resumed run continues exactly.
@@ -31,22 +32,20 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 
-from ..version import __version__
 from ..errors import JsnqInputError
 from ..phantom import side_weight
 from ..labels import labels_from_masks, side_masks
 from ..register.network import (CHECKPOINT_FORMAT, RegistrationNet, RegNetConfig, build_regnet, cascade,
                                 composite, compose_params, matrix_to_params, params_to_matrix, warp)
 from .data import SPLIT_RULE, load_dataset
-from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_init, restore, run_epochs, save_checkpoint,
-                   start_run)
+from .photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
+from .loop import EpochSummary, Hooks, RunConfig, RunResult, fit, read_init, seeded_model, start_run
 
 __all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
@@ -63,7 +62,7 @@ class MotionRanges:
         relative_rotation_deg, relative_log_scale, relative_shift_px, narrowing_px: the
             motion of one bone relative to the other (half to each, opposite signs).
         flip_probability: left/right flip of the pair.
-        gain, offset, gamma_log, noise: photometric, per image.
+        gain, offset, gamma_log, noise: photometric, per image (:attr:`photometric`).
     """
 
     rotation_deg: float = 20.0
@@ -78,6 +77,12 @@ class MotionRanges:
     offset: float = 0.05
     gamma_log: float = 0.2
     noise: float = 0.05
+
+    @property
+    def photometric(self) -> PhotometricRanges:
+        """The photometric ranges: contrast ``1 +- gain``, brightness ``+- offset``, noise SD up to ``noise``."""
+        return PhotometricRanges(gamma_log=self.gamma_log, contrast=(1.0 - self.gain, 1.0 + self.gain),
+                                 brightness=self.offset, noise_std=(0.0, self.noise))
 
 
 @dataclass(frozen=True)
@@ -175,16 +180,6 @@ def _random_params(n: int, rot_deg: float, log_scale: float, shift: float, gen: 
                         _uniform(n, shift, gen), _uniform(n, shift, gen)], -1)
 
 
-def _photometric(x: torch.Tensor, r: MotionRanges, gen: torch.Generator) -> torch.Tensor:
-    n = x.shape[0]
-    gamma = torch.exp(_uniform(n, r.gamma_log, gen)).float().view(n, 1, 1, 1)
-    gain = (1.0 + _uniform(n, r.gain, gen)).float().view(n, 1, 1, 1)
-    off = _uniform(n, r.offset, gen).float().view(n, 1, 1, 1)
-    sd = (torch.rand(n, generator=gen) * r.noise).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen) * sd
-    return gain * x.clamp(min=0.0).pow(gamma) + off + noise
-
-
 @dataclass(frozen=True)
 class Batch:
     """Network inputs and what the losses need; ``truth`` is NaN for real pairs."""
@@ -199,60 +194,104 @@ class Batch:
         return Batch(*(t.to(device) for t in (self.followup, self.baseline, self.labels, self.loss_masks, self.truth)))
 
 
-def sample_batch(data: PairData, n: int, gen: torch.Generator, ranges: MotionRanges, *, real_fraction: float,
-                 scale: float) -> Batch:
-    """A batch of ``n`` pairs: ``round(n * real_fraction)`` real visit pairs (when the data
-    have any), the rest synthetic with known per-bone motions. Deterministic given ``gen``."""
-    size = data.images.shape[-1]
-    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+@dataclass(frozen=True)
+class PairDraw:
+    """Everything random about one batch (:func:`sample_pair_draw`). Motions are
+    ``(log_scale, angle, tx, ty)`` rows in network px about the centre.
+
+    Attributes:
+        pose: ``(N, 4)`` the baseline's pose; flip: ``(N,)`` its left/right mirror.
+        sources: ``(S,)`` the crop of each synthetic pair; pairs: ``(R, 2)`` the visits of each real pair.
+        common, relative: ``(S, 4)`` the synthetic follow-ups' common motion and the relative one
+            (half to each bone).
+        extra: ``(R, 4)`` the real follow-ups' extra motion.
+        followup_photometric, baseline_photometric: per image of the batch (synthetic pairs first).
+    """
+
+    pose: torch.Tensor
+    flip: torch.Tensor
+    sources: torch.Tensor
+    pairs: torch.Tensor
+    common: torch.Tensor
+    relative: torch.Tensor
+    extra: torch.Tensor
+    followup_photometric: PhotometricParams
+    baseline_photometric: PhotometricParams
+
+
+def sample_pair_draw(data: PairData, n: int, gen: torch.Generator, ranges: MotionRanges, *, real_fraction: float,
+                     scale: float) -> PairDraw:
+    """Draw a batch of ``n`` pairs from ``gen`` (the only randomness): ``round(n * real_fraction)``
+    real visit pairs (when the data have any), the rest synthetic."""
     n_real = int(round(n * real_fraction)) if len(data.pairs) else 0
     n_syn = n - n_real
     r = ranges
-    # Pose of the baseline: A maps baseline pixels to source pixels (with an optional flip).
     pose = _random_params(n, r.rotation_deg, r.log_scale, r.shift_px * scale, gen)
-    a_mat = params_to_matrix(pose, c)
     flip = torch.rand(n, generator=gen) < r.flip_probability
-    f_mat = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
-    f_mat[flip, 0, 0] = -1.0
-    f_mat[flip, 0, 2] = size - 1.0
-    a_mat = f_mat @ a_mat
-
-    src = torch.randint(len(data), (n_syn,), generator=gen)
-    pair = data.pairs[torch.randint(len(data.pairs), (n_real,), generator=gen)] if n_real else \
+    sources = torch.randint(len(data), (n_syn,), generator=gen)
+    pairs = data.pairs[torch.randint(len(data.pairs), (n_real,), generator=gen)] if n_real else \
         torch.zeros((0, 2), dtype=torch.long)
-    base_idx = torch.cat([src, pair[:, 0]])
+    common = _random_params(n_syn, r.rotation_deg, r.log_scale, r.shift_px * scale, gen)
+    relative = torch.stack([_uniform(n_syn, r.relative_log_scale, gen),
+                            _uniform(n_syn, math.radians(r.relative_rotation_deg), gen),
+                            _uniform(n_syn, r.relative_shift_px * scale, gen),
+                            _uniform(n_syn, r.narrowing_px * scale, gen)], -1)
+    extra = _random_params(n_real, r.rotation_deg / 2, r.log_scale / 2, r.shift_px * scale / 2, gen)
+    followup_photometric = sample_photometric(n, gen, r.photometric)
+    return PairDraw(pose, flip, sources, pairs, common, relative, extra, followup_photometric,
+                    sample_photometric(n, gen, r.photometric))
+
+
+def apply_pair_draw(data: PairData, draw: PairDraw) -> Batch:
+    """The batch ``draw`` describes (deterministic): baselines posed, synthetic follow-ups
+    moved bone by bone with their truth, real follow-ups posed plus their extra motion."""
+    size = data.images.shape[-1]
+    c = ((size - 1) / 2.0, (size - 1) / 2.0)
+    n_syn = len(draw.sources)
+    # Pose of the baseline: A maps baseline pixels to source pixels (with an optional flip).
+    f_mat = torch.eye(3, dtype=torch.float64).repeat(len(draw.flip), 1, 1)
+    f_mat[draw.flip, 0, 0] = -1.0
+    f_mat[draw.flip, 0, 2] = size - 1.0
+    a_mat = f_mat @ params_to_matrix(draw.pose, c)
+    base_idx = torch.cat([draw.sources, draw.pairs[:, 0]])
     img = data.images[base_idx]
     af = a_mat.float()
     baseline = warp(img, af, padding_mode="reflection")
     labels = (warp(data.labels[base_idx], af) > 0.5).float()
     loss_masks = (warp(data.loss_masks[base_idx], af) > 0.99).float()
-
     # Synthetic follow-ups: common motion plus a relative one, half to each bone.
-    common = _random_params(n_syn, r.rotation_deg, r.log_scale, r.shift_px * scale, gen)
-    rel = torch.stack([_uniform(n_syn, r.relative_log_scale, gen), _uniform(n_syn, math.radians(r.relative_rotation_deg), gen),
-                       _uniform(n_syn, r.relative_shift_px * scale, gen), _uniform(n_syn, r.narrowing_px * scale, gen)], -1)
-    cm = params_to_matrix(common, c)
-    up_m = cm @ params_to_matrix(rel / 2, c)
-    lo_m = cm @ params_to_matrix(-rel / 2, c)
-    w = data.weights[src]
-    s_img = img[:n_syn]
-    a_syn = a_mat[:n_syn]
+    cm = params_to_matrix(draw.common, c)
+    up_m = cm @ params_to_matrix(draw.relative / 2, c)
+    lo_m = cm @ params_to_matrix(-draw.relative / 2, c)
+    syn_fol = _move_bones(img[:n_syn], data.weights[draw.sources], a_mat[:n_syn], up_m, lo_m)
+    truth_syn = torch.stack([matrix_to_params(up_m, c), matrix_to_params(lo_m, c)], 1)
+    # Real follow-ups: the other visit, same pose plus an unknown extra motion.
+    extra = params_to_matrix(draw.extra, c)
+    real_fol = warp(data.images[draw.pairs[:, 1]], (a_mat[n_syn:] @ extra).float(), padding_mode="reflection")
+    followup = torch.cat([syn_fol, real_fol])
+    truth = torch.cat([truth_syn, torch.full((len(draw.pairs), 2, 4), float("nan"), dtype=torch.float64)]).float()
+    return Batch(apply_photometric(followup, draw.followup_photometric),
+                 apply_photometric(baseline, draw.baseline_photometric), labels, loss_masks, truth)
+
+
+def _move_bones(img: torch.Tensor, w: torch.Tensor, a_syn: torch.Tensor, up_m: torch.Tensor, lo_m: torch.Tensor
+                ) -> torch.Tensor:
+    """Follow-ups of the crops ``img`` posed by ``a_syn``: the upper side moved by ``up_m``, the
+    lower by ``lo_m``, blended by the upper side's weight ``w`` carried along with each."""
     inv_u = (a_syn @ torch.linalg.inv(up_m)).float()
     inv_l = (a_syn @ torch.linalg.inv(lo_m)).float()
     w_u = warp(w, inv_u, padding_mode="border")
     w_l = warp(1 - w, inv_l, padding_mode="border")
     tot = w_u + w_l
     w_u = torch.where(tot > 0.05, w_u / tot.clamp(min=0.05), torch.full_like(w_u, 0.5))
-    syn_fol = (w_u * warp(s_img, inv_u, padding_mode="reflection")
-               + (1 - w_u) * warp(s_img, inv_l, padding_mode="reflection"))
-    truth_syn = torch.stack([matrix_to_params(up_m, c), matrix_to_params(lo_m, c)], 1)
+    return (w_u * warp(img, inv_u, padding_mode="reflection")
+            + (1 - w_u) * warp(img, inv_l, padding_mode="reflection"))
 
-    # Real follow-ups: the other visit, same pose plus an unknown extra motion.
-    extra = params_to_matrix(_random_params(n_real, r.rotation_deg / 2, r.log_scale / 2, r.shift_px * scale / 2, gen), c)
-    real_fol = warp(data.images[pair[:, 1]], (a_mat[n_syn:] @ extra).float(), padding_mode="reflection")
-    followup = torch.cat([syn_fol, real_fol])
-    truth = torch.cat([truth_syn, torch.full((n_real, 2, 4), float("nan"), dtype=torch.float64)]).float()
-    return Batch(_photometric(followup, r, gen), _photometric(baseline, r, gen), labels, loss_masks, truth)
+
+def sample_batch(data: PairData, n: int, gen: torch.Generator, ranges: MotionRanges, *, real_fraction: float,
+                 scale: float) -> Batch:
+    """A batch of ``n`` pairs (:func:`sample_pair_draw`, then :func:`apply_pair_draw`); deterministic given ``gen``."""
+    return apply_pair_draw(data, sample_pair_draw(data, n, gen, ranges, real_fraction=real_fraction, scale=scale))
 
 
 def _masked_ncc(x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -422,50 +461,31 @@ def train_registration(config: RegTrainConfig, out: str | os.PathLike, *, resume
     if not len(train):
         raise JsnqInputError(config.data, "no usable training crops")
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_regnet(net)
-    if start is not None:
-        model.load_state_dict(start["state_dict"])
-    model = model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history, first_epoch = restore(prev, model, opt, RegEpochRecord)
-    per_epoch = config.steps_per_epoch
-    total = per_epoch * config.epochs
-    ckpt_config = {
-        "network": net.to_dict(),
-        "training": config.to_dict(),
-        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
-                  "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": len(train),
-                  "n_train_pairs": int(len(train.pairs)), "n_validation_crops": len(val)},
-        "excluded": [list(e) for e in loaded.excluded],
-    }
-    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
-        losses = []
-        for b in range(per_epoch):
-            batch = sample_batch(train, config.batch_size, gen, config.motion, real_fraction=config.real_fraction,
-                                 scale=scale).to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
-            outs = _training_passes(model, batch, net, gen)
-            loss = sum(registration_loss(o, batch, supervised_weight=config.supervised_weight)[0] for o in outs) / len(outs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-            if on_batch is not None:
-                on_batch(epoch, b, losses[-1])
+    model = seeded_model(config, build_regnet, start, init).to(device)
+    split = {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+             "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": len(train),
+             "n_train_pairs": int(len(train.pairs)), "n_validation_crops": len(val)}
+    checkpoint = {"format": CHECKPOINT_FORMAT, "config": {"network": net.to_dict(), "training": config.to_dict(),
+                                                          "split": split,
+                                                          "excluded": [list(e) for e in loaded.excluded]}}
+
+    def batches(epoch: int, gen: torch.Generator):
+        for _ in range(config.steps_per_epoch):
+            yield sample_batch(train, config.batch_size, gen, config.motion, real_fraction=config.real_fraction,
+                               scale=scale).to(device)
+
+    def loss(batch: Batch, gen: torch.Generator) -> tuple[torch.Tensor]:
+        outs = _training_passes(model, batch, net, gen)
+        return (sum(registration_loss(o, batch, supervised_weight=config.supervised_weight)[0] for o in outs)
+                / len(outs),)
+
+    def summarise(epoch: int, losses: list[float], seconds: float) -> RegEpochRecord:
         v1, v2, vn = evaluate_regnet(model, val, scale=scale, ranges=config.motion)
-        rec = RegEpochRecord(epoch=epoch + 1, loss=sum(losses) / len(losses), val_rms_pass1_px=v1, val_rms_px=v2,
-                             val_real_ncc=vn, seconds=time.perf_counter() - t0)
-        history.append(rec)
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "epoch": epoch + 1,
-               "optimizer": opt.state_dict(), "history": [asdict(h) for h in history]}, out)
-        if on_epoch is not None:
-            on_epoch(rec)
-    if first_epoch >= config.epochs and prev is not None:
-        save_checkpoint(prev, out)
-    return RegTrainResult(checkpoint=out, history=tuple(history), n_train_crops=len(train),
+        return RegEpochRecord(epoch=epoch, loss=losses[0], val_rms_pass1_px=v1, val_rms_px=v2, val_real_ncc=vn,
+                              seconds=seconds)
+
+    history = fit(config, model, out=out, prev=prev, checkpoint=checkpoint, record=RegEpochRecord,
+                  per_epoch=config.steps_per_epoch, batches=batches, loss=loss, summarise=summarise,
+                  clip_grad_norm=5.0, hooks=Hooks(on_start, on_batch, on_epoch))
+    return RegTrainResult(checkpoint=out, history=history, n_train_crops=len(train),
                           n_train_pairs=int(len(train.pairs)), n_val_crops=len(val))

@@ -21,21 +21,19 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ..version import __version__
 from ..errors import JsnqInputError
 from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import (EpochSummary, RunConfig, RunResult, lr_at, read_checkpoint, read_init, restore, run_epochs,
-                   save_checkpoint, start_run)
+from .loop import (EpochSummary, Hooks, RunConfig, RunResult, fit, read_checkpoint, read_init, save_checkpoint,
+                   seeded_model, start_run)
 
 __all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
            "export_weights"]
@@ -162,58 +160,32 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
     train, val = data.subset(train_j), data.subset(val_j)
     if not len(train):
         raise JsnqInputError(config.data, "no usable training crops")
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_model(net_cfg)
-    if start is not None:
-        model.load_state_dict(start["state_dict"])
-    model = model.to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history, first_epoch = restore(prev, model, opt, EpochRecord)
-
+    model = seeded_model(config, build_model, start, init).to(device).to(memory_format=torch.channels_last)
     n = len(train)
     per_epoch = math.ceil(n / config.batch_size)
-    total = per_epoch * config.epochs
-    ckpt_config = {
-        "network": net_cfg.to_dict(),
-        "training": config.to_dict(),
-        "split": {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
-                  "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": n,
-                  "n_validation_crops": len(val)},
-        "excluded": [list(e) for e in data.excluded],
-    }
-    for epoch, gen, t0 in run_epochs(config, model, first_epoch, per_epoch, on_start):
+    split = {"rule": SPLIT_RULE, "val_fraction": config.val_fraction, "split_seed": config.split_seed,
+             "validation_joints": val_j, "n_train_joints": len(train_j), "n_train_crops": n,
+             "n_validation_crops": len(val)}
+    checkpoint = {"format": CHECKPOINT_FORMAT, "config": {"network": net_cfg.to_dict(), "training": config.to_dict(),
+                                                          "split": split,
+                                                          "excluded": [list(e) for e in data.excluded]}}
+
+    def batches(epoch: int, gen: torch.Generator):
         order = torch.randperm(n, generator=gen)
-        losses = []
         for b in range(per_epoch):
             idx = order[b * config.batch_size:(b + 1) * config.batch_size]
             params = sample_augmentation(len(idx), gen, config.augment)
             x, y = apply_augmentation(train.images[idx], train.masks[idx].float() / 255.0, params)
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            y = y.to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * per_epoch + b, total, lr=config.lr, warmup_fraction=config.warmup_fraction)
-            loss = segmentation_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if on_batch is not None:
-                on_batch(epoch, b, losses[-1])
+            yield x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+
+    def summarise(epoch: int, losses: list[float], seconds: float) -> EpochRecord:
         du, dl = evaluate(model, val)
-        rec = EpochRecord(epoch=epoch + 1, loss=sum(losses) / len(losses), val_dsc_upper=du, val_dsc_lower=dl,
-                          seconds=time.perf_counter() - t0)
-        history.append(rec)
-        model_cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_checkpoint({"format": CHECKPOINT_FORMAT, "jsnq_version": __version__, "config": ckpt_config,
-               "state_dict": model_cpu_state, "epoch": epoch + 1, "optimizer": opt.state_dict(),
-               "history": [asdict(h) for h in history]}, out)
-        if on_epoch is not None:
-            on_epoch(rec)
-    if first_epoch >= config.epochs and prev is not None:
-        save_checkpoint(prev, out)
-    return TrainResult(checkpoint=out, history=tuple(history), n_train=n, n_val=len(val), excluded=data.excluded)
+        return EpochRecord(epoch=epoch, loss=losses[0], val_dsc_upper=du, val_dsc_lower=dl, seconds=seconds)
+
+    history = fit(config, model, out=out, prev=prev, checkpoint=checkpoint, record=EpochRecord, per_epoch=per_epoch,
+                  batches=batches, loss=lambda batch, gen: (segmentation_loss(model(batch[0]), batch[1]),),
+                  summarise=summarise, hooks=Hooks(on_start, on_batch, on_epoch))
+    return TrainResult(checkpoint=out, history=history, n_train=n, n_val=len(val), excluded=data.excluded)
 
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
