@@ -119,6 +119,6 @@ def test_phantom_gap(seed):
     hence 1.5 px."""
     pair = make_pair(seed)
     jsw = joint_space_width(pair.upper_mask, pair.lower_mask)
-    gap = pair.params.gap_px
+    gap = pair.params.bone.gap_px
     assert abs(jsw.min_px - gap) <= 1.5
     assert jsw.mean_px >= jsw.min_px

@@ -223,7 +223,7 @@ def test_saved_thresholds_without_the_note_setting_still_load():
 def test_unreliable_when_the_followup_is_another_joint(other_seed):
     """A follow-up rendered from another phantom (different texture seed and geometry)."""
     a, b = _pair(0), _pair(other_seed)
-    assert b.params.texture_seed != a.params.texture_seed and b.params.gap_px != a.params.gap_px
+    assert b.params.texture.seed != a.params.texture.seed and b.params.bone.gap_px != a.params.bone.gap_px
     m = measure(a.baseline, b.followup, baseline_labels=a.baseline_labels)
     assert not m.reliable
     assert len(m.reasons) >= 1
@@ -570,7 +570,7 @@ def test_both_directions_are_read_at_one_place(inverse_consistent):
     d = math.radians(1.0)
     up = common.compose(Similarity(1.0, d / 2, 0.0, 0.3, c))
     lo = common.compose(Similarity(1.0, -d / 2, 0.0, -0.3, c))
-    pair = render(dataclasses.replace(sample_params(np.random.default_rng(2)), upper=up, lower=lo, noise_sigma=0.0))
+    pair = render(dataclasses.replace(sample_params(np.random.default_rng(2), noise=0.0), upper=up, lower=lo))
     m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
                 followup_labels=pair.followup_labels, engine="classical",
                 options=RegistrationOptions(inverse_consistent=inverse_consistent))

@@ -10,11 +10,14 @@ from scipy import ndimage
 
 from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.phantom import (
+    Acquisition,
+    BoneShape,
     PhantomPair,
     PhantomParams,
     apply_bone_motions,
     make_pair,
     render,
+    Texture,
     sample_params,
 )
 
@@ -26,9 +29,8 @@ def _still(p: PhantomParams, motion: Similarity | None = None, **changes) -> Pha
     """``p`` with both bones moved by ``motion`` (identity by default), no exposure change
     and no noise."""
     m = Similarity.identity(p.centre) if motion is None else motion
-    kw = dict(upper=m, lower=m, gain=1.0, offset=0.0, noise_sigma=0.0)
-    kw.update(changes)
-    return dataclasses.replace(p, **kw)
+    acquisition = dataclasses.replace(p.acquisition, gain=1.0, offset=0.0, noise_sigma=0.0, **changes)
+    return dataclasses.replace(p, upper=m, lower=m, acquisition=acquisition)
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +74,17 @@ def test_sampling_is_separate_from_rendering(params, pair):
     assert np.array_equal(made.baseline, pair.baseline)
     assert np.array_equal(made.followup, pair.followup)
     # sampling kwargs are honoured
-    assert make_pair(3, noise=0.0).params.noise_sigma == 0.0
+    assert make_pair(3, noise=0.0).params.acquisition.noise_sigma == 0.0
 
 
 def test_noise_seed_changes_the_noise_only(params):
-    p = dataclasses.replace(params, noise_sigma=0.02)
+    def acquiring(p, **changes):
+        return dataclasses.replace(p, acquisition=dataclasses.replace(p.acquisition, **changes))
+
+    p = acquiring(params, noise_sigma=0.02)
     a = render(p)
-    b = render(dataclasses.replace(p, noise_seed=p.noise_seed + 1))
-    clean = render(dataclasses.replace(p, noise_sigma=0.0))
+    b = render(acquiring(p, noise_seed=p.acquisition.noise_seed + 1))
+    clean = render(acquiring(p, noise_sigma=0.0))
     assert not np.array_equal(a.baseline, b.baseline)
     assert not np.array_equal(a.followup, b.followup)
     for f in ("baseline_labels", "followup_labels", "upper_mask", "lower_mask"):
@@ -180,20 +185,24 @@ def test_labels_split_the_joint_through_the_gap(pair):
     # at the centre column the boundary lies within the gap, at the crop centre row
     col = int(round(C[0]))
     row = int(np.flatnonzero(lab[:, col] == 2)[0])
-    assert abs(row - 0.5 - C[1]) <= p.gap_px / 2.0
+    assert abs(row - 0.5 - C[1]) <= p.bone.gap_px / 2.0
     assert not pair.upper_mask[row - 1:row + 1, col].any()
     assert not pair.lower_mask[row - 1:row + 1, col].any()
 
 
 # -- validation ------------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value", [
-    ("gap_px", 0.0), ("gap_px", -2.0), ("gap_px", float("nan")), ("gap_px", 100.0),
-    ("noise_sigma", -0.1), ("blur_sigma_px", -1.0), ("gain", 0.0), ("cortex_px", 0.0),
-    ("shape", (16, 16)), ("shape", (256,)), ("supersample", 0), ("texture_seed", -1),
+@pytest.mark.parametrize("group, field, value", [
+    ("bone", "gap_px", 0.0), ("bone", "gap_px", -2.0), ("bone", "gap_px", float("nan")), ("bone", "gap_px", 100.0),
+    ("acquisition", "noise_sigma", -0.1), ("acquisition", "blur_sigma_px", -1.0), ("acquisition", "gain", 0.0),
+    ("bone", "cortex_px", 0.0), (None, "shape", (16, 16)), (None, "shape", (256,)),
+    ("acquisition", "supersample", 0), ("texture", "seed", -1),
 ])
-def test_params_validation_names_the_field(field, value):
+def test_params_validation_names_the_field(group, field, value):
+    """A bad value is refused naming its field, whether by its group or (gap_px against the
+    crop's rows) by PhantomParams."""
+    kinds = {"bone": BoneShape, "texture": Texture, "acquisition": Acquisition}
     with pytest.raises(ValueError, match=field):
-        PhantomParams(**{field: value})
+        PhantomParams(**({field: value} if group is None else {group: kinds[group](**{field: value})}))
 
 
 @pytest.mark.parametrize("kw, name", [

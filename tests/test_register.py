@@ -61,7 +61,8 @@ def _phantom(geometry_seed: int, common: Similarity, n: float, *, rel_rot_deg: f
     exposure set exactly."""
     base = sample_params(np.random.default_rng(geometry_seed))
     upper, lower = _motions(common, n, rel_rot_deg)
-    p = dataclasses.replace(base, upper=upper, lower=lower, noise_sigma=noise, gain=gain, offset=offset)
+    p = dataclasses.replace(base, upper=upper, lower=lower, acquisition=dataclasses.replace(
+        base.acquisition, noise_sigma=noise, gain=gain, offset=offset))
     pair = render(p)
     # n is the narrowing at the crop centre in the baseline frame; the phantom's truth (and
     # _estimated) is the half-way definition jsnq reports, within 10 % of it (sqrt(scale)).
@@ -237,7 +238,7 @@ def test_noise_sd_is_not_below_the_cramer_rao_bound(noisy_runs):
     crbs = []
     for pair, *_ in noisy_runs[:4]:
         p = pair.params
-        clean = render(dataclasses.replace(p, noise_sigma=0.0))
+        clean = render(dataclasses.replace(p, acquisition=dataclasses.replace(p.acquisition, noise_sigma=0.0)))
         nb = NOISE * float(clean.baseline.max() - clean.baseline.min())
         nf = NOISE * float(clean.followup.max() - clean.followup.min())
         crbs.append(narrowing_crb(clean.baseline.astype(np.float64), pair.baseline_labels, p.upper, p.lower,
@@ -514,7 +515,7 @@ def test_noise_estimate_recovers_white_noise_on_a_phantom():
     the noiseless phantom (its smooth texture reads as < 0.1 of that noise)."""
     from jsnq.intensity import estimate_noise_sd, normalise
 
-    p = dataclasses.replace(sample_params(np.random.default_rng(3)), noise_sigma=0.0)
+    p = sample_params(np.random.default_rng(3), noise=0.0)
     clean = normalise(render(p).baseline.astype(np.float64))
     noisy = clean + np.random.default_rng(0).normal(0.0, 0.03, clean.shape)
     assert estimate_noise_sd(noisy) == pytest.approx(0.03, rel=0.10)

@@ -44,6 +44,7 @@ from scipy import ndimage
 from ..geometry import Similarity
 from ..hand.anatomy import BASE_WIDTH_MM, BONES, HEAD_WIDTH_MM, JOINT_BONES, LENGTH_MM, SHAFT_WIDTH_MM
 from ..hand.types import JOINT_NAMES, Hand, Joint
+from .shapes import smooth_max, smoothstep
 
 __all__ = ["HandParams", "HandPhantom", "sample_hand_params", "render_hand", "make_hand"]
 
@@ -266,16 +267,6 @@ def _layout_points(lengths, widths, axes, bases, gaps) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _smax(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
-    h = np.clip(0.5 + 0.5 * (a - b) / k, 0.0, 1.0)
-    return b + (a - b) * h + k * h * (1.0 - h)
-
-
 def _waves(seed: int, stream: int, n: int, lam_px: tuple[float, float]):
     rng = np.random.default_rng([seed, stream])
     wl = np.exp(rng.uniform(math.log(lam_px[0]), math.log(lam_px[1]), n))
@@ -334,7 +325,7 @@ def _bone_sdf(u: np.ndarray, v: np.ndarray, length: float, hb: float, hs: float,
     d_side = np.abs(u) - hw
     base = db * (1.0 - (u / hb) ** 2)            # concave base: its centre recessed distally by db
     head = length - dh * (u / hh) ** 2           # convex head
-    return _smax(_smax(d_side, base - v, 1.5), v - head, 1.5)
+    return smooth_max(smooth_max(d_side, base - v, 1.5), v - head, 1.5)
 
 
 def _bone_motions(p: HandParams, bones, joints, visit: int) -> dict[str, Similarity]:
@@ -396,15 +387,15 @@ def _soft_tissue(p: HandParams, bones, visit: int) -> np.ndarray:
             t = np.clip(((qx - a[0]) * ab[0] + (qy - a[1]) * ab[1]) / float(ab @ ab), 0.0, 1.0)
             dist = np.hypot(qx - a[0] - t * ab[0], qy - a[1] - t * ab[1])
             chord = np.sqrt(np.clip(1.0 - (dist / r_finger) ** 2, 0.0, 1.0) * 0.7 + 0.3)
-            soft = np.maximum(soft, _smoothstep((r_finger - dist) / edge + 0.5) * chord)
+            soft = np.maximum(soft, smoothstep((r_finger - dist) / edge + 0.5) * chord)
     ends = np.array([bones[BONES[k][0]][0].origin for k in (2, 5)]
                     + [bones[BONES[k][0]][0].origin + bones[BONES[k][0]][1] * bones[BONES[k][0]][0].along
                        for k in (2, 5)])
     cx, cy = ends.mean(axis=0)
     rx = 0.5 * np.ptp(ends[:, 0]) + 8.0 / p.spacing_mm
     ry = 0.5 * np.ptp(ends[:, 1]) + 4.0 / p.spacing_mm
-    palm = _smoothstep((1.0 - np.hypot((qx - cx) / rx, (qy - cy) / ry)) * 8.0 + 0.5)
-    wrist = _smoothstep((0.8 * rx - np.abs(qx - cx)) / edge + 0.5) * _smoothstep((qy - cy) / edge)
+    palm = smoothstep((1.0 - np.hypot((qx - cx) / rx, (qy - cy) / ry)) * 8.0 + 0.5)
+    wrist = smoothstep((0.8 * rx - np.abs(qx - cx)) / edge + 0.5) * smoothstep((qy - cy) / edge)
     soft = np.maximum(soft, np.maximum(palm, wrist))
     return ndimage.map_coordinates(soft, np.mgrid[0:rows, 0:cols] / float(f), order=1, mode="nearest")
 
@@ -431,8 +422,8 @@ def _render_visit(p: HandParams, bones, visit: int, motions: Mapping[str, Simila
         v = mat[1, 0] * xs[None, :] + mat[1, 1] * ys[:, None] + off[1]
         d = _bone_sdf(u, v, length, hb, hs, hh, db, dh)
         tex = _texture(_waves(p.texture_seed, k, 48, lam), mat, off, xs, ys)
-        inside = _smoothstep(0.5 - d / _EDGE_PX)
-        deep = _smoothstep(0.5 - (d + cortex) / _EDGE_PX)
+        inside = smoothstep(0.5 - d / _EDGE_PX)
+        deep = smoothstep(0.5 - (d + cortex) / _EDGE_PX)
         img[y0:y1, x0:x1] += inside * (p.bone_level + p.texture_contrast * tex) + p.cortex_level * (inside - deep)
     if p.blur_sigma_px > 0:
         img = ndimage.gaussian_filter(img, p.blur_sigma_px, mode="nearest")

@@ -2,9 +2,10 @@
 
 Two halves, kept apart (like TorchIO's transforms):
 
-* **sampling** -- :func:`sample_params` turns a random generator into a frozen
-  :class:`PhantomParams` (all randomness lives here, including the integer seeds of the
-  texture and the noise);
+* **sampling** -- :func:`~jsnq.phantom.params.sample_params` turns a random generator into a
+  frozen :class:`~jsnq.phantom.params.PhantomParams`, nested as bone shape, texture and
+  acquisition (all randomness lives there, including the integer seeds of the texture and
+  the noise);
 * **rendering** -- :func:`render` turns a :class:`PhantomParams` into a
   :class:`PhantomPair`. It is deterministic: the same params give bit-identical arrays.
 
@@ -23,30 +24,30 @@ space, which is the crop centre; ``v`` points down; each bone may be tilted by a
 about that origin):
 
 * the **upper bone** (proximal phalanx base) is a shaft whose half-width flares from
-  ``upper_shaft_half_width_px`` at the top to ``upper_half_width_px`` at the joint, with a
-  concave bottom: the outside of a circle of radius ``upper_concavity_radius_px`` whose top
+  ``bone.upper_shaft_half_width_px`` at the top to ``bone.upper_half_width_px`` at the joint, with a
+  concave bottom: the outside of a circle of radius ``bone.upper_concavity_radius_px`` whose top
   point is ``(0, -gap_px/2)``;
-* the **lower bone** (metacarpal head) is a circle of radius ``lower_head_radius_px`` whose
+* the **lower bone** (metacarpal head) is a circle of radius ``bone.lower_head_radius_px`` whose
   top point is ``(0, +gap_px/2)``, merged (smooth union) with a shaft of half-width
-  ``lower_shaft_half_width_px`` going down;
-* the joint space (gap) is therefore ``gap_px`` wide at the crop centre (baseline) and widens
+  ``bone.lower_shaft_half_width_px`` going down;
+* the joint space (gap) is therefore ``bone.gap_px`` wide at the crop centre (baseline) and widens
   towards the sides.
 
 Each bone is drawn from a smooth signed distance ``d`` (negative inside): an anti-aliased
-interior mask (smoothstep over 1 px) times ``bone_level + texture_contrast * T`` plus a
-bright cortical rim of thickness ``cortex_px``. ``T`` is a band-limited random field (a sum
-of ``texture_waves`` plane-wave cosines with wavelengths in ``texture_wavelength_px``, unit
+interior mask (smoothstep over 1 px) times ``texture.bone_level + texture.contrast * T`` plus a
+bright cortical rim of thickness ``bone.cortex_px``. ``T`` is a band-limited random field (a sum
+of ``texture.waves`` plane-wave cosines with wavelengths in ``texture.wavelength_px``, unit
 standard deviation) attached to the bone's baseline coordinates, so it moves exactly with
-the bone. The bones are rendered on a ``supersample`` x finer grid, blurred there by a
-Gaussian of ``blur_sigma_px`` (base pixels), then averaged over each pixel's
+the bone. The bones are rendered on a ``acquisition.supersample`` x finer grid, blurred there by a
+Gaussian of ``acquisition.blur_sigma_px`` (base pixels), then averaged over each pixel's
 ``supersample**2`` samples (pixel integration): this keeps the content above the Nyquist
 frequency -- and hence sub-pixel aliasing bias -- small (with the default ``supersample=2``
 a translation fitted between a sub-pixel-shifted pair is off by < 1e-3 px; point sampling
 would give ~1e-2 px). The soft tissue (smooth, scales >= ~12 px) is sampled at the pixel
 centres and blurred with the same Gaussian on the pixel grid. The follow-up is then mapped
-through ``gain * I + offset``, and each image gets its own Gaussian noise with standard
-deviation ``noise_sigma * (max - min)`` of that image's noise-free version, drawn from
-``np.random.default_rng([noise_seed, 0])`` (baseline) and ``[noise_seed, 1]`` (follow-up).
+through ``acquisition.gain * I + acquisition.offset``, and each image gets its own Gaussian noise with standard
+deviation ``acquisition.noise_sigma * (max - min)`` of that image's noise-free version, drawn from
+``np.random.default_rng([acquisition.noise_seed, 0])`` (baseline) and ``[acquisition.noise_seed, 1]`` (follow-up).
 
 :func:`apply_bone_motions` is the companion for REAL crops: it warps an image with one
 similarity per side of the joint-space line, blended smoothly across the line.
@@ -56,12 +57,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import Similarity, crop_centre, symmetric_narrowing_px
+from ..geometry import Similarity
+from .params import EDGE_PX, PhantomParams, check_number, sample_params
+from .shapes import smooth_max, smooth_min, smoothstep
 
 __all__ = [
     "PhantomParams",
@@ -77,182 +79,6 @@ UPPER = 1
 """Label of the upper side of the joint-space midline (the proximal phalanx)."""
 LOWER = 2
 """Label of the lower side of the joint-space midline (the metacarpal head)."""
-
-_MIN_SIDE = 32
-_EDGE_PX = 1.0  # width of the anti-aliased bone edge (smoothstep), in pixels
-
-
-# --------------------------------------------------------------------------------------
-# parameters
-# --------------------------------------------------------------------------------------
-def _check(name: str, value: float, lo: float | None = None, hi: float | None = None,
-           *, lo_open: bool = False, hi_open: bool = False) -> None:
-    """ValueError naming ``name`` and its allowed range when ``value`` is outside it."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if not ok:
-        left = "(-inf" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
-        right = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
-        raise ValueError(f"{name} must be a finite number in {left}, {right}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class PhantomParams:
-    """Everything :func:`render` needs. All lengths are in pixels of the crop.
-
-    Coordinates are ``(x, y) = (col, row)``; ``u``/``v`` below are bone-local offsets from
-    the crop centre (``v`` down). Defaults give a canonical, motionless, slightly noisy crop.
-
-    Attributes:
-        shape: ``(rows, cols)`` of the crop, each >= 32.
-        gap_px: joint space width at the crop centre in the baseline, in ``(0, rows/4]``.
-        upper_half_width_px: half-width of the upper bone at the joint (its flared base).
-        upper_shaft_half_width_px: half-width of the upper bone far from the joint.
-        upper_flare_px: decay length of the flare from base to shaft width (going up).
-        upper_concavity_radius_px: radius of the concave joint surface of the upper bone
-            (larger = flatter); must exceed ``lower_head_radius_px`` and
-            ``upper_half_width_px + 2``.
-        lower_head_radius_px: radius of the convex metacarpal head.
-        lower_shaft_half_width_px: half-width of the metacarpal shaft, < head radius.
-        corner_radius_px: rounding of the bone corners (smooth max/min width).
-        cortex_px: thickness of the bright cortical rim.
-        upper_tilt_deg, lower_tilt_deg: small tilt of each bone about the crop centre
-            (baseline), within +-15 deg.
-        bone_level: attenuation of the bone interior (added to the soft tissue).
-        cortex_level: extra attenuation of the cortical rim.
-        texture_seed: seed of the trabecular texture (plane-wave bank).
-        texture_contrast: standard deviation of the texture, in intensity units.
-        texture_waves: number of plane waves in the texture.
-        texture_wavelength_px: ``(min, max)`` wavelength of the texture waves, min >= 2.
-        soft_tissue_level: attenuation of the soft tissue at the finger's centre.
-        soft_tissue_half_width_px: half-width of the finger's soft tissue.
-        soft_tissue_variation: relative amplitude of slow soft-tissue variations.
-        background_level: constant intensity outside the finger.
-        blur_sigma_px: Gaussian blur (detector PSF), same for both visits; 0 = none.
-        noise_sigma: noise standard deviation as a fraction of each image's intensity range.
-        noise_seed: seed of the noise (baseline and follow-up use independent streams).
-        supersample: supersampling factor of the render grid (1..4).
-        upper: true motion of the upper bone, baseline -> follow-up (default: identity about
-            the crop centre).
-        lower: true motion of the lower bone, baseline -> follow-up.
-        gain, offset: follow-up exposure change, ``followup = gain * I + offset`` (before
-            noise).
-    """
-
-    shape: tuple[int, int] = (256, 256)
-    gap_px: float = 8.0
-    upper_half_width_px: float = 84.0
-    upper_shaft_half_width_px: float = 58.0
-    upper_flare_px: float = 40.0
-    upper_concavity_radius_px: float = 240.0
-    lower_head_radius_px: float = 76.0
-    lower_shaft_half_width_px: float = 58.0
-    corner_radius_px: float = 8.0
-    cortex_px: float = 4.0
-    upper_tilt_deg: float = 0.0
-    lower_tilt_deg: float = 0.0
-    bone_level: float = 0.30
-    cortex_level: float = 0.22
-    texture_seed: int = 0
-    texture_contrast: float = 0.06
-    texture_waves: int = 64
-    texture_wavelength_px: tuple[float, float] = (4.0, 20.0)
-    soft_tissue_level: float = 0.25
-    soft_tissue_half_width_px: float = 120.0
-    soft_tissue_variation: float = 0.1
-    background_level: float = 0.06
-    blur_sigma_px: float = 1.0
-    noise_sigma: float = 0.01
-    noise_seed: int = 0
-    supersample: int = 2
-    upper: Similarity | None = None
-    lower: Similarity | None = None
-    gain: float = 1.0
-    offset: float = 0.0
-
-    def __post_init__(self) -> None:
-        shape = tuple(self.shape)
-        if (len(shape) != 2 or not all(isinstance(s, (int, np.integer)) for s in shape)
-                or min(shape) < _MIN_SIDE):
-            raise ValueError(f"shape must be two integers (rows, cols), each >= {_MIN_SIDE}, "
-                             f"got {self.shape!r}")
-        shape = (int(shape[0]), int(shape[1]))
-        object.__setattr__(self, "shape", shape)
-        rows, cols = shape
-        _check("gap_px", self.gap_px, 0.0, rows / 4.0, lo_open=True)
-        _check("upper_half_width_px", self.upper_half_width_px, 0.0, cols, lo_open=True)
-        _check("upper_shaft_half_width_px", self.upper_shaft_half_width_px, 0.0,
-               self.upper_half_width_px, lo_open=True)
-        _check("upper_flare_px", self.upper_flare_px, 0.0, None, lo_open=True)
-        _check("lower_head_radius_px", self.lower_head_radius_px, 0.0, cols, lo_open=True)
-        _check("upper_concavity_radius_px", self.upper_concavity_radius_px,
-               max(self.lower_head_radius_px, self.upper_half_width_px + 2.0 * _EDGE_PX),
-               None, lo_open=True)
-        _check("lower_shaft_half_width_px", self.lower_shaft_half_width_px, 0.0,
-               self.lower_head_radius_px, lo_open=True, hi_open=True)
-        _check("corner_radius_px", self.corner_radius_px, 0.0, None)
-        _check("cortex_px", self.cortex_px, 0.0,
-               min(self.upper_shaft_half_width_px, self.lower_shaft_half_width_px), lo_open=True)
-        _check("upper_tilt_deg", self.upper_tilt_deg, -15.0, 15.0)
-        _check("lower_tilt_deg", self.lower_tilt_deg, -15.0, 15.0)
-        for name in ("bone_level", "cortex_level", "texture_contrast", "soft_tissue_level",
-                     "soft_tissue_variation", "background_level", "blur_sigma_px",
-                     "noise_sigma"):
-            _check(name, getattr(self, name), 0.0, None)
-        _check("soft_tissue_variation", self.soft_tissue_variation, 0.0, 1.0)
-        _check("blur_sigma_px", self.blur_sigma_px, 0.0, 10.0)
-        _check("soft_tissue_half_width_px", self.soft_tissue_half_width_px, 0.0, None,
-               lo_open=True)
-        for name in ("texture_seed", "noise_seed"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-            object.__setattr__(self, name, int(v))
-        if (not isinstance(self.texture_waves, (int, np.integer))
-                or not 1 <= self.texture_waves <= 1024):
-            raise ValueError(f"texture_waves must be an integer in [1, 1024], "
-                             f"got {self.texture_waves!r}")
-        object.__setattr__(self, "texture_waves", int(self.texture_waves))
-        lam = tuple(float(v) for v in self.texture_wavelength_px)
-        if len(lam) != 2 or not (2.0 <= lam[0] <= lam[1] < math.inf):
-            raise ValueError("texture_wavelength_px must be (min, max) with "
-                             f"2 <= min <= max < inf, got {self.texture_wavelength_px!r}")
-        object.__setattr__(self, "texture_wavelength_px", lam)
-        if (not isinstance(self.supersample, (int, np.integer))
-                or not 1 <= self.supersample <= 4):
-            raise ValueError(f"supersample must be an integer in [1, 4], got {self.supersample!r}")
-        object.__setattr__(self, "supersample", int(self.supersample))
-        centre = crop_centre(shape)
-        for name in ("upper", "lower"):
-            v = getattr(self, name)
-            if v is None:
-                object.__setattr__(self, name, Similarity.identity(centre))
-            elif not isinstance(v, Similarity):
-                raise ValueError(f"{name} must be a jsnq.geometry.Similarity, got {type(v).__name__}")
-        _check("gain", self.gain, 0.0, None, lo_open=True)
-        _check("offset", self.offset)
-        for name in ("gap_px", "upper_half_width_px", "upper_shaft_half_width_px",
-                     "upper_flare_px", "upper_concavity_radius_px", "lower_head_radius_px",
-                     "lower_shaft_half_width_px", "corner_radius_px", "cortex_px",
-                     "upper_tilt_deg", "lower_tilt_deg", "bone_level", "cortex_level",
-                     "texture_contrast", "soft_tissue_level", "soft_tissue_half_width_px",
-                     "soft_tissue_variation", "background_level", "blur_sigma_px",
-                     "noise_sigma", "gain", "offset"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-
-    @property
-    def centre(self) -> tuple[float, float]:
-        """Crop centre ``(x, y)``: the centre of the joint space in the baseline."""
-        return crop_centre(self.shape)
-
-    @property
-    def narrowing_px(self) -> float:
-        """True narrowing at the crop centre, as jsnq defines it:
-        ``geometry.symmetric_narrowing_px(upper, lower, centre)``."""
-        return symmetric_narrowing_px(self.upper, self.lower, self.centre)
 
 
 @dataclass(frozen=True)
@@ -276,148 +102,8 @@ class PhantomPair:
 
 
 # --------------------------------------------------------------------------------------
-# sampling
-# --------------------------------------------------------------------------------------
-def _range(name: str, value: Sequence[float], lo: float | None = None) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b) and a <= b and (lo is None or a >= lo)):
-        where = "" if lo is None else f" and low >= {lo:g}"
-        raise ValueError(f"{name} must be a finite (low, high) pair with low <= high{where}, "
-                         f"got {value!r}")
-    return a, b
-
-
-def sample_params(
-    rng: np.random.Generator,
-    *,
-    shape: tuple[int, int] = (256, 256),
-    narrowing_px: tuple[float, float] = (-1.0, 1.0),
-    max_rotation_deg: float = 5.0,
-    max_scale: float = 0.05,
-    max_shift_px: float = 5.0,
-    relative_rotation_deg: float = 0.5,
-    noise: float = 0.01,
-    exposure: float = 0.1,
-    blur: tuple[float, float] = (0.7, 1.5),
-    gap_px: tuple[float, float] | None = None,
-) -> PhantomParams:
-    """Draw random phantom parameters (all randomness of a phantom comes from ``rng``).
-
-    Motion: a common similarity ``C`` (rotation uniform in +-``max_rotation_deg``, log-scale
-    uniform in +-``max_scale``, tx and ty uniform in +-``max_shift_px``) applied to both
-    bones after a small relative motion: ``upper = C o Ru``, ``lower = C o Rl`` with ``Ru``
-    (``Rl``) a rotation by ``+d/2`` (``-d/2``) about the crop centre, ``d`` uniform in
-    +-``relative_rotation_deg``, and a vertical shift chosen so that the baseline-frame
-    narrowing at the crop centre (:func:`jsnq.geometry.narrowing_px`) is exactly ``n``,
-    uniform in ``narrowing_px``; the truth jsnq reports, the half-way definition
-    (:attr:`PhantomParams.narrowing_px`), differs from ``n`` by about the common scale change
-    (a few % of ``n``). All similarity centres
-    are the crop centre. Exposure: gain uniform in ``1 +- exposure``, offset uniform in
-    ``+- exposure/2``. ``noise`` is the noise_sigma of both images (fixed, not drawn).
-    ``gap_px``: range of the baseline gap width; default ``(4, 12) * rows/256``.
-    Bone geometry is drawn around real MCP crops (bones ~60-70 % of the crop width).
-    """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    shape_t = tuple(shape)
-    if (len(shape_t) != 2 or not all(isinstance(s, (int, np.integer)) for s in shape_t)
-            or min(shape_t) < _MIN_SIDE):
-        raise ValueError(f"shape must be two integers (rows, cols), each >= {_MIN_SIDE}, "
-                         f"got {shape!r}")
-    rows, cols = int(shape_t[0]), int(shape_t[1])
-    n_lo, n_hi = _range("narrowing_px", narrowing_px)
-    _check("max_rotation_deg", max_rotation_deg, 0.0, 45.0)
-    _check("max_scale", max_scale, 0.0, 0.5)
-    _check("max_shift_px", max_shift_px, 0.0, None)
-    _check("relative_rotation_deg", relative_rotation_deg, 0.0, 10.0)
-    _check("noise", noise, 0.0, None)
-    _check("exposure", exposure, 0.0, 1.0, hi_open=True)
-    b_lo, b_hi = _range("blur", blur, lo=0.0)
-    if b_hi > 10.0:
-        raise ValueError(f"blur must be within [0, 10] px, got {blur!r}")
-    sh, sw = rows / 256.0, cols / 256.0
-    g_lo, g_hi = _range("gap_px", (4.0 * sh, 12.0 * sh) if gap_px is None else gap_px, lo=0.0)
-    if g_lo <= 0.0 or g_hi > rows / 4.0:
-        raise ValueError(f"gap_px must be a (low, high) pair within (0, rows/4 = {rows / 4:g}], "
-                         f"got {gap_px!r}")
-
-    u = rng.uniform
-    centre = crop_centre((rows, cols))
-    # -- geometry (fixed draw order: keeps a seed's phantom stable) ------------------------
-    gap = u(g_lo, g_hi)
-    head_r = u(0.27, 0.32) * cols
-    upper_hw = u(0.30, 0.35) * cols
-    geom = dict(
-        gap_px=gap,
-        upper_half_width_px=upper_hw,
-        upper_shaft_half_width_px=upper_hw * u(0.70, 0.84),
-        upper_flare_px=u(0.18, 0.32) * rows,
-        upper_concavity_radius_px=head_r * u(1.6, 4.0),
-        lower_head_radius_px=head_r,
-        lower_shaft_half_width_px=head_r * u(0.80, 0.92),
-        corner_radius_px=u(5.0, 12.0) * min(sh, sw),
-        cortex_px=u(3.0, 6.0) * min(sh, sw),
-        upper_tilt_deg=u(-3.0, 3.0),
-        lower_tilt_deg=u(-3.0, 3.0),
-        bone_level=u(0.25, 0.33),
-        cortex_level=u(0.15, 0.28),
-        texture_seed=int(rng.integers(0, 2**31 - 1)),
-        texture_contrast=u(0.04, 0.08),
-        soft_tissue_level=u(0.18, 0.30),
-        soft_tissue_half_width_px=u(0.42, 0.56) * cols,
-        soft_tissue_variation=u(0.0, 0.15),
-        background_level=u(0.02, 0.10),
-        blur_sigma_px=u(b_lo, b_hi),
-        noise_sigma=float(noise),
-        noise_seed=int(rng.integers(0, 2**31 - 1)),
-    )
-    # -- motion ----------------------------------------------------------------------------
-    rot = math.radians(u(-max_rotation_deg, max_rotation_deg))
-    log_s = u(-max_scale, max_scale)
-    tx = u(-max_shift_px, max_shift_px)
-    ty = u(-max_shift_px, max_shift_px)
-    n = u(n_lo, n_hi)
-    d = math.radians(u(-relative_rotation_deg, relative_rotation_deg))
-    common = Similarity(math.exp(log_s), rot, tx, ty, centre)
-    # Ru = rot(+d/2) then shift +h/2; Rl = rot(-d/2) then shift -h/2 (about the centre c):
-    # (Rl^-1 o Ru)(c) = c + R(d/2) (0, h)  =>  narrowing = h cos(d/2); pick h = n / cos(d/2).
-    h = n / math.cos(d / 2.0)
-    rel_u = Similarity(1.0, d / 2.0, 0.0, h / 2.0, centre)
-    rel_l = Similarity(1.0, -d / 2.0, 0.0, -h / 2.0, centre)
-    upper = common.compose(rel_u).with_center(centre)
-    lower = common.compose(rel_l).with_center(centre)
-    gain = u(1.0 - exposure, 1.0 + exposure)
-    offset = u(-exposure / 2.0, exposure / 2.0)
-    return PhantomParams(shape=(rows, cols), upper=upper, lower=lower, gain=gain, offset=offset,
-                         **geom)
-
-
-# --------------------------------------------------------------------------------------
 # rendering helpers (all vectorised; grids are separable: xs along columns, ys along rows)
 # --------------------------------------------------------------------------------------
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-def _smax(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
-    """Polynomial smooth maximum (C1); equals max(a, b) where |a - b| >= k."""
-    if k <= 0:
-        return np.maximum(a, b)
-    h = np.maximum(k - np.abs(a - b), 0.0) / k
-    return np.maximum(a, b) + h * h * (k / 4.0)
-
-
-def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
-    if k <= 0:
-        return np.minimum(a, b)
-    h = np.maximum(k - np.abs(a - b), 0.0) / k
-    return np.minimum(a, b) - h * h * (k / 4.0)
-
-
 def _grid_axes(shape: tuple[int, int], ss: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample positions (x along columns, y along rows) of an ``ss`` x supersampled grid:
     the ``ss`` samples of pixel ``i`` sit at ``i + (k + 0.5)/ss - 0.5``, k = 0..ss-1."""
@@ -485,33 +171,33 @@ def _eval_waves(bank: tuple[np.ndarray, np.ndarray, np.ndarray], a: np.ndarray, 
 
 def _upper_sdf(p: PhantomParams, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Approximate signed distance (px, < 0 inside) to the upper bone, bone-local coords."""
-    g2 = p.gap_px / 2.0
-    rc = p.upper_concavity_radius_px
+    g2 = p.bone.gap_px / 2.0
+    rc = p.bone.upper_concavity_radius_px
     w = v - (rc - g2)
     d_cup = rc - np.sqrt(u * u + w * w)  # outside the cup circle = bone
-    hb, hs, lf = p.upper_half_width_px, p.upper_shaft_half_width_px, p.upper_flare_px
+    hb, hs, lf = p.bone.upper_half_width_px, p.bone.upper_shaft_half_width_px, p.bone.upper_flare_px
     e = np.exp(np.minimum(v + g2, 0.0) / lf)  # 1 at/below the joint level, -> 0 upwards
     hw = hs + (hb - hs) * e
     slope = (hb - hs) / lf * e * (v < -g2)
     d_side = (np.abs(u) - hw) / np.sqrt(1.0 + slope * slope)
-    return _smax(d_cup, d_side, p.corner_radius_px)
+    return smooth_max(d_cup, d_side, p.bone.corner_radius_px)
 
 
 def _lower_sdf(p: PhantomParams, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Approximate signed distance (px, < 0 inside) to the lower bone, bone-local coords."""
-    r = p.lower_head_radius_px
-    vc = p.gap_px / 2.0 + r
+    r = p.bone.lower_head_radius_px
+    vc = p.bone.gap_px / 2.0 + r
     w = v - vc
     d_head = np.sqrt(u * u + w * w) - r
-    d_shaft = np.maximum(np.abs(u) - p.lower_shaft_half_width_px, vc - v)
-    return _smin(d_head, d_shaft, 2.0 * p.corner_radius_px)
+    d_shaft = np.maximum(np.abs(u) - p.bone.lower_shaft_half_width_px, vc - v)
+    return smooth_min(d_head, d_shaft, 2.0 * p.bone.corner_radius_px)
 
 
 def _bone_intensity(p: PhantomParams, d: np.ndarray, tex: np.ndarray) -> np.ndarray:
-    inside = _smoothstep(0.5 - d / _EDGE_PX)
-    deep = _smoothstep(0.5 - (d + p.cortex_px) / _EDGE_PX)
+    inside = smoothstep(0.5 - d / EDGE_PX)
+    deep = smoothstep(0.5 - (d + p.bone.cortex_px) / EDGE_PX)
     rim = inside - deep  # = inside * (1 - deep) since deep <= inside
-    return inside * (p.bone_level + p.texture_contrast * tex) + p.cortex_level * rim
+    return inside * (p.texture.bone_level + p.texture.contrast * tex) + p.texture.cortex_level * rim
 
 
 def _mean_motion(p: PhantomParams) -> Similarity:
@@ -526,13 +212,13 @@ def _soft_tissue(p: PhantomParams, a: np.ndarray, b: np.ndarray, xs: np.ndarray,
                  ys: np.ndarray, bank) -> np.ndarray:
     u, v = _eval_affine(a, b, xs, ys)
     rows = p.shape[0]
-    hw = p.soft_tissue_half_width_px * (1.0 + 0.06 * np.exp(-(v / (0.2 * rows)) ** 2))
+    hw = p.texture.soft_tissue_half_width_px * (1.0 + 0.06 * np.exp(-(v / (0.2 * rows)) ** 2))
     x = np.abs(u) / hw
     chord = np.sqrt(np.clip(1.0 - x * x, 0.0, 1.0) * 0.75 + 0.25)  # thicker in the middle
-    edge = _smoothstep((hw - np.abs(u)) / 12.0 + 0.5)               # skin edge over ~12 px
-    st = p.soft_tissue_level * edge * chord
-    if p.soft_tissue_variation > 0:
-        st = st * (1.0 + p.soft_tissue_variation * 0.5 * _eval_waves(bank, a, b, xs, ys))
+    edge = smoothstep((hw - np.abs(u)) / 12.0 + 0.5)               # skin edge over ~12 px
+    st = p.texture.soft_tissue_level * edge * chord
+    if p.texture.soft_tissue_variation > 0:
+        st = st * (1.0 + p.texture.soft_tissue_variation * 0.5 * _eval_waves(bank, a, b, xs, ys))
     return st
 
 
@@ -549,12 +235,12 @@ def _row_range(a: np.ndarray, b: np.ndarray, xs: np.ndarray, ys: np.ndarray,
 
 def _bone_v_extent(p: PhantomParams, which: str) -> tuple[float, float]:
     """Local ``v`` range outside which the bone's intensity is exactly zero."""
-    g2 = p.gap_px / 2.0
+    g2 = p.bone.gap_px / 2.0
     if which == "upper":
-        rc, hb = p.upper_concavity_radius_px, p.upper_half_width_px + _EDGE_PX
-        rc_in = rc - _EDGE_PX
+        rc, hb = p.bone.upper_concavity_radius_px, p.bone.upper_half_width_px + EDGE_PX
+        rc_in = rc - EDGE_PX
         return -math.inf, rc - g2 - math.sqrt(rc_in * rc_in - hb * hb) + 1.0
-    return g2 - 1.0 - _EDGE_PX - 0.5 * p.corner_radius_px, math.inf
+    return g2 - 1.0 - EDGE_PX - 0.5 * p.bone.corner_radius_px, math.inf
 
 
 def _render_visit(p: PhantomParams, upper: Similarity, lower: Similarity, soft: Similarity,
@@ -565,13 +251,13 @@ def _render_visit(p: PhantomParams, upper: Similarity, lower: Similarity, soft: 
     there, then averaged over each pixel. Soft tissue (smooth, scales >= ~12 px): evaluated
     at the pixel centres and blurred at the pixel grid -- the same pipeline for both visits.
     """
-    ss = p.supersample
+    ss = p.acquisition.supersample
     xs, ys = _grid_axes(p.shape, ss)
     c = p.centre
     fine = np.zeros((ys.size, xs.size))
     for motion, tilt, sdf, bank, which in (
-            (upper, p.upper_tilt_deg, _upper_sdf, banks[0], "upper"),
-            (lower, p.lower_tilt_deg, _lower_sdf, banks[1], "lower")):
+            (upper, p.bone.upper_tilt_deg, _upper_sdf, banks[0], "upper"),
+            (lower, p.bone.lower_tilt_deg, _lower_sdf, banks[1], "lower")):
         a, b = _affine_to_local(motion, c, math.radians(tilt))
         r0, r1 = _row_range(a, b, xs, ys, *_bone_v_extent(p, which))
         if r1 <= r0:
@@ -582,16 +268,16 @@ def _render_visit(p: PhantomParams, upper: Similarity, lower: Similarity, soft: 
         at, bt = _affine_to_local(motion, c)
         tex = _eval_waves(bank, at, bt, xs, ys[r0:r1])
         fine[r0:r1] += _bone_intensity(p, d, tex)
-    if p.blur_sigma_px > 0:
-        fine = ndimage.gaussian_filter(fine, p.blur_sigma_px * ss, mode="nearest", truncate=4.0)
+    if p.acquisition.blur_sigma_px > 0:
+        fine = ndimage.gaussian_filter(fine, p.acquisition.blur_sigma_px * ss, mode="nearest", truncate=4.0)
     img = fine.reshape(p.shape[0], ss, p.shape[1], ss).mean(axis=(1, 3)) if ss > 1 else fine
     bx, by = _grid_axes(p.shape, 1)
     a, b = _affine_to_local(soft, c)
     st = _soft_tissue(p, a, b, bx, by, banks[2])
-    if p.blur_sigma_px > 0:
-        st = ndimage.gaussian_filter(st, p.blur_sigma_px, mode="nearest", truncate=4.0)
+    if p.acquisition.blur_sigma_px > 0:
+        st = ndimage.gaussian_filter(st, p.acquisition.blur_sigma_px, mode="nearest", truncate=4.0)
     img += st
-    img += p.background_level
+    img += p.texture.background_level
     return img
 
 
@@ -601,8 +287,8 @@ def _labels(p: PhantomParams, upper: Similarity, lower: Similarity
     xs, ys = _grid_axes(p.shape, 1)
     c = p.centre
     out = []
-    for motion, tilt, sdf in ((upper, p.upper_tilt_deg, _upper_sdf),
-                              (lower, p.lower_tilt_deg, _lower_sdf)):
+    for motion, tilt, sdf in ((upper, p.bone.upper_tilt_deg, _upper_sdf),
+                              (lower, p.bone.lower_tilt_deg, _lower_sdf)):
         a, b = _affine_to_local(motion, c, math.radians(tilt))
         u, v = _eval_affine(a, b, xs, ys)
         out.append(sdf(p, u, v) * motion.scale)  # distances in follow-up pixels
@@ -630,15 +316,15 @@ def render(params: PhantomParams) -> PhantomPair:
     c = p.centre
     ident = Similarity.identity(c)
     banks = (
-        _wave_bank(p.texture_seed, 0, p.texture_waves, p.texture_wavelength_px, True),
-        _wave_bank(p.texture_seed, 1, p.texture_waves, p.texture_wavelength_px, True),
-        _wave_bank(p.texture_seed, 2, 8, (0.25 * max(p.shape), 1.0 * max(p.shape)), False),
+        _wave_bank(p.texture.seed, 0, p.texture.waves, p.texture.wavelength_px, True),
+        _wave_bank(p.texture.seed, 1, p.texture.waves, p.texture.wavelength_px, True),
+        _wave_bank(p.texture.seed, 2, 8, (0.25 * max(p.shape), 1.0 * max(p.shape)), False),
     )
     base = _render_visit(p, ident, ident, ident, banks)
     follow = _render_visit(p, p.upper, p.lower, _mean_motion(p), banks)
-    follow = p.gain * follow + p.offset
-    base = _add_noise(base, p.noise_sigma, p.noise_seed, 0)
-    follow = _add_noise(follow, p.noise_sigma, p.noise_seed, 1)
+    follow = p.acquisition.gain * follow + p.acquisition.offset
+    base = _add_noise(base, p.acquisition.noise_sigma, p.acquisition.noise_seed, 0)
+    follow = _add_noise(follow, p.acquisition.noise_sigma, p.acquisition.noise_seed, 1)
     base_labels, upper_mask, lower_mask = _labels(p, ident, ident)
     follow_labels, _, _ = _labels(p, p.upper, p.lower)
     return PhantomPair(
@@ -676,7 +362,7 @@ def side_weight(labels: np.ndarray, blend_px: float) -> np.ndarray:
     d_lo = ndimage.distance_transform_edt(~lo)
     s = 0.5 * (d_lo - d_up)
     s = ndimage.gaussian_filter(s, 1.0, mode="nearest")
-    return _smoothstep((s + blend_px) / (2.0 * blend_px))
+    return smoothstep((s + blend_px) / (2.0 * blend_px))
 
 
 def apply_bone_motions(image: np.ndarray, labels: np.ndarray, upper: Similarity,
@@ -712,12 +398,12 @@ def apply_bone_motions(image: np.ndarray, labels: np.ndarray, upper: Similarity,
         raise ValueError("labels must only contain 0, 1 (upper side) and 2 (lower side)")
     if not isinstance(upper, Similarity) or not isinstance(lower, Similarity):
         raise ValueError("upper and lower must be jsnq.geometry.Similarity")
-    _check("blend_px", blend_px, 0.0, None, lo_open=True)
+    check_number("blend_px", blend_px, 0.0, None, lo_open=True)
     if not isinstance(order, (int, np.integer)) or not 0 <= order <= 5:
         raise ValueError(f"order must be an integer in [0, 5], got {order!r}")
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    _check("tol_px", tol_px, 0.0, None, lo_open=True)
+    check_number("tol_px", tol_px, 0.0, None, lo_open=True)
     out_dtype = np.float64 if img.dtype == np.float64 else np.float32
 
     w_grid = side_weight(lab, float(blend_px))
