@@ -16,7 +16,8 @@ from jsnq.hand.locate import WEIGHTS_FILE, find_joints, shipped_weights
 from jsnq.hand.network import (COARSE_LANDMARKS, LocatorConfig, apply_affine, build_locator, fit_affine,
                                gaussian_heatmaps, heatmap_peaks, invert_affine, load_locator, warp)
 from jsnq.hand.types import JOINT_NAMES
-from jsnq.training.locate import (WRIST, LocateAugment, LocateTrainConfig, export_locator, read_landmarks,
+from jsnq.training import export_weights
+from jsnq.training.locate import (WRIST, LocateAugment, LocateTrainConfig, read_landmarks,
                                   train_locator)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,7 +237,7 @@ def test_training_smoke_is_seeded_and_resumable(tmp_path: Path) -> None:
     assert [r.epoch for r in resumed.history] == [1, 2]
 
     # export: no optimizer, loads with weights_only, provenance kept
-    out = export_locator(tmp_path / "full.pt", tmp_path / "ship.pt", extra={"command": "test"})
+    out = export_weights(tmp_path / "full.pt", tmp_path / "ship.pt", extra={"command": "test"})
     ck = torch.load(out, weights_only=True)
     assert "optimizer" not in ck and ck["config"]["provenance"]["command"] == "test"
     model, net, _ = load_locator(out)

@@ -167,16 +167,8 @@ def train_export_cmd(
     """Write a slim copy of a checkpoint for shipping (e.g. into src/jsnq/weights/)."""
     output_file(out, inputs=[checkpoint])
     from ..training import export_weights
-    from ..training.locate import export_locator
-    from ..training.loop import read_checkpoint
 
-    extra = {"note": note} if note else None
-    if read_checkpoint(checkpoint)["config"].get("network", {}).get("architecture", "").startswith("locator"):
-        if inference_passes is not None:
-            raise ValueError("--inference-passes applies to registration checkpoints, not the joint locator")
-        export_locator(checkpoint, out, extra=extra)
-    else:
-        export_weights(checkpoint, out, extra=extra, inference_passes=inference_passes)
+    export_weights(checkpoint, out, extra={"note": note} if note else None, inference_passes=inference_passes)
     stdout().print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)", markup=False)
 
 

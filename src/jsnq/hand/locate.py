@@ -36,7 +36,6 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Union
 
 import numpy as np
@@ -44,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
+from ..networks import SHIPPED, shipped_weights as shipped_network_weights
 from ..io import Image, load_image
 from .network import (JointLocator, LocatorConfig, fuse_for_inference, heatmap_peaks,
                       load_locator)
@@ -55,7 +55,7 @@ __all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstim
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 
 #: The shipped weights, inside the ``jsnq`` package.
-WEIGHTS_FILE = "weights/locate_unet2.pt"
+WEIGHTS_FILE = SHIPPED["locate"]
 #: Landmarks of each finger, proximal to distal (thumb first).
 FINGERS = (("MCP1", "IP1", "TIP1"), ("MCP2", "PIP2", "DIP2", "TIP2"), ("MCP3", "PIP3", "DIP3", "TIP3"),
            ("MCP4", "PIP4", "DIP4", "TIP4"), ("MCP5", "PIP5", "DIP5", "TIP5"))
@@ -103,7 +103,7 @@ class LandmarkEstimate:
 
 def shipped_weights() -> Any:
     """The shipped weights as an :mod:`importlib.resources` traversable (may not exist)."""
-    return resources.files("jsnq").joinpath(WEIGHTS_FILE)
+    return shipped_network_weights("locate")
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,9 +118,9 @@ def shipped_locator() -> JointLocator:
 
 
 def _config(model: JointLocator) -> LocatorConfig:
-    cfg = getattr(model, "jsnq_config", None)
+    cfg = getattr(model, "config", None)
     if not isinstance(cfg, LocatorConfig):
-        raise ValueError("model must be a JointLocator (with its LocatorConfig as .jsnq_config)")
+        raise ValueError("model must be a JointLocator (with its LocatorConfig as .config)")
     return cfg
 
 

@@ -19,7 +19,7 @@ coordinates (pixel ``i`` covers ``[i - 0.5, i + 0.5]``), so a resize by ``f`` ma
 (:func:`warp`), the same function in training and inference.
 
 Device and dtype come from the model's parameters; shipped weights are read with
-``torch.load(weights_only=True)`` (:func:`jsnq._torch.load_checkpoint`).
+``torch.load(weights_only=True)`` (:func:`jsnq.networks.load_network`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._torch import fuse_batchnorm, load_checkpoint
+from .._torch import fuse_batchnorm
+from ..networks import load_network
 from .types import JOINT_NAMES
 
 __all__ = [
@@ -183,7 +184,7 @@ class JointLocator(nn.Module):
         super().__init__()
         self.coarse = HeatmapUNet(config.coarse_features, len(config.coarse_landmarks), stem_stride=config.coarse_stride)
         self.fine = HeatmapUNet(config.fine_features, len(config.fine_landmarks), stem_stride=config.fine_stride)
-        self.jsnq_config = config
+        self.config = config
 
 
 def build_locator(config: LocatorConfig) -> JointLocator:
@@ -203,16 +204,14 @@ def load_locator(path: Any, *, map_location: str | torch.device = "cpu"
         WeightsUnavailableError: missing or unreadable file, unknown layout, weights that do
             not fit the network.
     """
-    model, ckpt = load_checkpoint(path, lambda net: build_locator(LocatorConfig.from_dict(net)),
-                                  what="joint locator", max_format=CHECKPOINT_FORMAT,
-                                  map_location=map_location)
-    return model, model.jsnq_config, ckpt
+    model, ckpt = load_network(path, kind="locate", map_location=map_location)
+    return model, model.config, ckpt
 
 
 def fuse_for_inference(model: JointLocator) -> JointLocator:
     """A copy for inference with batch norms folded (:func:`jsnq._torch.fuse_batchnorm`)."""
     fused = fuse_batchnorm(model)
-    fused.jsnq_config = model.jsnq_config
+    fused.config = model.config
     return fused
 
 

@@ -23,7 +23,7 @@ residual it finds: ``T <- T o dT``. The second pass sees a nearly aligned pair, 
 network is most precise.
 
 Everything here is pure tensor maths; loading shipped weights goes through
-:mod:`jsnq._torch` (``weights_only=True``).
+:func:`jsnq.networks.load_network` (``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -39,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._torch import fuse_batchnorm, load_checkpoint
+from .._torch import fuse_batchnorm
+from ..networks import SHIPPED, load_network, shipped_weights as shipped_network_weights
 from ..geometry import Similarity, crop_centre
 from ..intensity import normalise
 
@@ -49,7 +49,7 @@ __all__ = [
     "net_geometry", "prepare_inputs", "predict_similarities_batch", "cascade", "composite",
 ]
 
-REGNET_WEIGHTS_FILE = "weights/register_resnet.pt"
+REGNET_WEIGHTS_FILE = SHIPPED["register"]
 CHECKPOINT_FORMAT = 1
 
 
@@ -382,13 +382,11 @@ def predict_similarities_batch(model: RegistrationNet, pairs: Sequence[tuple[np.
 
 def load_regnet(path: Any, *, map_location: str | torch.device = "cpu") -> tuple[RegistrationNet, dict[str, Any]]:
     """Load a registration checkpoint safely (``weights_only=True``); eval mode."""
-    model, ckpt = load_checkpoint(path, lambda net: build_regnet(RegNetConfig.from_dict(net)), what="registration",
-                                  max_format=CHECKPOINT_FORMAT, map_location=map_location)
-    return model, ckpt
+    return load_network(path, kind="register", map_location=map_location)
 
 
 def shipped_regnet_weights() -> Any:
-    return resources.files("jsnq").joinpath(REGNET_WEIGHTS_FILE)
+    return shipped_network_weights("register")
 
 
 @functools.lru_cache(maxsize=1)

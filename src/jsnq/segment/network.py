@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
@@ -33,8 +32,9 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from torch import nn
 
-from .._torch import fuse_batchnorm, load_checkpoint
+from .._torch import fuse_batchnorm
 from ..errors import JsnqInputError, WeightsUnavailableError
+from ..networks import SHIPPED, load_network, shipped_weights as shipped_network_weights
 from ..intensity import normalise
 from ..io import Image, load_image, validate_spacing
 from ..jsw import JointSpaceWidth, joint_space_width
@@ -51,7 +51,7 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 #: Version of the checkpoint layout (``{"format", "config", "state_dict", ...}``).
 CHECKPOINT_FORMAT = 1
 #: The shipped weights, inside the ``jsnq`` package.
-WEIGHTS_FILE = "weights/segment_unetpp.pt"
+WEIGHTS_FILE = SHIPPED["segment"]
 #: Probability above which a pixel belongs to a bone.
 THRESHOLD = 0.5
 #: Channel order of the network's output.
@@ -162,18 +162,18 @@ class UNetPlusPlus(nn.Module):
 def build_model(config: NetworkConfig) -> UNetPlusPlus:
     """A freshly initialised network for ``config`` (CPU, float32, train mode).
 
-    The config rides along as ``model.jsnq_config`` so that inference knows the input size.
+    The config rides along as ``model.config`` so that inference knows the input size.
     """
     model = UNetPlusPlus(config.features, config.in_channels, config.out_channels)
-    model.jsnq_config = config
+    model.config = config
     return model
 
 
 def fuse_for_inference(model: UNetPlusPlus) -> UNetPlusPlus:
     """A copy for inference with batch norms folded (:func:`jsnq._torch.fuse_batchnorm`)."""
     fused = fuse_batchnorm(model)
-    if hasattr(model, "jsnq_config"):
-        fused.jsnq_config = model.jsnq_config
+    if hasattr(model, "config"):
+        fused.config = model.config
     return fused
 
 
@@ -197,14 +197,13 @@ def load_model(path: str | os.PathLike | Any, *, map_location: str | torch.devic
     Raises:
         WeightsUnavailableError: missing or unreadable file, or a layout this version does not know.
     """
-    model, ckpt = load_checkpoint(path, lambda net: build_model(NetworkConfig.from_dict(net)), what="segmentation",
-                                  max_format=CHECKPOINT_FORMAT, map_location=map_location)
-    return model, model.jsnq_config, ckpt
+    model, ckpt = load_network(path, kind="segment", map_location=map_location)
+    return model, model.config, ckpt
 
 
 def shipped_weights() -> Any:
     """The shipped weights file as an :mod:`importlib.resources` traversable (may not exist)."""
-    return resources.files("jsnq").joinpath(WEIGHTS_FILE)
+    return shipped_network_weights("segment")
 
 
 @functools.lru_cache(maxsize=1)
@@ -224,14 +223,14 @@ def shipped_model() -> UNetPlusPlus:
 
 
 def _config_of(model: nn.Module) -> NetworkConfig:
-    config = getattr(model, "jsnq_config", None)
+    config = getattr(model, "config", None)
     if isinstance(config, NetworkConfig):
         return config
     if isinstance(model, UNetPlusPlus):
         f = [blk[0].out_channels for blk in model.encoder]  # noqa: the first layer is always a conv
         return NetworkConfig(features=tuple(f), in_channels=model.encoder[0][0].in_channels,
                              out_channels=model.head.out_channels)
-    raise ValueError("model must be a UNetPlusPlus (or carry a NetworkConfig as .jsnq_config)")
+    raise ValueError("model must be a UNetPlusPlus (or carry a NetworkConfig as .config)")
 
 
 # -- inference ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .augment import AugmentParams, AugmentRanges, apply_augmentation, sample_augmentation
 from .data import ManifestRow, SegmentationData, load_dataset, read_manifest, split_joints
-from .segment import EpochRecord, TrainConfig, TrainResult, evaluate, export_weights, train_segmenter
+from .loop import export_weights
+from .segment import EpochRecord, TrainConfig, TrainResult, evaluate, train_segmenter
 
 __all__ = [
     "AugmentParams", "AugmentRanges", "apply_augmentation", "sample_augmentation",

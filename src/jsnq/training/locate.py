@@ -29,7 +29,7 @@ Checkpoints (``torch.save``, readable with ``torch.load(weights_only=True)``)::
     {"format", "jsnq_version", "config": {"network", "training", "split"}, "state_dict",
      "epoch", "optimizer", "history"}
 
-:func:`export_locator` strips the optimizer state for shipping.
+:func:`jsnq.training.loop.export_weights` strips the optimizer state for shipping.
 """
 
 from __future__ import annotations
@@ -48,17 +48,17 @@ import torch.nn.functional as F
 from ..errors import JsnqInputError
 from ..hand.locate import find_joints, intensity_window
 from ..hand.network import (CHECKPOINT_FORMAT, LocatorConfig, apply_affine, build_locator, fit_affine,
-                            gaussian_heatmaps, invert_affine, load_locator, warp)
+                            gaussian_heatmaps, invert_affine, warp)
 from ..hand.types import JOINT_NAMES
 from ..io import load_image
 from .data import data_file, split_joints
-from .photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
 from .loop import (EpochSummary, Hooks, RunConfig, RunResult, check_device, fit, read_checkpoint, resume_run,
-                   save_checkpoint, seeded_model)
+                   seeded_model)
+from .photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
-           "evaluate_locator", "export_locator", "heatmap_loss"]
+           "evaluate_locator", "heatmap_loss"]
 
 LANDMARKS_FILE = "landmarks.csv"
 SPLIT_RULE = ("validation iff int(sha256(f'{split_seed}:{hand_id}').hexdigest()[:16], 16) / 2**64 "
@@ -544,28 +544,3 @@ def _locate_loss(model: torch.nn.Module, batch: _Batch, config: LocateTrainConfi
     own = fh[torch.arange(fh.shape[0], device=device), batch.patch_channel.to(device)][:, None]
     lf = heatmap_loss(own, batch.patch_target.to(device), fg_weight=config.fg_weight)
     return lc + config.fine_weight * lf, lc, lf
-
-
-def export_locator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                   extra: dict[str, Any] | None = None) -> Path:
-    """Write a slim copy of a locator training checkpoint for shipping (no optimizer state).
-
-    ``extra`` (e.g. the command line and wall time) is added to ``config["provenance"]``;
-    re-exporting appends a new note to the earlier one, a line each. The result is loaded
-    back with :func:`jsnq.hand.network.load_locator` before returning (refusing to ship a file
-    that does not load).
-    """
-    ckpt = read_checkpoint(checkpoint)
-    slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
-    slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
-                          for k, v in ckpt["state_dict"].items()}
-    if extra:
-        provenance = dict(slim["config"].get("provenance", {}))
-        for key, value in extra.items():
-            old = provenance.get(key)
-            provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
-        slim["config"] = {**slim["config"], "provenance": provenance}
-    out = Path(out)
-    save_checkpoint(slim, out)
-    load_locator(out)
-    return out

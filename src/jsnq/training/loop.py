@@ -21,7 +21,7 @@ from ..version import __version__
 from .data import read_manifest, split_joints
 
 __all__ = ["RunConfig", "EpochSummary", "RunResult", "DEVICES", "lr_at", "epoch_generator", "save_checkpoint", "read_checkpoint", "start_run",
-           "resume_run", "restore", "run_epochs", "check_device", "seeded_model", "Hooks", "fit"]
+           "resume_run", "restore", "run_epochs", "check_device", "seeded_model", "Hooks", "fit", "export_weights"]
 
 #: The devices a training run may ask for.
 DEVICES = ("cpu", "cuda")
@@ -319,3 +319,39 @@ def read_init(init: str | os.PathLike, network: Any, same: Callable[[Any], Any] 
     if same(theirs) != same(network):
         raise JsnqInputError(init, "its network options differ from this run's")
     return start
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+                   extra: dict[str, Any] | None = None, inference_passes: int | None = None) -> Path:
+    """Write a slim copy of any training checkpoint for shipping: no optimizer state, float32 weights.
+
+    ``extra`` (e.g. the command line and wall time) is added to ``config["provenance"]``;
+    re-exporting an exported file appends a new note to the earlier one, a line each.
+    ``inference_passes`` sets a registration network's cascade passes at inference
+    (:attr:`jsnq.register.network.RegNetConfig.inference_passes`). The file is loaded back with
+    :func:`jsnq.networks.load_network` before returning (refusing to ship one that does not load).
+
+    Raises:
+        JsnqInputError: ``inference_passes`` for another network than a registration one, or below 0.
+    """
+    from ..networks import load_network
+
+    ckpt = read_checkpoint(checkpoint)
+    slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
+    slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    if inference_passes is not None:
+        if slim["config"].get("network", {}).get("architecture") != "resnet-similarity-x2" or inference_passes < 0:
+            raise JsnqInputError(checkpoint, "--inference-passes needs a registration checkpoint and a count >= 0")
+        slim["config"] = {**slim["config"], "network": {**slim["config"]["network"],
+                                                        "inference_passes": int(inference_passes)}}
+    if extra:
+        provenance = dict(slim["config"].get("provenance", {}))
+        for key, value in extra.items():  # notes of earlier exports are kept, one per line
+            old = provenance.get(key)
+            provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
+        slim["config"] = {**slim["config"], "provenance": provenance}
+    out = Path(out)
+    save_checkpoint(slim, out)
+    load_network(out)
+    return out

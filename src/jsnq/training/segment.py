@@ -14,7 +14,7 @@ Checkpoints (``torch.save``, readable with ``torch.load(weights_only=True)``) ho
     {"format", "jsnq_version", "config": {"network", "training", "split", "excluded"},
      "state_dict", "epoch", "optimizer", "history"}
 
-:func:`export_weights` strips the optimizer state for shipping.
+:func:`jsnq.training.loop.export_weights` strips the optimizer state for shipping.
 """
 
 from __future__ import annotations
@@ -22,21 +22,18 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
-from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model, load_model
+from ..segment.network import CHECKPOINT_FORMAT, NetworkConfig, build_model
 from .augment import AugmentRanges, apply_augmentation, sample_augmentation
 from .data import SPLIT_RULE, SegmentationData, load_dataset
-from .loop import (EpochSummary, Hooks, RunConfig, RunResult, fit, read_checkpoint, read_init, save_checkpoint,
-                   seeded_model, start_run)
+from .loop import EpochSummary, Hooks, RunConfig, RunResult, fit, read_init, seeded_model, start_run
 
-__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss",
-           "export_weights"]
+__all__ = ["TrainConfig", "EpochRecord", "TrainResult", "train_segmenter", "evaluate", "segmentation_loss"]
 
 
 @dataclass(frozen=True)
@@ -186,44 +183,3 @@ def train_segmenter(config: TrainConfig, out: str | os.PathLike, *, resume: str 
                   batches=batches, loss=lambda batch, gen: (segmentation_loss(model(batch[0]), batch[1]),),
                   summarise=summarise, hooks=Hooks(on_start, on_batch, on_epoch))
     return TrainResult(checkpoint=out, history=history, n_train=n, n_val=len(val), excluded=data.excluded)
-
-
-def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                   extra: dict[str, Any] | None = None, inference_passes: int | None = None) -> Path:
-    """Write a slim copy of a training checkpoint for shipping: no optimizer state.
-
-    The result loads with :func:`jsnq.segment.network.load_model` (a segmenter) or
-    :func:`jsnq.register.network.load_regnet` (a registration network). ``extra`` (e.g. the
-    command line and wall time) is added to ``config["provenance"]``; re-exporting an exported
-    file appends a new note to the earlier one, a line each. ``inference_passes`` sets a registration network's
-    cascade passes at inference (:attr:`jsnq.register.network.RegNetConfig.inference_passes`).
-
-    Raises:
-        JsnqInputError: ``inference_passes`` for a segmentation checkpoint, or below 0.
-    """
-    ckpt = read_checkpoint(checkpoint)
-    slim = {k: v for k, v in ckpt.items() if k != "optimizer"}
-    slim["state_dict"] = {k: v.float().contiguous() if v.is_floating_point() else v
-                          for k, v in ckpt["state_dict"].items()}
-    is_segmenter = slim["config"].get("network", {}).get("architecture", "unetpp") == "unetpp"
-    if inference_passes is not None:
-        if is_segmenter or inference_passes < 0:
-            raise JsnqInputError(checkpoint, "--inference-passes needs a registration checkpoint and a count >= 0")
-        slim["config"] = {**slim["config"], "network": {**slim["config"]["network"],
-                                                        "inference_passes": int(inference_passes)}}
-    if extra:
-        provenance = dict(slim["config"].get("provenance", {}))
-        for key, value in extra.items():  # notes of earlier exports are kept, one per line
-            old = provenance.get(key)
-            provenance[key] = f"{old}\n{value}" if isinstance(old, str) and isinstance(value, str) else value
-        slim["config"] = {**slim["config"], "provenance": provenance}
-    out = Path(out)
-    save_checkpoint(slim, out)
-    # refuse to ship something that does not load
-    if is_segmenter:
-        load_model(out)
-    else:
-        from ..register.network import load_regnet
-
-        load_regnet(out)
-    return out
