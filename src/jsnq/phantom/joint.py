@@ -41,9 +41,7 @@ standard deviation) attached to the bone's baseline coordinates, so it moves exa
 the bone. The bones are rendered on a ``acquisition.supersample`` x finer grid, blurred there by a
 Gaussian of ``acquisition.blur_sigma_px`` (base pixels), then averaged over each pixel's
 ``supersample**2`` samples (pixel integration): this keeps the content above the Nyquist
-frequency -- and hence sub-pixel aliasing bias -- small (with the default ``supersample=2``
-a translation fitted between a sub-pixel-shifted pair is off by < 1e-3 px; point sampling
-would give ~1e-2 px). The soft tissue (smooth, scales >= ~12 px) is sampled at the pixel
+frequency -- and hence sub-pixel aliasing bias -- small (docs/development.md#phantoms). The soft tissue (smooth, scales >= ~12 px) is sampled at the pixel
 centres and blurred with the same Gaussian on the pixel grid. The follow-up is then mapped
 through ``acquisition.gain * I + acquisition.offset``, and each image gets its own Gaussian noise with standard
 deviation ``acquisition.noise_sigma * (max - min)`` of that image's noise-free version, drawn from

@@ -13,9 +13,9 @@ reflection padding. A left/right flip keeps the upper bone upper. Intensity tran
 act on the image only: gamma, contrast and brightness, then Gaussian noise
 (:mod:`jsnq.training.photometric`, the sampler every trainer shares).
 
-Three optional transforms (off by default, so a config without them draws exactly the same
-numbers as before) make crops like those cut from other radiographs, such as the PIP/DIP
-crops that :mod:`jsnq.hand.crops` cuts from whole hands (docs/hand.md):
+Three optional transforms (off by default, and then drawing nothing, so a config without them
+replays exactly) make crops like those cut from other radiographs, such as the PIP/DIP crops
+that :mod:`jsnq.hand.crops` cuts from whole hands (docs/hand.md):
 
 * **aspect**: a different magnification across and along the finger (``exp(±aspect_log/2)``),
   so heads are flatter or rounder than a metacarpal head;
@@ -120,11 +120,7 @@ class AugmentRanges:
 
 
 #: The ranges of ``jsnq train segment --hand-crops``: the defaults plus the three optional
-#: transforms, sized to the crops :mod:`jsnq.hand.crops` cuts from the RA hand-pair
-#: (docs/hand.md): PIP/DIP joint spaces 3-4 px wide against 6-12 px in the MCP training crops
-#: (gap squeezed by up to 75 % in half the samples), flat phalangeal heads (aspect up to
-#: exp(0.25)), crops upsampled 2-3x from 8-bit images (half the samples down-sampled by up to
-#: 2.5x at the 128-px input, 24-128 grey levels).
+#: transforms, sized to the hand crops (docs/hand.md#fine-tuning-the-segmenter-towards-hand-crops-tried-not-shipped).
 HAND_CROPS = AugmentRanges(aspect_log=0.25, gap_squeeze=(0.0, 0.75), gap_squeeze_probability=0.5,
                            degrade=(1.0, 2.5), degrade_probability=0.5, quantise_levels=(24.0, 128.0))
 
@@ -169,7 +165,7 @@ def sample_augmentation(n: int, generator: torch.Generator, ranges: AugmentRange
         flip=torch.rand(n, generator=generator, dtype=torch.float64) < r.flip_probability,
         photometric=sample_photometric(n, generator, r.photometric),
     )
-    if not r.extended:  # the same draws as before these transforms existed
+    if not r.extended:  # the optional transforms draw nothing when off
         return AugmentParams(**base)
     # drawn after the others, so the draws above are those of a config without them
     aspect = torch.exp(u(-r.aspect_log, r.aspect_log))
