@@ -137,6 +137,22 @@ def test_series_recovers_a_known_trajectory(visits):
     assert d["kind"] == "series" and len(d["visits"]) == 3 and d["config"]["engine"] == "classical"
 
 
+def test_series_files_are_written_by_the_library(visits, tmp_path):
+    """Python users get the files the command writes: JSON, trajectory CSV, plot, report."""
+    from jsnq.longitudinal import SERIES_CSV_COLUMNS, write_series_outputs
+
+    _, paths, labels = visits
+    s = series(paths, labels=labels, engine="classical")
+    out = {k: tmp_path / f"s.{k}" for k in ("json", "csv", "png", "html")}
+    written = write_series_outputs(s, json_out=out["json"], csv_out=out["csv"], plot=out["png"], report=out["html"],
+                                   inputs=paths)
+    assert written == [out["json"], out["csv"], out["png"], out["html"]]
+    assert json.loads(out["json"].read_text()) == json.loads(json.dumps(s.to_dict()))
+    rows = out["csv"].read_text().splitlines()
+    assert rows[0] == ",".join(SERIES_CSV_COLUMNS) and len(rows) == 1 + len(paths)
+    assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "<html" in out["html"].read_text().lower()
+
+
 def test_series_cli_writes_json_csv_plot_and_report(visits, tmp_path):
     _, paths, labels = visits
     args = ["series", *map(str, paths)]

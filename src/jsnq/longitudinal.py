@@ -8,8 +8,13 @@ least-squares trajectory (:func:`jsnq.trajectory.fit_trajectory`).
 
 from __future__ import annotations
 
+import csv
 import datetime
-from typing import Sequence
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
 
 from .config import MeasureConfig, resolve
 from .errors import JsnqInputError, one_line
@@ -20,7 +25,7 @@ from .register.classical import RegistrationOptions
 from .results import Measurement, SeriesResult
 from .trajectory import PairEstimate, fit_trajectory
 
-__all__ = ["series", "pair_estimates"]
+__all__ = ["series", "pair_estimates", "SERIES_CSV_COLUMNS", "write_series_outputs"]
 
 
 def _check_dates(dates: Sequence[str], n: int) -> tuple[str, ...]:
@@ -128,3 +133,38 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
                                 "spacing_mm": spacing_mm, "points": None if points is None else
                                 [None if p is None else list(p) for p in points]},
                         config=config)
+
+
+#: The columns of a series' trajectory CSV, in order.
+SERIES_CSV_COLUMNS = ("visit", "source", "date", "narrowing_px", "se_px", "narrowing_mm", "se_mm", "flag")
+
+
+def write_series_outputs(s: SeriesResult, *, json_out: str | os.PathLike | None = None,
+                         csv_out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
+                         report: str | os.PathLike | None = None, inputs: Iterable[str | os.PathLike] = ()
+                         ) -> list[Path]:
+    """Write a series' files, each atomically and never over one of ``inputs``: the full result
+    as JSON, the trajectory as CSV (:data:`SERIES_CSV_COLUMNS`; empty cells where not measured),
+    its plot (PNG) and an HTML report. Returns the paths written, in that order."""
+    from .outputs import write_atomic
+
+    inputs = list(inputs)
+    d = s.to_dict()
+    if json_out is not None:
+        write_atomic(json_out, json.dumps(d, indent=2) + "\n", inputs=inputs)
+    if csv_out is not None:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(SERIES_CSV_COLUMNS))
+        writer.writeheader()
+        for v in d["visits"]:
+            writer.writerow({k: ("" if v.get(k) is None else v.get(k)) for k in SERIES_CSV_COLUMNS})
+        write_atomic(csv_out, buffer.getvalue(), inputs=inputs)
+    if plot is not None:
+        from .report.html import trajectory_figure
+
+        trajectory_figure(s, plot)
+    if report is not None:
+        from .report.html import write_report
+
+        write_report(report, series=[(Path(s.sources[0]).parent.name or "series", s)])
+    return [Path(os.fspath(p)) for p in (json_out, csv_out, plot, report) if p is not None]

@@ -57,27 +57,24 @@ def print_summary(console: "Console", m: "Measurement") -> None:
         console.print(f"  note: [yellow]{escape(display(note))}[/]")
 
 
+BASELINE = typer.Argument(..., metavar="BASELINE", help="Baseline crop (PNG, JPEG, TIFF, DICOM, ...).")
+FOLLOWUP = typer.Argument(..., metavar="FOLLOWUP", help="Follow-up crop of the same joint, same size.")
+BASELINE_LABELS = typer.Option(None, "--baseline-labels", metavar="FILE",
+                               help="Label image in the baseline frame: 1 = upper side, 2 = lower side, 0 = ignore. "
+                                    "Default: the segmenter (--segmenter) finds it.")
+FOLLOWUP_LABELS = typer.Option(None, "--followup-labels", metavar="FILE",
+                               help="The same for the follow-up (validated, shown in figures).")
+AS_JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else).")
+FIGURE = typer.Option(None, "--figure", metavar="OUT.png", help="Write a QA figure (PNG).")
+
+
 @reports_input_errors
-def measure_cmd(
-    baseline: Path = typer.Argument(..., metavar="BASELINE", help="Baseline crop (PNG, JPEG, TIFF, DICOM, ...)."),
-    followup: Path = typer.Argument(..., metavar="FOLLOWUP", help="Follow-up crop of the same joint, same size."),
-    baseline_labels: Optional[Path] = typer.Option(
-        None, "--baseline-labels", metavar="FILE",
-        help="Label image in the baseline frame: 1 = upper side, 2 = lower side, 0 = ignore. "
-             "Default: the segmenter (--segmenter) finds it."),
-    followup_labels: Optional[Path] = typer.Option(
-        None, "--followup-labels", metavar="FILE", help="The same for the follow-up (validated, shown in figures)."),
-    split_masks: bool = opt.SPLIT_MASKS,
-    spacing: Optional[float] = opt.SPACING,
-    engine: str = opt.ENGINE,
-    segmenter: str = opt.SEGMENTER,
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (nothing else)."),
-    figure: Optional[Path] = typer.Option(None, "--figure", metavar="OUT.png", help="Write a QA figure (PNG)."),
-    report: Optional[Path] = opt.REPORT,
-    check_labels: bool = opt.CHECK_LABELS,
-    edge_ramp: float = opt.EDGE_RAMP,
-    gain_free: bool = opt.GAIN_FREE,
-) -> None:
+def measure_cmd(baseline: Path = BASELINE, followup: Path = FOLLOWUP, baseline_labels: Optional[Path] = BASELINE_LABELS,
+                followup_labels: Optional[Path] = FOLLOWUP_LABELS, split_masks: bool = opt.SPLIT_MASKS,
+                spacing: Optional[float] = opt.SPACING, engine: str = opt.ENGINE, segmenter: str = opt.SEGMENTER,
+                as_json: bool = AS_JSON, figure: Optional[Path] = FIGURE, report: Optional[Path] = opt.REPORT,
+                check_labels: bool = opt.CHECK_LABELS, edge_ramp: float = opt.EDGE_RAMP,
+                gain_free: bool = opt.GAIN_FREE) -> None:
     """Measure the narrowing between BASELINE and FOLLOWUP crops of one joint."""
     if split_masks and baseline_labels is None and followup_labels is None:
         raise ValueError("--split-masks needs --baseline-labels and/or --followup-labels")
