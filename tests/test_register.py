@@ -242,7 +242,7 @@ def test_noise_sd_is_not_below_the_cramer_rao_bound(noisy_runs):
         nb = NOISE * float(clean.baseline.max() - clean.baseline.min())
         nf = NOISE * float(clean.followup.max() - clean.followup.min())
         crbs.append(narrowing_crb(clean.baseline.astype(np.float64), pair.baseline_labels, p.upper, p.lower,
-                                  noise_baseline=nb, noise_followup=nf, gain=p.gain))
+                                  noise_baseline=nb, noise_followup=nf, gain=p.acquisition.gain))
     crb = float(np.mean(crbs))
     assert 0.002 < crb < 0.03  # the bound itself is in a sane range for 2 % noise
     assert err.std(ddof=1) >= 0.5 * crb

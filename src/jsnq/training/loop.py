@@ -1,8 +1,10 @@
-"""What every training run of jsnq shares: the learning-rate schedule, the seeded per-epoch
-generator, checkpoints written atomically and read safely, and the start and resume of a run.
+"""What every training run of jsnq shares: the one loop (:func:`fit`), the learning-rate
+schedule, the seeded per-epoch generator, checkpoints written atomically and read safely, the
+start and resume of a run, and the export of a checkpoint for shipping.
 
-Each trainer (:mod:`jsnq.training.segment`, :mod:`jsnq.training.register`, ...) keeps only its
-own data, loss and evaluation; everything about running and resuming lives here.
+Each trainer (:mod:`jsnq.training.segment`, :mod:`jsnq.training.register`,
+:mod:`jsnq.training.locate`) keeps only its own data, loss and evaluation and hands them to
+:func:`fit`; everything about running and resuming lives here.
 """
 
 from __future__ import annotations
