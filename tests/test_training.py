@@ -18,7 +18,7 @@ from jsnq.segment.network import load_model
 from jsnq.training import (AugmentRanges, TrainConfig, apply_augmentation, read_manifest, sample_augmentation,
                            split_joints, train_segmenter)
 from jsnq.training.augment import AugmentParams
-from jsnq.training.photometric import PhotometricParams
+from jsnq.training.photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
 from jsnq.training.loop import lr_at, read_checkpoint
 from jsnq.training.segment import segmentation_loss
 from manifests import CROP, write_manifest_folder
@@ -156,6 +156,26 @@ def test_augmentation_replays_exactly_and_stays_in_range():
     assert float(a[1].min()) >= 0.0 and float(a[1].max()) <= 1.0
     again = sample_augmentation(8, torch.Generator().manual_seed(3), AugmentRanges())
     assert torch.equal(again.angle_rad, params.angle_rad) and torch.equal(again.photometric.noise_seed, params.photometric.noise_seed)
+
+
+def test_photometric_sampler_replays_and_its_identity_changes_nothing():
+    """The one photometric sampler: the same generator state draws the same params, applying
+    them twice gives the same batch, identity params leave an image in [0, 1] as it is, and a
+    window maps its ends to 0 and 1."""
+    x = torch.rand(3, 1, 16, 16)
+    r = PhotometricRanges(gamma_log=0.3, contrast=(0.8, 1.2), brightness=0.1, noise_std=(0.0, 0.05),
+                          window_low=(-0.1, 0.2), window_high=(0.8, 1.1), blur_sigma=(0.0, 1.5))
+    p = sample_photometric(3, torch.Generator().manual_seed(1), r)
+    q = sample_photometric(3, torch.Generator().manual_seed(1), r)
+    assert all(torch.equal(getattr(p, f), getattr(q, f)) for f in p.__dataclass_fields__)
+    assert torch.equal(apply_photometric(x, p), apply_photometric(x, q))
+    one, zero = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    identity = PhotometricParams(gamma=one, contrast=one, brightness=zero, noise_std=zero,
+                                 noise_seed=torch.zeros(3, dtype=torch.int64))
+    assert torch.allclose(apply_photometric(x, identity), x, atol=1e-6)
+    window = PhotometricParams(**{**identity.__dict__, "window_low": 0.2 * one, "window_high": 0.6 * one})
+    v = apply_photometric(torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1, 1).expand(3, 1, 4, 4), window)
+    assert torch.allclose(v[:, 0, 0, 0], torch.tensor([0.0, 0.5, 1.0]), atol=1e-6)
 
 
 def test_rotation_moves_the_masks_with_the_image():

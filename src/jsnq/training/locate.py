@@ -58,7 +58,7 @@ from .photometric import PhotometricParams, PhotometricRanges, apply_photometric
 
 __all__ = ["LANDMARKS_FILE", "SPLIT_RULE", "LandmarkData", "LocateAugment", "LocateTrainConfig",
            "LocateEpochRecord", "LocateTrainResult", "read_landmarks", "load_landmark_data", "train_locator",
-           "evaluate_locator", "heatmap_loss"]
+           "LocateDraw", "sample_locate_batch", "apply_locate_batch", "evaluate_locator", "heatmap_loss"]
 
 LANDMARKS_FILE = "landmarks.csv"
 SPLIT_RULE = ("validation iff int(sha256(f'{split_seed}:{hand_id}').hexdigest()[:16], 16) / 2**64 "

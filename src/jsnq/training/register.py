@@ -47,7 +47,8 @@ from .data import SPLIT_RULE, load_dataset
 from .photometric import PhotometricParams, PhotometricRanges, apply_photometric, sample_photometric
 from .loop import EpochSummary, Hooks, RunConfig, RunResult, fit, read_init, seeded_model, start_run
 
-__all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "sample_batch",
+__all__ = ["RegTrainConfig", "RegEpochRecord", "RegTrainResult", "PairData", "prepare_pairs", "MotionRanges", "Batch",
+           "PairDraw", "sample_pair_draw", "apply_pair_draw", "sample_batch",
            "registration_loss", "evaluate_regnet", "train_registration"]
 
 
