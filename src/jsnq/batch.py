@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 from .config import MeasureConfig
 from .errors import JsnqInputError, one_line
+from .outputs import csv_cell
 from .pipeline import measure_many
 from .results import Measurement
 
@@ -140,11 +141,4 @@ def result_row(outcome: BatchOutcome) -> dict[str, Any]:
         for side, b in (("upper", m.upper), ("lower", m.lower)):
             out.update({f"{side}_scale": b.scale, f"{side}_angle_deg": b.angle_deg,
                         f"{side}_tx_px": b.tx_px, f"{side}_ty_px": b.ty_px})
-    return {k: _cell(v) for k, v in out.items()}
-
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: empty for None and non-finite numbers."""
-    if value is None or (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
-        return ""
-    return value
+    return {k: csv_cell(v) for k, v in out.items()}
