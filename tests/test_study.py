@@ -158,30 +158,45 @@ def test_unit_rate_without_time_between_visits_is_empty():
 def _outcome(joint, patient, rate_px, se_px=0.1, last_se=0.05, flagged=False, spacing=1.0):
     mm = rate_px * spacing if spacing else math.nan
     return UnitOutcome(joint, patient, True, Rate(rate_px, se_px, mm, se_px * spacing if spacing else math.nan),
-                       last_se, last_se * spacing if spacing else math.nan, flagged)
+                       last_se, last_se * spacing if spacing else math.nan, flagged, spacing_mm=spacing)
 
 
 def test_summary_averages_a_patients_hands_then_takes_a_t_interval():
     """Patients' rates 1, 2, 3 (P0's from its two hands, 0.5 and 1.5): mean 2, SD 1,
     half-width t(0.975, 2) / sqrt(3), where for 2 degrees of freedom the quantile has the closed
-    form t_p = (2p - 1) / sqrt(2 p (1 - p))."""
-    s, = summarise([_outcome("MCP2", "P0", 0.5, last_se=0.03, flagged=True), _outcome("MCP2", "P0", 1.5, last_se=0.04),
+    form t_p = (2p - 1) / sqrt(2 p (1 - p)). P4's unit is flagged: counted apart, left out of
+    the rate and the SDC (its rate of 100 would move the mean to 22)."""
+    s, = summarise([_outcome("MCP2", "P0", 0.5, last_se=0.03), _outcome("MCP2", "P0", 1.5, last_se=0.04),
                     _outcome("MCP2", "P1", 2.0), _outcome("MCP2", "P2", 3.0),
+                    _outcome("MCP2", "P4", 100.0, last_se=9.0, flagged=True),
                     UnitOutcome("MCP2", "P3", False, None, math.nan, math.nan, True)])
     half = 0.95 / math.sqrt(2 * 0.975 * 0.025) / math.sqrt(3)
-    assert (s.n_units, s.n_failed, s.n_rated, s.n_patients) == (5, 1, 4, 3)
+    assert (s.n_units, s.n_failed, s.n_flagged, s.n_rated, s.n_patients) == (6, 1, 1, 4, 3)
     assert s.rate_px_per_year == pytest.approx(2.0) and s.rate_sd_px == pytest.approx(1.0)
     assert (s.rate_ci_low_px, s.rate_ci_high_px) == pytest.approx((2 - half, 2 + half), rel=1e-12)
     assert s.sdc_px == pytest.approx(SDC_Z * math.sqrt((0.03**2 + 0.04**2 + 0.05**2 + 0.05**2) / 4), rel=1e-12)
-    assert s.share_flagged == pytest.approx(1 / 4)  # of the measured units
+    assert s.share_flagged == pytest.approx(1 / 5)  # of the measured units
+    assert "1 flagged unit left out of the rates" in s.notes
 
 
 def test_summary_leaves_mm_empty_unless_every_unit_has_a_spacing():
     s, = summarise([_outcome("PIP2", "P0", 1.0), _outcome("PIP2", "P1", 2.0, spacing=None)])
     assert math.isnan(s.rate_mm_per_year) and math.isnan(s.sdc_mm) and "pixel spacing" in s.notes
-    assert s.rate_px_per_year == pytest.approx(1.5)
+    assert math.isnan(s.rate_px_per_year)  # one unit's pixel size unknown: px of unknown sizes are not averaged
+    same, = summarise([_outcome("PIP2", "P0", 1.0, spacing=None), _outcome("PIP2", "P1", 2.0, spacing=None)])
+    assert same.rate_px_per_year == pytest.approx(1.5) and math.isnan(same.rate_mm_per_year)
     one, = summarise([_outcome("DIP", "P0", 1.0)])
-    assert math.isnan(one.rate_ci_low_px) and "fewer than two patients" in one.notes
+    assert math.isnan(one.rate_ci_low_px) and "confidence interval empty: one patient" in one.notes
+
+
+def test_summary_pools_mm_not_px_of_different_sizes():
+    """Issue 21, defect 5: two patients whose pixels differ in size (0.1 and 0.2 mm) -- a whole
+    hand's joints differ like this through their crops' zooms -- are pooled in mm; their px
+    rates are not averaged (the px columns stay empty, with a note)."""
+    s, = summarise([_outcome("MCP3", "P0", 2.0, spacing=0.1), _outcome("MCP3", "P1", 1.0, spacing=0.2)])
+    assert s.rate_mm_per_year == pytest.approx(0.2) and s.sdc_mm == pytest.approx(SDC_Z * math.sqrt(
+        ((0.05 * 0.1) ** 2 + (0.05 * 0.2) ** 2) / 2))
+    assert math.isnan(s.rate_px_per_year) and math.isnan(s.sdc_px) and "pixels differ in size" in s.notes
 
 
 # -- the store ------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ that write the reasons work on the joint's resampled crop: :func:`rescale_px` tu
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
-__all__ = ["CODES", "codes", "legend", "rescale_px"]
+__all__ = ["CODES", "codes", "legend", "rescale_px", "unique", "join_reasons", "visit_reasons"]
 
 #: code -> (phrases of the reasons it stands for, meaning); a reason gets every code it matches.
 CODES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -73,3 +73,38 @@ def rescale_px(text: str, factor: float, digits: int = 2) -> str:
         return f"{sign}{number * factor:.{digits}f}{unit}"
 
     return _PX.sub(one, text)
+
+
+def unique(reasons: Sequence[str]) -> list[str]:
+    """The non-empty reasons, each once, in order."""
+    seen: list[str] = []
+    for r in reasons:
+        if r and r not in seen:
+            seen.append(r)
+    return seen
+
+
+def join_reasons(reasons: Sequence[str]) -> str:
+    """Reasons joined by ``"; "``, each once."""
+    return "; ".join(unique(reasons))
+
+
+def visit_reasons(series: Any, k: int) -> list[str]:
+    """Why visit ``k`` of a :class:`~jsnq.results.SeriesResult` is not reliable: its flag, and
+    the reasons of the unreliable or failed pairs it takes part in; a reason shared by several
+    pairs once, naming them (``pairs 0->1, 1->0: ...``)."""
+    t = series.trajectory
+    out = unique([t.flagged_visits.get(k) or ""])
+    by_reason: dict[str, list[str]] = {}
+    for (i, j), m in sorted(series.measurements.items()):
+        if k in (i, j) and not m.reliable:
+            for r in m.reasons:
+                by_reason.setdefault(r, []).append(f"{i}->{j}")
+    for (i, j), e in sorted(series.errors.items()):
+        if k in (i, j):
+            by_reason.setdefault(f"failed: {e}", []).append(f"{i}->{j}")
+    for r, pairs in by_reason.items():
+        if r in out:
+            continue
+        out.append(f"{'pair' if len(pairs) == 1 else 'pairs'} {', '.join(pairs)}: {r}")
+    return out

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..reasons import codes, rescale_px
+from ..reasons import codes, join_reasons, rescale_px, unique, visit_reasons
 from .anatomy import joint_type
 from .types import JOINT_NAMES
 
-__all__ = ["hand_rows", "series_rows", "jsw_value", "visit_reasons", "unique", "join_reasons", "crop_zoom"]
+__all__ = ["hand_rows", "series_rows", "jsw_value", "crop_zoom"]
 
 
 def _num(value: Any) -> float | None:
@@ -33,20 +33,6 @@ def _num(value: Any) -> float | None:
 def _scaled(value: Any, factor: float | None) -> float | None:
     v = _num(value)
     return None if v is None or factor is None else v * factor
-
-
-def unique(reasons: Sequence[str]) -> list[str]:
-    """The non-empty reasons, each once, in order."""
-    seen: list[str] = []
-    for r in reasons:
-        if r and r not in seen:
-            seen.append(r)
-    return seen
-
-
-def join_reasons(reasons: Sequence[str]) -> str:
-    """Reasons joined by ``"; "``, each once."""
-    return "; ".join(unique(reasons))
 
 
 def crop_zoom(crops: Any) -> float | None:
@@ -72,27 +58,6 @@ def _jsw_columns(prefix: str, jsw: Any, status: str | None, zoom: float | None) 
     if w is None or zoom is None:
         return {f"{prefix}_px": None, f"{prefix}_mm": None}, rescale_px(note, 1.0 / zoom if zoom else 1.0)
     return {f"{prefix}_px": _num(w.mean_px / zoom), f"{prefix}_mm": _num(w.mean_mm)}, ""
-
-
-def visit_reasons(series: Any, k: int) -> list[str]:
-    """Why visit ``k`` of a :class:`~jsnq.results.SeriesResult` is not reliable: its flag, and
-    the reasons of the unreliable or failed pairs it takes part in; a reason shared by several
-    pairs once, naming them (``pairs 0->1, 1->0: ...``)."""
-    t = series.trajectory
-    out = unique([t.flagged_visits.get(k) or ""])
-    by_reason: dict[str, list[str]] = {}
-    for (i, j), m in sorted(series.measurements.items()):
-        if k in (i, j) and not m.reliable:
-            for r in m.reasons:
-                by_reason.setdefault(r, []).append(f"{i}->{j}")
-    for (i, j), e in sorted(series.errors.items()):
-        if k in (i, j):
-            by_reason.setdefault(f"failed: {e}", []).append(f"{i}->{j}")
-    for r, pairs in by_reason.items():
-        if r in out:
-            continue
-        out.append(f"{'pair' if len(pairs) == 1 else 'pairs'} {', '.join(pairs)}: {r}")
-    return out
 
 
 def _box_columns(crops: Any, n_visits: int) -> dict[str, Any]:

@@ -155,7 +155,8 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
 
     Raises:
         JsnqInputError: the file cannot be read, a required column is missing, a row has an
-            empty or invalid value, a unit lists the same image twice or mixes spacings.
+            empty or invalid value, a unit lists the same image twice, has two images of one
+            date (patient, side and date repeat) or mixes spacings.
     """
     p = Path(os.fspath(path))
     default = validate_spacing(default_spacing_mm, "--spacing")
@@ -208,6 +209,13 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
                 raise JsnqInputError(_where(p, v.line), f"image {v.image_as_given!r} repeats line {seen[v.image]} "
                                      "of the same patient, side and joint")
             seen[v.image] = v.line
+        dates: dict[str, int] = {}
+        for v, _, _ in members:
+            if v.date in dates:
+                what = "patient, side and joint" if kind == "crop" else "patient and side"
+                raise JsnqInputError(_where(p, v.line), f"date {v.date} repeats line {dates[v.date]} of the same {what}: "
+                                     "one image per visit (a duplicate row, or a missing side?)")
+            dates[v.date] = v.line
         spacings = {s for _, s, _ in members}
         if len(spacings) > 1:
             given = sorted(s for s in spacings if s is not None)
