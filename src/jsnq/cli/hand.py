@@ -78,19 +78,26 @@ def _run(visits, spacing, date_list, only, landmarks, side, workers, config, jso
             raise ValueError(f"--side must be L or R, got {side!r}")
         hands = read_landmarks(landmarks, n_visits=len(images), side=side, shapes=[im.array.shape for im in images],
                                sources=[im.source for im in images])
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr(), transient=True) as bar:
-        task = bar.add_task("joints", total=None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=stderr(), transient=True)
+    task: list = []
 
-        def progress(done: int, total: int, joint: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"joints (last: {joint})")
+    def progress(done: int, total: int, joint: str) -> None:
+        if not task:  # started at the first joint: an input error before it prints its one line alone
+            bar.start()
+            task.append(bar.add_task("joints", total=total))
+        bar.update(task[0], completed=done, total=total, description=f"joints (last: {joint})")
 
+    try:
         if len(images) == 2 and date_list is None:
             result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands,
                                   workers=workers)
         else:
             result = measure_hand_series(images, dates=date_list, config=config, progress=progress, joints=only,
                                          hands=hands)
+    finally:
+        if task:
+            bar.stop()
     rows = result.rows()
     _print_table(rows, series=len(images) > 2 or date_list is not None)
     if json_out is not None:

@@ -68,7 +68,8 @@ def study_cmd(
     n_series = sum(x.n_units for x in result.summary)
     err.print(f"{plural(len(result.computed), 'unit')} measured, {len(result.skipped)} skipped (already done); "
               f"{len(result.not_measured)} of {plural(n_series, 'joint series', 'joint series')} could not be "
-              f"measured; wrote {display(result.out_dir)}/joints.csv and the other tables", markup=False)
+              f"measured; wrote {display(result.out_dir)}/joints.csv and the other tables", markup=False,
+              soft_wrap=True)
     for f in result.not_measured:
         err.print(f"not measured: patient {display(f['patient'])} {f['side'] or ''} {f['joint']}: "
                   f"{display(f['error'])}".replace("  ", " "), markup=False, soft_wrap=True)

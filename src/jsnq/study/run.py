@@ -35,7 +35,9 @@ class Progress:
     Attributes:
         event: ``"start"`` (the plan is known), ``"unit"`` (a unit finished) or ``"finish"``.
         total: units to compute in this run (not counting those skipped).
-        done: units finished in this run (ok or failed); ``failed`` of them failed.
+        done: units finished in this run (ok or failed).
+        failed: joint series (a crop unit; each joint of a hand unit) of those units that could
+            not be measured.
         skipped: units already done with the same inputs and configuration.
         unit, status, error: the unit that just finished (``"ok"`` / ``"failed"``), for ``"unit"``.
         elapsed_s: since the run started.
@@ -176,8 +178,9 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
         store.save(record)
         state["done"] += 1
         computed.append(unit_id)
+        lost = sum(1 for e in record.get("series") or [] if e.get("status") != "ok")
+        state["failed"] += lost
         if record["status"] != "ok":
-            state["failed"] += 1
             failed.append(unit_id)
         tell("unit", unit=unit_id, status=record["status"], error=record.get("error"))
 
