@@ -92,7 +92,7 @@ def _scaled(value: Any, factor: float | None) -> float | None:
 def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
                 years: Sequence[float], series: Any, config_hash: str,
                 boxes: Sequence[Mapping[str, Any] | None] | None = None, *, zoom: float | None = None,
-                segmentation: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                image_spacing_mm: float | None = None, segmentation: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The joint-visit rows and the pair rows of one measured series (a :class:`~jsnq.results.SeriesResult`).
 
     Args:
@@ -105,7 +105,8 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             (crop studies: the image is the crop).
         zoom: a whole-hand joint's crop px per radiograph px: the series was measured on crops,
             so its px figures (and the px figures of its reasons) are divided by it, and
-            ``spacing_mm`` is the radiograph's (None: a crop study, whose image is the crop).
+            ``spacing_mm`` is the radiograph's, ``image_spacing_mm`` (None: a crop study, whose
+            image is the crop).
         segmentation: a whole-hand joint's segmentation status (:func:`jsnq.hand.measure.series_joint`):
             a JSW is reported only where it is ``"network"``.
 
@@ -118,7 +119,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
     t = series.trajectory
     inv = 1.0 if zoom is None else 1.0 / zoom
     spacing = series.spacing_mm  # of what was measured (the crop)
-    image_spacing = None if spacing is None else spacing / inv
+    image_spacing = spacing if zoom is None else image_spacing_mm
     base = {"patient": identity["patient"], "side": identity["side"], "joint": identity["joint"]}
     lead: dict[int, Any] = {}
     for (i, _), m in sorted(series.measurements.items(), reverse=True):

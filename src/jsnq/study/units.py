@@ -128,14 +128,15 @@ def _write_unit_report(report_dir: str, unit: Unit, result: Any) -> str:
     return name
 
 
-def series_entry(joint: str, result: Any, report: str | None = None, zoom: float | None = None) -> dict[str, Any]:
+def series_entry(joint: str, result: Any, report: str | None = None, zoom: float | None = None,
+                 image_spacing_mm: float | None = None) -> dict[str, Any]:
     """What the summary needs of one measured series: its trajectory's pair estimates and fit, in
     pixels of the study's image (a whole-hand joint's crop px divided by its ``zoom``) with that
-    image's spacing."""
+    image's spacing (``image_spacing_mm``, the radiograph's, when ``zoom`` is given)."""
     t = result.trajectory
     inv = 1.0 if zoom is None else 1.0 / zoom
     return {"joint": joint, "status": "ok", "error": None, "report": report,
-            "spacing_mm": None if result.spacing_mm is None else result.spacing_mm / inv,
+            "spacing_mm": result.spacing_mm if zoom is None else image_spacing_mm,
             "trajectory": {"pairs": [[p.i, p.j, p.value_px * inv, p.se_px * inv] for p in t.pairs],
                            "chi2_reduced": None if t.chi2_reduced != t.chi2_reduced else t.chi2_reduced,
                            "flagged_visits": {str(k): v for k, v in t.flagged_visits.items()}}}
@@ -251,9 +252,9 @@ def _run_hand(unit: Unit, config: MeasureConfig, report_dir: str | None,
             boxes = [box_columns(b) for b in crops.boxes]
             zoom = float(crops.boxes[0].zoom)
             rows, pairs = series_rows(identity, unit.id, dates, images, years, s, digest, boxes=boxes, zoom=zoom,
-                                      segmentation=result.segmentation.get(name))
+                                      image_spacing_mm=result.spacing_mm, segmentation=result.segmentation.get(name))
             out["pairs"].extend(pairs)
-            out["series"].append(series_entry(name, s, out["report"], zoom=zoom))
+            out["series"].append(series_entry(name, s, out["report"], zoom=zoom, image_spacing_mm=result.spacing_mm))
         if crops is not None and s is None:  # cut but its series failed: the boxes still say where
             for r, b in zip(rows, crops.boxes):
                 r.update(box_columns(b))
