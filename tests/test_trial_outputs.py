@@ -306,7 +306,7 @@ def test_text_has_no_nan_no_negative_zero_and_plural_forms():
     assert pm(float("nan"), 0.1, "mm") == "not measured" and plural(1, "patient") == "1 patient"
     s, = summarise([_failed("MCP2", "P0")])
     line = summary_line(s)
-    assert "nan" not in line and "1 not measured" in line and "0 patients" in line
+    assert "nan" not in line and "1 not measured" in line and "no trusted rate" in line
 
 
 def _failed(joint, patient):
@@ -400,3 +400,64 @@ def test_defect1_on_the_hand_pair_as_dicom_and_png(shared_data, tmp_path):
     dcm = _dicom_copy(shared_data / "hand-pair" / PAIR[0], tmp_path / "v1.dcm", SPACING)
     r = runner.invoke(app, ["hand", str(dcm), str(shared_data / "hand-pair" / PAIR[1])])
     assert r.exit_code == 2 and "no pixel spacing" in r.output and r.output.count("\n") == 1
+
+
+# -- defect 7: reports a reader can use --------------------------------------------------------------
+
+
+def test_defect7_hand_report_each_reason_once_every_flag_with_its_reason_and_file_names(phantom_pair):
+    """A series flagged on both visits with one reason (as the segmentation check does) shows it
+    once in the joint's list; a joint flagged only through an unreliable pair shows that pair's
+    reason; flagged is orange in the table as in the legend; the crops are named, not <array>."""
+    import dataclasses
+
+    from jsnq.hand.measure import measure_hand_series
+    from jsnq.report.hand import render_hand_report
+
+    folder, ph = phantom_pair
+    hs = measure_hand_series([folder / "v0.png", folder / "v1.png"], dates=list(DATES), spacing_mm=0.25,
+                             hands=ph.hands, joints=["MCP3", "PIP4"])
+    twice = "segmentation network failed (test): the JSW is not valid, the split line was kept"
+    s = hs.joints["MCP3"]
+    s = dataclasses.replace(s, trajectory=dataclasses.replace(s.trajectory, flagged_visits={0: twice, 1: twice}))
+    p = hs.joints["PIP4"]
+    bad = {ij: dataclasses.replace(m, reliable=False, reasons=("implausible narrowing +6.54 px (|JSN| > 6.0 px)",))
+           for ij, m in p.measurements.items()}
+    t = dataclasses.replace(p.trajectory, pairs=tuple(dataclasses.replace(x, reliable=False)
+                                                      for x in p.trajectory.pairs))
+    p = dataclasses.replace(p, measurements=bad, trajectory=t)
+    hs = dataclasses.replace(hs, joints={**hs.joints, "MCP3": s, "PIP4": p})
+    html = render_hand_report(ph.images, hs)
+    assert html.count(f'<li class="bad">{twice}</li>') == 1
+    table = html[html.index('<table id="summary">'):]
+    table = table[:table.index("</table>")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r'<tr><td><a href="#[^"]+">(\w+)</a>.*?</tr>', table)}
+    assert 'class="warn">flagged' in rows["MCP3"] and twice in rows["MCP3"]
+    assert 'class="warn">flagged' in rows["PIP4"] and "implausible narrowing" in rows["PIP4"]
+    assert "pairs 0-&gt;1, 1-&gt;0: implausible narrowing" in rows["PIP4"]  # once for both pairs, in radiograph px
+    assert "+6.54 px" not in rows["PIP4"]  # 6.54 crop px, quoted in radiograph px like the row
+    assert '<span class="warn">orange flagged</span>' in html and ".warn{color:#c46a00" in html
+    assert "&lt;array&gt;" not in html and "MCP3 crop of " in html
+
+
+def test_defect7_the_study_chart_fits_1400_px_with_14_joints():
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    from jsnq.report.study import MAX_FIGURE_PX, render_study_report
+    from jsnq.hand.types import JOINT_NAMES
+
+    units = [{"unit": f"u{j}{p}", "patient": p, "side": "L", "joint": j, "status": "ok", "flagged": p == "B",
+              "rate_px_per_year": 1.0, "rate_se_px_per_year": 0.1, "rate_mm_per_year": 0.17,
+              "rate_se_mm_per_year": 0.017, "reasons": "implausible" if p == "B" else ""}
+             for j in JOINT_NAMES for p in ("A", "B")]
+    summary = [{"joint": j, "n_units": 2, "n_failed": 0, "n_flagged": 1, "n_patients": 1, "rate_mm_per_year": 0.17,
+                "rate_px_per_year": 1.0, "notes": ""} for j in JOINT_NAMES]
+    html = render_study_report(units, summary)
+    uri = re.search(r'src="data:image/png;base64,([^"]+)"', html).group(1)
+    width = PILImage.open(io.BytesIO(base64.b64decode(uri))).size[0]
+    assert width <= MAX_FIGURE_PX <= 1400 - 2 * 24  # the page's margins
+    assert "img{max-width:100%" in html
+    assert "28 units · 0 not measured · 14 flagged" in html and "tr.flagged td.s{color:#c46a00" in html

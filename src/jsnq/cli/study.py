@@ -90,7 +90,8 @@ def summary_line(s) -> str:
                  else " (no CI: one patient)")
     else:
         text = "no trusted rate"
-    parts = [f"{display(s.joint)}: {plural(s.n_patients, 'patient')} with a trusted rate, {text}"]
+    parts = [f"{display(s.joint)}: {plural(s.n_patients, 'patient')} with a trusted rate, {text}" if s.n_patients
+             else f"{display(s.joint)}: {text}"]
     if s.n_flagged:
         parts.append(f"{plural(s.n_flagged, 'flagged unit')} left out")
     if s.n_failed:

@@ -146,7 +146,7 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
         visits.append({"k": k, "img": _png_uri(rgb), "areas": areas, "width": rgb.shape[1],
                        "source": safe_display_name(result.sources[k]) if k < len(result.sources) else ""})
     rows, used = _table(result, keys)
-    n_failed = sum(r["status"] == "failed" for r in rows)
+    n_failed = sum(r["status"] == "not measured" for r in rows)
     n_reliable = sum(r["status"] == "reliable" for r in rows)
     counts = (f"{len(rows) - n_failed} of {len(rows)} joints measured, {n_reliable} reliable, "
               f"{len(rows) - n_failed - n_reliable} flagged, {n_failed} not measured")
@@ -163,11 +163,11 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
 
     body = render_report([(titled(n), result.joints[n]) for n in pairs],
                          [(titled(n), result.joints[n]) for n in series], title=title)
+    body = body.replace("</style>", ".warn{color:#c46a00;font-weight:600}</style>", 1)
     start = body.find("<h2>Summary</h2>")
     end = body.find("</tbody></table>", start)
     if start < 0 or end < 0:  # pragma: no cover - the page layout changed
         raise RuntimeError("the report template has no summary table to replace with the hand's")
-    body = body.replace("</style>", ".warn{color:#c46a00;font-weight:600}</style>", 1)
     return body[:start] + overview + body[end + len("</tbody></table>"):]
 
 

@@ -274,7 +274,7 @@ def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dic
         base = {**unit.identity, "side": record.get("side") or unit.side, "joint": joint, "unit": unit.id, "status": entry.get("status"),
                 "error": entry.get("error") or "", "n_visits": len(unit.visits),
                 "n_pairs": sum(1 for p in record.get("pairs") or [] if p.get("joint", "") == joint and not p.get("error")),
-                "years": rows[-1].get("years") if rows else None, "flagged": flagged,
+                "years": rows[-1].get("years") if rows else None, "flagged": flagged if ok else None,
                 "reasons": join_reasons([r.get("reasons") or "" for r in rows]) if ok else "",
                 "report": entry.get("report") and f"reports/{entry['report']}", "elapsed_s": record.get("elapsed_s"),
                 "config_hash": record.get("config_hash")}
