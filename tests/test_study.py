@@ -678,3 +678,21 @@ def test_hand_pair_study_end_to_end_with_the_locator(shared_data, tmp_path):
     for r in rows:
         assert r["side"] == "L" and r["crop_zoom"] > 0 and r["narrowing_mm"] is None and "spacing" in r["missing"]
         assert math.isfinite(r["narrowing_px"]) and (r["visit"] == 0) == (r["narrowing_px"] == 0.0)
+
+
+def test_the_store_never_writes_through_a_symlink(tmp_path):
+    """Issue 22 item 5 / 21: the study's files go through jsnq.outputs' one atomic writer, which
+    refuses a symbolic link at the output name (it used to replace the link silently)."""
+    from jsnq.errors import JsnqInputError
+
+    store = Store(tmp_path / "s")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (store.root / "units.csv").symlink_to(victim)
+    with pytest.raises(JsnqInputError, match="symbolic link"):
+        store.write_table("units.csv", [{"a": 1}], [("a", "int")])
+    assert victim.read_text() == "keep" and (store.root / "units.csv").is_symlink()
+    (store.units / "u.json").symlink_to(victim)
+    with pytest.raises(JsnqInputError, match="symbolic link"):
+        store.save({"id": "u"})
+    assert not list(store.units.glob(".*.tmp"))

@@ -59,27 +59,12 @@ def phantom_pair(tmp_path_factory):
 
 
 def _dicom_copy(png: Path, out: Path, spacing: float) -> Path:
-    """``png`` as an uncompressed 16-bit DICOM with PixelSpacing (pydicom; no network)."""
+    """``png`` as an uncompressed 16-bit DICOM with PixelSpacing (test_io's writer; no network)."""
     from PIL import Image as PILImage
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from test_io import write_dicom
 
     a = np.asarray(PILImage.open(png)).astype(np.uint16)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.Rows, ds.Columns = a.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelSpacing = [f"{spacing:g}", f"{spacing:g}"]
-    ds.PixelData = a.tobytes()
-    ds.save_as(out, enforce_file_format=True)
-    return out
+    return write_dicom(out, a, PixelSpacing=[f"{spacing:g}", f"{spacing:g}"])
 
 
 def _moved_copy(src: Path, out: Path, seed: int) -> Path:

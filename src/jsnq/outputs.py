@@ -23,8 +23,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import JsnqInputError, safe_display_name
 
-__all__ = ["atomic_output", "check_output", "check_output_dir", "csv_cell", "csv_text", "json_ready",
-           "safe_display_name", "write_atomic"]
+__all__ = ["atomic_output", "check_output", "check_output_dir", "csv_cell", "csv_text", "finite_or_none",
+           "json_ready", "safe_display_name", "scaled", "write_atomic"]
 
 _NEW_FILE_MODE = 0o644  # the mode of a new output file (mkstemp's own 0600 would hide it from others)
 
@@ -220,6 +220,20 @@ def write_atomic(
 
 
 # -- the one cell formatter and the one JSON sanitiser of every table jsnq writes --------------
+def finite_or_none(value: Any) -> float | None:
+    """A float, or None for None / NaN / inf (an empty cell, never a made-up number)."""
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def scaled(value: Any, factor: float | None) -> float | None:
+    """``value * factor``, or None where either is missing or not finite."""
+    v = finite_or_none(value)
+    return None if v is None or factor is None else v * factor
+
+
 def csv_cell(value: Any) -> str:
     """One CSV cell: empty for None and NaN/inf (not measured is never a number), ``true`` /
     ``false`` for booleans, floats exactly (``repr``; ``-0.0`` as ``0.0``), anything else ``str``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ..outputs import finite_or_none, scaled
 from ..reasons import codes, join_reasons, rescale_px, unique, visit_reasons
 from .anatomy import joint_type
 from .types import JOINT_NAMES
@@ -23,21 +24,16 @@ from .types import JOINT_NAMES
 __all__ = ["hand_rows", "series_rows", "jsw_value", "crop_zoom"]
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def _scaled(value: Any, factor: float | None) -> float | None:
-    v = _num(value)
-    return None if v is None or factor is None else v * factor
-
-
 def crop_zoom(crops: Any) -> float | None:
     """Crop px per radiograph px of a joint's crops (the same at every visit), or None."""
     return None if crops is None else float(crops.boxes[0].zoom)
+
+
+def _joint(result: Any, name: str) -> tuple[Any, Any, float | None, float | None]:
+    """A joint's result (or None), crops (or None), crop zoom and radiograph px per crop px."""
+    crops = result.crops.get(name)
+    zoom = crop_zoom(crops)
+    return result.joints.get(name), crops, zoom, None if zoom is None else 1.0 / zoom
 
 
 def jsw_value(jsw: Any, status: str | None) -> tuple[Any, str]:
@@ -57,7 +53,7 @@ def _jsw_columns(prefix: str, jsw: Any, status: str | None, zoom: float | None) 
     w, note = jsw_value(jsw, status)
     if w is None or zoom is None:
         return {f"{prefix}_px": None, f"{prefix}_mm": None}, rescale_px(note, 1.0 / zoom if zoom else 1.0)
-    return {f"{prefix}_px": _num(w.mean_px / zoom), f"{prefix}_mm": _num(w.mean_mm)}, ""
+    return {f"{prefix}_px": finite_or_none(w.mean_px / zoom), f"{prefix}_mm": finite_or_none(w.mean_mm)}, ""
 
 
 def _box_columns(crops: Any, n_visits: int) -> dict[str, Any]:
@@ -86,10 +82,7 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
     out = []
     n = len(result.sources)
     for name in JOINT_NAMES:
-        m = result.joints.get(name)
-        crops = result.crops.get(name)
-        zoom = crop_zoom(crops)
-        inv = None if zoom is None else 1.0 / zoom
+        m, crops, zoom, inv = _joint(result, name)
         row: dict[str, Any] = {"joint": name, "type": joint_type(name)}
         if m is None:
             row.update(narrowing_px=None, narrowing_se_px=None, narrowing_mm=None, narrowing_se_mm=None,
@@ -101,11 +94,11 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
             status = result.segmentation.get(name)
             jb, note_b = _jsw_columns("jsw_baseline", m.jsw_baseline, status, zoom)
             jf, note_f = _jsw_columns("jsw_followup", m.jsw_followup, status, zoom)
-            row.update(narrowing_px=_scaled(m.narrowing_px, inv), narrowing_se_px=_scaled(m.narrowing_se_px, inv),
-                       narrowing_mm=_num(m.narrowing_mm), narrowing_se_mm=_num(m.narrowing_se_mm),
+            row.update(narrowing_px=scaled(m.narrowing_px, inv), narrowing_se_px=scaled(m.narrowing_se_px, inv),
+                       narrowing_mm=finite_or_none(m.narrowing_mm), narrowing_se_mm=finite_or_none(m.narrowing_se_mm),
                        spacing_mm=result.spacing_mm, **jb, **jf, jsw_note=join_reasons([note_b, note_f]),
                        reliable=bool(m.reliable), segmentation=rescale_px(status or "", inv or 1.0),
-                       narrowing_crop_px=_num(m.narrowing_px), narrowing_se_crop_px=_num(m.narrowing_se_px),
+                       narrowing_crop_px=finite_or_none(m.narrowing_px), narrowing_se_crop_px=finite_or_none(m.narrowing_se_px),
                        crop_zoom=zoom)
             _finish(row, list(m.reasons), inv)
         row.update(_box_columns(crops, n))
@@ -120,10 +113,7 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
     out = []
     n = len(result.sources)
     for name in JOINT_NAMES:
-        s = result.joints.get(name)
-        crops = result.crops.get(name)
-        zoom = crop_zoom(crops)
-        inv = None if zoom is None else 1.0 / zoom
+        s, crops, zoom, inv = _joint(result, name)
         base = {"joint": name, "type": joint_type(name)}
         boxes = _box_columns(crops, n)
         if s is None:
@@ -143,10 +133,10 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
                 own = [f"the trajectory uses unreliable pairs of other visits ({', '.join(unreliable)})"]
             lead = first.get(k)
             jsw, note = _jsw_columns("jsw", None if lead is None else lead.jsw_baseline, status, zoom)
-            value, se = _num(t.narrowing_px[k]), _num(t.se_px[k])
+            value, se = finite_or_none(t.narrowing_px[k]), finite_or_none(t.se_px[k])
             row = {**base, "visit": k, "date": None if result.dates is None else result.dates[k],
-                   "narrowing_px": _scaled(value, inv), "narrowing_se_px": _scaled(se, inv),
-                   "narrowing_mm": _scaled(value, s.spacing_mm), "narrowing_se_mm": _scaled(se, s.spacing_mm),
+                   "narrowing_px": scaled(value, inv), "narrowing_se_px": scaled(se, inv),
+                   "narrowing_mm": scaled(value, s.spacing_mm), "narrowing_se_mm": scaled(se, s.spacing_mm),
                    "spacing_mm": result.spacing_mm, **jsw, "jsw_note": note, "reliable": not own,
                    "segmentation": rescale_px(status or "", inv or 1.0), "narrowing_crop_px": value,
                    "narrowing_se_crop_px": se, "crop_zoom": zoom}

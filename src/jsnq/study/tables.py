@@ -13,10 +13,10 @@ mean something in the crop, are named ``*_crop_px``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 from ..geometry import px_to_mm
+from ..outputs import finite_or_none, scaled
 
 __all__ = ["BOX_COLUMNS", "JOINT_COLUMNS", "PAIR_COLUMNS", "UNIT_COLUMNS", "SUMMARY_COLUMNS", "series_rows", "failed_rows",
            "finite_or_none"]
@@ -76,19 +76,6 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def finite_or_none(value: Any) -> float | None:
-    """A float, or None for None / NaN / inf (an empty cell, never a made-up number)."""
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def _scaled(value: Any, factor: float | None) -> float | None:
-    v = finite_or_none(value)
-    return None if v is None or factor is None else v * factor
-
-
 def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
                 years: Sequence[float], series: Any, config_hash: str,
                 boxes: Sequence[Mapping[str, Any] | None] | None = None, *, zoom: float | None = None,
@@ -129,7 +116,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
         w, note = jsw_value(None if m is None else getattr(m, which), segmentation)
         if w is None:
             return None, None, rescale_px(note, inv)
-        return _scaled(w.mean_px, inv), _scaled(w.mean_px, spacing), ""
+        return scaled(w.mean_px, inv), scaled(w.mean_px, spacing), ""
 
     rows = []
     for k in range(len(dates)):
@@ -143,7 +130,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
         box = None if boxes is None else boxes[k]
         rows.append({
             **base, "visit": k, "date": dates[k], "years": finite_or_none(years[k]), "image": images[k],
-            "narrowing_px": _scaled(t.narrowing_px[k], inv), "narrowing_se_px": _scaled(t.se_px[k], inv),
+            "narrowing_px": scaled(t.narrowing_px[k], inv), "narrowing_se_px": scaled(t.se_px[k], inv),
             "narrowing_mm": finite_or_none(px_to_mm(t.narrowing_px[k], spacing)),
             "narrowing_se_mm": finite_or_none(px_to_mm(t.se_px[k], spacing)),
             "jsw_px": jsw_px, "jsw_mm": jsw_mm, "spacing_mm": image_spacing, "reliable": not reasons,
@@ -163,10 +150,10 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             continue
         jb, jf = jsw_of(m, "jsw_baseline"), jsw_of(m, "jsw_followup")
         pairs.append({
-            **row, "narrowing_px": _scaled(m.narrowing_px, inv), "narrowing_se_px": _scaled(m.narrowing_se_px, inv),
+            **row, "narrowing_px": scaled(m.narrowing_px, inv), "narrowing_se_px": scaled(m.narrowing_se_px, inv),
             "narrowing_mm": finite_or_none(m.narrowing_mm), "narrowing_se_mm": finite_or_none(m.narrowing_se_mm),
-            "dy_difference_px": _scaled(m.dy_difference_px, inv),
-            "label_disagreement_px": _scaled(m.label_disagreement_px, inv),
+            "dy_difference_px": scaled(m.dy_difference_px, inv),
+            "label_disagreement_px": scaled(m.label_disagreement_px, inv),
             "jsw_baseline_mm": jb[1], "jsw_followup_mm": jf[1], "jsw_note": join_reasons([jb[2], jf[2]]),
             **{f"{name}_{k}": finite_or_none(getattr(getattr(m, name), k))
                for name in ("upper", "lower") for k in ("scale", "angle_deg")},
