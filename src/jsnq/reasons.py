@@ -27,7 +27,8 @@ CODES: dict[str, tuple[tuple[str, ...], str]] = {
               "the follow-up's crop could not be placed"),
     "JSW": (("the jsw is not valid", "no joint space at", "jsw change"),
             "no valid joint space width (left empty)"),
-    "SEG": (("classical joint-space line", "did not find both bones", "no split line"), "bone split not trusted: classical split line used"),
+    "SEG": (("segmentation network failed", "bone split", "classical joint-space line", "did not find both bones",
+             "no split line"), "bone split not trusted: classical split line used"),
     "POSTURE": (("posture",), "posture changed: the bones rotated against each other"),
     "IMPLAUS": (("implausible narrowing", "narrowing is not finite"), "implausibly large narrowing"),
     "SE": (("standard error",), "standard error too large"),
@@ -42,7 +43,9 @@ CODES: dict[str, tuple[tuple[str, ...], str]] = {
     "FAIL": ((), "other (see the full reason)"),
 }
 
-_PX = re.compile(r"(?<![\w.])([+\-−]?)(\d+(?:\.\d+)?)( px\b)")
+#: code -> phrases that, in the same reason, cancel it (the JSW failed but the split was kept).
+_UNLESS = {"SEG": ("the split line was kept",)}
+_PX = re.compile(r"(?<![\w.])([+\-−]?)(\d+(?:\.\d+)?)(?: crop)?( px\b)")
 
 
 def codes(reasons: Iterable[str]) -> list[str]:
@@ -51,7 +54,8 @@ def codes(reasons: Iterable[str]) -> list[str]:
     found: set[str] = set()
     for reason in reasons:
         low = reason.lower()
-        mine = {c for c, (phrases, _) in CODES.items() if any(p in low for p in phrases)}
+        mine = {c for c, (phrases, _) in CODES.items() if any(p in low for p in phrases)
+                and not any(u in low for u in _UNLESS.get(c, ()))}
         found |= mine or {"FAIL"}
     return [c for c in CODES if c in found]
 
@@ -63,8 +67,9 @@ def legend(used: Iterable[str]) -> list[str]:
 
 
 def rescale_px(text: str, factor: float, digits: int = 2) -> str:
-    """Every ``<number> px`` of ``text`` multiplied by ``factor`` (e.g. ``1 / zoom``: crop px ->
-    radiograph px), written with ``digits`` decimals and its sign kept; the rest unchanged."""
+    """Every ``<number> px`` (or ``<number> crop px``) of ``text`` multiplied by ``factor`` (e.g.
+    ``1 / zoom``: crop px -> radiograph px, written ``px``), with ``digits`` decimals and its sign
+    kept; the rest unchanged (``21 frame px`` names another unit and stays)."""
     if not text or factor == 1.0:
         return text
 

@@ -42,8 +42,11 @@ def hand_cmd(
     """Find the finger joints, cut matching crops at every visit, and measure each joint.
 
     Two visits: one narrowing per joint. Three or more (or --dates): one trajectory per joint.
-    Exit code 0 when every requested joint was measured, 1 when some could not be (their rows
-    give the reason).
+    Prints one line per joint: the narrowing (mm, else px of the radiograph), its SE, reliable,
+    and short reason codes with their legend; the full reasons are in --csv, --json, --report.
+    Refused (exit code 2): visits mixing a pixel spacing with none (unless --spacing decides),
+    or the same image twice. Exit code 0 when every requested joint was measured, 1 when some
+    could not be (their rows give the reason).
     """
     config = opt.measure_config(engine=engine, segmenter=segmenter)
     for path in (json_out, csv_out, report):

@@ -38,9 +38,11 @@ def _joint(result: Any, name: str) -> tuple[Any, Any, float | None, float | None
 
 def jsw_value(jsw: Any, status: str | None) -> tuple[Any, str]:
     """``(jsw, "")`` when a visit's joint space width is a width; ``(None, why)`` when it is not:
-    none measured, not positive (the masks overlap), or the joint's network segmentation was not
-    trusted (``status`` other than ``"network"``)."""
-    if status is not None and status != "network" and not status.startswith("classical (as configured)"):
+    none measured, not positive (the masks overlap), or the joint's bone split was not trusted
+    (a segmentation ``status`` with a reason, ``"<method> ...: <why>"``, as
+    :func:`jsnq.hand.measure.measure_joint` gives; ``"network"`` or ``"... (as configured)"``
+    carry none)."""
+    if status is not None and ":" in status:
         return None, f"JSW not valid: {status}"
     if jsw is None or not math.isfinite(jsw.mean_px):
         return None, "JSW not measured: no network segmentation of this visit"
