@@ -24,7 +24,7 @@ from jsnq import series
 from jsnq.config import MeasureConfig
 from jsnq.errors import JsnqInputError
 from jsnq.geometry import Similarity, crop_centre
-from jsnq.io import save_image
+from jsnq.io import load_image, save_image
 from jsnq.phantom import apply_bone_motions, make_pair
 from jsnq.quality import ReliabilityThresholds
 from jsnq.study import read_manifest, run_study, summarise, unit_rate
@@ -298,7 +298,8 @@ def test_the_table_equals_serial_series_exactly(study, reference):
                 assert row["reliable"] == (k not in s.trajectory.flagged_visits and all(
                     m.reliable for (i, j), m in s.measurements.items() if k in (i, j)))
             for (i, j), m in s.measurements.items():
-                assert pairs[patient, joint, i, j]["narrowing_px"] == m.narrowing_px
+                assert pairs[patient, joint, i, j]["narrowing_px"] == pytest.approx(m.narrowing_px / boxes[0].zoom,
+                                                                                   rel=1e-12)
     # the rates: every patient's joints progress at 0.3 (p + 1) px/year in truth; the synthetic
     # follow-ups recover 80-90 % of it on 96 px crops (the classical engine's known small-crop
     # shrinkage is not this test's business), so check order and sign only
@@ -465,7 +466,8 @@ def test_a_changed_option_or_image_measures_again(study, reference, cluster, tmp
     _same_numbers(_table(out / "joints.parquet"), _table(reference[0] / "joints.parquet"))
     # one image's bytes change (same name): that unit only
     img = copy / "crops/P2_MCP2_2.png"
-    img.write_bytes((copy / "crops/P2_MCP2_1.png").read_bytes())
+    a = load_image(img).array
+    save_image(img, a + np.random.default_rng(1).normal(0, 1e-3 * float(a.max() - a.min()), a.shape))
     changed = run_study(copy / "study.csv", out, config=CONFIG, scheduler=address)
     assert len(changed.computed) == 1 and changed.computed[0].startswith("P2_L_MCP2")
     # an option changes: every unit, under the new configuration's hash
@@ -511,10 +513,10 @@ def test_cli_study_writes_the_tables_and_resumes(study, reference, tmp_path):
             "--segmenter", "classical"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "MCP2: 3 patients" in r.output and "6 unit(s) measured, 0 skipped" in r.output
+    assert "MCP2: 3 patients with a trusted rate" in r.output and "6 units measured, 0 skipped" in r.output
     _same_numbers(_table(out / "joints.parquet"), _table(reference[0] / "joints.parquet"))
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "0 unit(s) measured, 6 skipped" in again.output
+    assert again.exit_code == 0 and "0 units measured, 6 skipped" in again.output
 
 
 def test_cli_study_errors_are_one_line(tmp_path):
@@ -525,7 +527,7 @@ def test_cli_study_errors_are_one_line(tmp_path):
     runner = CliRunner()
     hands = _write_csv(tmp_path / "hands.csv", ["patient", "side", "date", "image"], [["1", "L", "2020-01-01", "a.png"]])
     r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP2"])
-    assert r.exit_code == 1 and "1 failed" in r.output  # a hand study runs; its unit (a.png missing) fails
+    assert r.exit_code == 1 and "1 of 1 joint series could not be measured" in r.output  # a hand study runs; its unit (a.png missing) fails
     r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP9"])
     assert r.exit_code == 2 and "unknown joint(s) 'MCP9'" in r.output and r.output.count("\n") == 1
     both = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "2",
@@ -605,17 +607,20 @@ def test_a_hand_study_equals_serial_measure_hand_series_with_the_crop_boxes(hand
             for k in range(n):
                 row = table[patient, joint, k]
                 assert row["side"] == side  # H1's from the located hand
-                assert row["narrowing_px"] == float(s.trajectory.narrowing_px[k])
-                assert row["narrowing_se_px"] == float(s.trajectory.se_px[k])
+                # px of the radiograph (the crop's px / its zoom), and the radiograph's spacing
+                zoom = boxes[k].zoom
+                assert row["narrowing_px"] == pytest.approx(float(s.trajectory.narrowing_px[k]) / zoom, rel=1e-12)
+                assert row["narrowing_se_px"] == pytest.approx(float(s.trajectory.se_px[k]) / zoom, rel=1e-12)
                 assert row["narrowing_mm"] == float(s.trajectory.narrowing_px[k]) * s.spacing_mm
-                assert row["spacing_mm"] == s.spacing_mm == pytest.approx(HAND_SPACING / boxes[k].zoom)
+                assert row["spacing_mm"] == HAND_SPACING and s.spacing_mm == pytest.approx(HAND_SPACING / zoom)
                 assert (row["crop_centre_x"], row["crop_centre_y"]) == tuple(map(float, boxes[k].centre_xy))
                 assert row["crop_angle_deg"] == boxes[k].angle_deg and row["crop_zoom"] == boxes[k].zoom
                 assert (row["crop_rows"], row["crop_cols"]) == tuple(boxes[k].size)
                 assert row["crop_method"] == ("landmark" if k == 0 else "registered")
                 assert row["unit_status"] == "ok" and row["date"] == HAND_DATES[k]
             for (i, j), m in s.measurements.items():
-                assert pairs[patient, joint, i, j]["narrowing_px"] == m.narrowing_px
+                assert pairs[patient, joint, i, j]["narrowing_px"] == pytest.approx(m.narrowing_px / boxes[0].zoom,
+                                                                                   rel=1e-12)
     with open(out / "units.csv", newline="") as fh:
         units = list(csv.DictReader(fh))
     assert sorted((u["patient"], u["side"], u["joint"]) for u in units) == [

@@ -11,7 +11,8 @@ from typing import Optional
 import typer
 
 from . import options as opt
-from .common import EXIT_PARTIAL, display, output_file, pm, reports_input_errors, stderr, stdout, write_text
+from .common import (EXIT_PARTIAL, display, output_file, plural, pm, reports_input_errors, stderr, stdout, unsigned,
+                     write_text)
 
 #: The columns of ``series --csv``, in order.
 SERIES_CSV_COLUMNS = ("visit", "source", "date", "narrowing_px", "se_px", "narrowing_mm", "se_mm", "flag")
@@ -60,9 +61,11 @@ def series_cmd(
         console.print(f"visit {v['visit']} {v['date'] or ''} {display(Path(v['source']).name)}: "
                       f"{pm(value, se, unit)}" + (f"  FLAG: {display(v['flag'])}" if v["flag"] else ""),
                       markup=False, soft_wrap=True)
-    console.print(f"path-consistency RMS {d['trajectory']['path_rms_px'] or float('nan'):.3f} px over "
-                  f"{len(d['trajectory']['path_residuals_px'])} triples; {len(s.errors)} pair(s) failed",
-                  markup=False)
+    triples = len(d["trajectory"]["path_residuals_px"])
+    rms = d["trajectory"]["path_rms_px"]
+    console.print((f"path-consistency RMS {unsigned(rms)} px over {plural(triples, 'triple')}" if triples else
+                   "no path consistency to check (fewer than three visits)")
+                  + f"; {plural(len(s.errors), 'pair')} failed", markup=False)
     if json_out is not None:
         write_text(json_out, json.dumps(d, indent=2) + "\n")
     if csv_out is not None:

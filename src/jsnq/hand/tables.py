@@ -100,8 +100,8 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
                        narrowing_mm=finite_or_none(m.narrowing_mm), narrowing_se_mm=finite_or_none(m.narrowing_se_mm),
                        spacing_mm=result.spacing_mm, **jb, **jf, jsw_note=join_reasons([note_b, note_f]),
                        reliable=bool(m.reliable), segmentation=rescale_px(status or "", inv or 1.0),
-                       narrowing_crop_px=finite_or_none(m.narrowing_px), narrowing_se_crop_px=finite_or_none(m.narrowing_se_px),
-                       crop_zoom=zoom)
+                       narrowing_crop_px=finite_or_none(m.narrowing_px),
+                       narrowing_se_crop_px=finite_or_none(m.narrowing_se_px), crop_zoom=zoom)
             _finish(row, list(m.reasons), inv)
         row.update(_box_columns(crops, n))
         out.append(row)

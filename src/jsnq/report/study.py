@@ -105,7 +105,7 @@ tr.failed td.s{color:#c62828;font-weight:600} img{max-width:100%;height:auto}
 {% endfor %}</table>
 <p class="note">Rate: per unit the GLS slope of its trajectory; per joint the mean over patients of the trusted units' rates, with a t-interval (empty with one patient).
 SDC = 1.96 &times; RMS of the trusted units' last-visit SEs. px: pixels of the radiograph (whole hands) or of the crop (crop studies). See docs/study.md.</p>
-<h2>Units (failed, then flagged, first)</h2>
+<h2>Units (not measured, then flagged, first)</h2>
 <table><tr><th class="t">unit</th><th class="t">patient</th><th class="t">side</th><th class="t">joint</th><th>visits</th>
 <th>years</th><th>rate (mm/year)</th><th>SE</th><th>rate (px/year)</th><th>SE</th><th class="t">status</th><th class="t">reasons</th></tr>
 {% for u in units %}<tr class="{{ u.cls }}"><td class="t">{% if u.report %}<a href="{{ u.report }}">{{ u.unit }}</a>{% else %}{{ u.unit }}{% endif %}</td>
