@@ -82,7 +82,7 @@ _OVERVIEW = """<h2>Hand overview</h2>
 <map name="hand-map-{{ v.k }}">{% for a in v.areas %}<area shape="poly" coords="{{ a.coords }}" href="#{{ keys.get(a.name, 'summary') }}" alt="{{ a.name }}" title="{{ a.name }}: {{ a.status }}">{% endfor %}</map></figure>{% endfor %}</div>
 <h2>Summary</h2>
 <p class="note">{{ counts }}. Narrowing {{ what }}; px are pixels of the radiograph{% if spacing %}, whose spacing is {{ spacing }} mm{% endif %}. A joint space width that is not a width is left empty.</p>
-<table id="summary"><thead><tr><th data-type="text">joint</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="num">JSW (mm)</th><th data-type="text">status</th><th data-type="text">codes</th><th data-type="text">reasons</th></tr></thead><tbody>
+<table id="summary"><thead><tr><th data-type="text">joint</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="num">JSW, last visit (mm)</th><th data-type="text">status</th><th data-type="text">codes</th><th data-type="text">reasons</th></tr></thead><tbody>
 {% for r in rows %}<tr><td>{% if r.key %}<a href="#{{ r.key }}">{{ r.joint }}</a>{% else %}{{ r.joint }}{% endif %}</td><td data-value="{{ r.sort }}">{{ r.value }}</td><td data-value="{{ r.se }}">{{ r.se }}</td><td>{{ r.unit }}</td><td data-value="{{ r.jsw }}">{{ r.jsw }}</td><td class="{{ r.cls }}">{{ r.status }}</td><td>{{ r.codes }}</td><td>{{ r.why }}</td></tr>
 {% endfor %}</tbody></table>
 {% if legend %}<p class="note"><b>Codes.</b> {% for line in legend %}{{ line }}{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
