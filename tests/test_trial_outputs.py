@@ -376,8 +376,13 @@ def test_must_show_two_patient_whole_hand_study(shared_data, tmp_path):
     _check_tables(tmp_path / "py")
     a = pq.read_table(out / "joints.parquet").to_pylist()
     b = pq.read_table(tmp_path / "py" / "joints.parquet").to_pylist()
-    assert [(x["patient"], x["joint"], x["visit"], x["narrowing_px"]) for x in a] == \
-        [(x["patient"], x["joint"], x["visit"], x["narrowing_px"]) for x in b]
+    # The same numbers: the Dask workers run torch on 1 thread each, this process on its own count,
+    # so sums are ordered differently (1e-9 px seen); far below any SE (> 0.01 px).
+    assert [(x["patient"], x["joint"], x["visit"]) for x in a] == [(x["patient"], x["joint"], x["visit"]) for x in b]
+    for x, y in zip(a, b):
+        assert (x["narrowing_px"] is None) == (y["narrowing_px"] is None)
+        if x["narrowing_px"] is not None:
+            assert x["narrowing_px"] == pytest.approx(y["narrowing_px"], abs=1e-6)
 
 
 def test_defect1_on_the_hand_pair_as_dicom_and_png(shared_data, tmp_path):
