@@ -451,3 +451,12 @@ def test_defect7_the_study_chart_fits_1400_px_with_14_joints():
     assert width <= MAX_FIGURE_PX <= 1400 - 2 * 24  # the page's margins
     assert "img{max-width:100%" in html
     assert "28 units · 0 not measured · 14 flagged" in html and "tr.flagged td.s{color:#c46a00" in html
+
+
+def test_defect8_a_semicolon_pairs_csv_says_what_was_found(tmp_path):
+    """The same hint for `measure-batch`'s pairs CSV (one reader of CSV headers' problems)."""
+    from jsnq.batch import read_pairs
+
+    path = _write_csv(tmp_path / "p.csv", ["baseline", "followup"], [["a.png", "b.png"]], delimiter=";")
+    with pytest.raises(JsnqInputError, match="semicolon-delimited"):
+        read_pairs(path)

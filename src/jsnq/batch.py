@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import MeasureConfig
-from .errors import JsnqInputError, one_line
+from .errors import JsnqInputError, header_hint, one_line
 from .outputs import csv_cell
 from .pipeline import measure_many
 from .results import Measurement
@@ -53,7 +53,8 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, str]]:
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise JsnqInputError(pairs, f"missing column(s) {', '.join(missing)} "
-                                     f"(need {', '.join(REQUIRED_COLUMNS)}; optional {', '.join(OPTIONAL_COLUMNS)})")
+                                     f"(need {', '.join(REQUIRED_COLUMNS)}; optional {', '.join(OPTIONAL_COLUMNS)}); "
+                                     f"{header_hint(header, tuple(REQUIRED_COLUMNS))}")
             rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()
                      if k is not None} for row in reader]
     except (UnicodeDecodeError, csv.Error) as err:

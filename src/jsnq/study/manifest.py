@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JsnqInputError
+from ..errors import JsnqInputError, header_hint
 from ..io import validate_spacing
 
 __all__ = ["Visit", "Unit", "Manifest", "read_manifest", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "SIDES"]
@@ -138,20 +138,6 @@ def _side(value: str, where: str) -> str:
         raise JsnqInputError(where, f"bad side {value!r} (use L or R, or leave it empty)") from None
 
 
-def _found(header: list[str]) -> str:
-    """What the header holds instead, with a hint: another delimiter, or other letter case."""
-    shown = ", ".join(h for h in header[:8]) + (", ..." if len(header) > 8 else "") if header else "nothing"
-    text = f"found {'column' if len(header) == 1 else 'columns'} {shown}"
-    if len(header) == 1:
-        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "vertical bar")):
-            if sep in header[0]:
-                return f"{text}: the file seems {name}-delimited; jsnq reads comma-separated CSV"
-    lower = {h.lower() for h in header}
-    if any(c in lower and c not in header for c in REQUIRED_COLUMNS):
-        return f"{text}: column names are lower case (patient, date, image)"
-    return text
-
-
 def _resolve(value: str, folder: Path) -> str:
     p = Path(os.path.expanduser(value.strip()))
     return str(p if p.is_absolute() else (folder / p))
@@ -187,7 +173,7 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise JsnqInputError(p, f"missing column(s) {', '.join(missing)} (a study needs {', '.join(REQUIRED_COLUMNS)}; "
-                             f"optional: {', '.join(OPTIONAL_COLUMNS)}); {_found(header)}")
+                             f"optional: {', '.join(OPTIONAL_COLUMNS)}); {header_hint(header, REQUIRED_COLUMNS)}")
     if not rows:
         raise JsnqInputError(p, "the study manifest has no rows")
     kind = "crop" if "joint" in header else "hand"
