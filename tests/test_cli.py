@@ -322,9 +322,25 @@ def test_measure_batch_bad_csv(tmp_path):
 # -- demo, help, version -------------------------------------------------------------------
 
 
-def test_demo_writes_images_and_figure(tmp_path):
+def test_demo_runs_jsnq_hand_on_a_synthetic_hand_and_prints_measured_against_true(tmp_path):
+    """`make demo`'s command: a synthetic two-visit hand through `jsnq hand`, to its table, CSV,
+    JSON and report; then per joint the measured narrowing beside the true one (from truth.csv)."""
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--seed", "1"])
+    result = runner.invoke(app, ["demo", "--out", str(out)])
+    _ok(result)
+    assert "$ jsnq hand " in result.stdout and "Measured against true narrowing (mm):" in result.stdout
+    truth = {r["joint"]: float(r["true_narrowing_mm"]) for r in csv.DictReader(open(out / "truth.csv"))}
+    assert len(truth) == 14
+    for joint, true in truth.items():
+        line = next(x for x in result.stdout.splitlines() if x.startswith(f"{joint} ") and "±" in x)
+        assert f"{true:+.3f}" in line
+    for name in ("baseline.png", "followup.png", "hand.csv", "hand.json", "report.html"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_demo_crop_writes_images_and_figure(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--crop", "--out", str(out), "--seed", "1"])
     _ok(result)
     assert "0.175 mm/px" in result.stdout and "true narrowing" in result.stdout
     for name in ("baseline.png", "followup.png", "qa.png"):

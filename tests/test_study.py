@@ -24,7 +24,7 @@ from jsnq import series
 from jsnq.config import MeasureConfig
 from jsnq.errors import JsnqInputError
 from jsnq.geometry import Similarity, crop_centre
-from jsnq.io import save_image
+from jsnq.io import load_image, save_image
 from jsnq.phantom import apply_bone_motions, make_pair
 from jsnq.quality import ReliabilityThresholds
 from jsnq.study import read_manifest, run_study, summarise, unit_rate
@@ -158,30 +158,45 @@ def test_unit_rate_without_time_between_visits_is_empty():
 def _outcome(joint, patient, rate_px, se_px=0.1, last_se=0.05, flagged=False, spacing=1.0):
     mm = rate_px * spacing if spacing else math.nan
     return UnitOutcome(joint, patient, True, Rate(rate_px, se_px, mm, se_px * spacing if spacing else math.nan),
-                       last_se, last_se * spacing if spacing else math.nan, flagged)
+                       last_se, last_se * spacing if spacing else math.nan, flagged, spacing_mm=spacing)
 
 
 def test_summary_averages_a_patients_hands_then_takes_a_t_interval():
     """Patients' rates 1, 2, 3 (P0's from its two hands, 0.5 and 1.5): mean 2, SD 1,
     half-width t(0.975, 2) / sqrt(3), where for 2 degrees of freedom the quantile has the closed
-    form t_p = (2p - 1) / sqrt(2 p (1 - p))."""
-    s, = summarise([_outcome("MCP2", "P0", 0.5, last_se=0.03, flagged=True), _outcome("MCP2", "P0", 1.5, last_se=0.04),
+    form t_p = (2p - 1) / sqrt(2 p (1 - p)). P4's unit is flagged: counted apart, left out of
+    the rate and the SDC (its rate of 100 would move the mean to 22)."""
+    s, = summarise([_outcome("MCP2", "P0", 0.5, last_se=0.03), _outcome("MCP2", "P0", 1.5, last_se=0.04),
                     _outcome("MCP2", "P1", 2.0), _outcome("MCP2", "P2", 3.0),
+                    _outcome("MCP2", "P4", 100.0, last_se=9.0, flagged=True),
                     UnitOutcome("MCP2", "P3", False, None, math.nan, math.nan, True)])
     half = 0.95 / math.sqrt(2 * 0.975 * 0.025) / math.sqrt(3)
-    assert (s.n_units, s.n_failed, s.n_rated, s.n_patients) == (5, 1, 4, 3)
+    assert (s.n_units, s.n_failed, s.n_flagged, s.n_rated, s.n_patients) == (6, 1, 1, 4, 3)
     assert s.rate_px_per_year == pytest.approx(2.0) and s.rate_sd_px == pytest.approx(1.0)
     assert (s.rate_ci_low_px, s.rate_ci_high_px) == pytest.approx((2 - half, 2 + half), rel=1e-12)
     assert s.sdc_px == pytest.approx(SDC_Z * math.sqrt((0.03**2 + 0.04**2 + 0.05**2 + 0.05**2) / 4), rel=1e-12)
-    assert s.share_flagged == pytest.approx(1 / 4)  # of the measured units
+    assert s.share_flagged == pytest.approx(1 / 5)  # of the measured units
+    assert "1 flagged unit left out of the rates" in s.notes
 
 
 def test_summary_leaves_mm_empty_unless_every_unit_has_a_spacing():
     s, = summarise([_outcome("PIP2", "P0", 1.0), _outcome("PIP2", "P1", 2.0, spacing=None)])
     assert math.isnan(s.rate_mm_per_year) and math.isnan(s.sdc_mm) and "pixel spacing" in s.notes
-    assert s.rate_px_per_year == pytest.approx(1.5)
+    assert math.isnan(s.rate_px_per_year)  # one unit's pixel size unknown: px of unknown sizes are not averaged
+    same, = summarise([_outcome("PIP2", "P0", 1.0, spacing=None), _outcome("PIP2", "P1", 2.0, spacing=None)])
+    assert same.rate_px_per_year == pytest.approx(1.5) and math.isnan(same.rate_mm_per_year)
     one, = summarise([_outcome("DIP", "P0", 1.0)])
-    assert math.isnan(one.rate_ci_low_px) and "fewer than two patients" in one.notes
+    assert math.isnan(one.rate_ci_low_px) and "confidence interval empty: one patient" in one.notes
+
+
+def test_summary_pools_mm_not_px_of_different_sizes():
+    """Issue 21, defect 5: two patients whose pixels differ in size (0.1 and 0.2 mm) -- a whole
+    hand's joints differ like this through their crops' zooms -- are pooled in mm; their px
+    rates are not averaged (the px columns stay empty, with a note)."""
+    s, = summarise([_outcome("MCP3", "P0", 2.0, spacing=0.1), _outcome("MCP3", "P1", 1.0, spacing=0.2)])
+    assert s.rate_mm_per_year == pytest.approx(0.2) and s.sdc_mm == pytest.approx(SDC_Z * math.sqrt(
+        ((0.05 * 0.1) ** 2 + (0.05 * 0.2) ** 2) / 2))
+    assert math.isnan(s.rate_px_per_year) and math.isnan(s.sdc_px) and "pixels differ in size" in s.notes
 
 
 # -- the store ------------------------------------------------------------------------------------
@@ -334,6 +349,30 @@ def test_a_worker_killed_mid_run_changes_nothing(study, reference, cluster, tmp_
     _same_numbers(_table(tmp_path / "out" / "joints.parquet"), _table(reference[0] / "joints.parquet"))
 
 
+def test_kill_9_of_a_local_cluster_client_prints_no_leaked_semaphores(study, tmp_path):
+    """Issue 21: a client that started its own LocalCluster is SIGKILLed after its first unit; its
+    workers' queues' semaphores are removed by multiprocessing's resource tracker, which must not
+    print "leaked semaphore objects" (it did: 12 of them with 2 workers)."""
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from jsnq.config import MeasureConfig
+        from jsnq.study import run_study
+        def die(e):
+            if e.event == "unit":
+                os.kill(os.getpid(), signal.SIGKILL)
+        if __name__ == "__main__":
+            run_study({str(study)!r}, {str(out)!r}, config=MeasureConfig(engine="classical", segmenter="classical"),
+                      workers=2, progress=die)
+    """)
+    (tmp_path / "client.py").write_text(script)
+    proc = subprocess.run([sys.executable, str(tmp_path / "client.py")], env={**os.environ}, timeout=180,
+                          capture_output=True, text=True)  # read until the workers and the tracker are gone
+    assert proc.returncode == -signal.SIGKILL
+    assert len(list((out / "units").glob("*.json"))) >= 1  # the kill came after a finished unit
+    assert "leaked" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_a_rerun_after_kill_9_of_the_client_computes_only_the_missing_units(study, reference, cluster, tmp_path):
     """The client is SIGKILLed right after its second unit was stored (others in flight): the
     rerun measures exactly the units without a record, and the table is the reference's."""
@@ -426,7 +465,8 @@ def test_a_changed_option_or_image_measures_again(study, reference, cluster, tmp
     _same_numbers(_table(out / "joints.parquet"), _table(reference[0] / "joints.parquet"))
     # one image's bytes change (same name): that unit only
     img = copy / "crops/P2_MCP2_2.png"
-    img.write_bytes((copy / "crops/P2_MCP2_1.png").read_bytes())
+    a = load_image(img).array
+    save_image(img, a + np.random.default_rng(1).normal(0, 1e-3 * float(a.max() - a.min()), a.shape))
     changed = run_study(copy / "study.csv", out, config=CONFIG, scheduler=address)
     assert len(changed.computed) == 1 and changed.computed[0].startswith("P2_L_MCP2")
     # an option changes: every unit, under the new configuration's hash
@@ -472,10 +512,10 @@ def test_cli_study_writes_the_tables_and_resumes(study, reference, tmp_path):
             "--segmenter", "classical"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "MCP2: 3 patients" in r.output and "6 unit(s) measured, 0 skipped" in r.output
+    assert "MCP2: 3 patients with a trusted rate" in r.output and "6 units measured, 0 skipped" in r.output
     _same_numbers(_table(out / "joints.parquet"), _table(reference[0] / "joints.parquet"))
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "0 unit(s) measured, 6 skipped" in again.output
+    assert again.exit_code == 0 and "0 units measured, 6 skipped" in again.output
 
 
 def test_cli_study_errors_are_one_line(tmp_path):
@@ -486,7 +526,7 @@ def test_cli_study_errors_are_one_line(tmp_path):
     runner = CliRunner()
     hands = _write_csv(tmp_path / "hands.csv", ["patient", "side", "date", "image"], [["1", "L", "2020-01-01", "a.png"]])
     r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP2"])
-    assert r.exit_code == 1 and "1 failed" in r.output  # a hand study runs; its unit (a.png missing) fails
+    assert r.exit_code == 1 and "1 of 1 joint series could not be measured" in r.output  # a hand study runs; its unit (a.png missing) fails
     r = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "0", "--joints", "MCP9"])
     assert r.exit_code == 2 and "unknown joint(s) 'MCP9'" in r.output and r.output.count("\n") == 1
     both = runner.invoke(app, ["study", str(hands), "--out", str(tmp_path / "o"), "--workers", "2",
@@ -566,17 +606,20 @@ def test_a_hand_study_equals_serial_measure_hand_series_with_the_crop_boxes(hand
             for k in range(n):
                 row = table[patient, joint, k]
                 assert row["side"] == side  # H1's from the located hand
-                assert row["narrowing_px"] == float(s.trajectory.narrowing_px[k])
-                assert row["narrowing_se_px"] == float(s.trajectory.se_px[k])
+                # px of the radiograph (the crop's px / its zoom), and the radiograph's spacing
+                zoom = boxes[k].zoom
+                assert row["narrowing_px"] == pytest.approx(float(s.trajectory.narrowing_px[k]) / zoom, rel=1e-12)
+                assert row["narrowing_se_px"] == pytest.approx(float(s.trajectory.se_px[k]) / zoom, rel=1e-12)
                 assert row["narrowing_mm"] == float(s.trajectory.narrowing_px[k]) * s.spacing_mm
-                assert row["spacing_mm"] == s.spacing_mm == pytest.approx(HAND_SPACING / boxes[k].zoom)
+                assert row["spacing_mm"] == HAND_SPACING and s.spacing_mm == pytest.approx(HAND_SPACING / zoom)
                 assert (row["crop_centre_x"], row["crop_centre_y"]) == tuple(map(float, boxes[k].centre_xy))
                 assert row["crop_angle_deg"] == boxes[k].angle_deg and row["crop_zoom"] == boxes[k].zoom
                 assert (row["crop_rows"], row["crop_cols"]) == tuple(boxes[k].size)
                 assert row["crop_method"] == ("landmark" if k == 0 else "registered")
                 assert row["unit_status"] == "ok" and row["date"] == HAND_DATES[k]
             for (i, j), m in s.measurements.items():
-                assert pairs[patient, joint, i, j]["narrowing_px"] == m.narrowing_px
+                assert pairs[patient, joint, i, j]["narrowing_px"] == pytest.approx(m.narrowing_px / boxes[0].zoom,
+                                                                                   rel=1e-12)
     with open(out / "units.csv", newline="") as fh:
         units = list(csv.DictReader(fh))
     assert sorted((u["patient"], u["side"], u["joint"]) for u in units) == [
@@ -639,3 +682,21 @@ def test_hand_pair_study_end_to_end_with_the_locator(shared_data, tmp_path):
     for r in rows:
         assert r["side"] == "L" and r["crop_zoom"] > 0 and r["narrowing_mm"] is None and "spacing" in r["missing"]
         assert math.isfinite(r["narrowing_px"]) and (r["visit"] == 0) == (r["narrowing_px"] == 0.0)
+
+
+def test_the_store_never_writes_through_a_symlink(tmp_path):
+    """Issue 22 item 5 / 21: the study's files go through jsnq.outputs' one atomic writer, which
+    refuses a symbolic link at the output name (it used to replace the link silently)."""
+    from jsnq.errors import JsnqInputError
+
+    store = Store(tmp_path / "s")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (store.root / "units.csv").symlink_to(victim)
+    with pytest.raises(JsnqInputError, match="symbolic link"):
+        store.write_table("units.csv", [{"a": 1}], [("a", "int")])
+    assert victim.read_text() == "keep" and (store.root / "units.csv").is_symlink()
+    (store.units / "u.json").symlink_to(victim)
+    with pytest.raises(JsnqInputError, match="symbolic link"):
+        store.save({"id": "u"})
+    assert not list(store.units.glob(".*.tmp"))

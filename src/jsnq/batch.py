@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .config import MeasureConfig
-from .errors import JsnqInputError, one_line, safe_display_name
-from .outputs import check_output, check_output_dir, write_atomic
+from .errors import JsnqInputError, header_hint, one_line, safe_display_name
+from .outputs import check_output, check_output_dir, csv_cell, write_atomic
 from .pipeline import measure_many
 from .results import Measurement
 
@@ -57,7 +57,8 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, str]]:
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise JsnqInputError(pairs, f"missing column(s) {', '.join(missing)} "
-                                     f"(need {', '.join(REQUIRED_COLUMNS)}; optional {', '.join(OPTIONAL_COLUMNS)})")
+                                     f"(need {', '.join(REQUIRED_COLUMNS)}; optional {', '.join(OPTIONAL_COLUMNS)}); "
+                                     f"{header_hint(header, tuple(REQUIRED_COLUMNS))}")
             rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()
                      if k is not None} for row in reader]
     except (UnicodeDecodeError, csv.Error) as err:
@@ -145,14 +146,8 @@ def result_row(outcome: BatchOutcome) -> dict[str, Any]:
         for side, b in (("upper", m.upper), ("lower", m.lower)):
             out.update({f"{side}_scale": b.scale, f"{side}_angle_deg": b.angle_deg,
                         f"{side}_tx_px": b.tx_px, f"{side}_ty_px": b.ty_px})
-    return {k: _cell(v) for k, v in out.items()}
+    return {k: csv_cell(v) for k, v in out.items()}
 
-
-def _cell(value: Any) -> Any:
-    """A CSV cell: empty for None and non-finite numbers."""
-    if value is None or (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
-        return ""
-    return value
 
 
 def batch_inputs(path: str | os.PathLike, rows: list[dict[str, str]]) -> list[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["JsnqInputError", "WeightsUnavailableError", "safe_display_name", "one_line"]
+__all__ = ["JsnqInputError", "WeightsUnavailableError", "safe_display_name", "one_line", "header_hint"]
 
 
 def safe_display_name(name: object) -> str:
@@ -67,3 +67,18 @@ class WeightsUnavailableError(ValueError):
 def one_line(err: BaseException) -> str:
     """An error's message on one line (its type's name when it has none)."""
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def header_hint(header: list[str], required: tuple[str, ...]) -> str:
+    """What a CSV header holds instead of the ``required`` columns, with a hint: another
+    delimiter (the whole header one column), or other letter case. For a missing-column error."""
+    shown = ", ".join(safe_display_name(h) for h in header[:8]) + (", ..." if len(header) > 8 else "")
+    text = f"found {'column' if len(header) == 1 else 'columns'} {shown}" if header else "found no header"
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "vertical bar")):
+            if sep in header[0]:
+                return f"{text}: the file seems {name}-delimited; jsnq reads comma-separated CSV"
+    lower = {h.lower() for h in header}
+    if any(c in lower and c not in header for c in required):
+        return f"{text}: column names are lower case ({', '.join(required)})"
+    return text

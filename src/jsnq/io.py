@@ -37,6 +37,7 @@ __all__ = [
     "MAX_CROP_SIDE_PX",
     "MAX_IMAGE_PIXELS",
     "Image",
+    "file_spacing",
     "check_crop_size",
     "common_spacing",
     "load_image",
@@ -547,16 +548,7 @@ def _read_dicom(path: str, source: str, check: _HeaderCheck, *, force: bool) -> 
     if (slope, intercept) != (1.0, 0.0):
         pixels = pixels * slope + intercept
 
-    spacing = None
-    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(tag)
-        if value is not None and value != "":
-            many = isinstance(value, pydicom.multival.MultiValue)
-            row_col = [float(v) for v in (value if many else [value])]
-            row_col = row_col * 2 if len(row_col) == 1 else row_col
-            spacing = (row_col[0], row_col[1], tag)
-            break
-
+    spacing = _dicom_spacing(ds)
     syntax = ds.file_meta.get("TransferSyntaxUID")
     meta = {
         "format": "DICOM",
@@ -566,6 +558,41 @@ def _read_dicom(path: str, source: str, check: _HeaderCheck, *, force: bool) -> 
         "transfer_syntax": syntax.name if syntax else None,
     }
     return pixels, meta, spacing
+
+
+def _dicom_spacing(ds: Any) -> tuple[float, float, str] | None:
+    """``(row mm, col mm, tag)`` from PixelSpacing, else ImagerPixelSpacing; None without either."""
+    import pydicom
+
+    for tag in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(tag)
+        if value is not None and value != "":
+            many = isinstance(value, pydicom.multival.MultiValue)
+            row_col = [float(v) for v in (value if many else [value])]
+            row_col = row_col * 2 if len(row_col) == 1 else row_col
+            return (row_col[0], row_col[1], tag)
+    return None
+
+
+def file_spacing(path: str | os.PathLike) -> float | None:
+    """The pixel spacing (mm) a file's header states, read without decoding its pixels: a DICOM's
+    (mean of row and column, as :func:`load_image`), None for other formats or without one.
+
+    Raises:
+        OSError, ValueError: the file cannot be read as its kind (callers that only probe may
+            ignore it: :func:`load_image` reports it properly when the image is read).
+    """
+    name = os.fsdecode(path)
+    with open(name, "rb") as fh:
+        head = fh.read(132)
+    dicom = head[128:132] == b"DICM" or (not head.startswith(_PILLOW_MAGIC) and head[:4] not in _TIFF_MAGIC
+                                         and Path(name).suffix.lower() in _DICOM_SUFFIXES)
+    if not dicom:
+        return None
+    import pydicom
+
+    found = _dicom_spacing(pydicom.dcmread(name, stop_before_pixels=True, force=True))
+    return None if found is None else (found[0] + found[1]) / 2.0
 
 
 def _dicom_number(ds: Any, keyword: str, default: float) -> float:

@@ -12,15 +12,19 @@ Every refusal is a :class:`~jsnq.errors.JsnqInputError`: one line naming the pat
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import math
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .errors import JsnqInputError, safe_display_name
 
-__all__ = ["atomic_output", "check_output", "check_output_dir", "safe_display_name", "write_atomic"]
+__all__ = ["atomic_output", "check_output", "check_output_dir", "csv_cell", "csv_text", "finite_or_none",
+           "json_ready", "safe_display_name", "scaled", "write_atomic"]
 
 _NEW_FILE_MODE = 0o644  # the mode of a new output file (mkstemp's own 0600 would hide it from others)
 
@@ -210,7 +214,67 @@ def write_atomic(
     with atomic_output(path, inputs=inputs, folder=folder) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename: a crash leaves the old file or the new one
     return Path(_fspath(path))
+
+
+# -- the one cell formatter and the one JSON sanitiser of every table jsnq writes --------------
+def finite_or_none(value: Any) -> float | None:
+    """A float, or None for None / NaN / inf (an empty cell, never a made-up number)."""
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def scaled(value: Any, factor: float | None) -> float | None:
+    """``value * factor``, or None where either is missing or not finite."""
+    v = finite_or_none(value)
+    return None if v is None or factor is None else v * factor
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: empty for None and NaN/inf (not measured is never a number), ``true`` /
+    ``false`` for booleans, floats exactly (``repr``; ``-0.0`` as ``0.0``), anything else ``str``."""
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # a numpy scalar
+        value = value.item()
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value + 0.0) if math.isfinite(value) else ""  # -0.0 + 0.0 == 0.0
+    return str(value)
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str | tuple[str, str]]) -> str:
+    """A CSV with exactly ``columns`` (names, or ``(name, type)`` pairs), one line per row, each
+    cell by :func:`csv_cell` (a missing key: an empty cell)."""
+    names = [c if isinstance(c, str) else c[0] for c in columns]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for r in rows:
+        w.writerow([csv_cell(r.get(c)) for c in names])
+    return buf.getvalue()
+
+
+def json_ready(value: Any) -> Any:
+    """For standard JSON (``json.dumps(..., allow_nan=False)``), recursively: NaN/inf -> None,
+    ``-0.0`` -> ``0.0``, tuples -> lists, numpy scalars and arrays -> Python numbers and lists,
+    mapping keys -> str."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy scalar or array
+        return json_ready(value.tolist())
+    if isinstance(value, float):
+        return value + 0.0 if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def _remove(path: str) -> None:

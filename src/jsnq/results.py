@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,14 +181,11 @@ class Measurement:
 
 
 def json_safe(value: Any) -> Any:
-    """Non-finite floats -> None, so that ``json.dumps`` writes standard JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+    """Non-finite floats -> None, so that ``json.dumps`` writes standard JSON
+    (:func:`jsnq.outputs.json_ready`, the one JSON sanitiser)."""
+    from .outputs import json_ready
+
+    return json_ready(value)
 
 
 

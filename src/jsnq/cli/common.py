@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
 __all__ = ["EXIT_INPUT_ERROR", "EXIT_PARTIAL", "reports_input_errors", "stdout", "stderr", "output_file",
-           "output_dir", "write_text", "pm", "jsw_text", "display"]
+           "output_dir", "write_text", "pm", "signed", "unsigned", "plural", "jsw_text", "display"]
 
 #: Exit code of a command stopped by bad input.
 EXIT_INPUT_ERROR = 2
@@ -81,11 +81,31 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
+def signed(value: float | None, digits: int = 3) -> str:
+    """``+0.123``; ``""`` for None or NaN; a value that rounds to zero as ``0.000`` (never ``-0.000``)."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return ""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
+
+
+def unsigned(value: float | None, digits: int = 3) -> str:
+    """``0.045``; ``""`` for None or NaN (never ``nan``)."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return ""
+    return f"{value + 0.0:.{digits}f}"
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 joint``, ``2 joints`` (``many``: the plural when it is not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
+
+
 def pm(value: float | None, se: float | None, unit: str) -> str:
     """``+0.123 ± 0.045 mm``; ``not measured`` where there is no number."""
-    if value is None or se is None or value != value:
+    if not signed(value) or not unsigned(se):
         return "not measured"
-    return f"{value:+.3f} ± {se:.3f} {unit}"
+    return f"{signed(value)} ± {unsigned(se)} {unit}"
 
 
 def jsw_text(jsw: Any) -> str:

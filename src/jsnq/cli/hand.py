@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import options as opt
-from .common import EXIT_PARTIAL, display, output_file, reports_input_errors, stderr, stdout, write_text
+from ..outputs import csv_text, json_ready
+from .common import (EXIT_PARTIAL, display, output_file, plural, reports_input_errors, signed, stderr, stdout, unsigned,
+                     write_text)
 
 
 @reports_input_errors
@@ -43,8 +42,11 @@ def hand_cmd(
     """Find the finger joints, cut matching crops at every visit, and measure each joint.
 
     Two visits: one narrowing per joint. Three or more (or --dates): one trajectory per joint.
-    Exit code 0 when every requested joint was measured, 1 when some could not be (their rows
-    give the reason).
+    Prints one line per joint: the narrowing (mm, else px of the radiograph), its SE, reliable,
+    and short reason codes with their legend; the full reasons are in --csv, --json, --report.
+    Refused (exit code 2): visits mixing a pixel spacing with none (unless --spacing decides),
+    or the same image twice. Exit code 0 when every requested joint was measured, 1 when some
+    could not be (their rows give the reason).
     """
     config = opt.measure_config(engine=engine, segmenter=segmenter)
     for path in (json_out, csv_out, report):
@@ -79,30 +81,32 @@ def _run(visits, spacing, date_list, only, landmarks, side, workers, config, jso
             raise ValueError(f"--side must be L or R, got {side!r}")
         hands = read_landmarks(landmarks, n_visits=len(images), side=side, shapes=[im.array.shape for im in images],
                                sources=[im.source for im in images])
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr(), transient=True) as bar:
-        task = bar.add_task("joints", total=None)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=stderr(), transient=True)
+    task: list = []
 
-        def progress(done: int, total: int, joint: str) -> None:
-            bar.update(task, completed=done, total=total, description=f"joints (last: {joint})")
+    def progress(done: int, total: int, joint: str) -> None:
+        if not task:  # started at the first joint: an input error before it prints its one line alone
+            bar.start()
+            task.append(bar.add_task("joints", total=total))
+        bar.update(task[0], completed=done, total=total, description=f"joints (last: {joint})")
 
+    try:
         if len(images) == 2 and date_list is None:
             result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands,
                                   workers=workers)
         else:
             result = measure_hand_series(images, dates=date_list, config=config, progress=progress, joints=only,
                                          hands=hands)
+    finally:
+        if task:
+            bar.stop()
     rows = result.rows()
     _print_table(rows, series=len(images) > 2 or date_list is not None)
     if json_out is not None:
-        write_text(json_out, json.dumps(result.to_dict(), indent=2) + "\n")
+        write_text(json_out, json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False) + "\n")
     if csv_out is not None:
-        buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: _cell(v) for k, v in r.items()})
-        write_text(csv_out, buffer.getvalue())
+        write_text(csv_out, csv_text(rows, list(rows[0])))
     if report is not None:
         from ..report.hand import write_hand_report
 
@@ -111,33 +115,40 @@ def _run(visits, spacing, date_list, only, landmarks, side, workers, config, jso
         if path is not None:
             stderr().print(f"wrote {display(path)}", markup=False)
     failed = [n for n, why in result.errors.items() if why != "not requested"]
+    asked = len(result.joints) + len(failed)
+    reliable = sum(1 for n, m in result.joints.items() if all(r["reliable"] for r in rows if r["joint"] == n))
+    stderr().print(f"{len(result.joints)} of {plural(asked, 'joint')} measured, {reliable} reliable"
+                   + (f"; not measured: {', '.join(failed)} (see the reasons)" if failed else ""), markup=False)
     if failed:
-        stderr().print(f"not measured: {', '.join(failed)} (see the reasons)", markup=False)
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _cell(v: object) -> object:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    return v
-
-
 def _print_table(rows: list[dict], *, series: bool) -> None:
+    """One line per joint (per joint and visit for a series) within 100 columns: the value, its
+    SE and unit, reliable or not, and short reason codes with their legend below (the full
+    reasons are in --csv, --json and --report)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(show_lines=False)
+    from ..reasons import legend
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ["joint", "visit"] if series else ["joint"]
-    for c in (*cols, "narrowing", "SE", "unit", "reliable", "reasons"):
-        table.add_column(c, overflow="fold")
+    for c in (*cols, "narrowing", "SE", "unit", "reliable", "codes"):
+        table.add_column(c, no_wrap=True, justify="right" if c in ("narrowing", "SE", "visit") else "left")
+    used: list[str] = []
     for r in rows:
         mm = r.get("narrowing_mm") is not None
         value = r["narrowing_mm"] if mm else r["narrowing_px"]
-        se = (r.get("narrowing_se_mm") if not series else r.get("se_mm")) if mm else \
-            (r.get("narrowing_se_px") if not series else r.get("se_px"))
-        text = "" if value is None or value != value else f"{value:+.3f}"
-        se_text = "" if se is None or se != se else f"{se:.3f}"
-        unit = "mm" if mm else "crop px"
+        se = r["narrowing_se_mm"] if mm else r["narrowing_se_px"]
+        text, se_text = signed(value), unsigned(se)
         cells = [r["joint"]] + ([str(r["visit"]) if r["visit"] is not None else ""] if series else [])
-        table.add_row(*cells, text, se_text, unit if text else "", "yes" if r["reliable"] else "no",
-                      display(r["reasons"]))
-    stdout().print(table)
+        used.extend(c for c in r["codes"].split(",") if c)
+        table.add_row(*cells, text, se_text, ("mm" if mm else "px") if text else "", "yes" if r["reliable"] else "no",
+                      r["codes"])
+    console = stdout()
+    console.print(table)
+    lines = legend(used)
+    if lines:
+        console.print("codes: " + "\n       ".join(lines), markup=False)
+    console.print("px: pixels of the radiograph; full reasons: --csv, --json or --report", markup=False)

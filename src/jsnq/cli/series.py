@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from . import options as opt
-from .common import EXIT_PARTIAL, display, output_file, pm, reports_input_errors, stderr, stdout
+from .common import EXIT_PARTIAL, display, output_file, plural, pm, reports_input_errors, stderr, stdout, unsigned
 
 VISITS = typer.Argument(..., metavar="VISIT1 VISIT2 ...", help="Crops of one joint, in time order (same size).")
 LABELS = typer.Option(None, "--labels", metavar="FILE", help="Label image per visit (repeat once per visit, in order).")
@@ -59,6 +59,8 @@ def _print_series(s: Any) -> None:
         console.print(f"visit {v['visit']} {v['date'] or ''} {display(Path(v['source']).name)}: "
                       f"{pm(value, se, unit)}" + (f"  FLAG: {display(v['flag'])}" if v["flag"] else ""),
                       markup=False, soft_wrap=True)
-    console.print(f"path-consistency RMS {d['trajectory']['path_rms_px'] or float('nan'):.3f} px over "
-                  f"{len(d['trajectory']['path_residuals_px'])} triples; {len(s.errors)} pair(s) failed",
-                  markup=False)
+    triples = len(d["trajectory"]["path_residuals_px"])
+    rms = d["trajectory"]["path_rms_px"]
+    console.print((f"path-consistency RMS {unsigned(rms)} px over {plural(triples, 'triple')}" if triples else
+                   "no path consistency to check (fewer than three visits)")
+                  + f"; {plural(len(s.errors), 'pair')} failed", markup=False)

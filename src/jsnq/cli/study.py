@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from . import options as opt
-from .common import EXIT_PARTIAL, display, output_dir, reports_input_errors, stderr, stdout
+from .common import EXIT_PARTIAL, display, output_dir, plural, reports_input_errors, signed, stderr, stdout
 
 
 @reports_input_errors
@@ -44,8 +44,10 @@ def study_cmd(
     Writes DIR/joints.csv and .parquet (a row per patient, side, joint and visit), pairs.parquet,
     units.csv, summary.csv (per joint: progression rate with its 95 % CI, smallest detectable
     change, share flagged) and study.json. A rerun skips the units already measured with the same
-    image bytes and settings. Exit code 0 when every unit was measured, 1 when some failed (their
-    rows are written empty, with the error as the reason).
+    image bytes and settings. Exit code 0 when every joint series was measured, 1 when some could
+    not be (their rows are written empty, with the error as the reason). Refused with exit code 2:
+    a bad manifest, a duplicate (patient, side, date), two visits with the same image bytes, or a
+    unit whose images mix a pixel spacing with none (unless spacing_mm / --spacing decides).
     """
     if workers is not None and scheduler is not None:
         raise ValueError("give --workers (a local cluster) or --scheduler (an existing one), not both")
@@ -61,15 +63,37 @@ def study_cmd(
                            report=report, progress=progress, joints=only)
     console = stdout()
     for s in result.summary:
-        if s.rate_mm_per_year == s.rate_mm_per_year:
-            rate = f"{s.rate_mm_per_year:+.4f} mm/year (95 % CI {s.rate_ci_low_mm:+.4f} to {s.rate_ci_high_mm:+.4f})"
-        else:
-            rate = f"{s.rate_px_per_year:+.3f} px/year (95 % CI {s.rate_ci_low_px:+.3f} to {s.rate_ci_high_px:+.3f})"
-        console.print(f"{display(s.joint)}: {s.n_patients} patients, {rate}, {100 * s.share_flagged:.0f} % flagged"
-                      + (f", {s.n_failed} failed" if s.n_failed else ""), markup=False, soft_wrap=True)
+        console.print(summary_line(s), markup=False, soft_wrap=True)
     err = stderr()
-    err.print(f"{len(result.computed)} unit(s) measured, {len(result.skipped)} skipped (already done), "
-              f"{len(result.failed)} failed; wrote {display(result.out_dir)}/joints.csv and the other tables",
-              markup=False)
-    if result.failed:
+    n_series = sum(x.n_units for x in result.summary)
+    err.print(f"{plural(len(result.computed), 'unit')} measured, {len(result.skipped)} skipped (already done); "
+              f"{len(result.not_measured)} of {plural(n_series, 'joint series', 'joint series')} could not be "
+              f"measured; wrote {display(result.out_dir)}/joints.csv and the other tables", markup=False,
+              soft_wrap=True)
+    for f in result.not_measured:
+        err.print(f"not measured: patient {display(f['patient'])} {f['side'] or ''} {f['joint']}: "
+                  f"{display(f['error'])}".replace("  ", " "), markup=False, soft_wrap=True)
+    if result.not_measured:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def summary_line(s) -> str:
+    """One joint's summary for the terminal: trusted patients, the rate with its CI (mm when known),
+    the flagged and failed units; never ``nan``."""
+    unit = "mm" if s.rate_mm_per_year == s.rate_mm_per_year else "px"
+    rate = getattr(s, f"rate_{unit}_per_year")
+    lo, hi = getattr(s, f"rate_ci_low_{unit}"), getattr(s, f"rate_ci_high_{unit}")
+    digits = 4 if unit == "mm" else 3
+    if rate == rate:
+        text = f"{signed(rate, digits)} {unit}/year"
+        text += (f" (95 % CI {signed(lo, digits)} to {signed(hi, digits)})" if lo == lo and hi == hi
+                 else " (no CI: one patient)")
+    else:
+        text = "no trusted rate"
+    parts = [f"{display(s.joint)}: {plural(s.n_patients, 'patient')} with a trusted rate, {text}" if s.n_patients
+             else f"{display(s.joint)}: {text}"]
+    if s.n_flagged:
+        parts.append(f"{plural(s.n_flagged, 'flagged unit')} left out")
+    if s.n_failed:
+        parts.append(f"{s.n_failed} not measured")
+    return "; ".join(parts)

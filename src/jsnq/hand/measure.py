@@ -34,7 +34,8 @@ from .anatomy import joint_type
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .types import JOINT_NAMES, Hand
 
-__all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "segmentation_problem",
+__all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "named_crop",
+           "segmentation_problem",
            "split_line_problem",
            "network_centre",
            "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE",
@@ -113,6 +114,12 @@ def split_line_problem(m: Any) -> str | None:
     return None
 
 
+def named_crop(crops: JointCrops, k: int) -> Image:
+    """Visit ``k``'s crop as an :class:`~jsnq.io.Image` named after its joint and radiograph (what
+    the results and reports show as its source, rather than ``<array>``)."""
+    return Image(crops.images[k], None, f"{crops.joint} crop of {crops.boxes[k].source}")
+
+
 def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
     """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check.
 
@@ -125,7 +132,7 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     config = config or MeasureConfig()
     from .. import measure  # the public API (lazily: the pipeline is heavy)
 
-    a, b = crops.images[i], crops.images[j]
+    a, b = named_crop(crops, i), named_crop(crops, j)
     if config.segmenter == "classical":
         return measure(a, b, spacing_mm=crops.spacing_mm, config=config), "classical (as configured)"
     m = measure(a, b, spacing_mm=crops.spacing_mm, config=config)
@@ -156,7 +163,7 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     """
     from .. import series  # the public API (lazily: the pipeline is heavy)
 
-    images = list(crops.images)
+    images = [named_crop(crops, k) for k in range(len(crops.images))]
     s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
     if config.segmenter == "classical":
         return s, "classical (as configured)"
@@ -187,13 +194,25 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
 
 
 def _load(visits: Sequence[ImageLike], spacing_mm: float | None) -> list[Image]:
+    """Read the visits; refuse what cannot be measured honestly (one-line JsnqInputError): some
+    visits with a pixel spacing and others without, spacings that differ (unless ``spacing_mm``
+    decides), or the same image twice."""
     images = [load_image(v, spacing_mm=spacing_mm, name=None) for v in visits]
-    spacings = {im.spacing_mm for im in images}
-    if len(spacings) > 1 and None not in spacings:
-        lo, hi = min(spacings), max(spacings)
+    known = [im for im in images if im.spacing_mm is not None]
+    if known and len(known) < len(images):
+        without = next(im for im in images if im.spacing_mm is None)
+        raise JsnqInputError(without.source, f"has no pixel spacing but {known[0].source} has {known[0].spacing_mm:g} "
+                             "mm; give the spacing (spacing_mm / --spacing) to use one for every visit")
+    if known:
+        lo, hi = min(im.spacing_mm for im in known), max(im.spacing_mm for im in known)
         if hi - lo > 0.01 * lo:
             raise JsnqInputError(images[-1].source, f"pixel spacings differ between visits ({lo:g} vs {hi:g} mm); "
                                  "pass --spacing or resample the radiographs")
+    for k, im in enumerate(images):
+        for j in range(k):
+            if im.array.shape == images[j].array.shape and np.array_equal(im.array, images[j].array):
+                raise JsnqInputError(im.source, f"visit {k} is the same image as visit {j} ({images[j].source}): "
+                                     "two visits of a hand must be two radiographs")
     return images
 
 
@@ -325,53 +344,29 @@ class HandMeasurement(HandResult):
     maps a joint name to its :class:`~jsnq.results.Measurement`)."""
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per joint (measured or not), in :data:`JOINT_NAMES` order: the table of
-        the CLI and the CSV."""
-        out = []
-        for name in JOINT_NAMES:
-            row: dict[str, Any] = {"joint": name, "type": joint_type(name)}
-            m = self.joints.get(name)
-            crops = self.crops.get(name)
-            zoom = crops.boxes[0].zoom if crops is not None else float("nan")
-            if m is not None:
-                row.update(narrowing_px=m.narrowing_px, narrowing_se_px=m.narrowing_se_px,
-                           narrowing_image_px=m.narrowing_px / zoom, narrowing_mm=m.narrowing_mm,
-                           narrowing_se_mm=m.narrowing_se_mm, reliable=m.reliable,
-                           reasons="; ".join(m.reasons), segmentation=self.segmentation.get(name, ""))
-            else:
-                row.update(narrowing_px=float("nan"), narrowing_se_px=float("nan"), narrowing_image_px=float("nan"),
-                           narrowing_mm=None, narrowing_se_mm=None, reliable=False,
-                           reasons=self.errors.get(name, ""), segmentation="")
-            row["validation"] = VALIDATION[joint_type(name)]
-            row.update(_box_columns(crops, len(self.sources)))
-            out.append(row)
-        return out
+        """One flat row per joint (measured or not), in :data:`JOINT_NAMES` order, px in pixels of
+        the radiograph: the table of the CLI and the CSV (:func:`jsnq.hand.tables.hand_rows`)."""
+        from .tables import hand_rows
+
+        return hand_rows(self)
 
     def to_dict(self) -> dict[str, Any]:
         return _json_dict(self, pairs=lambda m: m.to_dict())
 
 
-def _box_columns(crops: JointCrops | None, n_visits: int) -> dict[str, Any]:
-    """Each visit's crop box as flat columns (image px, degrees clockwise from up, crop px per image px)."""
-    out: dict[str, Any] = {}
-    for k in range(n_visits):
-        box = crops.boxes[k] if crops is not None and k < len(crops.boxes) else None
-        out[f"box{k}_x"] = box.centre_xy[0] if box else None
-        out[f"box{k}_y"] = box.centre_xy[1] if box else None
-        out[f"box{k}_angle_deg"] = box.angle_deg if box else None
-        out[f"box{k}_zoom"] = box.zoom if box else None
-        out[f"box{k}_size"] = box.size[0] if box else None
-    return out
-
-
 def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
+    """Per joint: its table rows (radiograph px, as the CSV), crop boxes and, measured, the full
+    result in crop px beside its ``crop_zoom``; the joint types' validation once."""
     joints = {}
+    rows = result.rows()
     for name in JOINT_NAMES:
-        entry: dict[str, Any] = {"type": joint_type(name), "validation": VALIDATION[joint_type(name)]}
+        entry: dict[str, Any] = {"type": joint_type(name), "rows": [r for r in rows if r["joint"] == name]}
         if name in result.crops:
+            entry["crop_zoom"] = result.crops[name].boxes[0].zoom
             entry["boxes"] = [b.to_dict() for b in result.crops[name].boxes]
         if name in result.joints:
             entry["segmentation"] = result.segmentation.get(name)
+            entry["result_units"] = "pixels of the joint's crop (crop px = radiograph px x crop_zoom)"
             entry["result"] = pairs(result.joints[name])
         else:
             entry["error"] = result.errors.get(name)
@@ -379,7 +374,8 @@ def _json_dict(result: Any, pairs: Callable[[Any], Any]) -> dict[str, Any]:
     return json_safe({"jsnq_version": __version__, "kind": "hand" if isinstance(result, HandMeasurement) else "hand-series",
                  "sources": list(result.sources), "spacing_mm": result.spacing_mm, "side": result.hands[0].side,
                  "same_hand": dict(result.same_hand), "hands": [h.to_dict() for h in result.hands],
-                 "joints": joints, "config": result.config.to_dict()})
+                 "units": "px: pixels of the radiograph; spacing_mm: the radiograph's",
+                 "validation": dict(VALIDATION), "joints": joints, "config": result.config.to_dict()})
 
 
 def _joint_list(joints: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -472,30 +468,12 @@ class HandSeries(HandResult):
     dates: tuple[str, ...] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per joint and visit (cumulative narrowing from the first visit), in
-        :data:`JOINT_NAMES` order; a joint not measured has one row with its reason."""
-        out = []
-        for name in JOINT_NAMES:
-            s = self.joints.get(name)
-            boxes = _box_columns(self.crops.get(name), len(self.sources))
-            base = {"joint": name, "type": joint_type(name), "validation": VALIDATION[joint_type(name)]}
-            if s is None:
-                out.append({**base, "visit": None, "date": None, "narrowing_px": float("nan"),
-                            "se_px": float("nan"), "narrowing_mm": None, "se_mm": None, "reliable": False,
-                            "reasons": self.errors.get(name, ""), **boxes})
-                continue
-            t = s.trajectory
-            pairs_ok = all(p.reliable for p in t.pairs)
-            for k in range(len(self.sources)):
-                flag = t.flagged_visits.get(k)
-                out.append({**base, "visit": k, "date": None if self.dates is None else self.dates[k],
-                            "narrowing_px": float(t.narrowing_px[k]), "se_px": float(t.se_px[k]),
-                            "narrowing_mm": None if s.spacing_mm is None else float(t.narrowing_px[k]) * s.spacing_mm,
-                            "se_mm": None if s.spacing_mm is None else float(t.se_px[k]) * s.spacing_mm,
-                            "reliable": pairs_ok and flag is None,
-                            "reasons": flag or ("" if pairs_ok else "a pair of visits was flagged unreliable"),
-                            **boxes})
-        return out
+        """One flat row per joint and visit (cumulative narrowing from the first visit, px of the
+        radiograph), in :data:`JOINT_NAMES` order; a joint not measured has one row with its reason
+        (:func:`jsnq.hand.tables.series_rows`)."""
+        from .tables import series_rows
+
+        return series_rows(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = _json_dict(self, pairs=lambda s: s.to_dict())

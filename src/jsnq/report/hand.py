@@ -22,7 +22,7 @@ from ..outputs import safe_display_name, write_atomic
 __all__ = ["COLOURS", "overview_image", "render_hand_report", "write_hand_report"]
 
 #: Box colours: reliable, measured but flagged, not measured.
-COLOURS = {"reliable": (27, 160, 70), "flagged": (235, 140, 20), "failed": (210, 40, 40)}
+COLOURS = {"reliable": (27, 160, 70), "flagged": (196, 106, 0), "failed": (198, 40, 40)}
 OVERVIEW_WIDTH = 620
 
 
@@ -77,13 +77,48 @@ def _png_uri(rgb: np.ndarray) -> str:
 
 
 _OVERVIEW = """<h2>Hand overview</h2>
-<p class="note">Each joint's crop box at each visit: <span class="ok">green reliable</span>, <span style="color:#eb8c14;font-weight:600">orange flagged</span>, <span class="bad">red not measured</span>. Click a box (or a name below) for the joint's details.</p>
+<p class="note">Each joint's crop box at each visit: <span class="ok">green reliable</span>, <span class="warn">orange flagged</span>, <span class="bad">red not measured</span>. Click a box (or a name below) for the joint's details.</p>
 <div class="imgs">{% for v in visits %}<figure><img style="width:{{ v.width }}px" src="{{ v.img }}" usemap="#hand-map-{{ v.k }}" alt="visit {{ v.k }}"><figcaption>visit {{ v.k }}: {{ v.source }}</figcaption>
-<map name="hand-map-{{ v.k }}">{% for a in v.areas %}<area shape="poly" coords="{{ a.coords }}" href="#{{ keys.get(a.name, 'joint-table') }}" alt="{{ a.name }}" title="{{ a.name }}: {{ a.status }}">{% endfor %}</map></figure>{% endfor %}</div>
-<table id="joint-table"><tr><th>joint</th><th>narrowing</th><th>SE</th><th>unit</th><th>status</th><th>validation</th><th>segmentation / reason</th></tr>
-{% for r in rows %}<tr><td>{% if r.key %}<a href="#{{ r.key }}">{{ r.joint }}</a>{% else %}{{ r.joint }}{% endif %}</td><td>{{ r.value }}</td><td>{{ r.se }}</td><td>{{ r.unit }}</td><td class="{{ 'ok' if r.status == 'reliable' else 'bad' }}">{{ r.status }}</td><td class="note">{{ r.validation }}</td><td>{{ r.why }}</td></tr>
-{% endfor %}</table>
+<map name="hand-map-{{ v.k }}">{% for a in v.areas %}<area shape="poly" coords="{{ a.coords }}" href="#{{ keys.get(a.name, 'summary') }}" alt="{{ a.name }}" title="{{ a.name }}: {{ a.status }}">{% endfor %}</map></figure>{% endfor %}</div>
+<h2>Summary</h2>
+<p class="note">{{ counts }}. Narrowing {{ what }}; px are pixels of the radiograph{% if spacing %}, whose spacing is {{ spacing }} mm{% endif %}. A joint space width that is not a width is left empty.</p>
+<table id="summary"><thead><tr><th data-type="text">joint</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="num">JSW, last visit (mm)</th><th data-type="text">status</th><th data-type="text">codes</th><th data-type="text">reasons</th></tr></thead><tbody>
+{% for r in rows %}<tr><td>{% if r.key %}<a href="#{{ r.key }}">{{ r.joint }}</a>{% else %}{{ r.joint }}{% endif %}</td><td data-value="{{ r.sort }}">{{ r.value }}</td><td data-value="{{ r.se }}">{{ r.se }}</td><td>{{ r.unit }}</td><td data-value="{{ r.jsw }}">{{ r.jsw }}</td><td class="{{ r.cls }}">{{ r.status }}</td><td>{{ r.codes }}</td><td>{{ r.why }}</td></tr>
+{% endfor %}</tbody></table>
+{% if legend %}<p class="note"><b>Codes.</b> {% for line in legend %}{{ line }}{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
+<p class="note"><b>Validation of each joint type.</b> {% for t, text in validation %}<b>{{ t }}</b>: {{ text }}. {% endfor %}The detail sections below are each joint's crop, in pixels of the crop (crop px = radiograph px &times; the zoom named in its title).</p>
 """
+
+_STATUS_CLASS = {"reliable": "ok", "flagged": "warn", "failed": "bad"}
+
+
+def _table(result: Any, keys: dict[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The summary table's rows (the last visit's row of each joint, from ``result.rows()``: the
+    CLI's and the CSV's numbers) and the reason codes used."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in result.rows():
+        last[r["joint"]] = r
+    rows, used = [], []
+    for name in JOINT_NAMES:
+        r = last[name]
+        status = _status(result, name)
+        mm = r.get("narrowing_mm") is not None
+        value = r["narrowing_mm"] if mm else r["narrowing_px"]
+        se = r["narrowing_se_mm"] if mm else r["narrowing_se_px"]
+        jsw = r.get("jsw_followup_mm", r.get("jsw_mm"))
+        used.extend(c for c in r["codes"].split(",") if c)
+        rows.append({"joint": name, "key": keys.get(name), "value": _signed(value), "sort": "" if value is None else
+                     f"{value:.6f}", "se": "" if se is None else f"{se:.3f}", "unit": ("mm" if mm else "px") if
+                     value is not None else "", "jsw": "" if jsw is None else f"{jsw:.2f}", "status": "not measured" if status == "failed" else status,
+                     "cls": _STATUS_CLASS[status], "codes": r["codes"], "why": r["reasons"] or r.get("jsw_note", "")})
+    return rows, used
+
+
+def _signed(v: float | None) -> str:
+    if v is None:
+        return ""
+    text = f"{v:+.3f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str = "jsnq hand report") -> str:
@@ -95,6 +130,9 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
     """
     from jinja2 import Environment, select_autoescape
 
+    from ..hand.anatomy import joint_type
+    from ..hand.measure import VALIDATION
+    from ..reasons import legend
     from .html import render_report
 
     measured = [n for n in JOINT_NAMES if n in result.joints]
@@ -107,34 +145,30 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
         rgb, areas = overview_image(img, result, k)
         visits.append({"k": k, "img": _png_uri(rgb), "areas": areas, "width": rgb.shape[1],
                        "source": safe_display_name(result.sources[k]) if k < len(result.sources) else ""})
-    rows = []
-    for name in JOINT_NAMES:
-        m = result.joints.get(name)
-        status = _status(result, name)
-        value = se = unit = ""
-        if m is not None and hasattr(m, "narrowing_px"):
-            mm = m.narrowing_mm is not None
-            value = f"{(m.narrowing_mm if mm else m.narrowing_px):+.3f}"
-            se = f"{(m.narrowing_se_mm if mm else m.narrowing_se_px):.3f}"
-            unit = "mm" if mm else "px (crop)"
-            why = "; ".join(m.reasons) or result.segmentation.get(name, "")
-        elif m is not None:
-            factor = m.spacing_mm or 1.0
-            value = f"{m.trajectory.narrowing_px[-1] * factor:+.3f}"
-            se = f"{m.trajectory.se_px[-1] * factor:.3f}"
-            unit = "mm" if m.spacing_mm else "px (crop)"
-            why = "; ".join(m.trajectory.flagged_visits.values())
-        else:
-            why = result.errors.get(name, "")
-        rows.append({"joint": name, "key": keys.get(name), "value": value, "se": se, "unit": unit, "status": status,
-                     "validation": result.validation.get(name, ""), "why": why})
+    rows, used = _table(result, keys)
+    n_failed = sum(r["status"] == "not measured" for r in rows)
+    n_reliable = sum(r["status"] == "reliable" for r in rows)
+    counts = (f"{len(rows) - n_failed} of {len(rows)} joints measured, {n_reliable} reliable, "
+              f"{len(rows) - n_failed - n_reliable} flagged, {n_failed} not measured")
+    types = sorted({joint_type(n) for n in JOINT_NAMES}, key=["MCP", "IP", "PIP", "DIP"].index)
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    overview = env.from_string(_OVERVIEW).render(visits=visits, rows=rows, keys=keys)
-    body = render_report([(n, result.joints[n]) for n in pairs], [(n, result.joints[n]) for n in series], title=title)
-    marker = "<h2>Summary</h2>"
-    if marker not in body:  # pragma: no cover - the page layout changed
-        raise RuntimeError("the report template has no summary heading to put the overview before")
-    return body.replace(marker, overview + marker, 1)
+    overview = env.from_string(_OVERVIEW).render(
+        visits=visits, rows=rows, keys=keys, counts=counts, legend=legend(used),
+        what="from the first to the last visit" if series else "from baseline to follow-up",
+        spacing=None if result.spacing_mm is None else f"{result.spacing_mm:g}",
+        validation=[(t, VALIDATION[t]) for t in types])
+
+    def titled(name: str) -> str:
+        return f"{name} (crop px: zoom {result.crops[name].boxes[0].zoom:.2f} crop px per radiograph px)"
+
+    body = render_report([(titled(n), result.joints[n]) for n in pairs],
+                         [(titled(n), result.joints[n]) for n in series], title=title)
+    body = body.replace("</style>", ".warn{color:#c46a00;font-weight:600}</style>", 1)
+    start = body.find("<h2>Summary</h2>")
+    end = body.find("</tbody></table>", start)
+    if start < 0 or end < 0:  # pragma: no cover - the page layout changed
+        raise RuntimeError("the report template has no summary table to replace with the hand's")
+    return body[:start] + overview + body[end + len("</tbody></table>"):]
 
 
 def write_hand_report(path: str | os.PathLike, images: Sequence[np.ndarray], result: Any, *,

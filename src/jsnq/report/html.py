@@ -184,8 +184,8 @@ def _series_view(s: "SeriesResult", key: str, title: str) -> dict[str, Any]:
                for ij in detail_keys if ij in s.measurements]
     last = t.narrowing_px[-1] * factor
     reliable = not t.flagged_visits and all(p.reliable for p in t.pairs)
-    reasons = list(t.flagged_visits.values()) + [f"pair {p.i}→{p.j} flagged unreliable" for p in t.pairs
-                                                 if not p.reliable]
+    reasons = list(dict.fromkeys([*t.flagged_visits.values(),  # each once (a reason may flag every visit)
+                                  *(f"pair {p.i}→{p.j} flagged unreliable" for p in t.pairs if not p.reliable)]))
     return {"key": key, "title": title, "unit": unit, "visits": visits, "pairs": pairs, "details": details,
             "plot": _trajectory_png(s), "path_rms": _fmt(t.path_rms_px), "chi2": _fmt(t.chi2_reduced, 2),
             "errors": [f"{i}→{j}: {e}" for (i, j), e in sorted(s.errors.items())],
@@ -208,7 +208,7 @@ figure img{width:230px;height:auto;image-rendering:pixelated;border:1px solid #c
 .note{color:#5b6677;font-size:.88em} .section{margin-bottom:2em} ul.reasons{margin:.3em 0}
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="note">jsnq {{ version }} · {{ n_rows }} result(s) · narrowing: positive = the joint space narrowed · every image is embedded; this file needs no network.</p>
+<p class="note">jsnq {{ version }} · {{ n_rows }} {{ 'result' if n_rows == 1 else 'results' }} · narrowing: positive = the joint space narrowed · every image is embedded; this file needs no network.</p>
 <h2>Summary</h2>
 <table id="summary"><thead><tr><th data-type="text">item</th><th data-type="text">kind</th><th data-type="num">narrowing</th><th data-type="num">SE</th><th data-type="text">unit</th><th data-type="text">flag</th><th data-type="text">reasons</th><th data-type="text">notes</th></tr></thead><tbody>
 {% for r in summary %}<tr data-flagged="{{ 0 if r.reliable else 1 }}"><td><a href="#{{ r.key }}">{{ r.title }}</a></td><td>{{ r.kind }}</td><td data-value="{{ r.value }}">{{ '%+.3f'|format(r.value) }}</td><td data-value="{{ r.se }}">{{ '%.3f'|format(r.se) }}</td><td>{{ r.unit }}</td><td class="{{ 'ok' if r.reliable else 'bad' }}">{{ 'reliable' if r.reliable else 'check' }}</td><td>{{ r.reasons|join('; ') }}</td><td class="note">{{ r.notes|join('; ') }}</td></tr>

@@ -18,7 +18,12 @@ from jinja2 import Environment, select_autoescape
 
 from ..version import __version__
 
-__all__ = ["render_study_report", "rates_figure_png"]
+__all__ = ["render_study_report", "rates_figure_png", "MAX_FIGURE_PX", "FLAGGED"]
+
+#: The rates chart's largest width (px): it fits a 1,400 px window beside the page's margins.
+MAX_FIGURE_PX = 1300
+#: The colour of a flagged unit, in the chart and the table.
+FLAGGED = "#c46a00"
 
 
 def _finite(v: Any) -> bool:
@@ -36,7 +41,8 @@ def rates_figure_png(units: Sequence[Mapping[str, Any]], summary: Sequence[Mappi
     joints = [s["joint"] for s in summary]
     if not any(_finite(u.get(f"rate_{key}")) for u in units):
         return None
-    fig = Figure(figsize=(max(4.0, 1.2 * len(joints) + 1.5), 3.6), dpi=110)
+    # at most MAX_FIGURE_PX wide (14 joints fit a 1,400 px page); the page scales it down further
+    fig = Figure(figsize=(min(MAX_FIGURE_PX / 110, max(4.0, 0.85 * len(joints) + 1.5)), 3.6), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     rng = np.random.default_rng(0)  # jitter only: display, not data
@@ -51,14 +57,15 @@ def rates_figure_png(units: Sequence[Mapping[str, Any]], summary: Sequence[Mappi
         for u in mine:
             xx = x + rng.uniform(-0.25, 0.25)
             se = u.get(f"rate_se_{key}")
-            colour = "#d62728" if u.get("flagged") else "#333333"
+            colour = FLAGGED if u.get("flagged") else "#333333"
             ax.errorbar([xx], [u[f"rate_{key}"]], yerr=[1.96 * se] if _finite(se) else None, fmt="o", ms=3,
                         color=colour, elinewidth=0.6, alpha=0.8)
     ax.axhline(0.0, color="#888888", lw=0.8)
     ax.set_xticks(range(len(joints)))
     ax.set_xticklabels(joints)
     ax.set_ylabel(f"narrowing rate ({unit})")
-    ax.set_title("units (red: flagged); joint mean and 95 % CI", fontsize=8)
+    ax.set_title("units (orange: flagged, left out of the mean); joint mean and 95 % CI of the trusted units",
+                 fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -82,28 +89,29 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f0f0f0} td.t{text-align:left}
-tr.failed td{background:#fde0dd} tr.flagged td{background:#fff3cd}
+tr.failed td{background:#fde0dd} tr.flagged td{background:#fff3cd} tr.flagged td.s{color:#c46a00;font-weight:600}
+tr.failed td.s{color:#c62828;font-weight:600} img{max-width:100%;height:auto}
 .note{color:#555;font-size:12px}
 </style></head><body>
 <h1>{{ title }}</h1>
-<p class="note">jsnq {{ version }} · {{ n_units }} units · {{ n_failed }} failed · {{ n_flagged }} flagged</p>
+<p class="note">jsnq {{ version }} · {{ counts }}. A unit is one joint series (a row of units.csv); flagged units (orange) are left out of the rates, units not measured (red) too.</p>
 <h2>Progression rate per joint</h2>
 {% if figure %}<img src="{{ figure }}" alt="per-unit rates per joint">{% else %}<p>No unit has a rate.</p>{% endif %}
-<table><tr><th>joint</th><th>units</th><th>failed</th><th>patients</th><th>rate (mm/year)</th><th>95 % CI</th>
-<th>rate (px/year)</th><th>95 % CI</th><th>SDC (mm)</th><th>SDC (px)</th><th>flagged</th><th class="t">notes</th></tr>
-{% for s in summary %}<tr><td class="t">{{ s.joint }}</td><td>{{ s.n_units }}</td><td>{{ s.n_failed }}</td>
+<table><tr><th>joint</th><th>units</th><th>not measured</th><th>flagged</th><th>patients</th><th>rate (mm/year)</th><th>95 % CI</th>
+<th>rate (px/year)</th><th>95 % CI</th><th>SDC (mm)</th><th>SDC (px)</th><th class="t">notes</th></tr>
+{% for s in summary %}<tr><td class="t">{{ s.joint }}</td><td>{{ s.n_units }}</td><td>{{ s.n_failed }}</td><td>{{ s.n_flagged }}</td>
 <td>{{ s.n_patients }}</td><td>{{ s.rate_mm }}</td><td>{{ s.ci_mm }}</td><td>{{ s.rate_px }}</td><td>{{ s.ci_px }}</td>
-<td>{{ s.sdc_mm }}</td><td>{{ s.sdc_px }}</td><td>{{ s.flagged }}</td><td class="t">{{ s.notes }}</td></tr>
+<td>{{ s.sdc_mm }}</td><td>{{ s.sdc_px }}</td><td class="t">{{ s.notes }}</td></tr>
 {% endfor %}</table>
-<p class="note">Rate: per unit the GLS slope of its trajectory; per joint the mean over patients with a t-interval.
-SDC = 1.96 &times; RMS of the units' last-visit SEs. See docs/study.md.</p>
-<h2>Units (failed, then flagged, first)</h2>
+<p class="note">Rate: per unit the GLS slope of its trajectory; per joint the mean over patients of the trusted units' rates, with a t-interval (empty with one patient).
+SDC = 1.96 &times; RMS of the trusted units' last-visit SEs. px: pixels of the radiograph (whole hands) or of the crop (crop studies). See docs/study.md.</p>
+<h2>Units (not measured, then flagged, first)</h2>
 <table><tr><th class="t">unit</th><th class="t">patient</th><th class="t">side</th><th class="t">joint</th><th>visits</th>
-<th>years</th><th>rate (mm/year)</th><th>SE</th><th>rate (px/year)</th><th>SE</th><th class="t">status</th></tr>
+<th>years</th><th>rate (mm/year)</th><th>SE</th><th>rate (px/year)</th><th>SE</th><th class="t">status</th><th class="t">reasons</th></tr>
 {% for u in units %}<tr class="{{ u.cls }}"><td class="t">{% if u.report %}<a href="{{ u.report }}">{{ u.unit }}</a>{% else %}{{ u.unit }}{% endif %}</td>
 <td class="t">{{ u.patient }}</td><td class="t">{{ u.side }}</td><td class="t">{{ u.joint }}</td><td>{{ u.n_visits }}</td>
 <td>{{ u.years }}</td><td>{{ u.rate_mm }}</td><td>{{ u.se_mm }}</td><td>{{ u.rate_px }}</td><td>{{ u.se_px }}</td>
-<td class="t">{{ u.status }}</td></tr>
+<td class="t s">{{ u.status }}</td><td class="t">{{ u.reasons }}</td></tr>
 {% endfor %}</table>
 </body></html>
 """
@@ -128,18 +136,26 @@ def render_study_report(units: Sequence[Mapping[str, Any]], summary: Sequence[Ma
         "n_visits": u.get("n_visits"), "years": _fmt(u.get("years"), 2), "report": u.get("report") or None,
         "rate_mm": _fmt(u.get("rate_mm_per_year")), "se_mm": _fmt(u.get("rate_se_mm_per_year")),
         "rate_px": _fmt(u.get("rate_px_per_year")), "se_px": _fmt(u.get("rate_se_px_per_year")),
-        "status": u.get("error") if u.get("status") != "ok" else ("flagged" if u.get("flagged") else "ok"),
+        "status": "not measured" if u.get("status") != "ok" else ("flagged" if u.get("flagged") else "trusted"),
+        "reasons": u.get("error") if u.get("status") != "ok" else (u.get("reasons") or ""),
         "cls": "failed" if u.get("status") != "ok" else ("flagged" if u.get("flagged") else ""),
     } for u in order]
     summary_views = [{
         "joint": s["joint"], "n_units": s["n_units"], "n_failed": s["n_failed"], "n_patients": s["n_patients"],
         "rate_mm": _fmt(s.get("rate_mm_per_year")), "ci_mm": ci(s, "mm"), "rate_px": _fmt(s.get("rate_px_per_year")),
         "ci_px": ci(s, "px"), "sdc_mm": _fmt(s.get("sdc_mm")), "sdc_px": _fmt(s.get("sdc_px")),
-        "flagged": "" if not _finite(s.get("share_flagged")) else f"{100 * s['share_flagged']:.0f} %",
+        "n_flagged": s.get("n_flagged", ""),
         "notes": s.get("notes", ""),
     } for s in summary]
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     return env.from_string(_TEMPLATE).render(
         title=title, version=__version__, figure=rates_figure_png(units, summary), summary=summary_views,
-        units=unit_views, n_units=len(units), n_failed=sum(u.get("status") != "ok" for u in units),
-        n_flagged=sum(bool(u.get("flagged")) and u.get("status") == "ok" for u in units))
+        units=unit_views, counts=_counts(units))
+
+
+def _counts(units: Sequence[Mapping[str, Any]]) -> str:
+    """``28 units · 1 not measured · 20 flagged`` (as the terminal's and study.json's counts)."""
+    n = len(units)
+    failed = sum(u.get("status") != "ok" for u in units)
+    flagged = sum(bool(u.get("flagged")) and u.get("status") == "ok" for u in units)
+    return f"{n} {'unit' if n == 1 else 'units'} · {failed} not measured · {flagged} flagged"

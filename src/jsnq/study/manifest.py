@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JsnqInputError
+from ..errors import JsnqInputError, header_hint
 from ..io import validate_spacing
 
 __all__ = ["Visit", "Unit", "Manifest", "read_manifest", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "SIDES"]
@@ -155,7 +155,8 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
 
     Raises:
         JsnqInputError: the file cannot be read, a required column is missing, a row has an
-            empty or invalid value, a unit lists the same image twice or mixes spacings.
+            empty or invalid value, a unit lists the same image twice, has two images of one
+            date (patient, side and date repeat) or mixes spacings.
     """
     p = Path(os.fspath(path))
     default = validate_spacing(default_spacing_mm, "--spacing")
@@ -172,7 +173,7 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise JsnqInputError(p, f"missing column(s) {', '.join(missing)} (a study needs {', '.join(REQUIRED_COLUMNS)}; "
-                             f"optional: {', '.join(OPTIONAL_COLUMNS)})")
+                             f"optional: {', '.join(OPTIONAL_COLUMNS)}); {header_hint(header, REQUIRED_COLUMNS)}")
     if not rows:
         raise JsnqInputError(p, "the study manifest has no rows")
     kind = "crop" if "joint" in header else "hand"
@@ -208,6 +209,13 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
                 raise JsnqInputError(_where(p, v.line), f"image {v.image_as_given!r} repeats line {seen[v.image]} "
                                      "of the same patient, side and joint")
             seen[v.image] = v.line
+        dates: dict[str, int] = {}
+        for v, _, _ in members:
+            if v.date in dates:
+                what = "patient, side and joint" if kind == "crop" else "patient and side"
+                raise JsnqInputError(_where(p, v.line), f"date {v.date} repeats line {dates[v.date]} of the same {what}: "
+                                     "one image per visit (a duplicate row, or a missing side?)")
+            dates[v.date] = v.line
         spacings = {s for _, s, _ in members}
         if len(spacings) > 1:
             given = sorted(s for s in spacings if s is not None)

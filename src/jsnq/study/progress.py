@@ -18,7 +18,8 @@ def rich_progress(console: Any = None) -> Iterator[Callable[[Progress], None]]:
     """A context yielding the ``progress`` callback for :func:`~jsnq.study.run_study`.
 
     It prints Dask's dashboard link (when there is one) and how many units were skipped as
-    already done, then shows ``units ━━━━ 12/40 · 1 failed · 0:01:10 · ETA 0:04:02``. The ETA is
+    already done, then shows ``units ━━━━ 12/40 · 1 not measured · 0:01:10 · ETA 0:04:02`` (joint
+series not measured: a hand unit counts each of its joints). The ETA is
     rich's estimate from the rate at which units have finished so far in this run.
     """
     from rich.console import Console
@@ -26,7 +27,7 @@ def rich_progress(console: Any = None) -> Iterator[Callable[[Progress], None]]:
                                TimeRemainingColumn)
 
     console = console or Console(stderr=True)
-    bar = Bar(TextColumn("units"), BarColumn(), MofNCompleteColumn(), TextColumn("· {task.fields[failed]} failed ·"),
+    bar = Bar(TextColumn("units"), BarColumn(), MofNCompleteColumn(), TextColumn("· {task.fields[failed]} not measured ·"),
               TimeElapsedColumn(), TextColumn("· ETA"), TimeRemainingColumn(), console=console)
     task: list[Any] = []
 
@@ -35,7 +36,8 @@ def rich_progress(console: Any = None) -> Iterator[Callable[[Progress], None]]:
             if e.dashboard_link:
                 console.print(f"Dask dashboard: {e.dashboard_link}")
             if e.skipped:
-                console.print(f"{e.skipped} unit(s) already done with the same inputs and settings: skipped")
+                console.print(f"{e.skipped} {'unit' if e.skipped == 1 else 'units'} already done with the same "
+                              "inputs and settings: skipped")
             bar.start()  # only now: an error before the plan is ready prints its one line alone
             task.append(bar.add_task("units", total=e.total, failed=0))
         elif e.event == "unit" and task:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import MeasureConfig
 from ..version import __version__
+from ..reasons import join_reasons
 from .manifest import Manifest, Unit, read_manifest
 from .stats import JointSummary, UnitOutcome, summarise, unit_rate
 from .store import Store
@@ -33,7 +34,9 @@ class Progress:
     Attributes:
         event: ``"start"`` (the plan is known), ``"unit"`` (a unit finished) or ``"finish"``.
         total: units to compute in this run (not counting those skipped).
-        done: units finished in this run (ok or failed); ``failed`` of them failed.
+        done: units finished in this run (ok or failed).
+        failed: joint series (a crop unit; each joint of a hand unit) of those units that could
+            not be measured.
         skipped: units already done with the same inputs and configuration.
         unit, status, error: the unit that just finished (``"ok"`` / ``"failed"``), for ``"unit"``.
         elapsed_s: since the run started.
@@ -62,6 +65,10 @@ class StudyResult:
         computed, skipped, failed: unit ids measured in this run, skipped as already done with
             the same key, and failed in this run (a failed unit is never skipped: a rerun tries it again).
         summary: per joint type.
+        not_measured: every series of the study (a crop unit; a joint of a hand unit) that could
+            not be measured, this run's or not: ``units.csv``'s failed rows (``unit``,
+            ``patient``, ``side``, ``joint``, ``error``). The one count of failures that the
+            printed summary, the exit code, ``study.json``, ``summary.csv`` and the report share.
         files: name -> path of the tables and reports.
         dashboard_link: Dask's dashboard when there was one.
         elapsed_s: wall time of the run.
@@ -73,6 +80,7 @@ class StudyResult:
     skipped: tuple[str, ...]
     failed: tuple[str, ...]
     summary: tuple[JointSummary, ...]
+    not_measured: tuple[dict[str, Any], ...]
     files: dict[str, Path]
     dashboard_link: str | None
     elapsed_s: float
@@ -140,8 +148,10 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     by_id = {u.id: u for u in m.units}
     todo: list[tuple[Unit, str]] = []
     skipped: list[str] = []
+    digests = {u.id: input_digests(u) for u in m.units}
+    refuse_unmeasurable(m, digests)
     for u in m.units:
-        key = unit_key(u, input_digests(u), digest, joints)
+        key = unit_key(u, digests[u.id], digest, joints)
         if _is_done(store.load(u.id), key, report):
             skipped.append(u.id)
         else:
@@ -164,8 +174,9 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
         store.save(record)
         state["done"] += 1
         computed.append(unit_id)
+        lost = sum(1 for e in record.get("series") or [] if e.get("status") != "ok")
+        state["failed"] += lost
         if record["status"] != "ok":
-            state["failed"] += 1
             failed.append(unit_id)
         tell("unit", unit=unit_id, status=record["status"], error=record.get("error"))
 
@@ -188,12 +199,56 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
                       on_done=on_done, retries=retries)
     else:
         tell("start")
-    files, summary = assemble(m, store, report=report, config=config,
-                              run_info={"dashboard_link": dashboard[0], "workers": workers, "scheduler": scheduler})
+    files, summary, not_measured = assemble(m, store, report=report, config=config,
+                                            run_info={"dashboard_link": dashboard[0], "workers": workers,
+                                                      "scheduler": scheduler})
     tell("finish")
     return StudyResult(out_dir=store.root, units=tuple(u.id for u in m.units), computed=tuple(computed),
-                       skipped=tuple(skipped), failed=tuple(failed), summary=tuple(summary), files=files,
+                       skipped=tuple(skipped), failed=tuple(failed), summary=tuple(summary),
+                       not_measured=tuple(not_measured), files=files,
                        dashboard_link=dashboard[0], elapsed_s=time.perf_counter() - start)
+
+
+def refuse_unmeasurable(manifest: Manifest, digests: dict[str, list[dict[str, str | None]]]) -> None:
+    """Refuse, before anything is measured, a unit that cannot be measured honestly: two visits
+    with the same image bytes, or (where the manifest and ``--spacing`` give no spacing) images
+    whose own headers mix a pixel spacing with none, or differ by more than 1 %.
+
+    Raises:
+        JsnqInputError: one line naming the manifest and the line.
+    """
+    from ..io import file_spacing
+
+    for u in manifest.units:
+        seen: dict[str, Any] = {}
+        for v, d in zip(u.visits, digests[u.id]):
+            sha = d["image"] or ""
+            if sha in seen and not sha.startswith("missing:"):
+                raise JsnqInputError(f"{manifest.path} line {v.line}", f"image {v.image_as_given!r} has the same "
+                                     f"bytes as line {seen[sha].line}'s ({seen[sha].image_as_given!r}): two visits "
+                                     "must be two radiographs")
+            seen[sha] = v
+        if u.spacing_mm is not None:
+            continue
+        probed = []
+        for v in u.visits:
+            try:
+                probed.append((v, file_spacing(v.image)))
+            except Exception:  # unreadable: the unit fails when it runs, with the reason
+                continue
+        known = [(v, sp) for v, sp in probed if sp is not None]
+        if not known:
+            continue
+        if len(known) < len(probed):
+            v = next(v for v, sp in probed if sp is None)
+            raise JsnqInputError(f"{manifest.path} line {v.line}", f"image {v.image_as_given!r} has no pixel spacing "
+                                 f"but line {known[0][0].line}'s has {known[0][1]:g} mm; give spacing_mm (or "
+                                 "--spacing) for every visit")
+        lo, hi = min(sp for _, sp in known), max(sp for _, sp in known)
+        if hi - lo > 0.01 * lo:
+            v = next(v for v, sp in known if sp != known[0][1])
+            raise JsnqInputError(f"{manifest.path} line {v.line}", f"the visits' pixel spacings differ ({lo:g} vs "
+                                 f"{hi:g} mm); give spacing_mm (or --spacing), or resample")
 
 
 def _run_with_report(fn: Callable[..., Any], unit: Unit, config: MeasureConfig, key: str,
@@ -215,7 +270,8 @@ def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dic
         base = {**unit.identity, "side": record.get("side") or unit.side, "joint": joint, "unit": unit.id, "status": entry.get("status"),
                 "error": entry.get("error") or "", "n_visits": len(unit.visits),
                 "n_pairs": sum(1 for p in record.get("pairs") or [] if p.get("joint", "") == joint and not p.get("error")),
-                "years": rows[-1].get("years") if rows else None, "flagged": flagged,
+                "years": rows[-1].get("years") if rows else None, "flagged": flagged if ok else None,
+                "reasons": join_reasons([r.get("reasons") or "" for r in rows]) if ok else "",
                 "report": entry.get("report") and f"reports/{entry['report']}", "elapsed_s": record.get("elapsed_s"),
                 "config_hash": record.get("config_hash")}
         if not ok or not rows:
@@ -228,19 +284,24 @@ def _outcomes(unit: Unit, record: dict[str, Any]) -> list[tuple[UnitOutcome, dic
         last = rows[-1]
         last_se_px, last_se_mm = last.get("narrowing_se_px"), last.get("narrowing_se_mm")
         outcome = UnitOutcome(joint, unit.patient, True, rate, math.nan if last_se_px is None else float(last_se_px),
-                              math.nan if last_se_mm is None else float(last_se_mm), flagged)
+                              math.nan if last_se_mm is None else float(last_se_mm), flagged,
+                              spacing_mm=entry.get("spacing_mm"))
         out.append((outcome, {**base, "rate_px_per_year": finite_or_none(rate.px_per_year),
                               "rate_se_px_per_year": finite_or_none(rate.se_px_per_year),
                               "rate_mm_per_year": finite_or_none(rate.mm_per_year),
                               "rate_se_mm_per_year": finite_or_none(rate.se_mm_per_year),
+                              "last_narrowing_px": last.get("narrowing_px"), "last_se_px": last_se_px,
                               "last_narrowing_mm": last.get("narrowing_mm"), "last_se_mm": last_se_mm,
+                              "spacing_mm": entry.get("spacing_mm"),
                               "chi2_reduced": chi2}))
     return out
 
 
 def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: MeasureConfig | None = None,
-             run_info: dict[str, Any] | None = None) -> tuple[dict[str, Path], list[JointSummary]]:
-    """Write the study's tables (and report) from the records of the manifest's units.
+             run_info: dict[str, Any] | None = None
+             ) -> tuple[dict[str, Path], list[JointSummary], list[dict[str, Any]]]:
+    """Write the study's tables (and report) from the records of the manifest's units ->
+    ``(files, summary, not_measured)`` (see :class:`StudyResult`).
 
     Units without a record (an interrupted run) are left out of the tables and listed in
     ``study.json`` as ``missing``; records of units no longer in the manifest are ignored.
@@ -272,8 +333,11 @@ def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: 
     }
     from .store import atomic_write_text, json_ready
 
+    not_measured = [{k: r.get(k) for k in ("unit", "patient", "side", "joint", "error")}
+                    for r in unit_rows if r["status"] != "ok"]
     info = {"jsnq_version": __version__, "manifest": manifest.path, "kind": manifest.kind,
             "n_units": len(manifest.units), "n_images": manifest.n_images, "missing": missing,
+            "n_series": len(unit_rows), "n_not_measured": len(not_measured), "not_measured": not_measured,
             "failed": sorted({r["unit"] for r in unit_rows if r["status"] != "ok"}),
             "config": None if config is None else config.to_dict(),
             "config_hash": None if config is None else config.digest(), **(run_info or {})}
@@ -283,4 +347,4 @@ def assemble(manifest: Manifest, store: Store, *, report: bool = False, config: 
 
         html = render_study_report(unit_rows, [asdict(s) for s in summary], title=f"jsnq study: {Path(manifest.path).name}")
         files["report.html"] = atomic_write_text(store.root / "report.html", html)
-    return files, summary
+    return files, summary, not_measured

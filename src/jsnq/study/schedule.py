@@ -88,6 +88,23 @@ def _dashboard(client: Any, local: bool) -> str | None:
         return None
 
 
+#: The warnings multiprocessing's resource tracker prints when the process that made the local
+#: workers' queues is killed (``kill -9``, a closed terminal): it then removes those semaphores
+#: itself, so nothing leaks, but "12 leaked semaphore objects" reads like a fault.
+_TRACKER_WARNING = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if not yet running) with :data:`_TRACKER_WARNING`
+    filtered: it passes this process's ``-W`` options on to the tracker it spawns."""
+    import sys
+    from multiprocessing import resource_tracker
+
+    if _TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_WARNING)
+    resource_tracker.ensure_running()
+
+
 @contextmanager
 def open_session(*, workers: int | None = None, scheduler: str | None = None, numeric_threads: int | None = None,
                  connect_timeout_s: float = 30.0) -> Iterator[Session]:
@@ -132,6 +149,7 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
         dask_value = dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", None)
         if dask_value is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(dask_value):
             del os.environ["MALLOC_TRIM_THRESHOLD_"]
+        _quiet_resource_tracker()
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=":0" if with_dashboard else None, silence_logs=logging.ERROR,

@@ -28,8 +28,12 @@ visit minus first), so no extra sqrt(2) is needed. A change smaller than the SDC
 measurement error at 95 % for a typical unit. The rate has its own version,
 ``SDC_rate = 1.96 sqrt(mean_u SE(b_u)^2)``.
 
-**Share flagged**: the fraction of measured units with at least one visit that is not reliable
-(a flagged pair or visit). Failed units are counted apart (``n_failed``).
+**What is pooled.** Only trusted units: measured, and with every visit reliable. Flagged units
+(a flagged pair or visit) are counted apart (``n_flagged``, ``share_flagged`` = their fraction of
+the measured units) and left out of the rates and SDCs, as failed units are (``n_failed``). Rates
+and SDCs are pooled in mm when every trusted unit has a pixel spacing; in px only when their
+pixels are one size (all the same spacing, or none known): px of different sizes are not averaged.
+An undefined value (e.g. the CI of one patient) is NaN, written as an empty cell, with a note.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class UnitOutcome:
         rate: its :class:`Rate` (None when it failed).
         last_se_px, last_se_mm: SE of the cumulative narrowing at its last visit (mm: NaN without spacing).
         flagged: at least one of its visits is not reliable.
+        spacing_mm: the pixel spacing of its px figures (None: unknown).
     """
 
     joint: str
@@ -106,19 +111,22 @@ class UnitOutcome:
     last_se_px: float
     last_se_mm: float
     flagged: bool
+    spacing_mm: float | None = None
 
 
 @dataclass(frozen=True)
 class JointSummary:
     """The summary of one joint type (see the module doc for every estimator).
 
-    ``*_px`` values use every rated unit; the ``*_mm`` values are NaN unless every rated unit
-    has a pixel spacing (``notes`` says why a value is empty).
+    Rates and SDCs use the trusted rated units only; the ``*_mm`` values are NaN unless every
+    one has a pixel spacing, the ``*_px`` values unless their pixels are one size (``notes``
+    says why a value is empty).
     """
 
     joint: str
     n_units: int
     n_failed: int
+    n_flagged: int
     n_rated: int
     n_patients: int
     rate_px_per_year: float
@@ -161,6 +169,19 @@ def _rms(values: Sequence[float]) -> float:
     return float(np.sqrt(np.mean(v**2))) if v.size else NAN
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+def _one_size(spacings: Sequence[float | None]) -> bool:
+    """All None, or all known and within 1 % of each other."""
+    if all(s is None for s in spacings):
+        return True
+    if any(s is None for s in spacings):
+        return False
+    return max(spacings) - min(spacings) <= 0.01 * min(spacings)
+
+
 def summarise(outcomes: Iterable[UnitOutcome]) -> list[JointSummary]:
     """One :class:`JointSummary` per joint type, in order of first appearance."""
     by_joint: dict[str, list[UnitOutcome]] = {}
@@ -169,12 +190,21 @@ def summarise(outcomes: Iterable[UnitOutcome]) -> list[JointSummary]:
     out = []
     for joint, units in by_joint.items():
         ok = [u for u in units if u.ok]
-        rated = [u for u in ok if u.rate is not None and math.isfinite(u.rate.px_per_year)]
+        trusted = [u for u in ok if not u.flagged]
+        rated = [u for u in trusted if u.rate is not None and math.isfinite(u.rate.px_per_year)]
         notes = []
+        if len(ok) > len(trusted):
+            notes.append(f"{_plural(len(ok) - len(trusted), 'flagged unit')} left out of the rates")
         patients: dict[str, list[Rate]] = {}
         for u in rated:
             patients.setdefault(u.patient, []).append(u.rate)
-        px = _mean_ci([float(np.mean([r.px_per_year for r in rs])) for rs in patients.values()])
+        have_px = bool(rated) and _one_size([u.spacing_mm for u in rated])
+        if have_px:
+            px = _mean_ci([float(np.mean([r.px_per_year for r in rs])) for rs in patients.values()])
+        else:
+            px = (NAN,) * 4
+            if rated:
+                notes.append("px values empty: the units' pixels differ in size (see mm)")
         have_mm = bool(rated) and all(math.isfinite(u.rate.mm_per_year) for u in rated)
         if have_mm:
             mm = _mean_ci([float(np.mean([r.mm_per_year for r in rs])) for rs in patients.values()])
@@ -182,20 +212,20 @@ def summarise(outcomes: Iterable[UnitOutcome]) -> list[JointSummary]:
             mm = (NAN,) * 4
             if rated:
                 notes.append("mm values empty: not every unit has a pixel spacing")
-        if len(patients) < 2 and rated:
-            notes.append("confidence interval empty: fewer than two patients with a rate")
-        if len(rated) < len(ok):
-            notes.append(f"{len(ok) - len(rated)} measured unit(s) without a rate (no time between visits)")
+        if len(patients) == 1:
+            notes.append("confidence interval empty: one patient with a trusted rate")
+        if len(rated) < len(trusted):
+            notes.append(f"{_plural(len(trusted) - len(rated), 'trusted unit')} without a rate (no time between visits)")
         if not rated:
-            notes.append("no unit with a rate")
+            notes.append("no trusted unit with a rate")
         out.append(JointSummary(
-            joint=joint, n_units=len(units), n_failed=len(units) - len(ok), n_rated=len(rated),
-            n_patients=len(patients),
+            joint=joint, n_units=len(units), n_failed=len(units) - len(ok), n_flagged=len(ok) - len(trusted),
+            n_rated=len(rated), n_patients=len(patients),
             rate_px_per_year=px[0], rate_ci_low_px=px[1], rate_ci_high_px=px[2], rate_sd_px=px[3],
             rate_mm_per_year=mm[0], rate_ci_low_mm=mm[1], rate_ci_high_mm=mm[2], rate_sd_mm=mm[3],
-            sdc_px=SDC_Z * _rms([u.last_se_px for u in rated]) if rated else NAN,
+            sdc_px=SDC_Z * _rms([u.last_se_px for u in rated]) if have_px else NAN,
             sdc_mm=SDC_Z * _rms([u.last_se_mm for u in rated]) if have_mm else NAN,
-            sdc_rate_px_per_year=SDC_Z * _rms([u.rate.se_px_per_year for u in rated]) if rated else NAN,
+            sdc_rate_px_per_year=SDC_Z * _rms([u.rate.se_px_per_year for u in rated]) if have_px else NAN,
             sdc_rate_mm_per_year=SDC_Z * _rms([u.rate.se_mm_per_year for u in rated]) if have_mm else NAN,
             share_flagged=(sum(u.flagged for u in ok) / len(ok)) if ok else NAN,
             notes="; ".join(notes)))

@@ -14,68 +14,25 @@ which the next run removes.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..errors import JsnqInputError
+from ..outputs import csv_text, json_ready, write_atomic
 
 __all__ = ["Store", "atomic_write_bytes", "atomic_write_text", "csv_text", "parquet_bytes", "json_ready"]
 
 
-def json_ready(value: Any) -> Any:
-    """Non-finite floats -> None, tuples -> lists, recursively (standard JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    final = Path(os.fspath(path))
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise JsnqInputError(final, f"cannot write: {err.strerror or err}") from None
-    return final
+    """Write ``data`` to ``path`` atomically through :func:`jsnq.outputs.write_atomic` (temporary
+    file, fsync, ``os.replace``; a symbolic link at ``path`` is refused, never written through)."""
+    return write_atomic(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    return str(value)
-
-
-def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """CSV with exactly ``columns``; empty cell for a missing value, floats written exactly (repr)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c for c, _ in columns])
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c, _ in columns])
-    return buf.getvalue()
+    return write_atomic(path, text)
 
 
 def parquet_bytes(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> bytes:

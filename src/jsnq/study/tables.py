@@ -1,15 +1,22 @@
 """The study's tidy tables: column definitions and the rows of one unit. Pure: no I/O.
 
 Empty values are ``None`` (CSV: empty cell; Parquet: null), never 0; ``missing`` says why a
-value is empty, ``reasons`` why a row is not reliable.
+value is empty, ``reasons`` why a row is not reliable. A joint space width that is not a width
+(the masks overlap, or a whole-hand joint's network segmentation was not trusted) is empty, with
+the reason in ``missing`` (joints) or ``jsw_note`` (pairs).
+
+One pixel unit: every ``*_px`` column is in pixels of the study's image -- the radiograph in a
+whole-hand study (the joint's crop px divided by ``crop_zoom``), the crop in a crop study -- and
+``spacing_mm`` is that image's; reasons quote the same pixels. The bones' motions, which only
+mean something in the crop, are named ``*_crop_px``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
 from ..geometry import px_to_mm
+from ..outputs import finite_or_none, scaled
 
 __all__ = ["BOX_COLUMNS", "JOINT_COLUMNS", "PAIR_COLUMNS", "UNIT_COLUMNS", "SUMMARY_COLUMNS", "series_rows", "failed_rows",
            "finite_or_none"]
@@ -40,9 +47,10 @@ PAIR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("baseline_date", "str"), ("followup_date", "str"),
     ("narrowing_px", "float"), ("narrowing_se_px", "float"), ("narrowing_mm", "float"), ("narrowing_se_mm", "float"),
     ("dy_difference_px", "float"), ("label_disagreement_px", "float"),
-    ("jsw_baseline_mm", "float"), ("jsw_followup_mm", "float"),
-    ("upper_scale", "float"), ("upper_angle_deg", "float"), ("upper_tx_px", "float"), ("upper_ty_px", "float"),
-    ("lower_scale", "float"), ("lower_angle_deg", "float"), ("lower_tx_px", "float"), ("lower_ty_px", "float"),
+    ("jsw_baseline_mm", "float"), ("jsw_followup_mm", "float"), ("jsw_note", "str"),
+    ("upper_scale", "float"), ("upper_angle_deg", "float"), ("upper_tx_crop_px", "float"), ("upper_ty_crop_px", "float"),
+    ("lower_scale", "float"), ("lower_angle_deg", "float"), ("lower_tx_crop_px", "float"), ("lower_ty_crop_px", "float"),
+    ("crop_zoom", "float"),
     ("engine", "str"), ("segmenter", "str"), ("reliable", "bool"), ("reasons", "str"), ("error", "str"),
     ("unit", "str"), ("config_hash", "str"),
 )
@@ -53,13 +61,14 @@ UNIT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("n_visits", "int"), ("n_pairs", "int"), ("years", "float"),
     ("rate_px_per_year", "float"), ("rate_se_px_per_year", "float"),
     ("rate_mm_per_year", "float"), ("rate_se_mm_per_year", "float"),
-    ("last_narrowing_mm", "float"), ("last_se_mm", "float"),
-    ("flagged", "bool"), ("chi2_reduced", "float"), ("report", "str"), ("elapsed_s", "float"), ("config_hash", "str"),
+    ("last_narrowing_px", "float"), ("last_se_px", "float"), ("last_narrowing_mm", "float"), ("last_se_mm", "float"),
+    ("spacing_mm", "float"), ("flagged", "bool"), ("reasons", "str"), ("chi2_reduced", "float"), ("report", "str"), ("elapsed_s", "float"), ("config_hash", "str"),
 )
 
 #: ``summary.csv``: one row per joint type (:class:`jsnq.study.stats.JointSummary`).
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("joint", "str"), ("n_units", "int"), ("n_failed", "int"), ("n_rated", "int"), ("n_patients", "int"),
+    ("joint", "str"), ("n_units", "int"), ("n_failed", "int"), ("n_flagged", "int"), ("n_rated", "int"),
+    ("n_patients", "int"),
     ("rate_mm_per_year", "float"), ("rate_ci_low_mm", "float"), ("rate_ci_high_mm", "float"), ("rate_sd_mm", "float"),
     ("rate_px_per_year", "float"), ("rate_ci_low_px", "float"), ("rate_ci_high_px", "float"), ("rate_sd_px", "float"),
     ("sdc_mm", "float"), ("sdc_px", "float"), ("sdc_rate_mm_per_year", "float"), ("sdc_rate_px_per_year", "float"),
@@ -67,41 +76,11 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def finite_or_none(value: Any) -> float | None:
-    """A float, or None for None / NaN / inf (an empty cell, never a made-up number)."""
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
-
-
-def _join(reasons: Sequence[str]) -> str:
-    seen: list[str] = []
-    for r in reasons:
-        if r and r not in seen:
-            seen.append(r)
-    return "; ".join(seen)
-
-
-def _visit_reasons(series: Any, k: int) -> list[str]:
-    t = series.trajectory
-    out = []
-    if k in t.flagged_visits:
-        out.append(t.flagged_visits[k])
-    for (i, j), m in sorted(series.measurements.items()):
-        if k in (i, j) and not m.reliable:
-            out.extend(f"pair {i}->{j}: {r}" for r in m.reasons)
-    for (i, j), e in sorted(series.errors.items()):
-        if k in (i, j):
-            out.append(f"pair {i}->{j} failed: {e}")
-    return out
-
-
 def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
                 years: Sequence[float], series: Any, config_hash: str,
-                boxes: Sequence[Mapping[str, Any] | None] | None = None
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The joint-visit rows and the pair rows of one measured series (a :class:`~jsnq.pipeline.SeriesResult`).
+                boxes: Sequence[Mapping[str, Any] | None] | None = None, *, zoom: float | None = None,
+                image_spacing_mm: float | None = None, segmentation: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The joint-visit rows and the pair rows of one measured series (a :class:`~jsnq.results.SeriesResult`).
 
     Args:
         identity: ``patient``, ``side``, ``joint``.
@@ -111,35 +90,51 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
         config_hash: :meth:`jsnq.config.MeasureConfig.digest`.
         boxes: per visit the crop's box as a mapping with the :data:`BOX_COLUMNS` keys, or None
             (crop studies: the image is the crop).
+        zoom: a whole-hand joint's crop px per radiograph px: the series was measured on crops,
+            so its px figures (and the px figures of its reasons) are divided by it, and
+            ``spacing_mm`` is the radiograph's, ``image_spacing_mm`` (None: a crop study, whose
+            image is the crop).
+        segmentation: a whole-hand joint's segmentation status (:func:`jsnq.hand.measure.series_joint`):
+            a JSW is reported only where it is ``"network"``.
 
     Returns:
         ``(joint rows, pair rows)`` with the columns of :data:`JOINT_COLUMNS` and :data:`PAIR_COLUMNS`.
     """
+    from ..hand.tables import jsw_value
+    from ..reasons import join_reasons, rescale_px, visit_reasons
+
     t = series.trajectory
-    spacing = series.spacing_mm
+    inv = 1.0 if zoom is None else 1.0 / zoom
+    spacing = series.spacing_mm  # of what was measured (the crop)
+    image_spacing = spacing if zoom is None else image_spacing_mm
     base = {"patient": identity["patient"], "side": identity["side"], "joint": identity["joint"]}
-    jsw: dict[int, Any] = {}
-    for (i, _), m in sorted(series.measurements.items()):
-        if i not in jsw and m.jsw_baseline is not None:
-            jsw[i] = m.jsw_baseline
+    lead: dict[int, Any] = {}
+    for (i, _), m in sorted(series.measurements.items(), reverse=True):
+        lead[i] = m  # visit -> the measurement of the first pair it is the baseline of
+
+    def jsw_of(m: Any, which: str) -> tuple[float | None, float | None, str]:
+        w, note = jsw_value(None if m is None else getattr(m, which), segmentation)
+        if w is None:
+            return None, None, rescale_px(note, inv)
+        return scaled(w.mean_px, inv), scaled(w.mean_px, spacing), ""
+
     rows = []
     for k in range(len(dates)):
-        reasons = _visit_reasons(series, k)
+        reasons = join_reasons([rescale_px(r, inv) for r in visit_reasons(series, k)])
         missing = []
         if spacing is None:
             missing.append("mm: no pixel spacing (give spacing_mm or --spacing)")
-        w = jsw.get(k)
-        if w is None:
-            missing.append("jsw: no network segmentation of this visit")
+        jsw_px, jsw_mm, note = jsw_of(lead.get(k), "jsw_baseline")
+        if note:
+            missing.append(f"jsw: {note}")
         box = None if boxes is None else boxes[k]
         rows.append({
             **base, "visit": k, "date": dates[k], "years": finite_or_none(years[k]), "image": images[k],
-            "narrowing_px": finite_or_none(t.narrowing_px[k]), "narrowing_se_px": finite_or_none(t.se_px[k]),
+            "narrowing_px": scaled(t.narrowing_px[k], inv), "narrowing_se_px": scaled(t.se_px[k], inv),
             "narrowing_mm": finite_or_none(px_to_mm(t.narrowing_px[k], spacing)),
             "narrowing_se_mm": finite_or_none(px_to_mm(t.se_px[k], spacing)),
-            "jsw_px": None if w is None else finite_or_none(w.mean_px),
-            "jsw_mm": None if w is None or spacing is None else finite_or_none(px_to_mm(w.mean_px, spacing)),
-            "spacing_mm": spacing, "reliable": not reasons, "reasons": _join(reasons), "missing": _join(missing),
+            "jsw_px": jsw_px, "jsw_mm": jsw_mm, "spacing_mm": image_spacing, "reliable": not reasons,
+            "reasons": reasons, "missing": join_reasons(missing),
             **{c: None if box is None else box.get(c) for c, _ in BOX_COLUMNS},
             "unit": unit_id, "unit_status": "ok", "config_hash": config_hash,
         })
@@ -147,22 +142,25 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
     n = len(dates)
     for i, j in ((i, j) for i in range(n) for j in range(n) if i != j):
         row = {**base, "baseline_visit": i, "followup_visit": j, "baseline_date": dates[i], "followup_date": dates[j],
-               "unit": unit_id, "config_hash": config_hash}
+               "crop_zoom": zoom, "unit": unit_id, "config_hash": config_hash}
         m = series.measurements.get((i, j))
         if m is None:
-            pairs.append({**row, "reliable": False, "error": series.errors.get((i, j), "not measured"), "reasons": ""})
+            pairs.append({**row, "reliable": False, "reasons": "",
+                          "error": rescale_px(series.errors.get((i, j), "not measured"), inv)})
             continue
+        jb, jf = jsw_of(m, "jsw_baseline"), jsw_of(m, "jsw_followup")
         pairs.append({
-            **row, "narrowing_px": finite_or_none(m.narrowing_px), "narrowing_se_px": finite_or_none(m.narrowing_se_px),
+            **row, "narrowing_px": scaled(m.narrowing_px, inv), "narrowing_se_px": scaled(m.narrowing_se_px, inv),
             "narrowing_mm": finite_or_none(m.narrowing_mm), "narrowing_se_mm": finite_or_none(m.narrowing_se_mm),
-            "dy_difference_px": finite_or_none(m.dy_difference_px),
-            "label_disagreement_px": finite_or_none(m.label_disagreement_px),
-            "jsw_baseline_mm": None if m.jsw_baseline is None else finite_or_none(m.jsw_baseline.mean_mm),
-            "jsw_followup_mm": None if m.jsw_followup is None else finite_or_none(m.jsw_followup.mean_mm),
+            "dy_difference_px": scaled(m.dy_difference_px, inv),
+            "label_disagreement_px": scaled(m.label_disagreement_px, inv),
+            "jsw_baseline_mm": jb[1], "jsw_followup_mm": jf[1], "jsw_note": join_reasons([jb[2], jf[2]]),
             **{f"{name}_{k}": finite_or_none(getattr(getattr(m, name), k))
-               for name in ("upper", "lower") for k in ("scale", "angle_deg", "tx_px", "ty_px")},
-            "engine": m.engine, "segmenter": m.segmenter, "reliable": bool(m.reliable), "reasons": _join(m.reasons),
-            "error": "",
+               for name in ("upper", "lower") for k in ("scale", "angle_deg")},
+            **{f"{name}_{k}_crop_px": finite_or_none(getattr(getattr(m, name), f"{k}_px"))
+               for name in ("upper", "lower") for k in ("tx", "ty")},
+            "engine": m.engine, "segmenter": m.segmenter, "reliable": bool(m.reliable),
+            "reasons": join_reasons([rescale_px(r, inv) for r in m.reasons]), "error": "",
         })
     return rows, pairs
 

@@ -39,8 +39,9 @@ __all__ = ["RECORD_FORMAT", "RUNNERS", "hand_joints", "measure_hand_visits", "fi
            "new_record", "fail_record", "series_entry", "years_of",
            "failure_message", "measure_series"]
 
-#: Version of the unit record's layout (a record of another layout is measured again).
-RECORD_FORMAT = 2
+#: Version of the unit record's layout (a record of another layout is measured again). 3: whole-hand
+#: px figures in radiograph px, invalid JSWs empty.
+RECORD_FORMAT = 3
 _CHUNK = 1 << 20
 
 
@@ -108,11 +109,16 @@ def _write_unit_report(report_dir: str, unit: Unit, result: Any) -> str:
     return name
 
 
-def series_entry(joint: str, result: Any, report: str | None = None) -> dict[str, Any]:
-    """What the summary needs of one measured series: its trajectory's pair estimates and fit."""
+def series_entry(joint: str, result: Any, report: str | None = None, zoom: float | None = None,
+                 image_spacing_mm: float | None = None) -> dict[str, Any]:
+    """What the summary needs of one measured series: its trajectory's pair estimates and fit, in
+    pixels of the study's image (a whole-hand joint's crop px divided by its ``zoom``) with that
+    image's spacing (``image_spacing_mm``, the radiograph's, when ``zoom`` is given)."""
     t = result.trajectory
-    return {"joint": joint, "status": "ok", "error": None, "spacing_mm": result.spacing_mm, "report": report,
-            "trajectory": {"pairs": [[p.i, p.j, p.value_px, p.se_px] for p in t.pairs],
+    inv = 1.0 if zoom is None else 1.0 / zoom
+    return {"joint": joint, "status": "ok", "error": None, "report": report,
+            "spacing_mm": result.spacing_mm if zoom is None else image_spacing_mm,
+            "trajectory": {"pairs": [[p.i, p.j, p.value_px * inv, p.se_px * inv] for p in t.pairs],
                            "chi2_reduced": None if t.chi2_reduced != t.chi2_reduced else t.chi2_reduced,
                            "flagged_visits": {str(k): v for k, v in t.flagged_visits.items()}}}
 
@@ -225,9 +231,11 @@ def _run_hand(unit: Unit, config: MeasureConfig, report_dir: str | None,
                                   "report": out["report"], "trajectory": None})
         else:
             boxes = [box_columns(b) for b in crops.boxes]
-            rows, pairs = series_rows(identity, unit.id, dates, images, years, s, digest, boxes=boxes)
+            zoom = float(crops.boxes[0].zoom)
+            rows, pairs = series_rows(identity, unit.id, dates, images, years, s, digest, boxes=boxes, zoom=zoom,
+                                      image_spacing_mm=result.spacing_mm, segmentation=result.segmentation.get(name))
             out["pairs"].extend(pairs)
-            out["series"].append(series_entry(name, s, out["report"]))
+            out["series"].append(series_entry(name, s, out["report"], zoom=zoom, image_spacing_mm=result.spacing_mm))
         if crops is not None and s is None:  # cut but its series failed: the boxes still say where
             for r, b in zip(rows, crops.boxes):
                 r.update(box_columns(b))
