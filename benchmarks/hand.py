@@ -53,7 +53,7 @@ from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.hand.anatomy import joint_type  # noqa: E402
 from jsnq.hand.crops import JointCrops, baseline_box, cut, hand_scale_px_per_mm, joint_crops, joint_zoom  # noqa: E402
 from jsnq.hand.landmarks import hand_from_points  # noqa: E402
-from jsnq.hand.measure import measure_hand, measure_joint, network_centre, segmentation_problem  # noqa: E402
+from jsnq.hand.measure import measure_hand, measure_joint, joint_centre, segmentation_problem  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
 from jsnq.phantom import make_hand  # noqa: E402
@@ -167,7 +167,7 @@ def phantom_residuals(seeds):
                  for n, j in ph.hands[1].joints.items()}
         hands = [ph.hands[0], dataclasses.replace(ph.hands[1], joints=noisy)]
         for joint in JOINT_NAMES:
-            crops = joint_crops(ph.images, hands, joint, centre_finder=network_centre)
+            crops = joint_crops(ph.images, hands, joint, centre_finder=joint_centre)
             b0, b1 = crops.boxes
             up, lo = ph.joint_motions(joint, 1)
             inv = b1.transform().inverse()

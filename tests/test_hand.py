@@ -141,7 +141,7 @@ def test_measure_hand_recovers_each_joints_narrowing(phantom, measured):
         # in mm, against the phantom's own narrowing (the magnification change adds < 3 %)
         assert m.narrowing_mm == pytest.approx(phantom.narrowing_mm[name][1], abs=0.03 + 0.03 * abs(
             phantom.narrowing_mm[name][1]))
-        assert measured.segmentation[name] == "network"
+        assert measured.segmentation[name] == "profile"
     d = measured.to_dict()
     assert d["joints"]["MCP3"]["boxes"][1]["method"] == "registered" and "config" in d
     missing = [r for r in measured.rows() if r["joint"] not in SUBSET]
@@ -204,11 +204,30 @@ def test_not_a_hand_is_refused():
         measure_hand(*noise, hands=[nothing, nothing])
 
 
-def test_negative_jsw_is_a_segmentation_failure(measured):
+def test_network_segmentation_check_still_catches_a_negative_jsw(measured):
+    """segmentation_problem, used when segmenter="network" is asked for: a JSW <= 0 from the
+    network's masks is a failed segmentation."""
     m = measured.joints["MCP3"]
-    assert segmentation_problem(m) is None
-    bad = dataclasses.replace(m, jsw_baseline=dataclasses.replace(m.jsw_baseline, mean_px=-3.0))
-    assert "negative joint space width" in segmentation_problem(bad)
+    fake = dataclasses.replace(m, segmenter="network", labels=m.labels)
+    assert "negative joint space width" in segmentation_problem(
+        dataclasses.replace(fake, jsw_baseline=dataclasses.replace(m.jsw_baseline, mean_px=-3.0)))
+
+
+def test_an_unreadable_jsw_is_a_note_not_a_failure(monkeypatch, phantom):
+    """Where the bone edges cannot be read, the JSW is missing with a note, and the narrowing
+    keeps its own verdict."""
+    import jsnq.hand.measure as hm
+    from jsnq.segment import profile
+
+    crops = joint_crops(list(phantom.images), list(phantom.hands), "MCP3")
+    ok, _ = hm.measure_joint(crops)
+    real = profile.profile_candidates
+    monkeypatch.setattr(hm, "profile_candidates",
+                        lambda crop, **kw: [dataclasses.replace(c, jsw=None) for c in real(crop, **kw)])
+    m, _ = hm.measure_joint(crops)
+    assert m.jsw_baseline is None and m.jsw_followup is None
+    assert m.reliable == ok.reliable and m.narrowing_px == ok.narrowing_px
+    assert any("no joint space width in the baseline crop" in n for n in m.notes)
 
 
 def test_three_visits_give_one_series_per_joint():
@@ -220,35 +239,50 @@ def test_three_visits_give_one_series_per_joint():
     got = np.asarray(s.trajectory.narrowing_px) * s.spacing_mm
     assert got == pytest.approx(truth - truth[0], abs=0.03)
     assert hs.to_dict()["kind"] == "hand-series"
-    assert hs.segmentation["PIP3"] == "network"  # the per-visit segmentation check passed
+    assert hs.segmentation["PIP3"] == "profile"  # every visit's split line lies in a joint space
     assert all(r["reliable"] for r in hs.rows() if r["joint"] == "PIP3")
 
 
-@pytest.mark.parametrize("broken", ["jsw", "split"])
-def test_series_checks_each_visits_segmentation(monkeypatch, broken):
-    """A visit whose network JSW fails flags the whole series (labels kept); a visit whose split
-    line fails sends the series to the classical line, flagged. The failures are injected at the
-    check, since the phantom's joints segment well."""
+def test_series_flags_every_visit_when_one_split_misses_the_joint(monkeypatch):
+    """A visit whose split line is not in a joint space flags every visit of the series (the
+    trajectory links them). The failure is injected at the split, since the phantom's joints
+    split well."""
     import jsnq.hand.measure as hm
+    from jsnq.segment import profile
 
     ph = make_hand(5, n_visits=2)
+    real = profile.profile_candidates
     calls = []
-    real_split = hm.split_line_problem
-    if broken == "jsw":
-        monkeypatch.setattr(hm, "jsw_problem", lambda jsw, which: "negative joint space width" if "1" in which else None)
-    else:
-        def split(m):
-            calls.append(m.segmenter)
-            return "split line at row 200" if len(calls) == 2 else real_split(m)
-        monkeypatch.setattr(hm, "split_line_problem", split)
+
+    def candidates(crop, **kw):
+        calls.append(1)
+        out = real(crop, **kw)
+        return [dataclasses.replace(c, problem="no joint space found") for c in out] if len(calls) > 2 else out
+    monkeypatch.setattr(hm, "profile_candidates", candidates)
     hs = measure_hand_series(ph.images, spacing_mm=ph.spacing_mm, hands=ph.hands, joints=("MCP3",))
     s = hs.joints["MCP3"]
-    status = hs.segmentation["MCP3"]
-    assert status.startswith("network, JSW failed" if broken == "jsw" else "classical fallback: visit 1")
-    assert len(s.trajectory.flagged_visits) == 2 and "segmentation network failed" in s.trajectory.flagged_visits[1]
+    assert hs.segmentation["MCP3"].startswith("profile: bone split (visit 1: no joint space found")
+    assert len(s.trajectory.flagged_visits) == 2 and "bone split" in s.trajectory.flagged_visits[0]
     assert not any(r["reliable"] for r in hs.rows() if r["joint"] == "MCP3")
-    kinds = {m.segmenter for m in s.measurements.values()}
-    assert kinds == ({"network"} if broken == "jsw" else {"classical"})
+
+
+def test_a_split_outside_the_joint_space_fails_the_pair(monkeypatch, phantom):
+    """measure_joint flags the narrowing (not only the JSW) when a visit's split line is not in
+    a joint space, and names the visit."""
+    import jsnq.hand.measure as hm
+    from jsnq.segment import profile
+
+    real = profile.profile_candidates
+    crops = joint_crops(list(phantom.images), list(phantom.hands), "PIP3")
+    followup = crops.images[1]
+
+    def candidates(crop, **kw):
+        out = real(crop, **kw)
+        return [dataclasses.replace(c, problem="no joint space found") for c in out] if crop is followup else out
+    monkeypatch.setattr(hm, "profile_candidates", candidates)
+    m, status = hm.measure_joint(crops)
+    assert not m.reliable and any(r.startswith("bone split (follow-up)") for r in m.reasons)
+    assert status.startswith("profile: no joint space found")
 
 
 # -- real data --------------------------------------------------------------------------------------
@@ -327,13 +361,14 @@ def test_cli_hand_bad_input(tmp_path):
 
 
 def test_hand_pair_mcp4_mcp5(shared_data):
-    """The RA hand-pair with my annotation: MCP4 and MCP5 are cut, segmented by the network
-    (JSW > 0 at both visits), and the crops' placement leaves < 1 px of common motion."""
+    """The RA hand-pair with my annotation: MCP4 and MCP5 are cut, split along their joint
+    spaces (a positive JSW at both visits), and the crops' placement leaves < 1 px of common
+    motion."""
     ims, hands = _hand_pair(shared_data)
     hm = measure_hand(ims[0], ims[1], hands=hands, joints=("MCP4", "MCP5"))
     for name in ("MCP4", "MCP5"):
         m = hm.joints[name]
-        assert hm.segmentation[name] == "network" and m.jsw_baseline.mean_px > 0
+        assert hm.segmentation[name] == "profile" and m.jsw_baseline.mean_px > 0
         c = np.asarray(m.point_px)
         common = 0.5 * (m.upper_transform.apply(c) + m.lower_transform.apply(c)) - c
         assert np.hypot(*common) < 1.0, (name, common)

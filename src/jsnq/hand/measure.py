@@ -29,6 +29,7 @@ from ..errors import JsnqInputError, one_line
 from ..io import Image, load_image
 from ..labels import line_from_labels
 from ..results import json_safe
+from ..segment.profile import ProfileSplit, profile_candidates, profile_split
 from ..version import __version__
 from .anatomy import joint_type
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
@@ -37,7 +38,7 @@ from .types import JOINT_NAMES, Hand
 __all__ = ["HandMeasurement", "HandSeries", "measure_hand", "measure_hand_series", "measure_joint", "named_crop",
            "segmentation_problem",
            "split_line_problem",
-           "network_centre",
+           "joint_centre",
            "VALIDATION", "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE",
            "MAX_HAND_LOG_SCALE"]
 
@@ -46,6 +47,11 @@ Progress = Callable[[int, int, str], None]
 
 #: The network's split line must lie within this fraction of the crop's height of its centre.
 SPLIT_TOLERANCE = 0.15
+#: Two split lines of one joint are an ambiguous choice when the worse one's misfit is within
+#: this fraction of the better one's ...
+AMBIGUOUS_MISFIT = 0.05
+#: ... and their narrowings differ by more than this many (combined) standard errors.
+AMBIGUOUS_SE = 3.0
 #: Two visits whose finger regions correlate below this (median over the joints) are not
 #: taken for the same hand.
 MIN_SAME_HAND_NCC = 0.75
@@ -120,14 +126,76 @@ def named_crop(crops: JointCrops, k: int) -> Image:
     return Image(crops.images[k], None, f"{crops.joint} crop of {crops.boxes[k].source}")
 
 
-def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
-    """Measure visits ``i`` -> ``j`` of one joint's crops with the segmentation check.
+def _misfit(m: Any) -> float:
+    """Mean squared residual of both bones' fits over their labelled pixels: how well a split
+    lets the two visits be explained by one motion per side."""
+    n1, n2 = int(np.count_nonzero(m.labels == 1)), int(np.count_nonzero(m.labels == 2))
+    return (m.upper.mse_after * n1 + m.lower.mse_after * n2) / max(n1 + n2, 1)
 
-    Returns ``(Measurement, status)``: status ``"network"`` when the network's segmentation
-    passed :func:`segmentation_problem`; ``"network, JSW failed: <why>"`` when only its JSW
-    failed (negative or missing: the labels are kept, the result is flagged unreliable with the
-    reason); else ``"classical fallback: <why>"`` (measured with the classical joint-space
-    line, flagged unreliable with the reason).
+
+def _best_split(crops: JointCrops, i: int, j: int, config: MeasureConfig):
+    """Measure visits ``i`` -> ``j`` with each split line the baseline crop supports
+    (:func:`jsnq.segment.profile.profile_candidates`, the follow-up's nearest candidate beside
+    it) and keep the first (nearest the crop centre) unless another fits clearly better
+    (:func:`_misfit` lower by :data:`AMBIGUOUS_MISFIT`): the joint line is where the two visits'
+    motions part. Where another line fits almost as well (within
+    :data:`AMBIGUOUS_MISFIT`) and reads a narrowing more than :data:`AMBIGUOUS_SE` standard
+    errors away, the choice decides the number and the pair does not: the result is flagged.
+
+    Returns ``(Measurement, baseline split, follow-up split, reason or None)``.
+    """
+    from .. import measure  # the public API (lazily: the pipeline is heavy)
+
+    a, b = named_crop(crops, i), named_crop(crops, j)
+    fol = profile_candidates(b.array, spacing_mm=crops.spacing_mm)
+    tried = []
+    for sa in profile_candidates(a.array, spacing_mm=crops.spacing_mm):
+        sb = min(fol, key=lambda s: abs(s.centre_px[1] - sa.centre_px[1]))
+        m = measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=crops.spacing_mm,
+                    point=sa.centre_px, config=config)
+        tried.append((_misfit(m), m, sa, sb))
+    # the first (the line nearest the crop centre) unless another fits clearly better
+    best = tried[0]
+    for t in tried[1:]:
+        if t[0] < best[0] * (1 - AMBIGUOUS_MISFIT):
+            best = t
+    m = best[1]
+    for fit, other, sa, _ in tried:
+        se = math.hypot(m.narrowing_se_px, other.narrowing_se_px)
+        if other is not m and abs(fit - best[0]) <= best[0] * AMBIGUOUS_MISFIT and \
+                abs(other.narrowing_px - m.narrowing_px) > AMBIGUOUS_SE * se:
+            return m, best[2], best[3], (
+                f"ambiguous bone split: a line {sa.centre_px[1] - best[2].centre_px[1]:+.0f} crop px away fits as "
+                f"well and reads {other.narrowing_px - m.narrowing_px:+.2f} crop px more")
+    return m, best[2], best[3], None
+
+
+def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit) -> Any:
+    """The measurement with both visits' profile JSW, a note where one cannot be read, and a
+    failure where a split line does not lie in a joint space."""
+    notes = [f"no joint space width in the {w} crop (its bone edges were not found)"
+             for w, s in (("baseline", a), ("follow-up", b)) if s.jsw is None]
+    notes += [f"the {w} crop's joint space width is not positive ({s.jsw.mean_px:.1f} crop px): not a width"
+              for w, s in (("baseline", a), ("follow-up", b)) if s.jsw is not None and s.jsw.mean_px <= 0]
+    problems = [f"bone split ({w}): {s.problem}" for w, s in (("baseline", a), ("follow-up", b))
+                if s.problem is not None]
+    return dataclasses.replace(m, jsw_baseline=a.jsw, jsw_followup=b.jsw, reliable=m.reliable and not problems,
+                               reasons=(*m.reasons, *problems), notes=(*m.notes, *notes))
+
+
+def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
+    """Measure visits ``i`` -> ``j`` of one joint's crops.
+
+    The bones are split along the joint space found in each visit's crop from its intensity
+    profiles, for every joint type; where a crop supports more than one line (a child's growth
+    plate beside the joint space), the one the pair supports best (:func:`_best_split`). The
+    narrowing is read at the baseline's joint centre carried to the follow-up. A split line that does
+    not lie in a joint space makes the result unreliable with the reason; a JSW that cannot be
+    read is a note. ``config.segmenter == "network"`` asks for the MCP-trained network instead,
+    with its check (:func:`segmentation_problem`); ``"classical"`` for the classical line.
+
+    Returns ``(Measurement, status)``: status ``"profile"``, ``"profile: <why not trusted>"``,
+    ``"network"``, ``"network failed: <why>"`` or ``"classical (as configured)"``.
     """
     config = config or MeasureConfig()
     from .. import measure  # the public API (lazily: the pipeline is heavy)
@@ -135,62 +203,48 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     a, b = named_crop(crops, i), named_crop(crops, j)
     if config.segmenter == "classical":
         return measure(a, b, spacing_mm=crops.spacing_mm, config=config), "classical (as configured)"
-    m = measure(a, b, spacing_mm=crops.spacing_mm, config=config)
-    problem = segmentation_problem(m)
-    if problem is None:
-        return m, "network"
-    if split_line_problem(m) is None:
-        # The bones' masks overlap (or give no width), but the split line between them lies in
-        # the joint space: the labels are kept for the registration (on atlas crops with known
-        # motions these cases err as little as the rest, see docs/hand.md), the JSW is not
-        # trusted and the result is flagged.
-        reason = f"segmentation network failed ({problem}); the JSW is not valid, the split line was kept"
-        return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network, JSW failed: {problem}"
-    m2 = measure(a, b, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
-    reason = f"segmentation network failed ({problem}); measured with the classical joint-space line"
-    return dataclasses.replace(m2, reliable=False, reasons=(*m2.reasons, reason)), f"classical fallback: {problem}"
+    if config.segmenter == "network":
+        m = measure(a, b, spacing_mm=crops.spacing_mm, config=config)
+        problem = segmentation_problem(m)
+        if problem is None:
+            return m, "network"
+        reason = f"segmentation network failed ({problem})"
+        return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network failed: {problem}"
+    m, sa, sb, ambiguous = _best_split(crops, i, j, config)
+    m = _with_profile_jsw(m, sa, sb)
+    if ambiguous is not None:
+        m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, ambiguous))
+    why = "; ".join(p for p in (sa.problem, sb.problem, ambiguous) if p)
+    return m, "profile" if not why else f"profile: {why}"
 
 
 def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: MeasureConfig):
-    """One joint's :func:`jsnq.series` with the segmentation check of :func:`measure_joint`,
-    visit by visit: each visit's network labels (those of the pairs it is the baseline of) must
-    have their split line near the crop centre and a JSW > 0.
+    """One joint's :func:`jsnq.series` with the bone split of :func:`measure_joint`: the line
+    the first and last visits support best, and in every other visit its nearest candidate;
+    every pair read at the visits' joint centres.
 
-    Returns ``(SeriesResult, status)``. Where a visit's JSW fails, the labels are kept and every
-    visit is flagged with the reason (the trajectory links every visit through the others);
-    where a visit's split line fails, the series is measured again with the classical
-    joint-space line and every visit is flagged.
+    Returns ``(SeriesResult, status)``. Where a visit's split line does not lie in a joint
+    space, every visit is flagged with the reason (the trajectory links every visit through
+    the others).
     """
     from .. import series  # the public API (lazily: the pipeline is heavy)
 
     images = [named_crop(crops, k) for k in range(len(crops.images))]
-    s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
-    if config.segmenter == "classical":
-        return s, "classical (as configured)"
-    split, width = [], []
-    for k in range(len(images)):
-        m = next((m for (i, _), m in sorted(s.measurements.items()) if i == k), None)
-        if m is None:
-            continue
-        problem = split_line_problem(m)
-        if problem is not None:
-            split.append(f"visit {k}: {problem}")
-            continue
-        problem = jsw_problem(m.jsw_baseline, f"visit {k}")
-        if problem is not None:
-            width.append(problem)
-    if split:
-        s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config.replace(segmenter="classical"))
-        reason = f"segmentation network failed ({'; '.join(split)}); measured with the classical joint-space line"
-        status = f"classical fallback: {'; '.join(split)}"
-    elif width:
-        reason = f"segmentation network failed ({'; '.join(width)}); the JSW is not valid, the split line was kept"
-        status = f"network, JSW failed: {'; '.join(width)}"
-    else:
-        return s, "network"
+    if config.segmenter in ("classical", "network"):
+        s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
+        return s, f"{config.segmenter} (as configured)"
+    _, first, _, _ = _best_split(crops, 0, len(images) - 1, config)
+    splits = [first] + [min(profile_candidates(im.array, spacing_mm=crops.spacing_mm),
+                            key=lambda c: abs(c.centre_px[1] - first.centre_px[1])) for im in images[1:]]
+    s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
+               spacing_mm=crops.spacing_mm, config=config)
+    problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
+    if not problems:
+        return s, "profile"
+    reason = f"bone split ({'; '.join(problems)})"
     t = s.trajectory
     flagged = {k: "; ".join(x for x in (t.flagged_visits.get(k), reason) if x) for k in range(len(images))}
-    return dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged)), status
+    return dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged)), f"profile: {reason}"
 
 
 def _load(visits: Sequence[ImageLike], spacing_mm: float | None) -> list[Image]:
@@ -263,29 +317,15 @@ def _same_hand_verdict(crops: Mapping[str, JointCrops], images: Sequence[Image])
                                      f"{np.median(values):.2f} < {limit} over {len(values)} joints): two different hands?")
 
 
-def network_centre(crop: np.ndarray) -> tuple[float, float] | None:
-    """The joint-space centre ``(x, y)`` in a crop: from the segmentation network's bone masks
-    when it finds both bones with a positive joint space width, else the classical joint-space
-    line's median row over the central half of the columns (at the centre column)."""
-    from ..segment.classical import joint_space_line
-    from ..segment.network import segment
-
-    try:
-        seg = segment(crop)
-        if seg.jsw is not None and seg.jsw.mean_px > 0:
-            return seg.jsw.centre_px
-    except ValueError:  # no bone found, or the weights do not load
-        pass
-    line = joint_space_line(crop)
-    cols = crop.shape[1]
-    mid = line[cols // 4: 3 * cols // 4]
-    if not np.isfinite(mid).any():
-        return None
-    return ((cols - 1) / 2.0, float(np.nanmedian(mid)))
+def joint_centre(crop: np.ndarray) -> tuple[float, float] | None:
+    """The joint-space centre ``(x, y)`` in a crop, from the bone split of
+    :func:`jsnq.segment.profile.profile_split`; None when its line does not lie in a joint space."""
+    split = profile_split(crop)
+    return split.centre_px if split.problem is None else None
 
 
 def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None,
-             recentre: bool = True, only: Sequence[str] | None = None) -> dict[str, JointCrops]:
+             recentre: bool = False, only: Sequence[str] | None = None) -> dict[str, JointCrops]:
     arrays = [Resampler(im.array) for im in images]  # each radiograph's spline prepared once
     sources = [im.source for im in images]
     scale = hand_scale_px_per_mm(hands[0])
@@ -301,7 +341,7 @@ def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, s
         try:
             crops[name] = joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources,
                                       scale_px_per_mm=scale, hand_maps=maps,
-                                      centre_finder=network_centre if recentre else None)
+                                      centre_finder=joint_centre if recentre else None)
         except ValueError as err:
             errors[name] = one_line(err)
     return crops

@@ -29,7 +29,8 @@ def _valley(img: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
 
 
 def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8), smooth_px: float = 2.0,
-                     offsets: tuple[int, ...] = (2, 3, 5), step_penalty: float = 1.0) -> np.ndarray:
+                     offsets: tuple[int, ...] = (2, 3, 5), step_penalty: float = 1.0,
+                     prior: np.ndarray | None = None) -> np.ndarray:
     """Row (y, float) of the joint-space midline at every column of a canonical crop.
 
     Args:
@@ -39,6 +40,8 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
         offsets: vertical distances (px) at which the valley compares its neighbours.
         step_penalty: cost per row the path moves between neighbouring columns, in units of
             the valley response's standard deviation.
+        prior: optional cost per searched row (same units), added at every column: e.g. a
+            penalty for leaving the row where the joint is expected.
 
     Returns:
         ``(cols,)`` array of row positions.
@@ -50,6 +53,8 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
     v = _valley(s, offsets)[r0:r1]
     scale = v.std() or 1.0
     cost = -v / scale
+    if prior is not None:
+        cost = cost + np.asarray(prior, dtype=float)[:, None]
     n = r1 - r0
     acc = cost[:, 0].copy()
     back = np.zeros((n, cols), dtype=np.int8)

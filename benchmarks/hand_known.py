@@ -1,0 +1,370 @@
+"""Known narrowing rendered into real whole-hand radiographs, and null pairs (issue 20).
+
+Each finger is a chain of joints (thumb MCP1, IP1; fingers MCP, PIP, DIP). For every joint J
+a narrowing ``d_J`` is drawn uniform in +-``--max-px`` px of the radiograph; everything distal
+of J's joint-space line, inside that finger's strip, moves by ``d_J`` along J's axis towards
+the proximal bone, summed along the chain, so that at each joint the distal bone moves exactly
+``d_J`` relative to the proximal one. The seam follows the joint-space line: at each offset
+across the joint, the darkest point of the axial intensity profile (smoothed). The strip's
+sides ramp the motion into the soft tissue; a pixel moves with the finger whose chain of
+landmarks lies nearest, never with a neighbour's. (Darkest relative to its surroundings: a dark
+valley between brighter bone on both sides; the raw minimum is often marrow or soft tissue.) The whole follow-up is then moved rigidly (a few
+degrees, a few px) and white noise is added to both visits. ``--null`` renders no narrowing
+(a radiograph against itself, moved rigidly, with noise).
+
+Truth: ``d_J`` times the cosine between J's axis and the axis of the crop jsnq cut, compared
+with ``narrowing_mm / spacing`` (px of the radiograph). Per joint type: the share measured,
+the share trusted (``reliable``), the RMS error over trusted joints, error/SE over them and
+the worst trusted error; the RMS error over the flagged ones beside.
+
+Sources: atlas hands held out from the locator's training (``hand-landmarks``, their true
+landmarks), and the RA hand-pair's two radiographs (my annotation,
+benchmarks/data/hand-pair-joint-annotation.csv).
+
+Usage::
+
+    python benchmarks/hand_known.py                      # 6 atlas hands + RA, 2 draws each
+    python benchmarks/hand_known.py --null
+    python benchmarks/hand_known.py --atlas 3 --draws 1 --hands locator
+    python benchmarks/hand_known.py --json out.json
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "2")
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
+from scipy import stats  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine, markdown_table  # noqa: E402
+from jsnq.config import MeasureConfig  # noqa: E402
+from jsnq.hand.anatomy import distal_bone_width_mm, joint_type  # noqa: E402
+from jsnq.hand.crops import TYPICAL_GAP_MM, hand_scale_px_per_mm  # noqa: E402
+from jsnq.hand.landmarks import FINGER_CHAINS, hand_from_points  # noqa: E402
+from jsnq.hand.measure import measure_hand  # noqa: E402
+from jsnq.hand.types import JOINT_NAMES  # noqa: E402
+from jsnq.io import load_image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
+RA_ANNOTATION = REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv"
+RA_IMAGES = ("IMAGE007_20110111.png", "IMAGE007_20120221.png")
+#: The locator's held-out atlas hands (docs/locate.md).
+HELD_OUT = ("3143", "3150", "3154", "3161", "3171", "3237", "3239", "3269", "3273", "3758", "3773", "3819")
+TYPES = ("MCP", "PIP", "DIP", "IP")
+SPACING_MM = 0.1  # any spacing: the truth and the reading are both in px of the radiograph
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    image: np.ndarray          # float [row, col]
+    points: dict               # landmark name -> (x, y), px of the radiograph
+    #: where the seam is searched along the joint's axis, mm from the landmark (+ = distal),
+    #: beyond the typical gap: the atlas landmarks sit on the distal bone's base (in children
+    #: its epiphysis, with the growth plate 1.5-3 mm further distal); my RA annotation sits up
+    #: to 3 mm distal of the joint space at the PIPs and DIPs (seen on overlays of the seams).
+    window_mm: tuple = (-1.2, 0.6)
+
+
+def ra_sources() -> list[Source]:
+    pts: list[dict] = [{}, {}]
+    with open(RA_ANNOTATION) as fh:
+        for r in csv.DictReader(line for line in fh if not line.startswith("#")):
+            pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
+    return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3))
+            for k, n in enumerate(RA_IMAGES)]
+
+
+def atlas_sources(n: int) -> list[Source]:
+    with open(DATA / "hand-landmarks" / "landmarks.csv", newline="") as fh:
+        rows = {r["image"].split(".")[0]: r for r in csv.DictReader(fh)}
+    out = []
+    for hid in HELD_OUT[:n]:
+        r = rows[hid]
+        pts = {k[:-2]: (float(r[k]), float(r[k[:-2] + "_y"])) for k in r if k.endswith("_x")}
+        out.append(Source(f"atlas {hid}", load_image(DATA / "hand-landmarks" / r["image"]).array.astype(float), pts))
+    return out
+
+
+# -- the renderer ---------------------------------------------------------------------------
+def _axis(points: dict, chain: tuple, k: int) -> np.ndarray:
+    """Unit distal direction at chain[k] (towards the next landmark)."""
+    a = np.asarray(points[chain[k]], float)
+    b = np.asarray(points[chain[k + 1]], float)
+    return (b - a) / np.linalg.norm(b - a)
+
+
+def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, window: tuple[float, float],
+          reach: float):
+    """Axial position t(s) of the darkest point of the profile along ``u`` at each lateral
+    offset s in [-half_width, half_width] (1 px steps), searched in ``window`` (px from p), as a
+    smooth curve.
+    Darkest relative to its surroundings: the point whose value lies furthest below the
+    brighter of the profile's maxima within ``reach`` px on either side (a valley, not merely a
+    dark stretch of marrow or soft tissue)."""
+    n = np.array([-u[1], u[0]])
+    s = np.arange(-math.floor(half_width), math.floor(half_width) + 1, dtype=float)
+    step = 0.25
+    k = int(round(reach / step))
+    t = np.arange(window[0] - reach, window[1] + reach + step / 2, step)
+    xy = p[None, None, :] + s[:, None, None] * n + t[None, :, None] * u
+    prof = ndi.map_coordinates(smooth, [xy[..., 1], xy[..., 0]], order=1, mode="nearest")
+    before = ndi.maximum_filter1d(prof, size=k + 1, axis=1, origin=k // 2)   # max over [t - reach, t]
+    after = ndi.maximum_filter1d(prof, size=k + 1, axis=1, origin=-(k // 2))  # max over [t, t + reach]
+    depth = ndi.gaussian_filter1d(np.minimum(before, after) - prof, max(1.0, reach / 2), axis=0, mode="nearest")
+    inside = (t >= window[0]) & (t <= window[1])
+    ts = t[inside][np.argmax(depth[:, inside], axis=1)]
+    # A joint line is smooth: the per-offset points that lie near a robust straight line through
+    # the central 70 % of the offsets, then near a quadratic through those over all offsets (the
+    # joint's curve out to the bone's margins), median-filtered and interpolated over the rest.
+    core = np.abs(s) <= 0.7 * half_width
+    slope, icpt, _, _ = stats.theilslopes(ts[core], s[core])
+    tol = max(2.0, reach / 2)
+    ok = core & (np.abs(ts - (icpt + slope * s)) <= tol)
+    if ok.sum() < 5:
+        return s, icpt + slope * np.clip(s, s[core].min(), s[core].max())
+    coef = np.polyfit(s[ok], ts[ok], 2)
+    ok = np.abs(ts - np.polyval(coef, s)) <= tol
+    smooth_ts = ndi.median_filter(np.interp(s, s[ok], ts[ok]), size=9, mode="nearest")
+    lo, hi = s[ok].min(), s[ok].max()
+    return s, np.interp(np.clip(s, lo, hi), s, smooth_ts)
+
+
+def _dist_to_polyline(x: np.ndarray, y: np.ndarray, line: np.ndarray) -> np.ndarray:
+    d = np.full(x.shape, np.inf)
+    for a, b in zip(line[:-1], line[1:]):
+        ab = b - a
+        t = np.clip(((x - a[0]) * ab[0] + (y - a[1]) * ab[1]) / float(ab @ ab), 0.0, 1.0)
+        d = np.minimum(d, np.hypot(x - a[0] - t * ab[0], y - a[1] - t * ab[1]))
+    return d
+
+
+def _finger_owner(points: dict, shape: tuple[int, int]) -> np.ndarray:
+    """Per pixel, the finger (1-5) whose chain of landmarks lies nearest (0 where none is
+    annotated): the strips of two fingers never overlap, so a bone moves with its own finger only."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    best = np.full(shape, np.inf, np.float32)
+    owner = np.zeros(shape, np.int8)
+    for finger, chain in FINGER_CHAINS.items():
+        pts = [points[c] for c in chain if c in points]
+        if len(pts) < 2:
+            continue
+        d = _dist_to_polyline(xx, yy, np.asarray(pts, float)).astype(np.float32)
+        owner[d < best] = finger
+        best = np.minimum(best, d)
+    return owner
+
+
+def render(src: Source, d_px: dict, *, scale: float):
+    """The follow-up with narrowing ``d_px[J]`` (px of the radiograph) at each joint J, and
+    each joint's seam mid-point and axis (for the truth)."""
+    img = src.image
+    smooth = ndi.gaussian_filter(img, max(1.0, 0.12 * scale))
+    rows, cols = img.shape
+    disp = np.zeros((2, rows, cols))  # (dx, dy) of the content
+    axes, seams = {}, {}
+    owner = _finger_owner(src.points, img.shape)
+    for finger, chain in FINGER_CHAINS.items():
+        for k, joint in enumerate(chain[:-1]):
+            if joint not in d_px or any(c not in src.points for c in chain[k:]):
+                continue
+            p = np.asarray(src.points[joint], float)
+            u = _axis(src.points, chain, k)
+            axes[joint] = u
+            half = 0.5 * distal_bone_width_mm(joint) * scale
+            gap = TYPICAL_GAP_MM[joint_type(joint)] * scale
+            window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
+            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale)
+            seams[joint] = p + s[:, None] * np.array([-u[1], u[0]]) + ts[:, None] * u
+            # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
+            # seam to beyond the tip, ramping to 0 at 2.5 `half`
+            tip = np.asarray(src.points[chain[-1]], float)
+            line = np.array([p + np.median(ts) * u] + [np.asarray(src.points[c], float) for c in chain[k + 1:]]
+                            + [tip + 0.25 * (tip - np.asarray(src.points[chain[-2]], float))])
+            lo = np.floor(line.min(axis=0) - 2.5 * half).astype(int).clip(0)
+            hi = np.ceil(line.max(axis=0) + 2.5 * half).astype(int)
+            hi = np.minimum(hi, [cols - 1, rows - 1])
+            yy, xx = np.mgrid[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1].astype(float)
+            w = np.clip((2.5 * half - _dist_to_polyline(xx, yy, line)) / (0.7 * half), 0.0, 1.0)
+            # distal of the seam: the axial coordinate beyond t(s) at the pixel's lateral offset
+            rel_x, rel_y = xx - p[0], yy - p[1]
+            t_ax = rel_x * u[0] + rel_y * u[1]
+            s_lat = -rel_x * u[1] + rel_y * u[0]
+            t_seam = np.interp(s_lat, s, ts)
+            w = w * (t_ax > t_seam) * (owner[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] == finger)
+            disp[0, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] -= d_px[joint] * u[0] * w
+            disp[1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] -= d_px[joint] * u[1] * w
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
+    moved = ndi.map_coordinates(img, [yy - disp[1], xx - disp[0]], order=3, mode="nearest")
+    render.seams = seams  # for diagnostics
+    return moved, axes
+
+
+def rigid(img: np.ndarray, angle_deg: float, shift_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` rotated by ``angle_deg`` (clockwise on screen) about its centre and shifted;
+    returns the image and the 2x3 map from input (x, y) to output (x, y)."""
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    c = (np.array(img.shape[::-1], float) - 1) / 2
+    t = c + np.asarray(shift_xy, float) - rot @ c
+    inv = rot.T
+    # scipy works in (row, col): out[o] = in[M o + off]
+    m_rc = inv[::-1, ::-1]
+    off_rc = (-(inv @ t))[::-1]
+    out = ndi.affine_transform(img, m_rc, offset=off_rc, order=3, mode="nearest")
+    return out, np.hstack([rot, t[:, None]])
+
+
+def make_pair(src: Source, rng: np.random.Generator, *, max_px: float, null: bool, noise: float,
+              max_angle: float, max_shift: float):
+    scale = hand_scale_px_per_mm(hand_from_points(src.points, side="L"))
+    d = {j: (0.0 if null else float(rng.uniform(-max_px, max_px))) for j in JOINT_NAMES}
+    fol, axes = render(src, d, scale=scale)
+    seams = dict(render.seams)
+    angle = float(rng.uniform(-max_angle, max_angle))
+    shift = tuple(rng.uniform(-max_shift, max_shift, 2))
+    fol, m = rigid(fol, angle, shift)
+    sd = noise * float(np.ptp(src.image))
+    base = src.image + rng.normal(0, sd, src.image.shape)
+    fol = fol + rng.normal(0, sd, fol.shape)
+    fol_pts = {k: tuple(m[:, :2] @ np.asarray(v, float) + m[:, 2]) for k, v in src.points.items()}
+    return base, fol, d, axes, fol_pts, seams
+
+
+def truth_in_crop(d: float, u: np.ndarray, box_angle_deg: float) -> float:
+    """The narrowing along the crop's axis: d times the cosine between the joint's axis and
+    the box's distal direction."""
+    a = math.radians(box_angle_deg)
+    return d * float(u @ np.array([math.sin(a), -math.cos(a)]))
+
+
+def split_offset(labels: np.ndarray, box, seam: np.ndarray) -> float:
+    """Median row distance (crop px, + = jsnq's split below the seam) between jsnq's split line
+    and the rendered seam, over the seam's central half, in the baseline crop."""
+    from jsnq.labels import line_from_labels
+
+    inv = box.transform().inverse()
+    q = inv.apply(seam[len(seam) // 4: 3 * len(seam) // 4])
+    line = line_from_labels(labels)
+    cols = np.clip(np.round(q[:, 0]).astype(int), 0, labels.shape[1] - 1)
+    return float(np.nanmedian(line[cols] - q[:, 1]))
+
+
+def run_case(src: Source, rng, args, config: MeasureConfig):
+    base, fol, d, axes, fol_pts, seams = make_pair(src, rng, max_px=args.max_px, null=args.null, noise=args.noise,
+                                               max_angle=args.max_angle, max_shift=args.max_shift)
+    hands = None
+    if args.hands == "truth":
+        hands = [hand_from_points(src.points, side="L", shape=base.shape, source="baseline"),
+                 hand_from_points(fol_pts, side="L", shape=fol.shape, source="follow-up")]
+    t0 = time.perf_counter()
+    hm = measure_hand(base.astype(np.float32), fol.astype(np.float32), spacing_mm=SPACING_MM, hands=hands,
+                      config=config)
+    elapsed = time.perf_counter() - t0
+    out = []
+    for joint in JOINT_NAMES:
+        if joint not in axes:
+            continue
+        m = hm.joints.get(joint)
+        row = {"source": src.name, "joint": joint, "type": joint_type(joint), "d": d[joint], "measured": m is not None}
+        if m is not None:
+            box = hm.crops[joint].boxes[0]
+            truth = truth_in_crop(d[joint], axes[joint], box.angle_deg)
+            est = m.narrowing_mm / SPACING_MM
+            se = m.narrowing_se_mm / SPACING_MM
+            row.update(truth=truth, est=est, se=se, err=est - truth, z=(est - truth) / se if se > 0 else float("nan"),
+                       reliable=bool(m.reliable), reasons="; ".join(m.reasons),
+                       split_off=split_offset(m.labels, box, seams[joint]))
+        else:
+            row.update(reliable=False, reasons=hm.errors.get(joint, ""))
+        out.append(row)
+    return out, elapsed
+
+
+def summarise(rows: list[dict]) -> list[list]:
+    table = []
+    for typ in (*TYPES, "all"):
+        rs = [r for r in rows if typ == "all" or r["type"] == typ]
+        if not rs:
+            continue
+        meas = [r for r in rs if r["measured"]]
+        ok = [r for r in meas if r["reliable"]]
+        bad = [r for r in meas if not r["reliable"]]
+        e = np.array([r["err"] for r in ok])
+        z = np.array([r["z"] for r in ok])
+        eb = np.array([r["err"] for r in bad])
+        table.append([typ, len(rs), f"{len(meas) / len(rs):.0%}", f"{len(ok) / len(rs):.0%}",
+                      f"{np.sqrt(np.mean(e ** 2)):.3f}" if e.size else "-",
+                      f"{np.abs(e).max():.3f}" if e.size else "-",
+                      f"{np.sqrt(np.mean(z ** 2)):.2f}" if z.size else "-",
+                      f"{np.abs(z).max():.2f}" if z.size else "-",
+                      f"{np.sqrt(np.mean(eb ** 2)):.3f} ({eb.size})" if eb.size else "-"])
+    return table
+
+
+HEADER = ["type", "joints", "measured", "trusted", "RMS error trusted (px)", "worst trusted (px)",
+          "error/SE RMS", "max |error/SE|", "RMS error flagged (n)"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--atlas", type=int, default=6, help="held-out atlas hands (at most 12)")
+    ap.add_argument("--no-ra", action="store_true", help="leave out the RA hand-pair's radiographs")
+    ap.add_argument("--draws", type=int, default=2, help="renders per source")
+    ap.add_argument("--null", action="store_true", help="null pairs: no narrowing, rigid motion and noise only")
+    ap.add_argument("--max-px", type=float, default=1.5)
+    ap.add_argument("--noise", type=float, default=0.01, help="white noise SD, fraction of the image's range")
+    ap.add_argument("--max-angle", type=float, default=3.0)
+    ap.add_argument("--max-shift", type=float, default=5.0)
+    ap.add_argument("--hands", choices=("locator", "truth"), default="locator",
+                    help="joints from jsnq's locator (as a user runs it) or the landmarks")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write every joint's row here")
+    args = ap.parse_args()
+    if not (DATA / "hand-landmarks").is_dir():
+        sys.exit(f"needs {DATA}/hand-landmarks and hand-pair (set JSNQ_DATA)")
+    sources = atlas_sources(args.atlas) + ([] if args.no_ra else ra_sources())
+    rng = np.random.default_rng(args.seed)
+    config = MeasureConfig()
+    rows, times = [], []
+    for src in sources:
+        for _ in range(args.draws):
+            r, t = run_case(src, rng, args, config)
+            rows += r
+            times.append(t)
+            print(f"  {src.name}: {sum(x['reliable'] for x in r)}/{len(r)} trusted, {t:.1f} s", file=sys.stderr,
+                  flush=True)
+    what = "null pairs" if args.null else f"known narrowing, uniform +-{args.max_px} px"
+    print(f"\n## {what}; joints from the {args.hands}; noise {args.noise:.0%}, rigid +-{args.max_angle} deg, "
+          f"+-{args.max_shift} px; {args.draws} draw(s) per source\n")
+    print(f"machine: {machine()}; median {np.median(times):.1f} s per hand pair (load {os.getloadavg()[0]:.1f})\n")
+    for group, pick in (("RA hand-pair", lambda r: r["source"].startswith("RA")),
+                        ("atlas hands", lambda r: r["source"].startswith("atlas"))):
+        sub = [r for r in rows if pick(r)]
+        if sub:
+            print(f"### {group} (errors in px of the radiograph)\n")
+            print(markdown_table(HEADER, summarise(sub)))
+            print()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
