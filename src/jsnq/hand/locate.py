@@ -65,6 +65,8 @@ MIN_SCORE = 0.3
 MIN_JOINTS = 8
 #: Largest distance between the coarse and the fine estimate, in frame pixels (1024 a side).
 MAX_DISAGREEMENT_PX = 16.0
+#: Two landmarks closer than this (fraction of the frame; the shortest bone is ~0.03) are one.
+MIN_LANDMARK_DISTANCE = 0.02
 #: Coarse peak a joint needs to help place the hand's frame (lower than :data:`MIN_SCORE`: a
 #: hand far smaller than in training still gives weak but well-placed peaks).
 FRAME_MIN_SCORE = 0.1
@@ -251,13 +253,22 @@ def _angle_deg(v: np.ndarray) -> float:
     return float(math.degrees(math.atan2(v[0], -v[1])))
 
 
-def _check_geometry(pts: dict[str, np.ndarray], frame_px: float) -> tuple[dict[str, str], str | None, str]:
+def _check_geometry(pts: dict[str, np.ndarray], frame_px: float, scores: dict[str, float] | None = None
+                    ) -> tuple[dict[str, str], str | None, str]:
     """Geometric plausibility of the named landmarks.
 
     Returns:
         ``(landmark -> reason for each landmark rejected, reason there is no hand or None, side)``.
     """
     rejected: dict[str, str] = {}
+    # two names on one spot (a fingertip found on the neighbouring finger's tip): the weaker goes
+    names = sorted(pts, key=lambda n: -(scores or {}).get(n, 0.0))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if b not in rejected and a not in rejected and \
+                    np.linalg.norm(pts[a] - pts[b]) < MIN_LANDMARK_DISTANCE * frame_px:
+                rejected[b] = f"implausible position ({b} lies on {a})"
+    pts = {n: p for n, p in pts.items() if n not in rejected}
     # the hand's distal direction: the median over fingers of the proximal phalanx's direction
     # (MCP to the next joint; fingertips are the least reliable landmarks, so they do not vote)
     dirs = []
@@ -302,7 +313,9 @@ def _check_geometry(pts: dict[str, np.ndarray], frame_px: float) -> tuple[dict[s
     want = 1.0 if side == "L" else -1.0
     if (allv == want).mean() < 0.75:
         return rejected, "the fingers are not in order across the hand", side
-    for row in (("MCP2", "MCP3", "MCP4", "MCP5"), ("PIP2", "PIP3", "PIP4", "PIP5"), ("DIP2", "DIP3", "DIP4", "DIP5")):
+    # (the fingertips too: a tip found on the neighbouring finger would give its joint a wrong axis)
+    for row in (("MCP2", "MCP3", "MCP4", "MCP5"), ("PIP2", "PIP3", "PIP4", "PIP5"), ("DIP2", "DIP3", "DIP4", "DIP5"),
+                ("TIP2", "TIP3", "TIP4", "TIP5")):
         found = [n for n in row if n in keep]
         for a, b in zip(found, found[1:]):
             if float((keep[b] - keep[a]) @ lateral) * want <= 0:
@@ -366,7 +379,7 @@ def find_joints(image: ImageLike, *, spacing_mm: float | None = None, model: Joi
     if len(found) < MIN_JOINTS:
         raise JsnqInputError(source, f"no hand found: only {len(found)} of {len(JOINT_NAMES)} finger joints "
                                      f"detected (need {MIN_JOINTS})")
-    rejected, no_hand, side = _check_geometry(pts, est.frame_px)
+    rejected, no_hand, side = _check_geometry(pts, est.frame_px, scores)
     if no_hand is not None:
         raise JsnqInputError(source, f"no hand found: {no_hand}")
     for n, why in rejected.items():
