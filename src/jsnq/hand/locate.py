@@ -223,22 +223,23 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
         fxy = cxy.clone()
         fval = torch.full((len(names),), float("nan"), dtype=torch.float64)
         dis = torch.zeros(len(names), dtype=torch.float64)
-        s = cfg.fine_size
-        centres = cxy[fine_idx]
-        ix = torch.round(centres).long()
-        padded = F.pad(frame, (s, s, s, s))
-        patches = torch.stack([padded[0, :, y - s // 2 + s:y + s // 2 + s, x - s // 2 + s:x + s // 2 + s]
-                               for x, y in ix.clamp(-s // 2, cfg.fine_frame + s // 2).tolist()])
-        fh = model.fine(patches.contiguous(memory_format=torch.channels_last))
-        own = fh[torch.arange(len(fine_idx)), torch.arange(len(fine_idx))][:, None]
-        ppts, pval = heatmap_peaks(own)
-        ppts, pval = ppts[:, 0], pval[:, 0].clamp(0, 1)
-        origin = ix.clamp(-s // 2, cfg.fine_frame + s // 2).double() - s // 2
-        refined = origin + (ppts + 0.5) * cfg.fine_stride - 0.5
+        refined, pval = _fine_pass(model, frame, cxy[fine_idx], list(range(len(fine_idx))))
+        # A fine estimate far from its coarse one was made on a patch centred elsewhere (the
+        # coarse network reads a blurred or eroded adult joint less well): the fine network
+        # looks again, centred on its own first answer, and the answer stands when it agrees
+        # with itself (the disagreement is then that of the two fine passes).
+        far = [m for m in range(len(fine_idx))
+               if float(torch.linalg.norm(refined[m] - cxy[fine_idx[m]])) > MAX_DISAGREEMENT_PX]
+        again = _fine_pass(model, frame, refined[far], far) if far else None
         for m, i in enumerate(fine_idx):
             fxy[i] = refined[m]
             fval[i] = pval[m]
             dis[i] = torch.linalg.norm(refined[m] - cxy[i])
+        for k, m in enumerate(far):
+            i = fine_idx[m]
+            fxy[i] = again[0][k]
+            fval[i] = again[1][k]
+            dis[i] = torch.linalg.norm(again[0][k] - refined[m])
 
     def to_input(p: torch.Tensor) -> np.ndarray:
         return np.stack([x0 + (p[:, 0].numpy() + 0.5) / f - 0.5, y0 + (p[:, 1].numpy() + 0.5) / f - 0.5], 1)
@@ -246,6 +247,23 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
     return LandmarkEstimate(names=tuple(names), xy=to_input(fxy), coarse_xy=to_input(cxy),
                             coarse_score=cval.numpy(), fine_score=fval.numpy(), disagreement_px=dis.numpy(),
                             frame_px=float(n))
+
+
+def _fine_pass(model: JointLocator, frame: torch.Tensor, centres: torch.Tensor, channels: list[int]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fine network on a patch of the 1024-px ``frame`` around each centre (frame px);
+    the peak of each patch's own channel: ``(points (N, 2) frame px, peaks (N,))``."""
+    cfg = _config(model)
+    s = cfg.fine_size
+    ix = torch.round(centres).long().clamp(-s // 2, cfg.fine_frame + s // 2)
+    padded = F.pad(frame, (s, s, s, s))
+    patches = torch.stack([padded[0, :, y - s // 2 + s:y + s // 2 + s, x - s // 2 + s:x + s // 2 + s]
+                           for x, y in ix.tolist()])
+    fh = model.fine(patches.contiguous(memory_format=torch.channels_last))
+    own = fh[torch.arange(len(channels)), torch.as_tensor(channels)][:, None]
+    ppts, pval = heatmap_peaks(own)
+    origin = ix.double() - s // 2
+    return origin + (ppts[:, 0] + 0.5) * cfg.fine_stride - 0.5, pval[:, 0].clamp(0, 1)
 
 
 def _angle_deg(v: np.ndarray) -> float:
