@@ -28,6 +28,7 @@ from image up (as :class:`~jsnq.hand.types.Joint`), arrays ``[row, col]``.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -71,7 +72,7 @@ TEXTURE_DOG = (1.4, 4.0)
 #: of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
 #: Its registration options.
-_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
+_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30, tol_px=0.02)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
 #: A follow-up landmark whose axis differs from the baseline's (carried by the hands'
@@ -213,15 +214,17 @@ class Resampler:
         self.array = np.asarray(image, dtype=np.float64)
         self.shape = self.array.shape
         self._splines: dict[float, SplineImage] = {}
+        self._lock = threading.Lock()  # joints are placed in threads; each spline made once
 
     def spline(self, zoom: float) -> SplineImage:
         # the anti-aliasing blur in steps of 1/4 px: a few smoothed copies per radiograph, not
         # one per crop (the finger regions' zooms differ from joint to joint)
         sigma = round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
-        if sigma not in self._splines:
-            img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
-            self._splines[sigma] = SplineImage(img)
-        return self._splines[sigma]
+        with self._lock:
+            if sigma not in self._splines:
+                img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
+                self._splines[sigma] = SplineImage(img)
+            return self._splines[sigma]
 
 
 def _resampler(image: np.ndarray | Resampler) -> Resampler:
