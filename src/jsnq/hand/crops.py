@@ -72,7 +72,7 @@ TEXTURE_DOG = (1.4, 4.0)
 #: of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
 #: Its registration options.
-_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30, tol_px=0.02)
+_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
 #: A follow-up landmark whose axis differs from the baseline's (carried by the hands'
