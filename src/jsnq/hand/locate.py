@@ -65,6 +65,11 @@ MIN_SCORE = 0.3
 MIN_JOINTS = 8
 #: Largest distance between the coarse and the fine estimate, in frame pixels (1024 a side).
 MAX_DISAGREEMENT_PX = 16.0
+#: A joint whose fine estimate lies 1-2 x MAX_DISAGREEMENT_PX from a coarse one peaking at
+#: least this high is looked at again (:func:`locate_landmarks`), and the second look kept
+#: when it lies within RELOOK_AGREEMENT_PX frame px of the first and peaks higher.
+RELOOK_MIN_COARSE = 0.5
+RELOOK_AGREEMENT_PX = 6.0
 #: Two landmarks closer than this (fraction of the frame; the shortest bone is ~0.03) are one.
 MIN_LANDMARK_DISTANCE = 0.02
 #: Coarse peak a joint needs to help place the hand's frame (lower than :data:`MIN_SCORE`: a
@@ -224,22 +229,24 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
         fval = torch.full((len(names),), float("nan"), dtype=torch.float64)
         dis = torch.zeros(len(names), dtype=torch.float64)
         refined, pval = _fine_pass(model, frame, cxy[fine_idx], list(range(len(fine_idx))))
-        # A fine estimate far from its coarse one was made on a patch centred elsewhere (the
-        # coarse network reads a blurred or eroded adult joint less well): the fine network
-        # looks again, centred on its own first answer, and the answer stands when it agrees
-        # with itself (the disagreement is then that of the two fine passes).
-        far = [m for m in range(len(fine_idx))
-               if float(torch.linalg.norm(refined[m] - cxy[fine_idx[m]])) > MAX_DISAGREEMENT_PX]
-        again = _fine_pass(model, frame, refined[far], far) if far else None
         for m, i in enumerate(fine_idx):
             fxy[i] = refined[m]
             fval[i] = pval[m]
             dis[i] = torch.linalg.norm(refined[m] - cxy[i])
-        for k, m in enumerate(far):
-            i = fine_idx[m]
-            fxy[i] = again[0][k]
-            fval[i] = again[1][k]
-            dis[i] = torch.linalg.norm(again[0][k] - refined[m])
+        # A fine estimate somewhat far from a confident coarse one was made on a patch centred
+        # off the joint (the coarse network reads a blurred or eroded adult joint less well):
+        # the fine network looks again, centred on its own first answer. The second answer
+        # stands when it agrees with the first and its peak is the stronger (a joint seen
+        # centred, as in training); its disagreement is then that of the two fine passes.
+        far = [m for m in range(len(fine_idx))
+               if MAX_DISAGREEMENT_PX < float(dis[fine_idx[m]]) <= 2 * MAX_DISAGREEMENT_PX
+               and float(cval[fine_idx[m]]) >= RELOOK_MIN_COARSE]
+        if far:
+            again, again_val = _fine_pass(model, frame, refined[far], far)
+            for k, m in enumerate(far):
+                i, moved = fine_idx[m], float(torch.linalg.norm(again[k] - refined[m]))
+                if moved <= RELOOK_AGREEMENT_PX and float(again_val[k]) > float(pval[m]):
+                    fxy[i], fval[i], dis[i] = again[k], again_val[k], moved
 
     def to_input(p: torch.Tensor) -> np.ndarray:
         return np.stack([x0 + (p[:, 0].numpy() + 0.5) / f - 0.5, y0 + (p[:, 1].numpy() + 0.5) / f - 0.5], 1)
