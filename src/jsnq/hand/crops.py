@@ -17,7 +17,9 @@ centre, and the distal bone's base about :data:`TARGET_BASE_WIDTH_PX` wide.
   follow-up's landmark, or where the baseline's joint lands under the similarity between the
   two hands' joints when the follow-up lacks it, and registered to the baseline's region (a
   coarse rotation/shift search, then a similarity fit); the baseline's box carried through
-  that registration is the follow-up's box. Its zoom stays the baseline's (the registered
+  that registration is the follow-up's box. Where the follow-up's own landmark disagrees with
+  the box carried by the hands' similarity (axis or position), both are registered and the
+  better match kept: a landmark's axis hangs on the next landmark of its finger. Its zoom stays the baseline's (the registered
   scale is recorded: the per-bone registration absorbs a magnification change).
 
 Every box is recorded in the radiograph's coordinates (:class:`CropBox`), so a number read in a
@@ -314,7 +316,7 @@ def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str
 
 def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *, guess_xy: tuple[float, float],
                    guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
-                   init: str = "landmark") -> CropBox:
+                   init: str = "landmark", base_crop: np.ndarray | None = None) -> CropBox:
     """The follow-up's box: the baseline's box carried by registering the finger regions.
 
     Args:
@@ -323,6 +325,7 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
         guess_xy, guess_angle_deg: where the follow-up's crop centre and axis probably are
             (its own landmark, or the baseline's carried by the hands' similarity).
         init: how the guess was made (recorded).
+        base_crop: ``cut(base_image, base_box)`` when the caller has it already.
 
     Raises:
         CropOutsideImage: the region or the crop reaches beyond the follow-up image.
@@ -349,7 +352,7 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
     # of their displacements at the centre, so that what the crops leave for the per-bone
     # registration is their relative motion, not a common shift (flexion, the motion of the
     # finger region far from the joint).
-    fine_b = cut(base_image, base_box, allow_outside=True)
+    fine_b = cut(base_image, base_box, allow_outside=True) if base_crop is None else base_crop
     first = _box_through(base_box, carried, visit, source, spacing_mm)
     fine_f = cut(fol_image, first, allow_outside=True)
     zb = (fine_b - fine_b.mean()) / (fine_b.std() + 1e-12)
@@ -450,7 +453,7 @@ def joint_crops(images: Sequence[np.ndarray | Resampler], hands: Sequence[Hand],
         for guess, angle, init in guesses:
             try:
                 b = place_followup(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
-                                   source=sources[k], spacing_mm=spacing_mm, init=init)
+                                   source=sources[k], spacing_mm=spacing_mm, init=init, base_crop=first)
             except JsnqInputError as err:  # no match, or a fit that strayed off the image
                 failure = failure or err
                 continue
