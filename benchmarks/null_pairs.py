@@ -161,9 +161,10 @@ def summarise(pairs: list[dict]) -> list[list[str]]:
         z = np.array([abs(r["z"]) for r in meas]) if meas else np.zeros(0)
         nar = np.array([abs(r["narrowing_px"]) for r in meas]) if meas else np.zeros(0)
         trusted = sum(r["reliable"] for r in meas)
+        zt = np.array([abs(r["z"]) for r in meas if r["reliable"]])
         table.append([t, str(n), f"{100 * len(meas) / max(n, 1):.0f}%", f"{100 * trusted / max(n, 1):.0f}%",
                       f"{z.max():.2f}" if len(z) else "-", f"{math.sqrt(np.mean(z ** 2)):.2f}" if len(z) else "-",
-                      f"{nar.max():.3f}" if len(nar) else "-"])
+                      f"{zt.max():.2f}" if len(zt) else "-", f"{nar.max():.3f}" if len(nar) else "-"])
     return table
 
 
@@ -175,8 +176,14 @@ def main() -> None:
     ap.add_argument("--no-ra", action="store_true", help="skip the RA hand-pair")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the per-joint rows here")
+    ap.add_argument("--from-json", default=None, help="only print the tables of a saved --json run")
     args = ap.parse_args()
+    header = ["type", "joints", "measured", "trusted", "max abs(err/SE)", "RMS err/SE", "max abs(err/SE), trusted",
+              "max abs(err) crop px"]
+    if args.from_json:
+        print_tables(json.loads(Path(args.from_json).read_text()), header, args.workers)
+        return
     import torch
 
     from jsnq.io import load_image
@@ -202,18 +209,21 @@ def main() -> None:
             print(f"{name}: {p['angle_deg']:+.1f} deg, shift ({p['shift_px'][0]:+.1f}, {p['shift_px'][1]:+.1f}) px, "
                   f"{p['seconds']:.1f} s; {p.get('failed') or ''}\n  z (narrowing/SE, * = not trusted): {zs}"
                   + "".join(f"\n  {j}: not measured: {e}" for j, e in bad.items()), flush=True)
-    header = ["type", "joints", "measured", "trusted", "max abs(err/SE)", "RMS err/SE", "max abs(err) crop px"]
     print(f"\n{machine()}")
+    print_tables(pairs, header, args.workers)
+    if args.json:
+        Path(args.json).write_text(json.dumps(pairs, indent=1, default=float))
+
+
+def print_tables(pairs: list[dict], header: list[str], workers: int) -> None:
     for group in ("RA", "atlas", None):
         sel = [p for p in pairs if group is None or p["group"] == group]
         if not sel:
             continue
         secs = [p["seconds"] for p in sel]
         print(f"\n### {group or 'all'}: {len(sel)} null pairs, measure_hand median {np.median(secs):.1f} s "
-              f"(min {min(secs):.1f}) per pair, {args.workers} workers, 1 torch thread\n")
+              f"(min {min(secs):.1f}) per pair, {workers} workers, 1 torch thread\n")
         print(markdown_table(header, summarise(sel)))
-    if args.json:
-        Path(args.json).write_text(json.dumps(pairs, indent=1, default=float))
 
 
 if __name__ == "__main__":
