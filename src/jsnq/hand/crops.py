@@ -73,8 +73,6 @@ TEXTURE_DOG = (1.4, 4.0)
 #: The refinement at the crop's own resolution; it leaves out this many crop px either side
 #: of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
-#: It fits the halves on k x k block means of the crops.
-FINE_FIT_BIN = 2
 #: Its registration options.
 _FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
@@ -304,14 +302,6 @@ def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.n
     return float((x @ y) / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
 
 
-def _binned(a: np.ndarray, k: int) -> np.ndarray:
-    """Means of ``k`` x ``k`` blocks (``a``'s sides divisible by ``k``)."""
-    if k == 1:
-        return a
-    h, w = a.shape
-    return a.reshape(h // k, k, w // k, k).mean(axis=(1, 3))
-
-
 def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str,
                  spacing_mm: float | None) -> CropBox:
     """The baseline's box carried into the follow-up image by ``carried`` (baseline image ->
@@ -369,25 +359,18 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
     zf = (fine_f - fine_f.mean()) / (fine_f.std() + 1e-12)
     band = _band(zb.shape, REGION_BAND * TARGET_BASE_WIDTH_PX)
     qc = np.array(crop_centre(zb.shape))
-    # the halves are fitted at half the crop's resolution (2 x 2 means; crop px = 2 x those +
-    # 0.5): a placement, whose common shift the per-bone registration takes up to the last
-    # hundredth, at a quarter of the cost
-    k = FINE_FIT_BIN
-    hb_, hf_ = _binned(zb, k), _binned(zf, k)
-    qk = np.array(crop_centre(hb_.shape))
-    rows = np.arange(hb_.shape[0])[:, None]
-    band_k = _band(hb_.shape, REGION_BAND * TARGET_BASE_WIDTH_PX / k)
+    rows = np.arange(zb.shape[0])[:, None]
     halves = []
-    for part in (rows < qk[1] - FINE_GAP_PX / k, rows > qk[1] + FINE_GAP_PX / k):
+    for part in (rows < qc[1] - FINE_GAP_PX, rows > qc[1] + FINE_GAP_PX):
         try:
-            f = fit_similarity(hb_, hf_, band_k & part, options=_FINE_OPTIONS)
+            f = fit_similarity(zb, zf, band & part, options=_FINE_OPTIONS)
         except ValueError:
             break
         if not (f.ncc_after >= MIN_REGION_NCC and abs(math.log(f.transform.scale)) < 0.1):
             break
         halves.append(f.transform)
     if len(halves) == 2:
-        shift = k * (0.5 * (halves[0].apply(qk) + halves[1].apply(qk)) - qk)
+        shift = 0.5 * (halves[0].apply(qc) + halves[1].apply(qc)) - qc
         angle = 0.5 * (halves[0].angle + halves[1].angle)
         corr = Similarity(1.0, angle, float(shift[0]), float(shift[1]), (float(qc[0]), float(qc[1])))
         carried = first.transform().compose(corr).compose(base_box.transform().inverse())
