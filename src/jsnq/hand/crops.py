@@ -17,7 +17,9 @@ centre, and the distal bone's base about :data:`TARGET_BASE_WIDTH_PX` wide.
   follow-up's landmark, or where the baseline's joint lands under the similarity between the
   two hands' joints when the follow-up lacks it, and registered to the baseline's region (a
   coarse rotation/shift search, then a similarity fit); the baseline's box carried through
-  that registration is the follow-up's box. Its zoom stays the baseline's (the registered
+  that registration is the follow-up's box. Where the follow-up's own landmark disagrees with
+  the box carried by the hands' similarity (axis or position), both are registered and the
+  better match kept: a landmark's axis hangs on the next landmark of its finger. Its zoom stays the baseline's (the registered
   scale is recorded: the per-bone registration absorbs a magnification change).
 
 Every box is recorded in the radiograph's coordinates (:class:`CropBox`), so a number read in a
@@ -28,6 +30,7 @@ from image up (as :class:`~jsnq.hand.types.Joint`), arrays ``[row, col]``.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -74,6 +77,12 @@ FINE_GAP_PX = 8
 _FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
+#: A follow-up landmark whose axis differs from the baseline's (carried by the hands'
+#: similarity) by more than this, or whose position differs by more than MAX_GUESS_SHIFT of
+#: the crop's field of view, is not trusted alone (:func:`joint_crops` also tries the carried
+#: box): the region registration searches +-12 deg.
+MAX_GUESS_ANGLE_DEG = 9.0
+MAX_GUESS_SHIFT = 0.25
 #: Fraction of a crop allowed outside the image before the joint is called cut off.
 MAX_OUTSIDE_FRACTION = 0.02
 
@@ -207,15 +216,17 @@ class Resampler:
         self.array = np.asarray(image, dtype=np.float64)
         self.shape = self.array.shape
         self._splines: dict[float, SplineImage] = {}
+        self._lock = threading.Lock()  # joints are placed in threads; each spline made once
 
     def spline(self, zoom: float) -> SplineImage:
         # the anti-aliasing blur in steps of 1/4 px: a few smoothed copies per radiograph, not
         # one per crop (the finger regions' zooms differ from joint to joint)
         sigma = round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
-        if sigma not in self._splines:
-            img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
-            self._splines[sigma] = SplineImage(img)
-        return self._splines[sigma]
+        with self._lock:
+            if sigma not in self._splines:
+                img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
+                self._splines[sigma] = SplineImage(img)
+            return self._splines[sigma]
 
 
 def _resampler(image: np.ndarray | Resampler) -> Resampler:
@@ -305,7 +316,7 @@ def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str
 
 def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *, guess_xy: tuple[float, float],
                    guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
-                   init: str = "landmark") -> CropBox:
+                   init: str = "landmark", base_crop: np.ndarray | None = None) -> CropBox:
     """The follow-up's box: the baseline's box carried by registering the finger regions.
 
     Args:
@@ -314,6 +325,7 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
         guess_xy, guess_angle_deg: where the follow-up's crop centre and axis probably are
             (its own landmark, or the baseline's carried by the hands' similarity).
         init: how the guess was made (recorded).
+        base_crop: ``cut(base_image, base_box)`` when the caller has it already.
 
     Raises:
         CropOutsideImage: the region or the crop reaches beyond the follow-up image.
@@ -340,7 +352,7 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
     # of their displacements at the centre, so that what the crops leave for the per-bone
     # registration is their relative motion, not a common shift (flexion, the motion of the
     # finger region far from the joint).
-    fine_b = cut(base_image, base_box, allow_outside=True)
+    fine_b = cut(base_image, base_box, allow_outside=True) if base_crop is None else base_crop
     first = _box_through(base_box, carried, visit, source, spacing_mm)
     fine_f = cut(fol_image, first, allow_outside=True)
     zb = (fine_b - fine_b.mean()) / (fine_b.std() + 1e-12)
@@ -433,21 +445,66 @@ def joint_crops(images: Sequence[np.ndarray | Resampler], hands: Sequence[Hand],
     crops = [first]
     boxes = [box0]
     for k in range(1, len(images)):
-        j = hands[k].joints.get(joint)
-        if j is not None:
-            # the follow-up's own landmark, stepped to the joint centre like the baseline's
-            # (moved as the baseline's box was re-centred, in crop coordinates)
-            gbox = baseline_box(j, zoom, scale_px_per_mm=s, source=sources[k], spacing_mm=spacing_mm)
-            guess = tuple(float(v) for v in gbox.to_image(np.array(crop_centre(gbox.size)) + shift))
-            angle, init = j.axis_deg, "landmark"
-        elif hand_maps is not None and hand_maps[k] is not None:
-            m = hand_maps[k]
-            guess = tuple(float(v) for v in m.apply(np.array(box0.centre_xy)))
-            angle, init = box0.angle_deg + m.angle_deg, "hand similarity"
-        else:
+        guesses = _followup_guesses(box0, hands[k].joints.get(joint), hands, k, hand_maps, zoom, s, shift,
+                                    sources[k], spacing_mm)
+        if not guesses:
             raise JsnqInputError(sources[k], f"{joint}: not found at visit {k}")
-        box = place_followup(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
-                             source=sources[k], spacing_mm=spacing_mm, init=init)
+        box, failure = None, None
+        for guess, angle, init in guesses:
+            try:
+                b = place_followup(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
+                                   source=sources[k], spacing_mm=spacing_mm, init=init, base_crop=first)
+            except JsnqInputError as err:  # no match, or a fit that strayed off the image
+                failure = failure or err
+                continue
+            if box is None or b.registration["ncc"] > box.registration["ncc"]:
+                box = b
+        if box is None:
+            raise failure
         boxes.append(box)
         crops.append(cut(images[k], box))
     return JointCrops(joint, tuple(boxes), tuple(crops))
+
+
+def _angle_diff_deg(a: float, b: float) -> float:
+    return (a - b + 180.0) % 360.0 - 180.0
+
+
+def _followup_guesses(box0: CropBox, own: Joint | None, hands: Sequence[Hand], k: int,
+                      hand_maps: Sequence[Similarity | None] | None, zoom: float, scale: float,
+                      shift: np.ndarray, source: str, spacing_mm: float | None
+                      ) -> list[tuple[tuple[float, float], float, str]]:
+    """Where visit ``k``'s box of the joint may lie: ``[(centre xy, axis deg, how)]``, tried in
+    turn by :func:`joint_crops`, which keeps the best-matching registration.
+
+    The follow-up's own landmark comes first. Its axis is the direction to the next landmark of
+    the finger, often a fingertip, which the locator may miss or find on another finger from
+    one radiograph to the next (the axis then jumps by tens of degrees), and the region
+    registration searches only +-12 degrees about the guess. So when the own landmark's axis
+    or position disagrees with the baseline's box carried by the similarity between the two
+    hands' joints (all joints together: robust to one bad landmark) by more than
+    :data:`MAX_GUESS_ANGLE_DEG` or :data:`MAX_GUESS_SHIFT` of the crop's field, that carried box
+    is tried too."""
+    m = hand_maps[k] if hand_maps is not None else None
+    if m is None:
+        try:
+            m = hand_similarity(hands[0], hands[k])[0]
+        except JsnqInputError:
+            m = None
+    carried = None
+    if m is not None:
+        carried = (tuple(float(v) for v in m.apply(np.array(box0.centre_xy))), box0.angle_deg + m.angle_deg,
+                   "hand similarity")
+    if own is None:
+        return [carried] if carried is not None else []
+    # the follow-up's own landmark, stepped to the joint centre like the baseline's (moved as
+    # the baseline's box was re-centred, in crop coordinates)
+    gbox = baseline_box(own, zoom, scale_px_per_mm=scale, source=source, spacing_mm=spacing_mm)
+    guess = tuple(float(v) for v in gbox.to_image(np.array(crop_centre(gbox.size)) + shift))
+    out = [(guess, own.axis_deg, "landmark")]
+    if carried is not None:
+        field_px = box0.size[1] / box0.zoom
+        far = math.hypot(guess[0] - carried[0][0], guess[1] - carried[0][1]) > MAX_GUESS_SHIFT * field_px
+        if far or abs(_angle_diff_deg(own.axis_deg, carried[1])) > MAX_GUESS_ANGLE_DEG:
+            out.append(carried)
+    return out

@@ -65,6 +65,13 @@ MIN_SCORE = 0.3
 MIN_JOINTS = 8
 #: Largest distance between the coarse and the fine estimate, in frame pixels (1024 a side).
 MAX_DISAGREEMENT_PX = 16.0
+#: A joint whose fine estimate lies 1-2 x MAX_DISAGREEMENT_PX from a coarse one peaking at
+#: least this high is looked at again (:func:`locate_landmarks`), and the second look kept
+#: when it lies within RELOOK_AGREEMENT_PX frame px of the first and peaks higher.
+RELOOK_MIN_COARSE = 0.5
+RELOOK_AGREEMENT_PX = 6.0
+#: Two landmarks closer than this (fraction of the frame; the shortest bone is ~0.03) are one.
+MIN_LANDMARK_DISTANCE = 0.02
 #: Coarse peak a joint needs to help place the hand's frame (lower than :data:`MIN_SCORE`: a
 #: hand far smaller than in training still gives weak but well-placed peaks).
 FRAME_MIN_SCORE = 0.1
@@ -221,22 +228,25 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
         fxy = cxy.clone()
         fval = torch.full((len(names),), float("nan"), dtype=torch.float64)
         dis = torch.zeros(len(names), dtype=torch.float64)
-        s = cfg.fine_size
-        centres = cxy[fine_idx]
-        ix = torch.round(centres).long()
-        padded = F.pad(frame, (s, s, s, s))
-        patches = torch.stack([padded[0, :, y - s // 2 + s:y + s // 2 + s, x - s // 2 + s:x + s // 2 + s]
-                               for x, y in ix.clamp(-s // 2, cfg.fine_frame + s // 2).tolist()])
-        fh = model.fine(patches.contiguous(memory_format=torch.channels_last))
-        own = fh[torch.arange(len(fine_idx)), torch.arange(len(fine_idx))][:, None]
-        ppts, pval = heatmap_peaks(own)
-        ppts, pval = ppts[:, 0], pval[:, 0].clamp(0, 1)
-        origin = ix.clamp(-s // 2, cfg.fine_frame + s // 2).double() - s // 2
-        refined = origin + (ppts + 0.5) * cfg.fine_stride - 0.5
+        refined, pval = _fine_pass(model, frame, cxy[fine_idx], list(range(len(fine_idx))))
         for m, i in enumerate(fine_idx):
             fxy[i] = refined[m]
             fval[i] = pval[m]
             dis[i] = torch.linalg.norm(refined[m] - cxy[i])
+        # A fine estimate somewhat far from a confident coarse one was made on a patch centred
+        # off the joint (the coarse network reads a blurred or eroded adult joint less well):
+        # the fine network looks again, centred on its own first answer. The second answer
+        # stands when it agrees with the first and its peak is the stronger (a joint seen
+        # centred, as in training); its disagreement is then that of the two fine passes.
+        far = [m for m in range(len(fine_idx))
+               if MAX_DISAGREEMENT_PX < float(dis[fine_idx[m]]) <= 2 * MAX_DISAGREEMENT_PX
+               and float(cval[fine_idx[m]]) >= RELOOK_MIN_COARSE]
+        if far:
+            again, again_val = _fine_pass(model, frame, refined[far], far)
+            for k, m in enumerate(far):
+                i, moved = fine_idx[m], float(torch.linalg.norm(again[k] - refined[m]))
+                if moved <= RELOOK_AGREEMENT_PX and float(again_val[k]) > float(pval[m]):
+                    fxy[i], fval[i], dis[i] = again[k], again_val[k], moved
 
     def to_input(p: torch.Tensor) -> np.ndarray:
         return np.stack([x0 + (p[:, 0].numpy() + 0.5) / f - 0.5, y0 + (p[:, 1].numpy() + 0.5) / f - 0.5], 1)
@@ -246,18 +256,44 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
                             frame_px=float(n))
 
 
+def _fine_pass(model: JointLocator, frame: torch.Tensor, centres: torch.Tensor, channels: list[int]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fine network on a patch of the 1024-px ``frame`` around each centre (frame px);
+    the peak of each patch's own channel: ``(points (N, 2) frame px, peaks (N,))``."""
+    cfg = _config(model)
+    s = cfg.fine_size
+    ix = torch.round(centres).long().clamp(-s // 2, cfg.fine_frame + s // 2)
+    padded = F.pad(frame, (s, s, s, s))
+    patches = torch.stack([padded[0, :, y - s // 2 + s:y + s // 2 + s, x - s // 2 + s:x + s // 2 + s]
+                           for x, y in ix.tolist()])
+    fh = model.fine(patches.contiguous(memory_format=torch.channels_last))
+    own = fh[torch.arange(len(channels)), torch.as_tensor(channels)][:, None]
+    ppts, pval = heatmap_peaks(own)
+    origin = ix.double() - s // 2
+    return origin + (ppts[:, 0] + 0.5) * cfg.fine_stride - 0.5, pval[:, 0].clamp(0, 1)
+
+
 def _angle_deg(v: np.ndarray) -> float:
     """Direction (x, y) as degrees clockwise from image up, in (-180, 180]."""
     return float(math.degrees(math.atan2(v[0], -v[1])))
 
 
-def _check_geometry(pts: dict[str, np.ndarray], frame_px: float) -> tuple[dict[str, str], str | None, str]:
+def _check_geometry(pts: dict[str, np.ndarray], frame_px: float, scores: dict[str, float] | None = None
+                    ) -> tuple[dict[str, str], str | None, str]:
     """Geometric plausibility of the named landmarks.
 
     Returns:
         ``(landmark -> reason for each landmark rejected, reason there is no hand or None, side)``.
     """
     rejected: dict[str, str] = {}
+    # two names on one spot (a fingertip found on the neighbouring finger's tip): the weaker goes
+    names = sorted(pts, key=lambda n: -(scores or {}).get(n, 0.0))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if b not in rejected and a not in rejected and \
+                    np.linalg.norm(pts[a] - pts[b]) < MIN_LANDMARK_DISTANCE * frame_px:
+                rejected[b] = f"implausible position ({b} lies on {a})"
+    pts = {n: p for n, p in pts.items() if n not in rejected}
     # the hand's distal direction: the median over fingers of the proximal phalanx's direction
     # (MCP to the next joint; fingertips are the least reliable landmarks, so they do not vote)
     dirs = []
@@ -302,7 +338,9 @@ def _check_geometry(pts: dict[str, np.ndarray], frame_px: float) -> tuple[dict[s
     want = 1.0 if side == "L" else -1.0
     if (allv == want).mean() < 0.75:
         return rejected, "the fingers are not in order across the hand", side
-    for row in (("MCP2", "MCP3", "MCP4", "MCP5"), ("PIP2", "PIP3", "PIP4", "PIP5"), ("DIP2", "DIP3", "DIP4", "DIP5")):
+    # (the fingertips too: a tip found on the neighbouring finger would give its joint a wrong axis)
+    for row in (("MCP2", "MCP3", "MCP4", "MCP5"), ("PIP2", "PIP3", "PIP4", "PIP5"), ("DIP2", "DIP3", "DIP4", "DIP5"),
+                ("TIP2", "TIP3", "TIP4", "TIP5")):
         found = [n for n in row if n in keep]
         for a, b in zip(found, found[1:]):
             if float((keep[b] - keep[a]) @ lateral) * want <= 0:
@@ -366,7 +404,7 @@ def find_joints(image: ImageLike, *, spacing_mm: float | None = None, model: Joi
     if len(found) < MIN_JOINTS:
         raise JsnqInputError(source, f"no hand found: only {len(found)} of {len(JOINT_NAMES)} finger joints "
                                      f"detected (need {MIN_JOINTS})")
-    rejected, no_hand, side = _check_geometry(pts, est.frame_px)
+    rejected, no_hand, side = _check_geometry(pts, est.frame_px, scores)
     if no_hand is not None:
         raise JsnqInputError(source, f"no hand found: {no_hand}")
     for n, why in rejected.items():

@@ -325,25 +325,40 @@ def joint_centre(crop: np.ndarray) -> tuple[float, float] | None:
 
 
 def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None,
-             recentre: bool = False, only: Sequence[str] | None = None) -> dict[str, JointCrops]:
+             recentre: bool = False, only: Sequence[str] | None = None, workers: int = 1) -> dict[str, JointCrops]:
     arrays = [Resampler(im.array) for im in images]  # each radiograph's spline prepared once
     sources = [im.source for im in images]
     scale = hand_scale_px_per_mm(hands[0])
     maps = [None] + [hand_similarity(hands[0], h)[0] for h in hands[1:]]
-    crops: dict[str, JointCrops] = {}
+    names = []
     for name in JOINT_NAMES:
         if only is not None and name not in only:
             errors[name] = "not requested"
-            continue
-        if name not in hands[0].joints:
+        elif name not in hands[0].joints:
             errors[name] = f"not found in the baseline ({hands[0].missing.get(name, 'not located')})"
-            continue
+        else:
+            names.append(name)
+
+    def one(name: str) -> JointCrops | str:
         try:
-            crops[name] = joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources,
-                                      scale_px_per_mm=scale, hand_maps=maps,
-                                      centre_finder=joint_centre if recentre else None)
+            return joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources, scale_px_per_mm=scale,
+                               hand_maps=maps, centre_finder=joint_centre if recentre else None)
         except ValueError as err:
-            errors[name] = one_line(err)
+            return one_line(err)
+
+    if workers > 1 and len(names) > 1:  # joints placed at once, in threads, as they are measured
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+            done = dict(zip(names, pool.map(one, names)))
+    else:
+        done = {name: one(name) for name in names}
+    crops: dict[str, JointCrops] = {}
+    for name in names:
+        if isinstance(done[name], str):
+            errors[name] = done[name]
+        else:
+            crops[name] = done[name]
     return crops
 
 
@@ -428,14 +443,14 @@ def _joint_list(joints: Sequence[str] | None) -> tuple[str, ...] | None:
 
 
 def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Sequence[Hand] | None,
-             joints: Sequence[str] | None = None):
+             joints: Sequence[str] | None = None, workers: int = 1):
     only = _joint_list(joints)
     images = _load(visits, spacing_mm)
     found = _locate(images, hands)
     same = _check_hands(images, found)
     spacing = next((im.spacing_mm for im in images if im.spacing_mm is not None), None)
     errors: dict[str, str] = {}
-    crops = _cut_all(images, found, errors, spacing, only=only)
+    crops = _cut_all(images, found, errors, spacing, only=only, workers=workers)
     _same_hand_verdict(crops, images)
     return images, found, same, spacing, errors, crops
 
@@ -464,7 +479,7 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
             (left against right, another size, finger regions that do not match).
     """
     config = config or MeasureConfig()
-    images, found, same, spacing, errors, crops = _prepare([baseline, followup], spacing_mm, hands, joints)
+    images, found, same, spacing, errors, crops = _prepare([baseline, followup], spacing_mm, hands, joints, workers)
     joints: dict[str, Any] = {}
     segmentation: dict[str, str] = {}
     names = list(crops)
