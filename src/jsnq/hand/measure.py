@@ -6,12 +6,11 @@ measure each joint's crops with :func:`jsnq.measure` (two visits) or :func:`jsnq
 (three or more). Each joint is either measured or given a one-line reason; nothing is printed;
 ``progress(done, total, joint)`` is called after each joint.
 
-Segmentation check. The shipped networks were trained on MCP crops only. On every joint the
-network's reading of the baseline crop is checked: both bones found, a positive joint space
-width at both visits, and a split line in the joint space (its median row within
-:data:`SPLIT_TOLERANCE` of the crop centre, where the crop cutter put the joint). A joint that
-fails is measured again with the classical joint-space line and flagged unreliable with the
-reason: a negative JSW is a failed segmentation, never a reported width.
+Bone split. Every joint's crops are split along the joint space found in their own intensity
+profiles (:mod:`jsnq.segment.profile`; the MCP-trained networks miss PIP, DIP, IP and RA
+joints): where a crop supports two lines, the pair's fit decides, and an ambiguous choice or a
+line outside a joint space flags the joint. The JSW comes from the same profiles; one that
+cannot be read is a note, never a number.
 """
 
 from __future__ import annotations
@@ -67,20 +66,11 @@ MIN_SAME_HAND_TEXTURE = 0.2
 #: taken for the same hand (a change of magnification between visits is a few per cent).
 MAX_HAND_LOG_SCALE = 0.15
 
-#: Validation status of each joint type (what benchmarks/hand.py measured; see docs/hand.md).
-VALIDATION = {
-    "MCP": ("validated: the networks were trained on MCP crops; on atlas MCP crops moved by known motions the "
-            "narrowing errs by 0.016 px RMS where the segmentation check passes, 0.068 px where only the JSW "
-            "failed (benchmarks/hand.py)"),
-    "PIP": ("partly validated (networks trained on MCP only): on atlas PIP crops moved by known motions 0.015 px "
-            "RMS where the check passes (52 % of crops), 0.029 px where only the JSW failed, 9.5 px with the "
-            "classical fallback; on the RA hand-pair the network's JSW is negative at every PIP"),
-    "DIP": ("partly validated (networks trained on MCP only): on atlas DIP crops moved by known motions 0.014 px "
-            "RMS where the check passes (33 % of crops; split line near the centre in 62 %), 0.038 px where only "
-            "the JSW failed; on the RA hand-pair the network's JSW is negative at every DIP"),
-    "IP": ("partly validated (networks trained on MCP only; 6 atlas crops): 0.012 px RMS where the check passes, "
-           "0.022 px where only the JSW failed"),
-}
+#: The validation of each joint type, shown in the report's legend (the figures: docs/hand.md,
+#: "Known narrowing rendered into real radiographs", from benchmarks/hand_known.py).
+_KNOWN = "validated with known narrowing rendered into real RA and children's radiographs (docs/hand.md)"
+VALIDATION = {"MCP": _KNOWN, "PIP": _KNOWN, "DIP": _KNOWN,
+              "IP": _KNOWN + "; few joints (a thumb per hand)"}
 
 
 def segmentation_problem(m: Any) -> str | None:
