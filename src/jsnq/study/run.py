@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import MeasureConfig
+from ..errors import JsnqInputError
 from ..version import __version__
 from ..reasons import join_reasons
 from .manifest import Manifest, Unit, read_manifest
