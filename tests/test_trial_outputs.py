@@ -70,9 +70,14 @@ def _dicom_copy(png: Path, out: Path, spacing: float) -> Path:
 def _moved_copy(src: Path, out: Path, seed: int) -> Path:
     """``src`` rotated by 2 degrees, shifted by a few px and re-noised (1 % of its range)."""
     from PIL import Image as PILImage
+
+    save_image(out, _moved_array(np.asarray(PILImage.open(src), dtype=np.float64), seed))
+    return out
+
+
+def _moved_array(a: np.ndarray, seed: int) -> np.ndarray:
     from scipy import ndimage
 
-    a = np.asarray(PILImage.open(src), dtype=np.float64)
     rng = np.random.default_rng(seed)
     t = np.deg2rad(2.0)
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
@@ -80,13 +85,16 @@ def _moved_copy(src: Path, out: Path, seed: int) -> Path:
     shift = np.array([4.0, -3.0])
     moved = ndimage.affine_transform(a, rot, offset=centre - rot @ centre + shift, order=3, mode="nearest")
     moved += rng.normal(0.0, 0.01 * (a.max() - a.min()), a.shape)
-    save_image(out, moved)
-    return out
+    return moved
 
 
-def build_trial(shared: Path, folder: Path) -> Path:
+def build_trial(shared: Path, folder: Path, *, cut_off: bool = False) -> Path:
     """The two-patient whole-hand study of the hand-pair: A, the two real visits; B, each visit
-    rotated, shifted and re-noised. Returns its manifest (no spacing column: --spacing gives it)."""
+    rotated, shifted and re-noised. With ``cut_off`` a third patient C whose follow-up is cut off
+    above row 620 (its DIPs and PIPs are outside the image: those joints cannot be measured).
+    Returns its manifest (no spacing column: --spacing gives it)."""
+    from PIL import Image as PILImage
+
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for k, (name, date) in enumerate(zip(PAIR, DATES)):
@@ -94,6 +102,10 @@ def build_trial(shared: Path, folder: Path) -> Path:
         shutil.copyfile(shared / "hand-pair" / name, a)
         _moved_copy(a, folder / f"B_{k}.png", seed=k)
         rows += [["A", "L", date, a.name], ["B", "L", date, f"B_{k}.png"]]
+        if cut_off:
+            c = np.asarray(PILImage.open(a), dtype=np.float64)
+            save_image(folder / f"C_{k}.png", _moved_array(c, seed=10 + k) if k == 0 else c[620:])
+            rows.append(["C", "L", date, f"C_{k}.png"])
     return _write_csv(folder / "trial.csv", ["patient", "side", "date", "image"], rows)
 
 
@@ -351,18 +363,19 @@ def _check_tables(out: Path) -> dict:
 
 
 def test_must_show_two_patient_whole_hand_study(shared_data, tmp_path):
-    """A: the RA hand-pair's two visits; B: both visits rotated 2 degrees, shifted and re-noised.
+    """A: the RA hand-pair's two visits; B: both visits rotated 2 degrees, shifted and re-noised;
+    C: a moved copy of the first visit and the second cut off above its PIPs.
     Through `jsnq study` (2 Dask workers, with the reports) and by Python: every table passes the
     rules, the counts agree (printed line, exit code, units.csv, study.json, summary.csv, the
     report) and the two runs' tables are equal."""
     from jsnq.study import run_study
 
-    manifest = build_trial(shared_data, tmp_path / "trial")
+    manifest = build_trial(shared_data, tmp_path / "trial", cut_off=True)
     out = tmp_path / "cli"
     r = runner.invoke(app, ["study", str(manifest), "--out", str(out), "--workers", "2", "--spacing", str(SPACING),
                             "--joints", TRIAL_JOINTS, "--report"])
     counts = _check_tables(out)
-    assert counts["failed"] >= 1  # MCP2 is not found on this hand (issue 20)
+    assert counts["failed"] >= 1  # patient C's DIP5 is cut off at the follow-up
     assert r.exit_code == 1, r.output  # ... so not everything was measured: exit 1
     assert f"{counts['failed']} of {counts['units']} joint series could not be measured" in r.output
     assert "nan" not in r.output and "-0.000" not in r.output and not r.output.startswith("\n")
