@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 from typing import Sequence
 
+import numpy as np
+
 from .config import MeasureConfig, resolve
 from .errors import JsnqInputError, one_line
 from .io import load_image
@@ -76,10 +78,11 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
         dates: per visit an ISO date (``YYYY-MM-DD``), increasing; optional.
         spacing_mm: as for :func:`jsnq.measure`.
         points: per visit, the joint's anatomical anchor ``(x, y)`` (see :func:`jsnq.measure`).
-            Default: the first visit's articular centre from the network's bone masks (also
-            when labels are given; the crop centre when the network cannot run), carried to
-            each later visit by the lower bone's fit of the pair (first, that visit), so that
-            every pair is read at the same anatomical place and the pairs add up.
+            Default: the place where :func:`jsnq.measure` reads the pair (first, second visit)
+            (half-way between the two visits' articular centres from the network's bone masks,
+            also when labels are given; the crop centre when the network cannot run), carried
+            to each later visit by the lower bone's fit of the pair (first, that visit), so
+            that every pair is read at the same anatomical place and the pairs add up.
         config: how to measure (:class:`~jsnq.config.MeasureConfig`), or the settings one by
             one as for :func:`jsnq.measure`. ``symmetric`` does not apply: every pair is measured
             both ways anyway.
@@ -112,28 +115,38 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     errors: dict[tuple[int, int], str] = {}
     source = None
     n = len(images)
-    # One anatomical place for every pair: the first visit's reading point (given, or its
-    # articular centre), carried to every later visit by the lower bone's fit of the pair
-    # (0, k); every pair (i, j) is then read at visits i's and j's carried points, with one
-    # inverse-consistent fit per unordered pair (its reverse reuses the fit, so J(j, i) = -J(i, j)
-    # exactly and a two-visit series gives exactly the pair's narrowing).
+    # One anatomical place for every pair: the pair (0, 1) is measured as jsnq.measure measures
+    # it (each visit's point, or given ones, read half-way between them); that half-way place,
+    # in the first visit, is carried to every later visit k by the lower bone's fit of the pair
+    # (0, k), and every other pair (i, j) is read at visits i's and j's carried points. One
+    # inverse-consistent fit per unordered pair (its reverse reuses the fit): J(j, i) = -J(i, j)
+    # exactly, and a two-visit series gives exactly the pair's narrowing.
     order = [(0, k) for k in range(1, n)] + [(i, j) for i in range(1, n) for j in range(i + 1, n)]
     for i, j in order:
+        first = points is None and (i, j) == (0, 1)
         for a, b in ((i, j), (j, i)):
             try:
                 prepared = prepare(images[a], images[b], both_ways, baseline_labels=lab[a], followup_labels=lab[b],
-                                   segment_cache=cache, point=anchors[a], followup_point=anchors[b], fit_cache=fits)
-                if points is None and source is not None:
-                    prepared.point_source = source  # a point carried from the first visit's
+                                   segment_cache=cache, point=None if first else anchors[a],
+                                   followup_point=None if first else anchors[b], fit_cache=fits)
+                if points is None and not first and source is not None:
+                    prepared.point_source = source  # a place carried from the first pair's
                 m = measurements[a, b] = finish(prepared, both_ways)
             except ValueError as err:
                 errors[a, b] = one_line(err)
                 continue
-            if points is None and a == 0:
+            if points is not None:
+                continue
+            if (a, b) == (0, 1):
                 source = m.point_source
-                anchors[0] = m.point_px
+                q = np.asarray(m.point_px, dtype=float)
                 if m.followup_point_px is not None:
-                    anchors[b] = (float(m.followup_point_px[0]), float(m.followup_point_px[1]))
+                    q = 0.5 * (q + m.lower_transform.inverse().apply(np.asarray(m.followup_point_px, dtype=float)))
+                anchors[0] = (float(q[0]), float(q[1]))
+                carried = m.lower_transform.apply(q)
+                anchors[1] = (float(carried[0]), float(carried[1]))
+            elif a == 0 and m.followup_point_px is not None:
+                anchors[b] = (float(m.followup_point_px[0]), float(m.followup_point_px[1]))
     pairs = pair_estimates(len(images), measurements)
     if not pairs:
         first = next(iter(errors.values()), "no pair measured")

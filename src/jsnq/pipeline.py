@@ -173,12 +173,11 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         point, followup_point: the joint's anatomical anchor ``(x, y)`` in each crop, where
             the narrowing is evaluated (:func:`~jsnq.geometry.symmetric_narrowing_px`). With
             relative bone rotation the narrowing varies along the joint, so the anchor must
-            move with the bones, not with the crop window. Default: one visit's articular
+            move with the bones, not with the crop window. Default: each visit's articular
             centre from the network's bone masks (:func:`reading_point`, with or without
-            given labels), carried to the other by the lower bone's fit; the visit is the
-            baseline, or when the pair is measured both ways its canonical first visit (so
-            swapping the visits negates the narrowing exactly). The crop centre when the
-            network cannot run or ``segmenter="classical"``.
+            given labels; the narrowing is read half-way between the two); measured one way
+            with given labels, the baseline's, carried to the follow-up by the lower bone's
+            fit. The crop centre when the network cannot run or ``segmenter="classical"``.
         config: how to measure (:class:`~jsnq.config.MeasureConfig`: engine, segmenter,
             registration options, thresholds, symmetric, check_labels, split_masks); recorded
             in the result. Default: ``MeasureConfig()``.
@@ -330,15 +329,15 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
                  normalise(fol.array), point, followup_point, inputs, config.symmetric, reference,
                  "given" if point is not None or followup_point is not None else "crop centre", fit_cache)
     if point is None and followup_point is None and segmenter != "classical":
-        # The reading point: one visit's articular centre from the network's bone masks, also
-        # when labels are given (split labels do not carry the bones' extent), carried to the
-        # other visit by the lower bone's fit. The visit is the baseline, or when the pair is
-        # measured both ways the pair's canonical first, so that swapping the visits still
-        # negates the narrowing exactly.
-        if p.symmetric and p.fol_labels is not None and swapped_order(p):
+        # The reading point: the joint's articular centre from the network's bone masks, also
+        # when labels are given (split labels do not carry the bones' extent), of both visits
+        # when the pair is measured both ways (read half-way between them: symmetric in the
+        # visits, so swapping them negates the narrowing exactly, and under a posture change
+        # the two visits' centres, which move along the joint, weigh equally); else the
+        # baseline's, carried to the follow-up by the lower bone's fit.
+        p.point = reading_point(seg_base if seg_base is not None else seg(base, False))
+        if seg_fol is not None or (p.symmetric and p.fol_labels is not None):
             p.followup_point = reading_point(seg_fol if seg_fol is not None else seg(fol, False))
-        else:
-            p.point = reading_point(seg_base if seg_base is not None else seg(base, False))
         if p.point is not None or p.followup_point is not None:
             p.point_source = "network"
     return p
