@@ -98,8 +98,14 @@ def _jsnq(case, segmenter: str | None) -> tuple[float, float, float, float, tupl
 
 
 def _read(case, m) -> tuple[float, float, float, float, tuple[float, float]]:
+    """The estimate, its SE, the truth at jsnq's own reading place and at the true articular
+    centre, and jsnq's reading place in the baseline (half-way between its two visits' points,
+    the follow-up's brought back by the true lower-bone motion)."""
     own = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
-    return m.narrowing_px, m.narrowing_se_px, own, case.truth_at_centre_px, tuple(m.point_px)
+    place = np.asarray(m.point_px, dtype=float)
+    if m.followup_point_px is not None:
+        place = 0.5 * (place + case.lower.inverse().apply(np.asarray(m.followup_point_px, dtype=float)))
+    return m.narrowing_px, m.narrowing_se_px, own, case.truth_at_centre_px, (float(place[0]), float(place[1]))
 
 
 def _jsnq_both(case, labelled: bool) -> tuple[float, float, float, float, tuple[float, float]]:

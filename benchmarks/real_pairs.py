@@ -160,10 +160,20 @@ def record(m, **where) -> dict:
         return {**where, "error": " ".join(str(m).split()), "reliable": False, "narrowing_px": float("nan"),
                 "se_px": float("nan"), "reasons": ["error"], "notes": [], "gap_px": float("nan")}
     gap = float("nan") if m.narrowing_forward_px is None else m.narrowing_forward_px + m.narrowing_backward_px
-    centre = where.pop("centre", None)
-    point = {} if centre is None else {"point_px": list(m.point_px), "point_source": m.point_source,
-                                       "point_offset_px": [m.point_px[0] - centre[0], m.point_px[1] - centre[1]],
-                                       "rotation_deg": m.upper.angle_deg - m.lower.angle_deg}
+    centres = where.pop("centre", None)
+    point = {}
+    if centres is not None:
+        # jsnq's reading place (half-way between its two points) against the same half-way place
+        # of the two visits' true articular centres, both brought back by the fitted lower bone
+        back = m.lower_transform.inverse()
+
+        def half(p, q):
+            p = np.asarray(p, dtype=float)
+            return p if q is None else 0.5 * (p + back.apply(np.asarray(q, dtype=float)))
+
+        offset = half(m.point_px, m.followup_point_px) - half(*centres)
+        point = {"point_px": list(m.point_px), "point_source": m.point_source, "point_offset_px": offset.tolist(),
+                 "rotation_deg": m.upper.angle_deg - m.lower.angle_deg}
     return {**where, **point, "narrowing_px": m.narrowing_px, "se_px": m.narrowing_se_px, "reliable": m.reliable,
             "reasons": list(m.reasons), "notes": list(getattr(m, "notes", ())), "gap_px": gap,
             "forward_px": m.narrowing_forward_px, "backward_px": m.narrowing_backward_px,
@@ -175,7 +185,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
     for ji, crops in enumerate(joints):
         for a, b in itertools.permutations(range(len(crops)), 2):
             jobs.append(job(crops[a], crops[b], mode))
-            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": true_centre(crops[a])})
+            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": (true_centre(crops[a]), true_centre(crops[b]))})
     return [record(m, **w) for m, w in zip(measure_all(jobs), where)]
 
 
@@ -239,7 +249,7 @@ def summarise(pairs: list[dict]) -> dict:
 
 
 def point_stats(pairs: list[dict]) -> dict:
-    """The reading point against the baseline's true articular centre (RMS, and per axis)."""
+    """The reading place against the two visits' true articular centres' (RMS, and per axis)."""
     d = np.asarray([p["point_offset_px"] for p in pairs if "point_offset_px" in p], dtype=float).reshape(-1, 2)
     if not len(d):
         return {}
@@ -478,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         if s["notes"]:
             print(f"notes ({mode} labels): " + "; ".join(f"{k} ({v})" for k, v in s["notes"][:3]))
         if "point_rms_px" in s:
-            print(f"reading point ({mode} labels) from the baseline's true articular centre: RMS {s['point_rms_px']:.2f} px "
+            print(f"reading place ({mode} labels) from the true masks' articular centres' (half-way): RMS {s['point_rms_px']:.2f} px "
                   f"(x {s['point_rms_xy_px'][0]:.2f}, y {s['point_rms_xy_px'][1]:.2f}); sources {s['point_sources']}")
         if "motion" in rec:
             r = rec["motion"]

@@ -286,13 +286,13 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
     """
     segmenter = config.segmenter
 
+    cache = {} if segment_cache is None else segment_cache  # each visit segmented once
+
     def seg(img: Image, required: bool):
-        if segment_cache is None:
-            return network_segment(img, required)
         key = id(img.array)  # load_image(Image) makes a new Image around the same array
-        if key not in segment_cache:
-            segment_cache[key] = network_segment(img, required)
-        return segment_cache[key]
+        if key not in cache:
+            cache[key] = network_segment(img, required)
+        return cache[key]
 
     base = load_image(baseline, spacing_mm=spacing_mm, name=None, crop=True)
     fol = load_image(followup, spacing_mm=spacing_mm, name=None, crop=True)
