@@ -17,7 +17,7 @@ import numpy as np
 from .config import MeasureConfig, resolve
 from .errors import JsnqInputError, one_line
 from .io import load_image
-from .pipeline import ImageLike, finish, network_segment, prepare, source_of
+from .pipeline import ImageLike, finish, prepare, source_of
 from .quality import ReliabilityThresholds, combine_directions
 from .register.classical import RegistrationOptions
 from .results import Measurement, SeriesResult
