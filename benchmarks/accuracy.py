@@ -9,6 +9,13 @@ noise to both images. Every method gets the same cases and the labels from the t
 jsnq segments the baseline itself (the shipped UNet++, or the dynamic-programming line). The
 crops come from the joints held out from the network's training. The Cramér-Rao bound is computed per case for the same image, motion and noise.
 
+The truth is read at the joint's articular centre from the baseline's true masks
+(:func:`jsnq.jsw.articular_centre`), where jsnq aims to read; reported beside: the reading
+point's distance from it, and the error against the truth at jsnq's own reading point (the
+figures before issue 23, when that point was the crop centre with labels given). The per-bone
+baselines (SimpleITK, POC) are read at the true articular centre, which they cannot find
+themselves.
+
 Usage::
 
     python benchmarks/accuracy.py                # full run (~10 min on 2 cores)
@@ -78,21 +85,30 @@ TARGET_CONDITIONS = [
 SUITES = {"standard": CONDITIONS, "targets": TARGET_CONDITIONS}
 
 
-def _jsnq(case, segmenter: str | None) -> tuple[float, float, float]:
+def _jsnq(case, segmenter: str | None) -> tuple[float, float, float, float, tuple[float, float]]:
     """jsnq with the true-mask labels (``segmenter=None``) or its own segmenter: (estimate,
-    SE, truth at the anchor jsnq used: the crop centre with given labels, the joint centres
-    from the network's masks with its segmentation)."""
+    SE, truth at the anchor jsnq used, truth at the true articular centre, the anchor)."""
     if segmenter is None:
-        # check_labels=False: the time is the registration's; the label check (a network
-        # segmentation, ~25 ms) changes no number and is timed in benchmarks/segmentation.py.
+        # check_labels=False: the time is the registration's and the reading point's; the label
+        # check changes no number and is timed in benchmarks/segmentation.py.
         m = measure(case.baseline, case.followup, baseline_labels=case.labels, engine="classical", check_labels=False)
     else:
         m = measure(case.baseline, case.followup, segmenter=segmenter, engine="classical", symmetric=False)
-    truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
-    return m.narrowing_px, m.narrowing_se_px, truth
+    return _read(case, m)
 
 
-def _jsnq_both(case, labelled: bool) -> tuple[float, float, float]:
+def _read(case, m) -> tuple[float, float, float, float, tuple[float, float]]:
+    """The estimate, its SE, the truth at jsnq's own reading place and at the true articular
+    centre, and jsnq's reading place in the baseline (half-way between its two visits' points,
+    the follow-up's brought back by the true lower-bone motion)."""
+    own = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
+    place = np.asarray(m.point_px, dtype=float)
+    if m.followup_point_px is not None:
+        place = 0.5 * (place + case.lower.inverse().apply(np.asarray(m.followup_point_px, dtype=float)))
+    return m.narrowing_px, m.narrowing_se_px, own, case.truth_at_centre_px, (float(place[0]), float(place[1]))
+
+
+def _jsnq_both(case, labelled: bool) -> tuple[float, float, float, float, tuple[float, float]]:
     """jsnq as a user runs it (the default engine and configuration), with both visits' labels
     from the true masks (``labelled``) or its own network segmentation of both visits."""
     if labelled:
@@ -100,8 +116,7 @@ def _jsnq_both(case, labelled: bool) -> tuple[float, float, float]:
                     check_labels=False)
     else:
         m = measure(case.baseline, case.followup, check_labels=False)
-    truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
-    return m.narrowing_px, m.narrowing_se_px, truth
+    return _read(case, m)
 
 
 _FOL_LABELS: dict[int, np.ndarray] = {}
@@ -116,9 +131,12 @@ def _fol_labels(case) -> np.ndarray:
 
 
 def _pair(fn):
-    def run(case) -> tuple[float, float, float]:
+    """A per-bone baseline, read at the crop centre and (given the true masks' articular centre,
+    which it cannot find itself) at the articular centre."""
+    def run(case):
         up, lo = fn(case.baseline, case.followup, case.labels)
-        return symmetric_narrowing_px(up, lo), float("nan"), case.truth_px
+        return (symmetric_narrowing_px(up, lo, case.centre_px), float("nan"), case.truth_px, case.truth_at_centre_px,
+                tuple(case.centre_px))
     return run
 
 
@@ -144,15 +162,22 @@ SUITE_METHODS = {
 
 
 def _summary(cond: Condition, name: str, errs: list[float], ses: list[float], times: list[float],
-             crb_rms: float) -> dict:
+             crb_rms: float, own: list[float], dist: list[tuple[float, float]]) -> dict:
+    """``errs``: errors against the truth at the true articular centre; ``own``: against the
+    truth at the method's own reading point; ``dist``: the reading point minus the true centre."""
     e = np.asarray(errs)
     z = e / np.asarray(ses)
+    o = np.asarray(own)
+    d = np.asarray(dist, dtype=float).reshape(-1, 2)
     return {
         "condition": cond.name, "method": name, "n": len(e),
         "bias_px": float(e.mean()), "sd_px": float(e.std(ddof=1)), "rmse_px": float(np.sqrt(np.mean(e**2))),
         "over_0.5px": float(np.mean(np.abs(e) > 0.5)), "max_abs_px": float(np.abs(e).max()),
         "crb_px": crb_rms, "ms_median": 1e3 * float(np.median(times)),
         "z_sd": float(np.std(z, ddof=1)) if np.isfinite(z).all() else float("nan"),
+        "own_bias_px": float(o.mean()), "own_sd_px": float(o.std(ddof=1)),
+        "point_rms_px": float(np.sqrt(np.mean(np.sum(d ** 2, axis=1)))),
+        "point_rms_xy_px": [float(v) for v in np.sqrt(np.mean(d ** 2, axis=0))],
         "times_s": [float(t) for t in times],
     }
 
@@ -197,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         crb = [narrowing_crb(c.clean, c.labels, c.upper, c.lower, noise_baseline=cond.noise,
                              noise_followup=cond.noise, gain=c.gain) for c in cases]
         crb_rms = math.sqrt(float(np.mean(np.square(crb))))
-        res = {name: ([], [], []) for name in methods}
+        res = {name: ([], [], [], [], []) for name in methods}
         # Methods interleaved case by case, so that the machine's changing load (shared cores)
         # affects them alike and the ratios of their times are fair.
         for i, case in enumerate(cases):
@@ -206,30 +231,37 @@ def main(argv: list[str] | None = None) -> int:
                 if name.startswith("SimpleITK") and i >= args.sitk_crops:
                     continue
                 t0 = time.perf_counter()
-                est, se, truth = fn(case)
+                est, se, truth_own, truth, point = fn(case)
                 dt = time.perf_counter() - t0
-                errs, ses, times = res[name]
+                errs, ses, times, own, dist = res[name]
                 errs.append(est - truth)
                 ses.append(se)
                 times.append(dt)
+                own.append(est - truth_own)
+                dist.append(np.subtract(point, case.centre_px))
         poc_ms = 1e3 * float(np.median(res[POC][2])) if POC in res else float("nan")
         for name in methods:
-            rec = _summary(cond, name, *res[name], crb_rms)
+            errs, ses, times, own, dist = res[name]
+            rec = _summary(cond, name, errs, ses, times, crb_rms, own, dist)
             rec["x_poc"] = rec["ms_median"] / poc_ms
             out.append(rec)
             rows.append([cond.name, name, rec["n"], rec["bias_px"], rec["sd_px"], rec["rmse_px"],
                          f"{100 * rec['over_0.5px']:.1f} %", rec["max_abs_px"], crb_rms, rec["z_sd"],
+                         f"{rec['point_rms_px']:.2f} ({rec['point_rms_xy_px'][0]:.2f} / {rec['point_rms_xy_px'][1]:.2f})",
+                         f"{rec['own_sd_px']:.3f} / {rec['own_bias_px']:+.3f}",
                          f"{rec['ms_median']:.0f}", f"{rec['x_poc']:.1f}"])
             print(f"{cond.name:40s} {name:34s} sd {rec['sd_px']:.4f} bias {rec['bias_px']:+.4f} "
-                  f"max {rec['max_abs_px']:.3f} z {rec['z_sd']:.2f} ms {rec['ms_median']:.0f} "
+                  f"max {rec['max_abs_px']:.3f} z {rec['z_sd']:.2f} point {rec['point_rms_px']:.2f} "
+                  f"own sd {rec['own_sd_px']:.4f} ms {rec['ms_median']:.0f} "
                   f"x{rec['x_poc']:.2f}", file=sys.stderr, flush=True)
     if args.suite == "standard":
         paper_px = PAPER_SD_MM / PAPER_SPACING_MM
         rows.append(["paper's clinical set (not these cases)", "Wang et al. 2023 deep registration", "–",
                      float("nan"), paper_px, float("nan"), "0.48 % mismatch", float("nan"), float("nan"),
-                     float("nan"), float("nan"), float("nan")])
+                     float("nan"), "–", "–", float("nan"), float("nan")])
     header = ["condition", "method", "n", "bias px", "SD px", "RMSE px", "> 0.5 px", "max px", "CRB px",
-              "SD of error/SE", "ms/pair", "× POC"]
+              "SD of error/SE", "reading point from the true centre, RMS px (x / y)",
+              "at its own reading point: SD / bias px", "ms/pair", "× POC"]
     print(f"\nMachine: {machine()}; 2 threads; {len(crops)} real crops per condition, one per held-out joint "
           f"(SimpleITK: first {args.sitk_crops}); methods interleaved case by case.\n")
     print(markdown_table(header, rows))

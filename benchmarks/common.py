@@ -13,6 +13,7 @@ import numpy as np
 
 from jsnq.geometry import Similarity, crop_centre, symmetric_narrowing_px
 from jsnq.io import load_image
+from jsnq.jsw import articular_centre
 from jsnq.phantom import apply_bone_motions
 from jsnq.labels import labels_from_masks
 
@@ -104,6 +105,13 @@ class Case:
     lower: Similarity
     gain: float
     truth_px: float
+    #: the joint's articular centre (x, y) from the baseline's true masks (jsnq.jsw.articular_centre)
+    centre_px: tuple[float, float] | None = None
+
+    @property
+    def truth_at_centre_px(self) -> float:
+        """The true narrowing read at the articular centre of the true masks."""
+        return symmetric_narrowing_px(self.upper, self.lower, self.centre_px)
 
 
 def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
@@ -129,7 +137,8 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     fol = gain * fol + offset
     base = crop.image + rng.normal(0.0, cond.noise, crop.image.shape)
     fol = fol + rng.normal(0.0, cond.noise, fol.shape)
-    return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower))
+    return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower),
+                articular_centre(crop.upper, crop.lower))
 
 
 def followup_labels(case: Case) -> np.ndarray:

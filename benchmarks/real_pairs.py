@@ -73,10 +73,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (Condition, Crop, add_engine_options, data_dir, engine_options, machine,  # noqa: E402
                                markdown_table, one_crop_per_joint, synthesise)
-from benchmarks.registration import _mismatch_share, _shifted, centre, longitudinal  # noqa: E402
+from benchmarks.registration import _mismatch_share, _shifted, longitudinal  # noqa: E402
 from jsnq import measure_many  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsn import systematic_se_px  # noqa: E402
+from jsnq.jsw import articular_centre  # noqa: E402
 from jsnq.phantom import apply_bone_motions  # noqa: E402
 
 MODES = ("true", "none")
@@ -117,10 +118,16 @@ def measure_all(jobs: list[dict]):
 
 
 def job(a: Crop, b: Crop, mode: str) -> dict:
+    """One pair as a user measures it: jsnq finds the reading point itself (the articular
+    centre of the network's masks, with or without labels)."""
     if mode == "none":
         return {"baseline": a.image, "followup": b.image}
-    return {"baseline": a.image, "followup": b.image, "baseline_labels": a.labels, "followup_labels": b.labels,
-            "point": centre(a), "followup_point": centre(b)}
+    return {"baseline": a.image, "followup": b.image, "baseline_labels": a.labels, "followup_labels": b.labels}
+
+
+def true_centre(crop: Crop) -> tuple[float, float]:
+    """The articular centre of a visit's true masks (:func:`jsnq.jsw.articular_centre`)."""
+    return articular_centre(crop.upper, crop.lower)
 
 
 def _gap_in_se() -> bool:
@@ -149,10 +156,25 @@ def se_parts(m) -> dict[str, float]:
 
 def record(m, **where) -> dict:
     if isinstance(m, Exception):
+        where.pop("centre", None)
         return {**where, "error": " ".join(str(m).split()), "reliable": False, "narrowing_px": float("nan"),
                 "se_px": float("nan"), "reasons": ["error"], "notes": [], "gap_px": float("nan")}
     gap = float("nan") if m.narrowing_forward_px is None else m.narrowing_forward_px + m.narrowing_backward_px
-    return {**where, "narrowing_px": m.narrowing_px, "se_px": m.narrowing_se_px, "reliable": m.reliable,
+    centres = where.pop("centre", None)
+    point = {}
+    if centres is not None:
+        # jsnq's reading place (half-way between its two points) against the same half-way place
+        # of the two visits' true articular centres, both brought back by the fitted lower bone
+        back = m.lower_transform.inverse()
+
+        def half(p, q):
+            p = np.asarray(p, dtype=float)
+            return p if q is None else 0.5 * (p + back.apply(np.asarray(q, dtype=float)))
+
+        offset = half(m.point_px, m.followup_point_px) - half(*centres)
+        point = {"point_px": list(m.point_px), "point_source": m.point_source, "point_offset_px": offset.tolist(),
+                 "rotation_deg": m.upper.angle_deg - m.lower.angle_deg}
+    return {**where, **point, "narrowing_px": m.narrowing_px, "se_px": m.narrowing_se_px, "reliable": m.reliable,
             "reasons": list(m.reasons), "notes": list(getattr(m, "notes", ())), "gap_px": gap,
             "forward_px": m.narrowing_forward_px, "backward_px": m.narrowing_backward_px,
             "engine": m.engine, "segmenter": m.segmenter, "se_parts": se_parts(m)}
@@ -163,7 +185,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
     for ji, crops in enumerate(joints):
         for a, b in itertools.permutations(range(len(crops)), 2):
             jobs.append(job(crops[a], crops[b], mode))
-            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b})
+            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": (true_centre(crops[a]), true_centre(crops[b]))})
     return [record(m, **w) for m, w in zip(measure_all(jobs), where)]
 
 
@@ -220,9 +242,20 @@ def summarise(pairs: list[dict]) -> dict:
                                                                           p["se_parts"]["systematic_px"]))
                                for p in ok),
         **path_stats(pairs),
+        **point_stats(ok),
         "old_gate": {"reliable_share": sum(gated(p) for p in ok) / n if n else float("nan"),
                      **path_stats(pairs, gated)},
     }
+
+
+def point_stats(pairs: list[dict]) -> dict:
+    """The reading place against the two visits' true articular centres' (RMS, and per axis)."""
+    d = np.asarray([p["point_offset_px"] for p in pairs if "point_offset_px" in p], dtype=float).reshape(-1, 2)
+    if not len(d):
+        return {}
+    return {"point_rms_px": float(np.sqrt(np.mean(np.sum(d ** 2, axis=1)))),
+            "point_rms_xy_px": [float(v) for v in np.sqrt(np.mean(d ** 2, axis=0))],
+            "point_sources": dict(collections.Counter(p.get("point_source") for p in pairs))}
 
 
 def gated(p: dict) -> bool:
@@ -308,6 +341,40 @@ def repeat_summary(reps: list[dict], pairs: list[dict]) -> dict:
             "mismatch_rate": finite_mean(mism), "failed": failed}
 
 
+#: The relative motion added to a follow-up's bones by the "motion" source (px of narrowing).
+ADDED_NARROWING_PX = 0.5
+
+
+def added_motion(joints: list[list[Crop]], mode: str) -> dict:
+    """Every unordered pair measured again with ``ADDED_NARROWING_PX`` of narrowing added to the
+    follow-up (its upper bone moved down and its lower bone up by half each, along the crop's y,
+    by :func:`jsnq.phantom.apply_bone_motions` with its true labels): the narrowing should grow
+    by exactly that. Returns the RMS of (growth - added) over pairs, and over pairs reliable
+    both times."""
+    from jsnq.geometry import Similarity, crop_centre
+
+    jobs, moved, where = [], [], []
+    for ji, crops in enumerate(joints):
+        for a, b in itertools.combinations(range(len(crops)), 2):
+            fol = crops[b]
+            c = crop_centre(fol.image.shape)
+            h = 0.5 * ADDED_NARROWING_PX
+            img = apply_bone_motions(fol.image, fol.labels, Similarity(1.0, 0.0, 0.0, h, c),
+                                     Similarity(1.0, 0.0, 0.0, -h, c))
+            jobs.append(job(crops[a], fol, mode))
+            moved.append(job(crops[a], Crop(fol.joint_id, fol.joint, img, fol.upper, fol.lower), mode))
+            where.append((ji, a, b))
+    err, err_rel = [], []
+    for m0, m1 in zip(measure_all(jobs), measure_all(moved)):
+        if isinstance(m0, Exception) or isinstance(m1, Exception):
+            continue
+        e = m1.narrowing_px - m0.narrowing_px - ADDED_NARROWING_PX
+        err.append(e)
+        if m0.reliable and m1.reliable:
+            err_rel.append(e)
+    return {"pairs": len(err), "rms_px": rms(err), "rms_reliable_px": rms(err_rel), "reliable_pairs": len(err_rel)}
+
+
 def _followup_labels(case, crop: Crop) -> np.ndarray:
     moved = apply_bone_motions(crop.labels.astype(np.float64), crop.labels, case.upper, case.lower, order=0)
     return np.round(moved).astype(np.uint8)
@@ -323,23 +390,23 @@ def synthetic(crops: list[Crop], mode: str) -> list[dict]:
             if mode == "none":
                 jobs.append({"baseline": case.baseline, "followup": case.followup})
             else:
-                p = centre(cr)
                 jobs.append({"baseline": case.baseline, "followup": case.followup, "baseline_labels": case.labels,
-                             "followup_labels": _followup_labels(case, cr), "point": p,
-                             "followup_point": tuple(case.lower.apply(np.asarray([p], float))[0])})
-        err, z, se, rel = [], [], [], []
+                             "followup_labels": _followup_labels(case, cr)})
+        err, z, se, rel, own = [], [], [], [], []
         for (cr, case), m in zip(cases, measure_all(jobs)):
             if isinstance(m, Exception):
                 continue
-            truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
-            e = m.narrowing_px - truth
+            # the truth at the true masks' articular centre; beside it, at jsnq's own reading point
+            e = m.narrowing_px - case.truth_at_centre_px
+            own.append(m.narrowing_px - symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px))
             err.append(e)
             se.append(m.narrowing_se_px)
             z.append(e / m.narrowing_se_px)
             rel.append(m.reliable)
         out.append({"condition": cond.name, "mode": mode, "n": len(err), "bias_px": float(np.mean(err)),
                     "sd_px": float(np.std(err, ddof=1)), "se_median_px": median(se),
-                    "z_sd": float(np.std(z, ddof=1)), "z_rms": rms(z), "reliable_share": float(np.mean(rel))})
+                    "z_sd": float(np.std(z, ddof=1)), "z_rms": rms(z), "reliable_share": float(np.mean(rel)),
+                    "own_point_sd_px": float(np.std(own, ddof=1))})
         print(json.dumps(out[-1]), file=sys.stderr, flush=True)
     return out
 
@@ -351,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="perturbed copies of each joint for the error sources")
     ap.add_argument("--crops", type=int, default=40, help="crops per synthetic condition")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    ap.add_argument("--sources", nargs="*", choices=("shift", "labels", "synthetic"),
+    ap.add_argument("--sources", nargs="*", choices=("shift", "labels", "synthetic", "motion"),
                     default=["shift", "labels", "synthetic"], help="which error sources to measure (default all)")
     ap.add_argument("--quick", action="store_true", help="4 joints, 2 repeats, 8 crops")
     ap.add_argument("--json", type=Path, help="also write the figures and every pair's record here")
@@ -375,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
             rec[kind] = {**repeat_summary(reps, pairs), "copies": reps}
             print(json.dumps({"mode": mode, "kind": kind, **{k: v for k, v in rec[kind].items() if k != "copies"}}),
                   file=sys.stderr, flush=True)
+        if "motion" in args.sources:
+            rec["motion"] = added_motion(joints, mode)
+            print(json.dumps({"mode": mode, "kind": "motion", **rec["motion"]}), file=sys.stderr, flush=True)
         if "synthetic" in args.sources:
             rec["synthetic"] = synthetic(one_crop_per_joint(root, args.crops, seed=0, validation_only=True), mode)
         result["modes"][mode] = rec
@@ -417,6 +487,14 @@ def main(argv: list[str] | None = None) -> int:
               + "; ".join(f"{k} ({v})" for k, v in s["reasons"][:6]))
         if s["notes"]:
             print(f"notes ({mode} labels): " + "; ".join(f"{k} ({v})" for k, v in s["notes"][:3]))
+        if "point_rms_px" in s:
+            print(f"reading place ({mode} labels) from the true masks' articular centres' (half-way): RMS {s['point_rms_px']:.2f} px "
+                  f"(x {s['point_rms_xy_px'][0]:.2f}, y {s['point_rms_xy_px'][1]:.2f}); sources {s['point_sources']}")
+        if "motion" in rec:
+            r = rec["motion"]
+            print(f"{ADDED_NARROWING_PX} px added to the follow-up ({mode} labels), read back: RMS error "
+                  f"{r['rms_px']:.3f} px over {r['pairs']} pairs, {r['rms_reliable_px']:.3f} px over "
+                  f"{r['reliable_pairs']} reliable both times")
     if {"shift", "labels"} & set(args.sources):
         print(f"\n(b) error sources, {args.repeats} perturbed copies of each joint's visits (all / reliable)\n")
         rows = []
@@ -437,9 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     if "synthetic" in args.sources:
         print(f"\n(c) synthetic error over SE ({args.crops} held-out crops per condition)\n")
         print(markdown_table(["labels", "condition", "n", "bias px", "error SD px", "median SE px", "SD of error/SE",
-                              "reliable"],
+                              "reliable", "error SD at jsnq's own reading point px"],
                              [[r["mode"], r["condition"], r["n"], r["bias_px"], r["sd_px"], r["se_median_px"],
-                               r["z_sd"], f"{100 * r['reliable_share']:.0f} %"]
+                               r["z_sd"], f"{100 * r['reliable_share']:.0f} %", r.get("own_point_sd_px", float("nan"))]
                               for rec in result["modes"].values() for r in rec.get("synthetic", [])]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=float))

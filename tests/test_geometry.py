@@ -268,3 +268,27 @@ def test_px_to_mm():
 def test_crop_centre():
     assert crop_centre((256, 256)) == (127.5, 127.5)
     assert crop_centre((240, 100)) == (49.5, 119.5)  # (x, y) = (cols, rows)
+
+
+def test_reading_point_uncertainty_enters_the_se_through_the_relative_rotation():
+    """The reading point's SD times the narrowing's gradient along the joint: the gradient along
+    x is the relative rotation (sin of it; 2 % for the axis turned half-way), along y the relative
+    scale change (here 0, up to 1 - cos of the rotation, 0.004); without a relative motion the
+    point's SD adds nothing."""
+    import math
+
+    from jsnq.jsn import narrowing, point_gradient
+
+    c = (64.0, 64.0)
+    d = math.radians(5.0)
+    upper, lower = Similarity(1.0, d / 2, 0.0, 0.3, c), Similarity(1.0, -d / 2, 0.0, -0.3, c)
+    g = point_gradient(upper, lower, c, None)
+    assert g[0] == pytest.approx(math.sin(d), rel=0.02) and abs(g[1]) < 1.0 - math.cos(d)
+    cov = np.diag([1e-6, 1e-6, 1e-4, 1e-4])
+    plain = narrowing(upper, lower, cov, cov, point=c)
+    with_point = narrowing(upper, lower, cov, cov, point=c, point_sd_px=(0.5, 1.2))
+    assert with_point.narrowing_px == plain.narrowing_px
+    assert with_point.se_px ** 2 - plain.se_px ** 2 == pytest.approx((0.5 * g[0]) ** 2 + (1.2 * g[1]) ** 2, rel=1e-6)
+    still = Similarity(1.0, 0.0, 0.0, 0.3, c), Similarity(1.0, 0.0, 0.0, -0.3, c)
+    assert narrowing(*still, cov, cov, point=c, point_sd_px=(0.5, 1.2)).se_px == pytest.approx(
+        narrowing(*still, cov, cov, point=c).se_px, abs=1e-9)

@@ -122,3 +122,46 @@ def test_phantom_gap(seed):
     gap = pair.params.bone.gap_px
     assert abs(jsw.min_px - gap) <= 1.5
     assert jsw.mean_px >= jsw.min_px
+
+
+# -- the articular centre (where the narrowing is read) ----------------------------------------
+
+
+def _joint(cx: float = 60.0, gap_row: int = 50, half_width: int = 20, shape=(100, 128)):
+    """An upper bone (rectangle) above a lower one (a wider rectangle) with a 4 px gap, clear of
+    the crop's border."""
+    rows, cols = np.indices(shape)
+    upper = (rows >= 10) & (rows < gap_row - 2) & (np.abs(cols - cx) <= half_width)
+    lower = (rows >= gap_row + 2) & (rows < 90) & (np.abs(cols - cx) <= half_width + 6)
+    return upper, lower
+
+
+def test_articular_centre_is_the_middle_of_the_facing_surfaces():
+    """Two symmetric bones: x the bones' common axis, y half-way across the gap (the masks'
+    edges are pixel boundaries: the upper's lowest at 47.5, the lower's highest at 51.5)."""
+    from jsnq.jsw import articular_centre
+
+    x, y = articular_centre(*_joint())
+    assert x == pytest.approx(60.0, abs=1e-9) and y == pytest.approx(49.5, abs=1e-9)
+
+
+def test_articular_centre_moves_with_the_bones_not_the_window():
+    """Shifting both masks by whole pixels shifts the centre by exactly as much; a mask's
+    margin moved by 2 px on one side moves x by about half that (areas, not span ends)."""
+    from jsnq.jsw import articular_centre
+
+    up, lo = _joint()
+    x0, y0 = articular_centre(up, lo)
+    x1, y1 = articular_centre(np.roll(up, (3, -5), axis=(0, 1)), np.roll(lo, (3, -5), axis=(0, 1)))
+    assert (x1 - x0, y1 - y0) == pytest.approx((-5.0, 3.0), abs=1e-9)
+    wider = lo | np.roll(lo, 2, axis=1)
+    x2, _ = articular_centre(up, wider)
+    assert 0.0 < x2 - x0 <= 1.0
+
+
+def test_articular_centre_needs_facing_bones():
+    from jsnq.jsw import articular_centre
+
+    up, lo = _joint()
+    with pytest.raises(ValueError):
+        articular_centre(up, np.zeros_like(lo))

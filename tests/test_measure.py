@@ -62,7 +62,8 @@ def test_phantom_with_automatic_segmentation(seed):
 def test_spacing_converts_to_mm():
     pair = _pair(0)
     px = _measured(0, True)
-    mm = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, spacing_mm=0.2)
+    mm = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, spacing_mm=0.2,
+                 segmenter="classical")
     # the spacing only scales the outputs: the registration is bit-identical
     assert mm.narrowing_px == px.narrowing_px
     assert mm.narrowing_mm == pytest.approx(0.2 * mm.narrowing_px, rel=1e-12)
@@ -390,14 +391,16 @@ def _antisymmetry(fwd: Measurement, bwd: Measurement) -> tuple[float, float, flo
     """``(literal sum, frame term, disagreement)``.
 
     The literal sum ``N(a, b) + N(b, a)`` is not zero even for a perfect engine: each
-    narrowing is taken along its own baseline's +y at its own crop centre (see
+    narrowing is taken along its own baseline's +y at its own reading point (see
     test_geometry.test_narrowing_antisymmetry_general_similarities); for a relative bone
     rotation of 8 deg and a 13 px relative lateral shift this frame term alone is ~2 px (RMS
     1.6 px over the 355 joints). A perfectly inverse-consistent engine would report, backwards,
     ``narrowing_px(U^-1, L^-1)`` with ``(U, L)`` the forward fit, i.e. a sum equal to the
     frame term; the engine's own forward/backward disagreement is the sum minus that term.
     """
-    frame = fwd.narrowing_px + symmetric_narrowing_px(fwd.upper_transform.inverse(), fwd.lower_transform.inverse(), C)
+    # read where the backward measurement reads (each visit's own reading point, see jsnq.measure)
+    frame = fwd.narrowing_px + symmetric_narrowing_px(fwd.upper_transform.inverse(), fwd.lower_transform.inverse(),
+                                                      bwd.point_px, bwd.followup_point_px)
     literal = fwd.narrowing_px + bwd.narrowing_px
     return literal, frame, literal - frame
 
@@ -519,12 +522,13 @@ def test_symmetric_measurement_is_exactly_antisymmetric():
     assert (ab.narrowing_forward_px, ab.narrowing_backward_px) == (ba.narrowing_backward_px, ba.narrowing_forward_px)
     assert ab.upper_transform.compose(ba.upper_transform).params == pytest.approx(np.zeros(4), abs=1e-9)
     assert abs(ab.narrowing_px - pair.narrowing_px) <= 0.05
-    # Without anchors both directions are read half-way between the two crop centres.
-    centre = ((pair.baseline.shape[1] - 1) / 2, (pair.baseline.shape[0] - 1) / 2)
-    assert ab.point_px == centre and ab.followup_point_px == centre
+    # Without anchors both directions are read half-way between the two visits' articular
+    # centres (the network's masks, also with labels given): the same two points either way.
+    assert ab.point_source == ba.point_source == "network"
+    assert ab.point_px == ba.followup_point_px and ab.followup_point_px == ba.point_px
     one_way = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
                       followup_labels=pair.followup_labels, engine="classical", symmetric=False,
-                      point=centre, followup_point=centre)
+                      point=ab.point_px, followup_point=ab.followup_point_px)
     assert one_way.narrowing_forward_px is None
     assert one_way.narrowing_px == pytest.approx(ab.narrowing_forward_px, abs=0.005)
 
@@ -544,17 +548,18 @@ def test_two_fit_symmetric_measurement_is_exactly_antisymmetric():
     assert ab.narrowing_forward_px == pytest.approx(ba.narrowing_backward_px, abs=1e-9)  # the same registration
     assert ab.narrowing_px == pytest.approx(0.5 * (ab.narrowing_forward_px - ab.narrowing_backward_px))
     assert abs(ab.narrowing_px - pair.narrowing_px) <= 0.05
-    centre = ((pair.baseline.shape[1] - 1) / 2, (pair.baseline.shape[0] - 1) / 2)
+    assert ab.point_px == ba.followup_point_px and ab.followup_point_px == ba.point_px
     one_way = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
                       followup_labels=pair.followup_labels, engine="classical", symmetric=False, options=opts,
-                      point=centre, followup_point=centre)
+                      point=ab.point_px, followup_point=ab.followup_point_px)
     assert one_way.narrowing_forward_px is None and one_way.narrowing_px == pytest.approx(ab.narrowing_forward_px)
 
 
 @pytest.mark.parametrize("inverse_consistent", [True, False])
 def test_both_directions_are_read_at_one_place(inverse_consistent):
-    """Measured both ways without anchors, the narrowing is read half-way between the two crop
-    centres, and reported there (``point_px``, ``followup_point_px``). With a relative rotation
+    """Measured both ways without anchors, the narrowing is read at one anatomical place (half-way
+    between the two visits' articular centres), and reported there (``point_px``,
+    ``followup_point_px``). With a relative rotation
     the narrowing varies along the joint, so reading the backward direction at the follow-up's
     crop centre and the forward one at the baseline's averaged two places a shift apart: on this
     noiseless phantom (12 px shift, 1 deg relative rotation) that was 0.10 px off the narrowing
@@ -574,5 +579,10 @@ def test_both_directions_are_read_at_one_place(inverse_consistent):
     m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
                 followup_labels=pair.followup_labels, engine="classical",
                 options=RegistrationOptions(inverse_consistent=inverse_consistent))
-    assert m.point_px == c and m.followup_point_px == c
+    # one place: the two visits' articular centres, read half-way between them; on this
+    # noiseless phantom the follow-up's is the baseline's carried by the lower bone (to the
+    # network's scatter, ~1 px)
+    assert m.point_source == "network"
+    carried = m.lower_transform.apply(np.asarray(m.point_px))
+    assert np.hypot(*(carried - np.asarray(m.followup_point_px))) <= 2.0
     assert abs(m.narrowing_px - symmetric_narrowing_px(up, lo, m.point_px, m.followup_point_px)) <= 0.02

@@ -296,3 +296,44 @@ def test_report_in_headless_chromium(tmp_path):
 
     arr = np.asarray(PILImage.open(io.BytesIO(shot)).convert("L"), dtype=float)
     assert arr.std() > 10.0  # not blank
+
+
+# -- one reading place per joint ---------------------------------------------------------------
+
+
+def test_two_visit_series_gives_exactly_the_pairs_narrowing():
+    """A series of two visits measures its one pair as jsnq.measure does (one inverse-consistent
+    fit, read half-way between the two visits' articular centres): the same
+    narrowing and SE, and the trajectory's last visit is that narrowing (to float round-off of
+    the least-squares solve, 1e-12 px)."""
+    from jsnq import measure
+
+    pair = make_pair(1, narrowing_px=(0.4, 0.6), noise=0.01)
+    m = measure(pair.baseline, pair.followup)
+    s = series([pair.baseline, pair.followup])
+    assert s.measurements[0, 1].narrowing_px == m.narrowing_px
+    assert s.measurements[0, 1].narrowing_se_px == m.narrowing_se_px
+    assert s.measurements[1, 0].narrowing_px == -m.narrowing_px
+    assert s.measurements[0, 1].point_px == m.point_px and m.point_source == "network"
+    assert s.trajectory.narrowing_px[1] == pytest.approx(m.narrowing_px, abs=1e-12)
+    assert s.trajectory.se_px[1] == pytest.approx(m.narrowing_se_px, abs=1e-12)
+
+
+def test_series_reads_every_pair_at_the_first_visits_point():
+    """Three visits: every pair is read at the place where the pair (0, 1) is read (in the first
+    visit) carried to each visit by the lower bone's fit of the pair (first, that visit): the
+    pair (1, 2) at exactly the points carried there, and each reverse pair is the exact negation."""
+    pair = make_pair(3, narrowing_px=(0.4, 0.6), noise=0.01)
+    c = crop_centre(pair.baseline.shape)
+    third = apply_bone_motions(pair.followup, pair.followup_labels, Similarity(1.0, 0.0, 0.0, 0.3, c),
+                               Similarity(1.0, 0.0, 0.0, -0.2, c))
+    s = series([pair.baseline, pair.followup, third])
+    m = s.measurements
+    q = m[0, 2].point_px  # the pair (0, 1)'s place, half-way between its two visits' points
+    lower = m[0, 1].lower_transform
+    half = 0.5 * (np.asarray(m[0, 1].point_px) + lower.inverse().apply(np.asarray(m[0, 1].followup_point_px)))
+    assert q == pytest.approx(tuple(half), abs=1e-12)
+    assert m[1, 2].point_px == pytest.approx(tuple(lower.apply(np.asarray(q))), abs=1e-12)
+    assert m[1, 2].followup_point_px == m[0, 2].followup_point_px
+    assert all(m[i, j].narrowing_px == -m[j, i].narrowing_px for i, j in ((0, 1), (0, 2), (1, 2)))
+    assert {x.point_source for x in m.values()} == {"network"}

@@ -10,7 +10,7 @@ import numpy as np
 from .geometry import Similarity, narrowing_jacobian, symmetric_narrowing_px
 
 __all__ = ["Narrowing", "JointNarrowing", "narrowing", "inverse_consistent_narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX",
-           "systematic_se_px"]
+           "systematic_se_px", "READING_POINT_SD_PX", "point_gradient"]
 
 #: Systematic part of the narrowing's standard error, by where the bone sides came from (px).
 #: Measured by benchmarks/accuracy.py: the error SD of noise-free synthetic per-bone motions
@@ -30,6 +30,30 @@ SYSTEMATIC_SE_PX = {"given": 0.02, "network": 0.025, "classical": 0.05}
 #: cascade passes); it has no optimiser to reach the noise-limited fit, so the fit covariance
 #: at its answer does not describe its error.
 DEEP_SYSTEMATIC_SE_PX = 0.25
+
+
+#: SD ``(x, y)`` of the reading point about the joint's true articular centre, by where the
+#: point came from (px; :func:`jsnq.jsw.articular_centre`). "network": the network's bone masks
+#: against the true masks on held-out crops (0.5 / 1.2 px RMS; under +-3 px crop shifts the
+#: point moves by 0.14 / 0.45 px). "crop centre": the crop centre's distance from the true
+#: articular centre on the same crops, the fallback without the network. A point the user gives
+#: is taken as exact. Multiplied by the narrowing's gradient along each axis (along x: the
+#: relative rotation, 0.017 px per px and degree) and added to the variance.
+READING_POINT_SD_PX = {"network": (0.5, 1.2), "crop centre": (5.5, 5.5), "given": (0.0, 0.0)}
+
+
+def point_gradient(upper: Similarity, lower: Similarity, point: tuple[float, float],
+                   followup_point: tuple[float, float] | None) -> np.ndarray:
+    """The narrowing's gradient ``(d/dx, d/dy)`` with respect to the anatomical place it is read
+    at (the half-way point of :func:`~jsnq.geometry.symmetric_narrowing_px`): along x the
+    relative rotation, along y the relative scale change (px per px)."""
+    p = np.asarray(point, dtype=float)
+    if followup_point is not None:
+        p = 0.5 * (p + lower.inverse().apply(np.asarray(followup_point, dtype=float)))
+    h = 1.0
+    return np.array([(symmetric_narrowing_px(upper, lower, tuple(p + d)) -
+                      symmetric_narrowing_px(upper, lower, tuple(p - d))) / (2 * h)
+                     for d in (np.array([h, 0.0]), np.array([0.0, h]))])
 
 
 def systematic_se_px(segmenter: str, engine: str = "classical") -> float:
@@ -61,7 +85,7 @@ class Narrowing:
 
 def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_lower: np.ndarray,
               *, point: tuple[float, float] | None = None, followup_point: tuple[float, float] | None = None,
-              systematic_px: float = 0.0) -> Narrowing:
+              systematic_px: float = 0.0, point_sd_px: tuple[float, float] = (0.0, 0.0)) -> Narrowing:
     """Narrowing (:func:`~jsnq.geometry.symmetric_narrowing_px`) and its standard error.
 
     Args:
@@ -72,9 +96,21 @@ def narrowing(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_l
         point: the joint's anchor in the baseline (default: the transforms' centre, i.e. the crop centre).
         followup_point: the same anatomical anchor in the follow-up, when known.
         systematic_px: a systematic error SD added in quadrature to the propagated one.
+        point_sd_px: the reading point's SD ``(x, y)`` (:data:`READING_POINT_SD_PX`); times the
+            narrowing's gradient along each axis (:func:`point_gradient`), added in quadrature.
     """
     p = upper.center if point is None else (float(point[0]), float(point[1]))
-    return _reading(upper, lower, cov_upper, cov_lower, p, followup_point, systematic_px)[0]
+    place = _place_sd(upper, lower, p, followup_point, point_sd_px)
+    return _reading(upper, lower, cov_upper, cov_lower, p, followup_point, math.hypot(systematic_px, place))[0]
+
+
+def _place_sd(upper: Similarity, lower: Similarity, point: tuple[float, float],
+              followup_point: tuple[float, float] | None, point_sd_px: tuple[float, float]) -> float:
+    """The narrowing's SD from its reading point's (0 without one)."""
+    if not any(point_sd_px):
+        return 0.0
+    g = point_gradient(upper, lower, point, followup_point)
+    return float(math.hypot(g[0] * point_sd_px[0], g[1] * point_sd_px[1]))
 
 
 def _reading(upper: Similarity, lower: Similarity, cov_upper: np.ndarray, cov_lower: np.ndarray,
@@ -113,7 +149,8 @@ def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backwar
                                  cov_forward: tuple[np.ndarray, np.ndarray],
                                  cov_backward: tuple[np.ndarray, np.ndarray],
                                  cross: tuple[np.ndarray, np.ndarray], *, point: tuple[float, float],
-                                 followup_point: tuple[float, float], systematic_px: float = 0.0) -> JointNarrowing:
+                                 followup_point: tuple[float, float], systematic_px: float = 0.0,
+                                 point_sd_px: tuple[float, float] = (0.0, 0.0)) -> JointNarrowing:
     """The narrowing of one inverse-consistent fit, read both ways, and its standard error.
 
     ``forward`` = ``(upper, lower)`` baseline -> follow-up and ``backward`` their inverses, with
@@ -125,10 +162,12 @@ def inverse_consistent_narrowing(forward: tuple[Similarity, Similarity], backwar
     the negated backward reading's errors (``-g_f^T cross g_b`` summed over the bones, ``g``
     each reading's gradient): ``se_f^2`` when the two directions err together, half of the
     mean square when they err independently. The bones are fitted on disjoint pixels, so their
-    errors are independent; ``systematic_px`` is added in quadrature once.
+    errors are independent; ``systematic_px`` and the reading point's share (``point_sd_px``, see
+    :func:`narrowing`; one anatomical place for both readings) are added in quadrature once.
     """
     fwd_point = (float(point[0]), float(point[1]))
     bwd_point = (float(followup_point[0]), float(followup_point[1]))
+    systematic_px = math.hypot(systematic_px, _place_sd(*forward, fwd_point, bwd_point, point_sd_px))
     fwd, g_f, var_f = _reading(*forward, *cov_forward, fwd_point, bwd_point, systematic_px)
     bwd, g_b, var_b = _reading(*backward, *cov_backward, bwd_point, fwd_point, systematic_px)
     cov = -sum(float(gf @ np.asarray(x) @ gb) for gf, gb, x in zip(g_f, g_b, cross))

@@ -1,9 +1,10 @@
-"""One joint across visits: every ordered pair measured, one trajectory fitted (:func:`series`).
+"""One joint across visits: every pair measured, one trajectory fitted (:func:`series`).
 
-Each ordered pair ``(i, j)`` is measured one way with visit ``i``'s labels; the two directions of
-a pair are combined by the same rule as :func:`jsnq.measure` uses
-(:func:`jsnq.quality.combine_directions`), and the pairs are fitted by one weighted
-least-squares trajectory (:func:`jsnq.trajectory.fit_trajectory`).
+Each pair of visits is measured as :func:`jsnq.measure` measures it (one inverse-consistent fit
+with both visits' labels), read at the first visit's reading point carried to each visit, and
+recorded both ways ``(i, j)`` and ``(j, i)``; the pairs are fitted by one weighted
+least-squares trajectory (:func:`jsnq.trajectory.fit_trajectory`). Two one-way fits (no
+follow-up labels) are combined by :func:`jsnq.quality.combine_directions`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from .config import MeasureConfig, resolve
 from .errors import JsnqInputError, one_line
 from .io import load_image
-from .pipeline import ImageLike, finish, network_segment, prepare, source_of
+from .pipeline import ImageLike, finish, prepare, source_of
 from .quality import ReliabilityThresholds, combine_directions
 from .register.classical import RegistrationOptions
 from .results import Measurement, SeriesResult
@@ -50,7 +53,11 @@ def pair_estimates(n_visits: int, measurements: dict[tuple[int, int], Measuremen
     for i in range(n_visits):
         for j in range(i + 1, n_visits):
             f, b = measurements.get((i, j)), measurements.get((j, i))
-            if f is not None and b is not None:
+            if f is not None and b is not None and f.narrowing_px == -b.narrowing_px:
+                # one inverse-consistent fit read both ways: the pair's own narrowing and SE
+                pairs.append(PairEstimate(i, j, f.narrowing_px, f.narrowing_se_px, f.narrowing_px, b.narrowing_px,
+                                          f.reliable and b.reliable))
+            elif f is not None and b is not None:
                 both = combine_directions(f.narrowing_px, b.narrowing_px, f.narrowing_se_px, b.narrowing_se_px)
                 pairs.append(PairEstimate(i, j, both.narrowing_px, both.se_px, f.narrowing_px, b.narrowing_px,
                                           f.reliable and b.reliable and both.reason is None))
@@ -76,9 +83,11 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
         dates: per visit an ISO date (``YYYY-MM-DD``), increasing; optional.
         spacing_mm: as for :func:`jsnq.measure`.
         points: per visit, the joint's anatomical anchor ``(x, y)`` (see :func:`jsnq.measure`).
-            Default: each visit's joint centre from the network's bone masks (also when
-            labels are given), so that every pair is read at the same anatomical place and the
-            pairs add up; the crop centre when the network cannot run (``segmenter="classical"``).
+            Default: the place where :func:`jsnq.measure` reads the pair (first, second visit)
+            (half-way between the two visits' articular centres from the network's bone masks,
+            also when labels are given; the crop centre when the network cannot run), carried
+            to each later visit by the lower bone's fit of the pair (first, that visit), so
+            that every pair is read at the same anatomical place and the pairs add up.
         config: how to measure (:class:`~jsnq.config.MeasureConfig`), or the settings one by
             one as for :func:`jsnq.measure`. ``symmetric`` does not apply: every pair is measured
             both ways anyway.
@@ -104,23 +113,45 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     if points is not None and len(points) != len(images):
         raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")
     cache: dict = {}
+    fits: dict = {}
     anchors = list(points) if points is not None else [None] * len(images)
-    if points is None and config.segmenter != "classical":
-        for k, im in enumerate(images):
-            seg = network_segment(im, required=False)
-            cache[id(im.array)] = seg
-            if seg is not None and seg.jsw is not None:
-                anchors[k] = seg.jsw.centre_px
-    one_way = config.replace(symmetric=False)  # the fit below combines J(i, j) and J(j, i) itself
+    both_ways = config.replace(symmetric=True)
     measurements: dict[tuple[int, int], Measurement] = {}
     errors: dict[tuple[int, int], str] = {}
-    for i, j in ((i, j) for i in range(len(images)) for j in range(len(images)) if i != j):
-        try:
-            prepared = prepare(images[i], images[j], one_way, baseline_labels=lab[i], followup_labels=lab[j],
-                               segment_cache=cache, point=anchors[i], followup_point=anchors[j])
-            measurements[i, j] = finish(prepared, one_way)
-        except ValueError as err:
-            errors[i, j] = one_line(err)
+    source = None
+    n = len(images)
+    # One anatomical place for every pair: the pair (0, 1) is measured as jsnq.measure measures
+    # it (each visit's point, or given ones, read half-way between them); that half-way place,
+    # in the first visit, is carried to every later visit k by the lower bone's fit of the pair
+    # (0, k), and every other pair (i, j) is read at visits i's and j's carried points. One
+    # inverse-consistent fit per unordered pair (its reverse reuses the fit): J(j, i) = -J(i, j)
+    # exactly, and a two-visit series gives exactly the pair's narrowing.
+    order = [(0, k) for k in range(1, n)] + [(i, j) for i in range(1, n) for j in range(i + 1, n)]
+    for i, j in order:
+        first = points is None and (i, j) == (0, 1)
+        for a, b in ((i, j), (j, i)):
+            try:
+                prepared = prepare(images[a], images[b], both_ways, baseline_labels=lab[a], followup_labels=lab[b],
+                                   segment_cache=cache, point=None if first else anchors[a],
+                                   followup_point=None if first else anchors[b], fit_cache=fits)
+                if points is None and not first and source is not None:
+                    prepared.point_source = source  # a place carried from the first pair's
+                m = measurements[a, b] = finish(prepared, both_ways)
+            except ValueError as err:
+                errors[a, b] = one_line(err)
+                continue
+            if points is not None:
+                continue
+            if (a, b) == (0, 1):
+                source = m.point_source
+                q = np.asarray(m.point_px, dtype=float)
+                if m.followup_point_px is not None:
+                    q = 0.5 * (q + m.lower_transform.inverse().apply(np.asarray(m.followup_point_px, dtype=float)))
+                anchors[0] = (float(q[0]), float(q[1]))
+                carried = m.lower_transform.apply(q)
+                anchors[1] = (float(carried[0]), float(carried[1]))
+            elif a == 0 and m.followup_point_px is not None:
+                anchors[b] = (float(m.followup_point_px[0]), float(m.followup_point_px[1]))
     pairs = pair_estimates(len(images), measurements)
     if not pairs:
         first = next(iter(errors.values()), "no pair measured")

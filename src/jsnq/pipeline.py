@@ -24,8 +24,8 @@ from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, crop_centre, px_to_mm, symmetric_narrowing_px
 from .intensity import normalise
 from .io import Image, common_spacing, load_image, load_labels
-from .jsn import inverse_consistent_narrowing, narrowing, systematic_se_px
-from .jsw import JointSpaceWidth
+from .jsn import READING_POINT_SD_PX, inverse_consistent_narrowing, narrowing, systematic_se_px
+from .jsw import JointSpaceWidth, articular_centre
 from .quality import (ReliabilityThresholds, assess, combine_directions, jsw_check, jsw_disagreement, label_check,
                       precision_notes)
 from .register.classical import RegistrationOptions, register_bones, register_pair
@@ -33,7 +33,7 @@ from .results import BoneMotion, Measurement
 from .labels import labels_from_line
 from .segment.classical import joint_space_line
 
-__all__ = ["measure", "measure_many", "prepare", "finish", "Prepared", "network_segment", "source_of",
+__all__ = ["measure", "measure_many", "prepare", "finish", "Prepared", "network_segment", "source_of", "reading_point",
            "ENGINES", "SEGMENTERS"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
@@ -99,12 +99,14 @@ def fits_jointly(p: "Prepared", config: MeasureConfig) -> bool:
 
 
 def _anchors(point: tuple[float, float] | None, followup_point: tuple[float, float] | None, lower: Similarity,
-             shape: tuple[int, ...]) -> tuple[tuple[float, float], tuple[float, float]]:
+             shape: tuple[int, ...], backward_lower: Similarity | None = None
+             ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Both visits' anchors for reading the narrowing both ways at one anatomical place.
 
     A missing one is the other carried by the lower bone's motion (baseline -> follow-up
-    ``lower``); with neither, each visit's crop centre (the narrowing is then read half-way
-    between them). Reading the backward direction at the follow-up's crop centre while the
+    ``lower``, or back by ``backward_lower``, the follow-up -> baseline fit of two separate
+    fits, when given); with neither, each visit's crop centre (the narrowing is then read
+    half-way between them). Reading the backward direction at the follow-up's crop centre while the
     forward one is read at the baseline's would average two places that lie the crops' offset
     apart: with a 1 deg relative rotation and a 12 px shift that costs ~0.05 px.
     """
@@ -115,7 +117,8 @@ def _anchors(point: tuple[float, float] | None, followup_point: tuple[float, flo
         q = lower.apply(np.asarray(point, dtype=float))
         return (float(point[0]), float(point[1])), (float(q[0]), float(q[1]))
     if point is None:
-        q = lower.inverse().apply(np.asarray(followup_point, dtype=float))
+        back = lower.inverse() if backward_lower is None else backward_lower
+        q = back.apply(np.asarray(followup_point, dtype=float))
         return (float(q[0]), float(q[1])), (float(followup_point[0]), float(followup_point[1]))
     return point, followup_point
 
@@ -170,9 +173,11 @@ def measure(baseline: ImageLike, followup: ImageLike, *, baseline_labels: ImageL
         point, followup_point: the joint's anatomical anchor ``(x, y)`` in each crop, where
             the narrowing is evaluated (:func:`~jsnq.geometry.symmetric_narrowing_px`). With
             relative bone rotation the narrowing varies along the joint, so the anchor must
-            move with the bones, not with the crop window. Default: each visit's joint
-            centre from the network's bone masks when the network segmented it, else the
-            crop centre (baseline) and none (follow-up).
+            move with the bones, not with the crop window. Default: each visit's articular
+            centre from the network's bone masks (:func:`reading_point`, with or without
+            given labels; the narrowing is read half-way between the two); measured one way
+            with given labels, the baseline's, carried to the follow-up by the lower bone's
+            fit. The crop centre when the network cannot run or ``segmenter="classical"``.
         config: how to measure (:class:`~jsnq.config.MeasureConfig`: engine, segmenter,
             registration options, thresholds, symmetric, check_labels, split_masks); recorded
             in the result. Default: ``MeasureConfig()``.
@@ -264,25 +269,30 @@ class Prepared:
     inputs: dict = field(default_factory=dict)
     symmetric: bool = True
     label_reference: np.ndarray | None = None  # the network's labels of the baseline, to check given ones
+    point_source: str = "crop centre"  # "given", "network" or "crop centre" (READING_POINT_SD_PX)
+    fit_cache: dict | None = field(default=None, repr=False)  # see prepare()
 
 
 def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
             baseline_labels: ImageLike | None = None, followup_labels: ImageLike | None = None,
             spacing_mm: float | None = None, point: tuple[float, float] | None = None,
-            followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None) -> Prepared:
+            followup_point: tuple[float, float] | None = None, segment_cache: dict | None = None,
+            fit_cache: dict | None = None) -> Prepared:
     """Load, check and label a pair (the first half of :func:`measure`).
 
-    ``segment_cache`` (``id(image array) -> result``) lets a series segment each visit once.
+    ``segment_cache`` (``id(image array) -> result``) lets a series segment each visit once;
+    ``fit_cache`` (a dict kept by the caller) lets it fit each unordered pair once: the one
+    inverse-consistent fit is made in the pair's canonical order, so its reverse reuses it.
     """
     segmenter = config.segmenter
 
+    cache = {} if segment_cache is None else segment_cache  # each visit segmented once
+
     def seg(img: Image, required: bool):
-        if segment_cache is None:
-            return network_segment(img, required)
         key = id(img.array)  # load_image(Image) makes a new Image around the same array
-        if key not in segment_cache:
-            segment_cache[key] = network_segment(img, required)
-        return segment_cache[key]
+        if key not in cache:
+            cache[key] = network_segment(img, required)
+        return cache[key]
 
     base = load_image(baseline, spacing_mm=spacing_mm, name=None, crop=True)
     fol = load_image(followup, spacing_mm=spacing_mm, name=None, crop=True)
@@ -313,15 +323,38 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
     if config.check_labels and baseline_labels is not None and fol_labels is None and segmenter != "classical":
         checked = seg(base, False)
         reference = checked.labels if checked is not None else None
-    if point is None and seg_base is not None and seg_base.jsw is not None:
-        point = seg_base.jsw.centre_px
-    if followup_point is None and seg_fol is not None and seg_fol.jsw is not None:
-        followup_point = seg_fol.jsw.centre_px
     inputs = {"baseline_labels": source_of(baseline_labels), "followup_labels": source_of(followup_labels),
               "spacing_mm": spacing_mm}
-    return Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol,
-                    normalise(base.array), normalise(fol.array), point, followup_point, inputs, config.symmetric,
-                    reference)
+    p = Prepared(base, fol, spacing, labels, fol_labels, used_segmenter, seg_base, seg_fol, normalise(base.array),
+                 normalise(fol.array), point, followup_point, inputs, config.symmetric, reference,
+                 "given" if point is not None or followup_point is not None else "crop centre", fit_cache)
+    if point is None and followup_point is None and segmenter != "classical":
+        # The reading point: the joint's articular centre from the network's bone masks, also
+        # when labels are given (split labels do not carry the bones' extent), of both visits
+        # when the pair is measured both ways (read half-way between them: symmetric in the
+        # visits, so swapping them negates the narrowing exactly, and under a posture change
+        # the two visits' centres, which move along the joint, weigh equally); else the
+        # baseline's, carried to the follow-up by the lower bone's fit.
+        p.point = reading_point(seg_base if seg_base is not None else seg(base, False))
+        if seg_fol is not None or (p.symmetric and p.fol_labels is not None):
+            p.followup_point = reading_point(seg_fol if seg_fol is not None else seg(fol, False))
+        if p.point is not None or p.followup_point is not None:
+            p.point_source = "network"
+    return p
+
+
+def reading_point(seg: Any) -> tuple[float, float] | None:
+    """Where the narrowing is read in a visit segmented by the network: the articular centre
+    of its bone masks (:func:`jsnq.jsw.articular_centre`), or None when it has none (or the
+    network did not run, ``seg=None``). The other visit's is this point carried by the lower
+    bone's fit, so that both visits (and every pair of a series) read the narrowing at one
+    anatomical place."""
+    if seg is None:
+        return None
+    try:
+        return articular_centre(seg.upper_mask, seg.lower_mask)
+    except ValueError:
+        return None
 
 
 def source_of(value: Any) -> str | None:
@@ -348,8 +381,14 @@ def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, 
         cb, cf, cl, cfl, cpt, cfpt, cinits = f, b, fol_labels, labels, p.followup_point, p.point, backward_inits
     else:
         cb, cf, cl, cfl, cpt, cfpt, cinits = b, f, labels, fol_labels, p.point, p.followup_point, inits
-    cinits, used_engine = _network_inits(config.engine, cb, cf, cl, cinits, options)
-    pair = register_pair(cb, cf, cl, cfl, inits=cinits, options=options)
+    key = (_digest(cb, cl), _digest(cf, cfl), config.digest())
+    if p.fit_cache is not None and key in p.fit_cache:
+        pair, used_engine = p.fit_cache[key]
+    else:
+        cinits, used_engine = _network_inits(config.engine, cb, cf, cl, cinits, options)
+        pair = register_pair(cb, cf, cl, cfl, inits=cinits, options=options)
+        if p.fit_cache is not None:
+            p.fit_cache[key] = pair, used_engine
     cpt, cfpt = _anchors(cpt, cfpt, pair.forward.lower.transform, b.shape)
     floor = systematic_se_px(p.segmenter, used_engine)
     regs = (pair.forward, pair.backward)
@@ -360,7 +399,8 @@ def _fit_jointly(p: "Prepared", config: MeasureConfig, inits: tuple[Similarity, 
         (pair.backward.upper.transform, pair.backward.lower.transform),
         (pair.forward.upper.covariance, pair.forward.lower.covariance),
         (pair.backward.upper.covariance, pair.backward.lower.covariance),
-        pair.cross_covariance, point=cpt, followup_point=cfpt, systematic_px=floor)
+        pair.cross_covariance, point=cpt, followup_point=cfpt, systematic_px=floor,
+        point_sd_px=READING_POINT_SD_PX[p.point_source])
     nars = [joint.forward, joint.backward]
     ones = [symmetric_narrowing_px(*pair.one_way_forward, cpt, cfpt),
             symmetric_narrowing_px(*pair.one_way_backward, cfpt, cpt)]
@@ -407,12 +447,14 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
         floor = systematic_se_px(used_segmenter, used_engine)
         point = p.point
         if back is not None:  # both directions read at one anatomical place
-            point, followup_point = _anchors(p.point, p.followup_point, reg.lower.transform, b.shape)
+            point, followup_point = _anchors(p.point, p.followup_point, reg.lower.transform, b.shape,
+                                             back.lower.transform)
+        place = READING_POINT_SD_PX[p.point_source]
         nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
-                        point=point, followup_point=followup_point, systematic_px=floor)
+                        point=point, followup_point=followup_point, systematic_px=floor, point_sd_px=place)
         if back is not None:
             nb = narrowing(back.upper.transform, back.lower.transform, back.upper.covariance, back.lower.covariance,
-                           point=followup_point, followup_point=point, systematic_px=floor)
+                           point=followup_point, followup_point=point, systematic_px=floor, point_sd_px=place)
             forward, backward = nar.narrowing_px, nb.narrowing_px
             both = combine_directions(forward, backward, nar.se_px, nb.se_px)
             nar = dataclasses.replace(nar, narrowing_px=both.narrowing_px, se_px=both.se_px)
@@ -459,6 +501,7 @@ def finish(p: Prepared, config: MeasureConfig, *, inits: tuple[Similarity, Simil
         followup_labels=fol_labels,
         config=config,
         notes=(*precision_notes(nar.se_px, config.thresholds), *overlap),
+        point_source=p.point_source,
     )
 
 

@@ -77,7 +77,13 @@ class Measurement:
         engine, segmenter: what produced the result ("given", "network" or "classical").
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
-        point_px, followup_point_px: the anchor in each crop (the follow-up's may be None).
+        point_px, followup_point_px: the anchor in each crop (the follow-up's may be None):
+            where the narrowing is read, the joint's articular centre by default.
+        point_source: where ``point_px`` came from: "network" (the articular centre of the
+            network's bone masks of the baseline, with or without given labels), "given" (by
+            the caller) or "crop centre" (the fallback without the network); its SD
+            (:data:`jsnq.jsn.READING_POINT_SD_PX`) times the narrowing's gradient along the
+            joint is part of the SE.
         narrowing_forward_px, narrowing_backward_px: the two directions when the follow-up
             had labels too; None otherwise. With the inverse-consistent fit (the default) each
             is one Gauss-Newton step of that direction alone from the joint fit (what a one-way
@@ -126,6 +132,7 @@ class Measurement:
     followup_labels: np.ndarray | None = field(repr=False, compare=False)
     config: Any = field(default=None, repr=False, compare=False)
     notes: tuple[str, ...] = ()
+    point_source: str = "crop centre"
 
     @property
     def precise(self) -> bool:
@@ -162,6 +169,7 @@ class Measurement:
             "label_disagreement_px": self.label_disagreement_px,
             "point_px": list(self.point_px),
             "followup_point_px": None if self.followup_point_px is None else list(self.followup_point_px),
+            "point_source": self.point_source,
             "spacing_mm": self.spacing_mm,
             "units": self.units,
             "reliable": self.reliable,

@@ -238,6 +238,7 @@ class _Level:
         # Largest lever arm, to turn a parameter step into a pixel displacement.
         self.radius = float(np.max(np.hypot(dx, dy))) if len(xs) else 0.0
         self._all_valid: tuple[np.ndarray, np.ndarray] | None = None
+        self._last: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def instrument(self, w: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The instrument (the smoothed Jacobian, centred over the valid samples ``w``, times
@@ -249,8 +250,14 @@ class _Level:
                 self._all_valid = self._finish(self.design - self.design.mean(axis=0),
                                                self.design_raw - self.design_raw.mean(axis=0), w, n)
             return self._all_valid
-        return self._finish((self.design - (w @ self.design) / n) * w[:, None],
-                            (self.design_raw - (w @ self.design_raw) / n) * w[:, None], w, n)
+        # The valid samples rarely change from one iteration to the next: the last set's result
+        # is reused when they did not (the same numbers, without the N x 4 products).
+        if self._last is not None and np.array_equal(self._last[0], w):
+            return self._last[1]
+        out = self._finish((self.design - (w @ self.design) / n) * w[:, None],
+                           (self.design_raw - (w @ self.design_raw) / n) * w[:, None], w, n)
+        self._last = (w.copy(), out)
+        return out
 
     def _finish(self, jc: np.ndarray, raw_c: np.ndarray, w: np.ndarray,
                 n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

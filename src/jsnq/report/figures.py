@@ -35,6 +35,7 @@ __all__ = ["qa_figure", "overlay_labels", "segmentation_overlay", "checkerboard"
 UPPER_COLOUR = "#ff9f1c"  # orange: upper side of the joint (proximal phalanx)
 LOWER_COLOUR = "#2ec4f0"  # blue: lower side (metacarpal head)
 SPLIT_COLOUR = "#ffee32"  # the boundary between the sides
+POINT_COLOUR = "#ff2d95"  # the reading point (articular centre)
 RESIDUAL_CMAP = "RdBu_r"
 OK_COLOUR = "#1b7f3b"
 BAD_COLOUR = "#c62828"
@@ -242,10 +243,15 @@ def qa_figure(m: "Measurement", path: str | os.PathLike, *, title: str | None = 
         ax.set_facecolor("black")  # pixels without a value (NaN) show black, not white
         return ax
 
-    overlay_labels(panel(0, 0), m.baseline, m.labels, limits=limits,
+    base_ax, fol_ax = panel(0, 0), panel(0, 1)
+    overlay_labels(base_ax, m.baseline, m.labels, limits=limits,
                    title="Baseline with sides", legend=True)
-    overlay_labels(panel(0, 1), m.followup, m.followup_labels, limits=limits,
+    overlay_labels(fol_ax, m.followup, m.followup_labels, limits=limits,
                    title="Follow-up" + (" with its sides" if m.followup_labels is not None else ""))
+    # where the narrowing is read: each visit's reading point (the articular centre)
+    for ax, point in ((base_ax, m.point_px), (fol_ax, m.followup_point_px)):
+        if point is not None:
+            ax.plot([point[0]], [point[1]], marker="+", color=POINT_COLOUR, markersize=11, markeredgewidth=1.6)
     ax = panel(0, 3)
     _show(ax, m.residuals.warped, limits, "Follow-up warped to baseline\n(each side by its own bone)")
     _draw_split(ax, m.labels)
