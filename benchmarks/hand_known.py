@@ -172,8 +172,8 @@ def _finger_owner(points: dict, shape: tuple[int, int]) -> np.ndarray:
 
 
 def render(src: Source, d_px: dict, *, scale: float):
-    """The follow-up with narrowing ``d_px[J]`` (px of the radiograph) at each joint J, and
-    each joint's seam mid-point and axis (for the truth)."""
+    """The follow-up with narrowing ``d_px[J]`` (px of the radiograph) at each joint J, each
+    joint's distal axis (for the truth) and its seam's points ``(x, y)`` (for ``split_off``)."""
     img = src.image
     smooth = ndi.gaussian_filter(img, max(1.0, 0.12 * scale))
     rows, cols = img.shape
@@ -212,8 +212,7 @@ def render(src: Source, d_px: dict, *, scale: float):
             disp[1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] -= d_px[joint] * u[1] * w
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
     moved = ndi.map_coordinates(img, [yy - disp[1], xx - disp[0]], order=3, mode="nearest")
-    render.seams = seams  # for diagnostics
-    return moved, axes
+    return moved, axes, seams
 
 
 def rigid(img: np.ndarray, angle_deg: float, shift_xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +234,7 @@ def make_pair(src: Source, rng: np.random.Generator, *, max_px: float, null: boo
               max_angle: float, max_shift: float):
     scale = hand_scale_px_per_mm(hand_from_points(src.points, side="L"))
     d = {j: (0.0 if null else float(rng.uniform(-max_px, max_px))) for j in JOINT_NAMES}
-    fol, axes = render(src, d, scale=scale)
-    seams = dict(render.seams)
+    fol, axes, seams = render(src, d, scale=scale)
     angle = float(rng.uniform(-max_angle, max_angle))
     shift = tuple(rng.uniform(-max_shift, max_shift, 2))
     fol, m = rigid(fol, angle, shift)
