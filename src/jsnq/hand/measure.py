@@ -123,9 +123,10 @@ def _misfit(m: Any) -> float:
     return (m.upper.mse_after * n1 + m.lower.mse_after * n2) / max(n1 + n2, 1)
 
 
-def _best_split(crops: JointCrops, i: int, j: int, config: MeasureConfig):
-    """Measure visits ``i`` -> ``j`` with each split line the baseline crop supports
-    (:func:`jsnq.segment.profile.profile_candidates`, the follow-up's nearest candidate beside
+def _best_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence[ProfileSplit],
+                spacing_mm: float | None, config: MeasureConfig):
+    """Measure crop ``a`` -> crop ``b`` with each split line the baseline crop supports (``base``:
+    its :func:`jsnq.segment.profile.profile_candidates`; the follow-up's nearest of ``fol`` beside
     it) and keep the first (nearest the crop centre) unless another fits clearly better
     (:func:`_misfit` lower by :data:`AMBIGUOUS_MISFIT`): the joint line is where the two visits'
     motions part. Where another line fits almost as well (within
@@ -136,12 +137,10 @@ def _best_split(crops: JointCrops, i: int, j: int, config: MeasureConfig):
     """
     from .. import measure  # the public API (lazily: the pipeline is heavy)
 
-    a, b = named_crop(crops, i), named_crop(crops, j)
-    fol = profile_candidates(b.array, spacing_mm=crops.spacing_mm)
     tried = []
-    for sa in profile_candidates(a.array, spacing_mm=crops.spacing_mm):
-        sb = min(fol, key=lambda s: abs(s.centre_px[1] - sa.centre_px[1]))
-        m = measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=crops.spacing_mm,
+    for sa in base:
+        sb = _nearest(fol, sa)
+        m = measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=spacing_mm,
                     point=sa.centre_px, config=config)
         tried.append((_misfit(m), m, sa, sb))
     # the first (the line nearest the crop centre) unless another fits clearly better
@@ -158,6 +157,12 @@ def _best_split(crops: JointCrops, i: int, j: int, config: MeasureConfig):
                 f"ambiguous bone split: a line {sa.centre_px[1] - best[2].centre_px[1]:+.0f} crop px away fits as "
                 f"well and reads {other.narrowing_px - m.narrowing_px:+.2f} crop px more")
     return m, best[2], best[3], None
+
+
+def _nearest(candidates: Sequence[ProfileSplit], split: ProfileSplit) -> ProfileSplit:
+    """The candidate whose centre row lies nearest ``split``'s: the same joint line in another visit
+    (the crops are placed so that the joint lies on the same rows)."""
+    return min(candidates, key=lambda c: abs(c.centre_px[1] - split.centre_px[1]))
 
 
 def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit) -> Any:
@@ -200,7 +205,9 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
             return m, "network"
         reason = f"segmentation network failed ({problem})"
         return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network failed: {problem}"
-    m, sa, sb, ambiguous = _best_split(crops, i, j, config)
+    m, sa, sb, ambiguous = _best_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
+                                       profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm,
+                                       config)
     m = _with_profile_jsw(m, sa, sb)
     if ambiguous is not None:
         m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, ambiguous))
@@ -223,9 +230,9 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     if config.segmenter in ("classical", "network"):
         s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
         return s, f"{config.segmenter} (as configured)"
-    _, first, _, _ = _best_split(crops, 0, len(images) - 1, config)
-    splits = [first] + [min(profile_candidates(im.array, spacing_mm=crops.spacing_mm),
-                            key=lambda c: abs(c.centre_px[1] - first.centre_px[1])) for im in images[1:]]
+    candidates = [profile_candidates(im.array, spacing_mm=crops.spacing_mm) for im in images]
+    _, first, _, _ = _best_split(images[0], images[-1], candidates[0], candidates[-1], crops.spacing_mm, config)
+    splits = [first] + [_nearest(c, first) for c in candidates[1:]]
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
                spacing_mm=crops.spacing_mm, config=config)
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
@@ -315,7 +322,7 @@ def joint_centre(crop: np.ndarray) -> tuple[float, float] | None:
 
 
 def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, str], spacing: float | None,
-             recentre: bool = False, only: Sequence[str] | None = None, workers: int = 1) -> dict[str, JointCrops]:
+             only: Sequence[str] | None = None, workers: int = 1) -> dict[str, JointCrops]:
     arrays = [Resampler(im.array) for im in images]  # each radiograph's spline prepared once
     sources = [im.source for im in images]
     scale = hand_scale_px_per_mm(hands[0])
@@ -332,7 +339,7 @@ def _cut_all(images: Sequence[Image], hands: Sequence[Hand], errors: dict[str, s
     def one(name: str) -> JointCrops | str:
         try:
             return joint_crops(arrays, hands, name, spacing_mm=spacing, sources=sources, scale_px_per_mm=scale,
-                               hand_maps=maps, centre_finder=joint_centre if recentre else None)
+                               hand_maps=maps)
         except ValueError as err:
             return one_line(err)
 

@@ -51,7 +51,7 @@ BONE_HALF_WIDTH = 0.24
 #: left out of both fits.
 FINGER_HALF_WIDTH = 0.36
 #: A column is in a joint space when the line is at least this much darker (in units of the
-#: crop's noise-free contrast, see :func:`_contrast`) than the brightest point within
+#: crop's contrast, its 5-95 % spread, see :func:`_contrast`) than the brightest point within
 #: :data:`EDGE_REACH_PX` above and below it.
 MIN_DEPTH = 0.04
 EDGE_REACH_PX = 14
