@@ -531,7 +531,7 @@ def test_gradient_noise_overlap_matches_monte_carlo(grad_sigma):
     1.5 px, so 5 % is a tolerance that still fails a wrong kernel or a missing factor 2)."""
     from scipy import ndimage as ndi
 
-    from jsnq.register.classical import gradient_noise_overlap
+    from jsnq.register.covariance import gradient_noise_overlap
 
     noise = np.random.default_rng(1).normal(0.0, 1.0, (512, 512))
     z = np.gradient(ndi.gaussian_filter(noise, grad_sigma) if grad_sigma > 0 else noise)
