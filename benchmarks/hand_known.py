@@ -75,11 +75,16 @@ class Source:
     name: str
     image: np.ndarray          # float [row, col]
     points: dict               # landmark name -> (x, y), px of the radiograph
-    #: where the seam is searched along the joint's axis, mm from the landmark (+ = distal),
-    #: beyond the typical gap: the atlas landmarks sit on the distal bone's base (in children
-    #: its epiphysis, with the growth plate 1.5-3 mm further distal); my RA annotation sits up
-    #: to 3 mm distal of the joint space at the PIPs and DIPs (seen on overlays of the seams).
-    window_mm: tuple = (-1.2, 0.6)
+    #: where the joint space is searched along the joint's axis, mm from the landmark (+ =
+    #: distal), beyond the typical gap: the atlas landmarks sit on either side of a child's
+    #: wide joint space, up to ~2 mm from it, with growth plates 1.5-3 mm beyond; my RA
+    #: annotation sits up to 3 mm distal of the narrow adult joint space at the PIPs and DIPs.
+    window_mm: tuple = (-2.5, 2.5)
+    #: the valleys considered: as deep as this share of the deepest in the window, reaching
+    #: ``wide`` times the seam's reach (the nearest to one typical gap proximal of the landmark
+    #: is the joint space; seen on overlays of every seam, docs/hand.md)
+    min_share: float = 0.5
+    wide: float = 2.5
 
 
 def ra_sources() -> list[Source]:
@@ -87,7 +92,7 @@ def ra_sources() -> list[Source]:
     with open(RA_ANNOTATION) as fh:
         for r in csv.DictReader(line for line in fh if not line.startswith("#")):
             pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
-    return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3))
+    return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3), 1.0, 1.0)
             for k, n in enumerate(RA_IMAGES)]
 
 
@@ -110,30 +115,49 @@ def _axis(points: dict, chain: tuple, k: int) -> np.ndarray:
     return (b - a) / np.linalg.norm(b - a)
 
 
+def _valley_depth(prof: np.ndarray, k: int) -> np.ndarray:
+    """Along the last axis: how far each sample lies below the dimmer of the brightest samples
+    within ``k`` before and ``k`` after it."""
+    before = ndi.maximum_filter1d(prof, size=k + 1, axis=-1, origin=k // 2)   # max over [t - k, t]
+    after = ndi.maximum_filter1d(prof, size=k + 1, axis=-1, origin=-(k // 2))  # max over [t, t + k]
+    return np.minimum(before, after) - prof
+
+
 def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, window: tuple[float, float],
-          reach: float):
+          reach: float, expect: float, min_share: float, wide: float):
     """Axial position t(s) of the darkest point of the profile along ``u`` at each lateral
     offset s in [-half_width, half_width] (1 px steps), searched in ``window`` (px from p), as a
     smooth curve.
     Darkest relative to its surroundings: the point whose value lies furthest below the
-    brighter of the profile's maxima within ``reach`` px on either side (a valley, not merely a
-    dark stretch of marrow or soft tissue)."""
+    dimmer of the profile's maxima within ``wide`` x ``reach`` px on either side (a valley, not merely
+    a dark stretch of marrow or soft tissue), within ``reach`` of the valley chosen on the
+    central offsets' mean profile."""
     n = np.array([-u[1], u[0]])
     s = np.arange(-math.floor(half_width), math.floor(half_width) + 1, dtype=float)
     step = 0.25
     k = int(round(reach / step))
-    t = np.arange(window[0] - reach, window[1] + reach + step / 2, step)
+    wide = wide * reach  # a child's MCP joint space is wider than ``reach``
+    t = np.arange(window[0] - wide, window[1] + wide + step / 2, step)
     xy = p[None, None, :] + s[:, None, None] * n + t[None, :, None] * u
     prof = ndi.map_coordinates(smooth, [xy[..., 1], xy[..., 0]], order=1, mode="nearest")
-    before = ndi.maximum_filter1d(prof, size=k + 1, axis=1, origin=k // 2)   # max over [t - reach, t]
-    after = ndi.maximum_filter1d(prof, size=k + 1, axis=1, origin=-(k // 2))  # max over [t, t + reach]
-    depth = ndi.gaussian_filter1d(np.minimum(before, after) - prof, max(1.0, reach / 2), axis=0, mode="nearest")
     inside = (t >= window[0]) & (t <= window[1])
+    # the joint space: of the valleys of the central offsets' mean profile (reaching ``wide``)
+    # at least ``min_share`` as deep as the deepest, the one nearest ``expect`` (px from p: a child's
+    # growth plate lies beyond the epiphysis, a faint line in the marrow is shallow) ...
+    core = np.abs(s) <= 0.7 * half_width
+    mean = _valley_depth(prof[core].mean(axis=0), int(round(wide / step)))
+    peak = (mean == ndi.maximum_filter1d(mean, size=k + 1)) & inside & (mean >= min_share * mean[inside].max())
+    centre = t[peak][np.argmin(np.abs(t[peak] - expect))] if peak.any() else t[inside][np.argmax(mean[inside])]
+    # ... then, at each offset, the deepest point within ``reach`` of it (with ``min_share`` 1,
+    # anywhere in the window)
+    depth = ndi.gaussian_filter1d(_valley_depth(prof, int(round(wide / step))), max(1.0, reach / 2), axis=0,
+                                  mode="nearest")
+    if min_share < 1.0:
+        inside &= np.abs(t - centre) <= reach
     ts = t[inside][np.argmax(depth[:, inside], axis=1)]
     # A joint line is smooth: the per-offset points that lie near a robust straight line through
     # the central 70 % of the offsets, then near a quadratic through those over all offsets (the
     # joint's curve out to the bone's margins), median-filtered and interpolated over the rest.
-    core = np.abs(s) <= 0.7 * half_width
     slope, icpt, _, _ = stats.theilslopes(ts[core], s[core])
     tol = max(2.0, reach / 2)
     ok = core & (np.abs(ts - (icpt + slope * s)) <= tol)
@@ -190,7 +214,7 @@ def render(src: Source, d_px: dict, *, scale: float):
             half = 0.5 * distal_bone_width_mm(joint) * scale
             gap = TYPICAL_GAP_MM[joint_type(joint)] * scale
             window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
-            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale)
+            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide)
             seams[joint] = p + s[:, None] * np.array([-u[1], u[0]]) + ts[:, None] * u
             # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
             # seam to beyond the tip, ramping to 0 at 2.5 `half`
