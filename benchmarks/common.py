@@ -172,13 +172,17 @@ def engine_options(args):
 
 
 def with_engine_options(measure_fn, args):
-    """``measure_fn`` with ``options=`` from :func:`add_engine_options`'s arguments."""
+    """``measure_fn`` with its ``config``'s registration options replaced by those of
+    :func:`add_engine_options`'s arguments (unchanged when they ask for the shipped defaults)."""
     options = engine_options(args)
     if options is None:
         return measure_fn
-    import functools
+    from jsnq import MeasureConfig
 
-    return functools.partial(measure_fn, options=options)
+    def measure(*pos, config=None, **kwargs):
+        return measure_fn(*pos, config=(config or MeasureConfig()).replace(registration=options), **kwargs)
+
+    return measure
 
 
 def machine() -> str:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from jsnq.batch import RESULT_COLUMNS as BATCH_COLUMNS
 from jsnq.cli import app
+from jsnq.config import MeasureConfig
 from jsnq.io import save_image, save_labels
 from jsnq.phantom import make_pair
 
@@ -379,7 +380,8 @@ def test_measure_summary_shows_notes_apart_from_the_flag():
     from jsnq.phantom import make_pair
 
     pair = make_pair(0, noise=0.01)
-    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical")
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                config=MeasureConfig(engine="classical"))
     noted = dataclasses.replace(m, notes=("imprecise: standard error 0.300 px > 0.25 px (test)",))
     buffer = io.StringIO()
     print_summary(Console(file=buffer, width=200, highlight=False), noted)
