@@ -22,6 +22,7 @@ from jsnq.cli import app
 from jsnq.config import MeasureConfig
 from jsnq.io import save_image, save_labels
 from jsnq.phantom import make_pair
+from manifests import write_csv
 
 # The phantom has 1 % noise; the classical engine's narrowing SD on such pairs is ~0.02 px
 # (its SE is ~0.006 px), so 0.1 px is ~5 SD: generous, yet far below the ~0.5 px signal.
@@ -244,12 +245,7 @@ def test_bad_input_is_one_line_exit_2(case, pair_dir, bad_inputs, tmp_path):
 
 
 def _write_pairs(path: Path, rows: list[dict[str, str]]) -> Path:
-    fields = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv(path, rows, sorted({k for r in rows for k in r}))
 
 
 def test_measure_batch_records_bad_rows_and_keeps_going(pair_dir, tmp_path):

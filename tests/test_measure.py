@@ -300,19 +300,12 @@ def test_split_line_points_find_the_middle_of_an_unlabelled_band():
 
 
 # -- argument validation -----------------------------------------------------------------------
-def test_unknown_engine_lists_the_allowed_values():
+@pytest.mark.parametrize("setting, allowed", [("engine", ENGINES), ("segmenter", SEGMENTERS)])
+def test_an_unknown_engine_or_segmenter_lists_the_allowed_values(setting, allowed):
     with pytest.raises(ValueError) as err:
-        MeasureConfig(engine="bogus")
-    for allowed in ENGINES:
-        assert repr(allowed) in str(err.value)
-    assert "bogus" in str(err.value)
-
-
-def test_unknown_segmenter_lists_the_allowed_values():
-    with pytest.raises(ValueError) as err:
-        MeasureConfig(segmenter="bogus")
-    for allowed in SEGMENTERS:
-        assert repr(allowed) in str(err.value)
+        MeasureConfig(**{setting: "bogus"})
+    for name in allowed:
+        assert repr(name) in str(err.value)
     assert "bogus" in str(err.value)
 
 
