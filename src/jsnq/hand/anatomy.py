@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .types import JOINT_NAMES
 
-__all__ = ["BONES", "JOINT_BONES", "SEGMENTS", "BASE_WIDTH_MM", "HEAD_WIDTH_MM", "SHAFT_WIDTH_MM",
+__all__ = ["BONES", "JOINT_BONES", "SEGMENTS", "BONE_MM", "BASE_WIDTH_MM", "HEAD_WIDTH_MM", "SHAFT_WIDTH_MM",
            "LENGTH_MM", "joint_type", "finger_of", "distal_bone_width_mm", "JOINT_TYPES"]
 
 #: The joint types; the networks were trained on MCP crops only.
