@@ -339,8 +339,10 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
     if config.check_labels and baseline_labels is not None and fol_labels is None and config.segmenter != "classical":
         checked = segment(base, False)
         reference = checked.labels if checked is not None else None
-    p = Prepared(normalise(base.array), normalise(fol.array), base.source, fol.source, spacing, labels, fol_labels,
-                 used_segmenter, seg_base, seg_fol, point, followup_point,
+    p = Prepared(baseline=normalise(base.array), followup=normalise(fol.array), baseline_source=base.source,
+                 followup_source=fol.source, spacing_mm=spacing, labels=labels, followup_labels=fol_labels,
+                 segmenter=used_segmenter, baseline_segmentation=seg_base, followup_segmentation=seg_fol,
+                 point=point, followup_point=followup_point,
                  inputs={"baseline_labels": source_of(baseline_labels), "followup_labels": source_of(followup_labels),
                          "spacing_mm": spacing_mm},
                  symmetric=config.symmetric, label_reference=reference,
