@@ -46,7 +46,7 @@ from benchmarks.baselines import poc_per_bone, sitk_per_bone  # noqa: E402
 from benchmarks.common import (PAPER_SD_MM, PAPER_SPACING_MM, Condition, add_engine_options, data_dir,  # noqa: E402
                                followup_labels, machine, markdown_table, one_crop_per_joint, synthesise,
                                with_engine_options)
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.register.bounds import narrowing_crb  # noqa: E402
 
@@ -91,9 +91,11 @@ def _jsnq(case, segmenter: str | None) -> tuple[float, float, float, float, tupl
     if segmenter is None:
         # check_labels=False: the time is the registration's and the reading point's; the label
         # check changes no number and is timed in benchmarks/segmentation.py.
-        m = measure(case.baseline, case.followup, baseline_labels=case.labels, engine="classical", check_labels=False)
+        m = measure(case.baseline, case.followup, baseline_labels=case.labels,
+                    config=MeasureConfig(engine="classical", check_labels=False))
     else:
-        m = measure(case.baseline, case.followup, segmenter=segmenter, engine="classical", symmetric=False)
+        m = measure(case.baseline, case.followup,
+                    config=MeasureConfig(segmenter=segmenter, engine="classical", symmetric=False))
     return _read(case, m)
 
 
@@ -113,9 +115,9 @@ def _jsnq_both(case, labelled: bool) -> tuple[float, float, float, float, tuple[
     from the true masks (``labelled``) or its own network segmentation of both visits."""
     if labelled:
         m = measure(case.baseline, case.followup, baseline_labels=case.labels, followup_labels=_fol_labels(case),
-                    check_labels=False)
+                    config=MeasureConfig(check_labels=False))
     else:
-        m = measure(case.baseline, case.followup, check_labels=False)
+        m = measure(case.baseline, case.followup, config=MeasureConfig(check_labels=False))
     return _read(case, m)
 
 

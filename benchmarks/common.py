@@ -18,6 +18,11 @@ from jsnq.phantom import apply_bone_motions
 from jsnq.labels import labels_from_masks
 
 REPO = Path(__file__).resolve().parents[1]
+#: The benchmark data: ``$JSNQ_DATA`` or ../shared/data next to the repository.
+DATA = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
+#: The RA hand-pair's two radiographs (under DATA/hand-pair) and my annotation of their joints.
+RA_IMAGES = ("IMAGE007_20110111.png", "IMAGE007_20120221.png")
+RA_ANNOTATION = REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv"
 #: The paper's figures (Wang et al. 2023, private clinical set at 0.175 mm/px).
 PAPER_SD_MM = 0.0661
 PAPER_SPACING_MM = 0.175
@@ -26,10 +31,28 @@ PAPER_MISMATCH = 0.0048
 
 def data_dir(needs: str = "finger-joints/manifest.csv") -> Path:
     """``$JSNQ_DATA`` or ../shared/data next to the repository; SystemExit when ``needs`` is absent there."""
-    d = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-    if not (d / needs).exists():
-        raise SystemExit(f"benchmark data not found under {d} (set JSNQ_DATA)")
-    return d
+    if not (DATA / needs).exists():
+        raise SystemExit(f"benchmark data not found under {DATA} (set JSNQ_DATA)")
+    return DATA
+
+
+def atlas_landmarks() -> list[tuple[str, dict[str, tuple[float, float]]]]:
+    """The atlas hands' true landmarks (DATA/hand-landmarks/landmarks.csv): per row, its image
+    file and ``{landmark: (x, y)}`` in px of the radiograph."""
+    with open(DATA / "hand-landmarks" / "landmarks.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [(r["image"], {k[:-2]: (float(r[k]), float(r[k[:-2] + "_y"])) for k in r if k.endswith("_x")})
+            for r in rows]
+
+
+def ra_annotation() -> list[dict[str, tuple[float, float]]]:
+    """My annotation of the RA hand-pair (:data:`RA_ANNOTATION`): per visit ``{joint: (x, y)}``
+    in px of the radiograph."""
+    pts: list[dict[str, tuple[float, float]]] = [{} for _ in RA_IMAGES]
+    with open(RA_ANNOTATION) as fh:
+        for r in csv.DictReader(line for line in fh if not line.startswith("#")):
+            pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
+    return pts
 
 
 @dataclass(frozen=True)
@@ -172,13 +195,17 @@ def engine_options(args):
 
 
 def with_engine_options(measure_fn, args):
-    """``measure_fn`` with ``options=`` from :func:`add_engine_options`'s arguments."""
+    """``measure_fn`` with its ``config``'s registration options replaced by those of
+    :func:`add_engine_options`'s arguments (unchanged when they ask for the shipped defaults)."""
     options = engine_options(args)
     if options is None:
         return measure_fn
-    import functools
+    from jsnq import MeasureConfig
 
-    return functools.partial(measure_fn, options=options)
+    def measure(*pos, config=None, **kwargs):
+        return measure_fn(*pos, config=(config or MeasureConfig()).replace(registration=options), **kwargs)
+
+    return measure
 
 
 def machine() -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 import jsnq
+from jsnq.config import MeasureConfig
 from jsnq.phantom import make_pair
 from jsnq.register.classical import RegistrationOptions
 
@@ -41,17 +42,20 @@ def _measure(*args, **kwargs) -> dict:
 
 def cases() -> dict:
     out: dict = {}
-    option_sets = {"default": None, "ramp_gainfree": RegistrationOptions(edge_ramp_px=10, gain_free=True)}
+    option_sets = {"default": RegistrationOptions(),
+                   "ramp_gainfree": RegistrationOptions(edge_ramp_px=10, gain_free=True)}
     for seed in range(3):
         p = make_pair(seed, narrowing_px=(0.4, 0.6), noise=0.01)
         for name, options in option_sets.items():
             for engine in ("classical", "hybrid"):
                 out[f"phantom{seed}/{engine}/{name}/given"] = _measure(
                     p.baseline, p.followup, baseline_labels=p.baseline_labels, followup_labels=p.followup_labels,
-                    engine=engine, options=options)
+                    config=MeasureConfig(engine=engine, registration=options))
         out[f"phantom{seed}/auto/network"] = _measure(p.baseline, p.followup)
-        out[f"phantom{seed}/auto/classical-seg"] = _measure(p.baseline, p.followup, segmenter="classical")
-        out[f"phantom{seed}/oneway"] = _measure(p.baseline, p.followup, baseline_labels=p.baseline_labels, symmetric=False)
+        out[f"phantom{seed}/auto/classical-seg"] = _measure(p.baseline, p.followup,
+                                                            config=MeasureConfig(segmenter="classical"))
+        out[f"phantom{seed}/oneway"] = _measure(p.baseline, p.followup, baseline_labels=p.baseline_labels,
+                                                config=MeasureConfig(symmetric=False))
     if DATA.is_dir():
         import csv
 

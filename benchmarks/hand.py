@@ -47,7 +47,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import Condition, Crop, machine, markdown_table, synthesise  # noqa: E402
+from benchmarks.common import (DATA, RA_IMAGES, Condition, Crop, atlas_landmarks, machine, markdown_table,  # noqa: E402
+                               ra_annotation, synthesise)
 from jsnq.config import MeasureConfig  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.hand.anatomy import joint_type  # noqa: E402
@@ -62,22 +63,17 @@ from jsnq.segment.classical import joint_space_line  # noqa: E402
 from jsnq.segment.network import segment  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-LANDMARKS = REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv"
 TYPES = ("MCP", "PIP", "DIP", "IP")
 
 
 def atlas_hands(n: int, seed: int = 0):
     """``n`` atlas images (reproducible choice) with their Hands from the true landmarks."""
-    with open(DATA / "hand-landmarks" / "landmarks.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = atlas_landmarks()
     pick = np.random.default_rng(seed).choice(len(rows), size=min(n, len(rows)), replace=False)
     for i in sorted(pick):
-        r = rows[i]
-        im = load_image(DATA / "hand-landmarks" / r["image"])
-        names = {k[:-2] for k in r if k.endswith("_x")}
-        pts = {k: (float(r[k + "_x"]), float(r[k + "_y"])) for k in names}
-        yield im, hand_from_points(pts, side="L", shape=im.array.shape, source=r["image"])
+        image, pts = rows[i]
+        im = load_image(DATA / "hand-landmarks" / image)
+        yield im, hand_from_points(pts, side="L", shape=im.array.shape, source=image)
 
 
 def baseline_crop(im, hand, joint):
@@ -179,12 +175,8 @@ def phantom_residuals(seeds):
 
 
 def hand_pair_hands():
-    d = DATA / "hand-pair"
-    ims = [load_image(d / "IMAGE007_20110111.png"), load_image(d / "IMAGE007_20120221.png")]
-    pts = [{}, {}]
-    with open(LANDMARKS) as fh:
-        for r in csv.DictReader(line for line in fh if not line.startswith("#")):
-            pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
+    ims = [load_image(DATA / "hand-pair" / name) for name in RA_IMAGES]
+    pts = ra_annotation()
     return ims, [hand_from_points(p, side="L", shape=im.array.shape, source=im.source) for p, im in zip(pts, ims)]
 
 

@@ -37,7 +37,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "2")
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -51,7 +50,7 @@ from scipy import stats  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine, markdown_table  # noqa: E402
+from benchmarks.common import DATA, RA_IMAGES, atlas_landmarks, machine, markdown_table, ra_annotation  # noqa: E402
 from jsnq.config import MeasureConfig  # noqa: E402
 from jsnq.hand.anatomy import distal_bone_width_mm, joint_type  # noqa: E402
 from jsnq.hand.crops import TYPICAL_GAP_MM, hand_scale_px_per_mm  # noqa: E402
@@ -60,10 +59,6 @@ from jsnq.hand.measure import measure_hand  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("JSNQ_DATA", REPO.parent / "shared" / "data"))
-RA_ANNOTATION = REPO / "benchmarks" / "data" / "hand-pair-joint-annotation.csv"
-RA_IMAGES = ("IMAGE007_20110111.png", "IMAGE007_20120221.png")
 #: The locator's held-out atlas hands (docs/locate.md).
 HELD_OUT = ("3143", "3150", "3154", "3161", "3171", "3237", "3239", "3269", "3273", "3758", "3773", "3819")
 TYPES = ("MCP", "PIP", "DIP", "IP")
@@ -88,22 +83,17 @@ class Source:
 
 
 def ra_sources() -> list[Source]:
-    pts: list[dict] = [{}, {}]
-    with open(RA_ANNOTATION) as fh:
-        for r in csv.DictReader(line for line in fh if not line.startswith("#")):
-            pts[int(r["visit"])][r["joint"]] = (float(r["x"]), float(r["y"]))
+    pts = ra_annotation()
     return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3), 1.0, 1.0)
             for k, n in enumerate(RA_IMAGES)]
 
 
 def atlas_sources(n: int) -> list[Source]:
-    with open(DATA / "hand-landmarks" / "landmarks.csv", newline="") as fh:
-        rows = {r["image"].split(".")[0]: r for r in csv.DictReader(fh)}
+    rows = {image.split(".")[0]: (image, pts) for image, pts in atlas_landmarks()}
     out = []
     for hid in HELD_OUT[:n]:
-        r = rows[hid]
-        pts = {k[:-2]: (float(r[k]), float(r[k[:-2] + "_y"])) for k in r if k.endswith("_x")}
-        out.append(Source(f"atlas {hid}", load_image(DATA / "hand-landmarks" / r["image"]).array.astype(float), pts))
+        image, pts = rows[hid]
+        out.append(Source(f"atlas {hid}", load_image(DATA / "hand-landmarks" / image).array.astype(float), pts))
     return out
 
 

@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (Condition, Crop, add_engine_options, data_dir, engine_options, machine,  # noqa: E402
                                markdown_table, one_crop_per_joint, synthesise)
 from benchmarks.registration import _mismatch_share, _shifted, longitudinal  # noqa: E402
-from jsnq import measure_many  # noqa: E402
+from jsnq import MeasureConfig, measure_many  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsn import systematic_se_px  # noqa: E402
 from jsnq.jsw import articular_centre  # noqa: E402
@@ -114,7 +114,7 @@ OPTIONS = None
 
 def measure_all(jobs: list[dict]):
     """:func:`jsnq.measure_many` with the defaults, or with :data:`OPTIONS` when given."""
-    return measure_many(jobs, options=OPTIONS)
+    return measure_many(jobs, config=MeasureConfig() if OPTIONS is None else MeasureConfig(registration=OPTIONS))
 
 
 def job(a: Crop, b: Crop, mode: str) -> dict:

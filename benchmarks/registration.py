@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (PAPER_MISMATCH, PAPER_SD_MM, PAPER_SPACING_MM, Condition, Crop, data_dir,  # noqa: E402
                                add_engine_options, load_crop, machine, manifest, markdown_table,
                                one_crop_per_joint, synthesise, with_engine_options)
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsw import joint_space_width  # noqa: E402
 
@@ -119,8 +119,8 @@ def synthetic(crops: list[Crop], engines: tuple[str, ...]) -> list[dict]:
                 t0 = time.perf_counter()
                 # check_labels=False: the engines' time, without the label check (a network
                 # segmentation, ~25 ms, the same for every engine; it changes no number).
-                m = measure(case.baseline, case.followup, baseline_labels=case.labels, engine=engine, point=p,
-                            check_labels=False)
+                m = measure(case.baseline, case.followup, baseline_labels=case.labels, point=p,
+                            config=MeasureConfig(engine=engine, check_labels=False))
                 times.append(time.perf_counter() - t0)
                 errs.append(m.narrowing_px - truth)
             e = np.asarray(errs)
@@ -169,10 +169,10 @@ def _j(a: Crop, b: Crop, engine: str):
     """(narrowing, reliable, forward + backward) of the symmetric measurement (both visits'
     labels: jsnq registers both ways and averages)."""
     if NETWORK_LABELS:
-        m = measure(a.image, b.image, engine=engine, check_labels=False)
+        m = measure(a.image, b.image, config=MeasureConfig(engine=engine, check_labels=False))
     else:
-        m = measure(a.image, b.image, baseline_labels=a.labels, followup_labels=b.labels, engine=engine,
-                    point=centre(a), followup_point=centre(b))
+        m = measure(a.image, b.image, baseline_labels=a.labels, followup_labels=b.labels,
+                    point=centre(a), followup_point=centre(b), config=MeasureConfig(engine=engine))
     return m.narrowing_px, m.reliable, m.narrowing_forward_px + m.narrowing_backward_px
 
 

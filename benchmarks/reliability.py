@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import Condition, Crop, data_dir, machine, markdown_table, one_crop_per_joint, synthesise  # noqa: E402
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.geometry import Similarity, crop_centre  # noqa: E402
 from jsnq.phantom import apply_bone_motions  # noqa: E402
 from jsnq.register.warp import warp_to_baseline  # noqa: E402
@@ -66,7 +66,7 @@ ONE_LABEL = "labels shifted 25 px, no follow-up labels"
 
 def _run(base, fol, labels, fol_labels, engine: str) -> tuple[bool, tuple[str, ...], float]:
     try:
-        m = measure(base, fol, baseline_labels=labels, followup_labels=fol_labels, engine=engine)
+        m = measure(base, fol, baseline_labels=labels, followup_labels=fol_labels, config=MeasureConfig(engine=engine))
     except ValueError as err:
         return True, (f"error: {' '.join(str(err).split())}",), float("nan")
     return (not m.reliable), m.reasons, m.narrowing_px

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import data_dir, markdown_table  # noqa: E402
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.geometry import narrowing_px  # noqa: E402
 from jsnq.io import load_image, load_labels  # noqa: E402
 
@@ -33,8 +33,8 @@ def main() -> int:
     d = data_dir() / "sample-pair"
     rows = []
     t0 = time.perf_counter()
-    m = measure(d / "fixed.png", d / "moving.png", baseline_labels=d / "fixed_split.png", split_masks=True,
-                spacing_mm=SPACING_MM)
+    m = measure(d / "fixed.png", d / "moving.png", baseline_labels=d / "fixed_split.png",
+                spacing_mm=SPACING_MM, config=MeasureConfig(split_masks=True))
     ms = 1e3 * (time.perf_counter() - t0)
     for name, b in (("upper", m.upper), ("lower", m.lower)):
         rows.append([f"jsnq classical, {name}", b.scale, f"{b.angle_deg:+.2f} deg", b.tx_px, b.ty_px])

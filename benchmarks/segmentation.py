@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (add_engine_options, data_dir, load_crop, machine, manifest,  # noqa: E402
                                markdown_table, with_engine_options)
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.jsw import facing_surfaces, joint_space_width  # noqa: E402
 from jsnq.register.warp import warp_to_baseline  # noqa: E402
 from jsnq.labels import labels_from_line, labels_from_masks, line_from_labels  # noqa: E402
@@ -227,7 +227,7 @@ def consensus_comparison(by_joint: dict[str, list], results: dict) -> list[dict]
                 if b is a:
                     continue
                 m = measure(a.image, b.image, baseline_labels=a.labels, followup_labels=b.labels,
-                            segmenter="classical")
+                            config=MeasureConfig(segmenter="classical"))
                 if m.reliable:
                     others.append(facing_surfaces(*carry_masks(b.upper, b.lower, m)))
             if len(others) < 2:

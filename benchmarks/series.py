@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import data_dir, machine  # noqa: E402
 from benchmarks.registration import centre, longitudinal  # noqa: E402
-from jsnq import series  # noqa: E402
+from jsnq import MeasureConfig, series  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     kept = []
     for crops in joints:
-        s = series([c.image for c in crops], labels=[c.labels for c in crops], engine=args.engine,
-                   points=[centre(c) for c in crops])
+        s = series([c.image for c in crops], labels=[c.labels for c in crops],
+                   points=[centre(c) for c in crops], config=MeasureConfig(engine=args.engine))
         if len(kept) < 10:
             kept.append((crops[0].joint_id, s))
         t = s.trajectory

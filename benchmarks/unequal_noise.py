@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import Condition, data_dir, machine, markdown_table, one_crop_per_joint, synthesise  # noqa: E402
 from benchmarks.registration import centre  # noqa: E402
-from jsnq import measure  # noqa: E402
+from jsnq import MeasureConfig, measure  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.register.classical import RegistrationOptions  # noqa: E402
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = one_crop_per_joint(data_dir(), args.crops, seed=0, validation_only=True)
     rng = np.random.default_rng(5)
     cases = [(c, synthesise(c, Condition("motion only", 0.0), rng)) for c in crops]
-    settings = (("default", None), ("gain_free", RegistrationOptions(gain_free=True)))
+    settings = (("default", RegistrationOptions()), ("gain_free", RegistrationOptions(gain_free=True)))
     rows = []
     for nb, nf in NOISE_PAIRS:
         errs: dict[str, list[float]] = {name: [] for name, _ in settings}
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             p = centre(crop)
             truth = symmetric_narrowing_px(case.upper, case.lower, p)
             for name, opts in settings:
-                m = measure(base, fol, baseline_labels=case.labels, engine="classical", point=p,
-                            check_labels=False, options=opts)
+                m = measure(base, fol, baseline_labels=case.labels, point=p,
+                            config=MeasureConfig(engine="classical", check_labels=False, registration=opts))
                 errs[name].append(m.narrowing_px - truth)
         row = [f"{100 * nb:.0f} %", f"{100 * nf:.0f} %"]
         for name, _ in settings:

@@ -33,8 +33,14 @@ def write_manifest_folder(folder: Path, n_joints: int = 4, visits: int = 2, *, w
             if with_joint_id:
                 row = {"joint_id": f"J{j}", **row}
             rows.append(row)
-    with (folder / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+    write_csv(folder / "manifest.csv", rows)
+    return folder
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:
+    """``rows`` as a CSV with a header (default: the first row's keys)."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    return folder
+    return path

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import jsnq
 from jsnq.cli import app
+from jsnq.config import MeasureConfig
 from jsnq.errors import JsnqInputError
 from jsnq.io import Image, save_image, save_labels
 from jsnq.jsw import JointSpaceWidth
@@ -233,7 +234,7 @@ def test_report_reproduces_non_default_options_exactly(crops, tmp_path):
     assert saved["config"]["registration"]["edge_ramp_px"] == 10 and saved["config"]["registration"]["gain_free"]
     assert saved["config"]["check_labels"] is False
     default = jsnq.measure(crops / "v1.png", crops / "v2.png", baseline_labels=crops / "labels1.png",
-                           engine="classical", check_labels=False)
+                           config=MeasureConfig(engine="classical", check_labels=False))
     assert abs(default.narrowing_px - saved["narrowing_px"]) > 1e-6  # the options matter for this pair
     result = runner.invoke(app, ["report", str(path), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
@@ -246,8 +247,8 @@ def test_one_visit_with_a_spacing_and_one_without_is_refused(crops):
     a = jsnq.load_image(crops / "v1.png")
     b = jsnq.load_image(crops / "v2.png")
     with pytest.raises(JsnqInputError, match="no pixel spacing"):
-        jsnq.measure(Image(a.array, 0.1, "dicom.dcm"), Image(b.array, None, "png.png"), engine="classical",
-                     segmenter="classical")
+        jsnq.measure(Image(a.array, 0.1, "dicom.dcm"), Image(b.array, None, "png.png"),
+                     config=MeasureConfig(engine="classical", segmenter="classical"))
     m = jsnq.measure(Image(a.array, 0.1, "dicom.dcm"), Image(b.array, None, "png.png"), spacing_mm=0.1,
-                     engine="classical", segmenter="classical")
+                     config=MeasureConfig(engine="classical", segmenter="classical"))
     assert m.spacing_mm == 0.1  # an explicit spacing decides for both

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 
 from jsnq.batch import RESULT_COLUMNS as BATCH_COLUMNS
 from jsnq.cli import app
+from jsnq.config import MeasureConfig
 from jsnq.io import save_image, save_labels
 from jsnq.phantom import make_pair
+from manifests import write_csv
 
 # The phantom has 1 % noise; the classical engine's narrowing SD on such pairs is ~0.02 px
 # (its SE is ~0.006 px), so 0.1 px is ~5 SD: generous, yet far below the ~0.5 px signal.
@@ -243,12 +245,7 @@ def test_bad_input_is_one_line_exit_2(case, pair_dir, bad_inputs, tmp_path):
 
 
 def _write_pairs(path: Path, rows: list[dict[str, str]]) -> Path:
-    fields = sorted({k for r in rows for k in r})
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv(path, rows, sorted({k for r in rows for k in r}))
 
 
 def test_measure_batch_records_bad_rows_and_keeps_going(pair_dir, tmp_path):
@@ -379,7 +376,8 @@ def test_measure_summary_shows_notes_apart_from_the_flag():
     from jsnq.phantom import make_pair
 
     pair = make_pair(0, noise=0.01)
-    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical")
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                config=MeasureConfig(engine="classical"))
     noted = dataclasses.replace(m, notes=("imprecise: standard error 0.300 px > 0.25 px (test)",))
     buffer = io.StringIO()
     print_summary(Console(file=buffer, width=200, highlight=False), noted)

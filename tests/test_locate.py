@@ -19,6 +19,7 @@ from jsnq.hand.types import JOINT_NAMES
 from jsnq.training import export_weights
 from jsnq.training.locate import (WRIST, LocateAugment, LocateTrainConfig, read_landmarks,
                                   train_locator)
+from manifests import write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,10 +207,7 @@ def _synthetic_folder(root: Path, n: int = 4) -> Path:
             row[f"{nm}_x"], row[f"{nm}_y"] = f"{x:.2f}", f"{y:.2f}"
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / row["image"])
         rows.append(row)
-    with (root / "landmarks.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(root / "landmarks.csv", rows)
     return root
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jsnq import Image, JsnqInputError, Measurement, load_image, measure
+from jsnq import Image, JsnqInputError, MeasureConfig, Measurement, load_image, measure
 from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.pipeline import ENGINES, SEGMENTERS
 from jsnq.phantom import PhantomPair, apply_bone_motions, make_pair
@@ -37,7 +37,7 @@ def _measured(seed: int, with_labels: bool) -> Measurement:
     pair = _pair(seed)
     # Without labels this exercises the classical joint-space line (the network has its own tests).
     return measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels if with_labels else None,
-                   segmenter="classical")
+                   config=MeasureConfig(segmenter="classical"))
 
 
 @pytest.mark.parametrize("seed", PHANTOM_SEEDS)
@@ -63,7 +63,7 @@ def test_spacing_converts_to_mm():
     pair = _pair(0)
     px = _measured(0, True)
     mm = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, spacing_mm=0.2,
-                 segmenter="classical")
+                 config=MeasureConfig(segmenter="classical"))
     # the spacing only scales the outputs: the registration is bit-identical
     assert mm.narrowing_px == px.narrowing_px
     assert mm.narrowing_mm == pytest.approx(0.2 * mm.narrowing_px, rel=1e-12)
@@ -175,13 +175,15 @@ def test_a_large_se_is_a_note_not_a_failure():
     from jsnq.quality import ReliabilityThresholds
 
     pair = _pair(0)
-    args = dict(baseline_labels=pair.baseline_labels, segmenter="classical")
-    noted = measure(pair.baseline, pair.followup, thresholds=ReliabilityThresholds(note_se_px=1e-6), **args)
+    labels = pair.baseline_labels
+    noted = measure(pair.baseline, pair.followup, baseline_labels=labels,
+                    config=MeasureConfig(segmenter="classical", thresholds=ReliabilityThresholds(note_se_px=1e-6)))
     assert noted.reliable and noted.reasons == ()
     assert not noted.precise and len(noted.notes) == 1 and "standard error" in noted.notes[0]
     d = json.loads(json.dumps(noted.to_dict()))
     assert d["precise"] is False and d["notes"] == list(noted.notes) and d["reliable"] is True
-    gated = measure(pair.baseline, pair.followup, thresholds=ReliabilityThresholds(max_se_px=1e-6), **args)
+    gated = measure(pair.baseline, pair.followup, baseline_labels=labels,
+                    config=MeasureConfig(segmenter="classical", thresholds=ReliabilityThresholds(max_se_px=1e-6)))
     assert not gated.reliable and any(r.startswith("uncertain: standard error") for r in gated.reasons)
     assert gated.narrowing_px == noted.narrowing_px and gated.narrowing_se_px == noted.narrowing_se_px
     plain = _measured(0, True)
@@ -209,8 +211,6 @@ def test_assess_and_notes_on_the_se_alone():
 def test_saved_thresholds_without_the_note_setting_still_load():
     """A configuration saved before the precision note (max_se_px 0.25, no note_se_px) loads,
     and measures again with its SE gate, as it was measured."""
-    from jsnq.config import MeasureConfig
-
     old = MeasureConfig().to_dict()
     old["thresholds"] = {"min_ncc_after": 0.8, "max_se_px": 0.25, "max_abs_narrowing_px": 6.0,
                          "max_relative_rotation_deg": 5.0, "max_label_disagreement_px": 8.0}
@@ -244,11 +244,11 @@ def test_labels_of_both_visits_agree_on_a_good_pair():
     quantisation; 2 px leaves room for the midline's half-motion model)."""
     pair = _pair(1)
     m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                followup_labels=pair.followup_labels, engine="classical")
+                followup_labels=pair.followup_labels, config=MeasureConfig(engine="classical"))
     assert m.label_disagreement_px is not None and m.label_disagreement_px <= 2.0
     assert m.reliable, m.reasons
     assert measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                   engine="classical", segmenter="classical").label_disagreement_px is None
+                   config=MeasureConfig(engine="classical", segmenter="classical")).label_disagreement_px is None
 
 
 @pytest.mark.parametrize("shift", [25, -15])
@@ -264,7 +264,7 @@ def test_misplaced_labels_are_flagged(shift):
     else:
         moved[shift:] = 2
     m = measure(pair.baseline, pair.followup, baseline_labels=moved, followup_labels=pair.followup_labels,
-                engine="classical")
+                config=MeasureConfig(engine="classical"))
     assert m.label_disagreement_px > 8.0
     assert not m.reliable and any(r.startswith("labels disagree") for r in m.reasons), m.reasons
 
@@ -274,13 +274,15 @@ def test_baseline_labels_alone_are_checked_against_the_network():
     network's midline in the baseline: the phantom's true labels agree to 1-2 px (seeds 0-5),
     labels moved 25 px read 23-24 px and are flagged; ``check_labels=False`` skips the check."""
     pair = _pair(1)
-    good = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical")
+    good = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                   config=MeasureConfig(engine="classical"))
     assert good.label_disagreement_px <= 3.0 and good.reliable, good.reasons
     moved = np.roll(pair.baseline_labels, 25, axis=0)
     moved[:25] = 1
-    bad = measure(pair.baseline, pair.followup, baseline_labels=moved, engine="classical")
+    bad = measure(pair.baseline, pair.followup, baseline_labels=moved, config=MeasureConfig(engine="classical"))
     assert not bad.reliable and any("network finds" in r for r in bad.reasons), bad.reasons
-    unchecked = measure(pair.baseline, pair.followup, baseline_labels=moved, engine="classical", check_labels=False)
+    unchecked = measure(pair.baseline, pair.followup, baseline_labels=moved,
+                        config=MeasureConfig(engine="classical", check_labels=False))
     assert unchecked.label_disagreement_px is None and unchecked.reliable
     assert unchecked.narrowing_px == pytest.approx(bad.narrowing_px, abs=1e-12)  # a check, not a change
 
@@ -298,22 +300,23 @@ def test_split_line_points_find_the_middle_of_an_unlabelled_band():
 
 
 # -- argument validation -----------------------------------------------------------------------
-def test_unknown_engine_lists_the_allowed_values():
-    a = _pair(0)
+@pytest.mark.parametrize("setting, allowed", [("engine", ENGINES), ("segmenter", SEGMENTERS)])
+def test_an_unknown_engine_or_segmenter_lists_the_allowed_values(setting, allowed):
     with pytest.raises(ValueError) as err:
-        measure(a.baseline, a.followup, engine="bogus")
-    for allowed in ENGINES:
-        assert repr(allowed) in str(err.value)
+        MeasureConfig(**{setting: "bogus"})
+    for name in allowed:
+        assert repr(name) in str(err.value)
     assert "bogus" in str(err.value)
 
 
-def test_unknown_segmenter_lists_the_allowed_values():
+def test_settings_arrive_only_as_a_config():
+    """The settings travel as one MeasureConfig: anything else as ``config`` is refused in one
+    line, and the settings one by one (as the API took them before) are no longer taken."""
     a = _pair(0)
-    with pytest.raises(ValueError) as err:
-        measure(a.baseline, a.followup, segmenter="bogus")
-    for allowed in SEGMENTERS:
-        assert repr(allowed) in str(err.value)
-    assert "bogus" in str(err.value)
+    with pytest.raises(ValueError, match="config must be a MeasureConfig, got dict"):
+        measure(a.baseline, a.followup, config={"engine": "classical"})
+    with pytest.raises(TypeError, match="engine"):
+        measure(a.baseline, a.followup, engine="classical")
 
 
 def test_mismatched_sizes_name_the_followup():
@@ -514,9 +517,9 @@ def test_symmetric_measurement_is_exactly_antisymmetric():
     stays within the accuracy spec of the truth."""
     pair = make_pair(2, noise=0.01)
     ab = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                 followup_labels=pair.followup_labels, engine="classical")
+                 followup_labels=pair.followup_labels, config=MeasureConfig(engine="classical"))
     ba = measure(pair.followup, pair.baseline, baseline_labels=pair.followup_labels,
-                 followup_labels=pair.baseline_labels, engine="classical")
+                 followup_labels=pair.baseline_labels, config=MeasureConfig(engine="classical"))
     assert ab.narrowing_px == -ba.narrowing_px
     assert ab.narrowing_se_px == ba.narrowing_se_px
     assert (ab.narrowing_forward_px, ab.narrowing_backward_px) == (ba.narrowing_backward_px, ba.narrowing_forward_px)
@@ -527,8 +530,9 @@ def test_symmetric_measurement_is_exactly_antisymmetric():
     assert ab.point_source == ba.point_source == "network"
     assert ab.point_px == ba.followup_point_px and ab.followup_point_px == ba.point_px
     one_way = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                      followup_labels=pair.followup_labels, engine="classical", symmetric=False,
-                      point=ab.point_px, followup_point=ab.followup_point_px)
+                      followup_labels=pair.followup_labels,
+                      point=ab.point_px, followup_point=ab.followup_point_px,
+                      config=MeasureConfig(engine="classical", symmetric=False))
     assert one_way.narrowing_forward_px is None
     assert one_way.narrowing_px == pytest.approx(ab.narrowing_forward_px, abs=0.005)
 
@@ -541,17 +545,18 @@ def test_two_fit_symmetric_measurement_is_exactly_antisymmetric():
     opts = RegistrationOptions(inverse_consistent=False)
     pair = make_pair(2, noise=0.01)
     ab = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                 followup_labels=pair.followup_labels, engine="classical", options=opts)
+                 followup_labels=pair.followup_labels, config=MeasureConfig(engine="classical", registration=opts))
     ba = measure(pair.followup, pair.baseline, baseline_labels=pair.followup_labels,
-                 followup_labels=pair.baseline_labels, engine="classical", options=opts)
+                 followup_labels=pair.baseline_labels, config=MeasureConfig(engine="classical", registration=opts))
     assert ab.narrowing_px == pytest.approx(-ba.narrowing_px, abs=1e-9)
     assert ab.narrowing_forward_px == pytest.approx(ba.narrowing_backward_px, abs=1e-9)  # the same registration
     assert ab.narrowing_px == pytest.approx(0.5 * (ab.narrowing_forward_px - ab.narrowing_backward_px))
     assert abs(ab.narrowing_px - pair.narrowing_px) <= 0.05
     assert ab.point_px == ba.followup_point_px and ab.followup_point_px == ba.point_px
     one_way = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                      followup_labels=pair.followup_labels, engine="classical", symmetric=False, options=opts,
-                      point=ab.point_px, followup_point=ab.followup_point_px)
+                      followup_labels=pair.followup_labels,
+                      point=ab.point_px, followup_point=ab.followup_point_px,
+                      config=MeasureConfig(engine="classical", symmetric=False, registration=opts))
     assert one_way.narrowing_forward_px is None and one_way.narrowing_px == pytest.approx(ab.narrowing_forward_px)
 
 
@@ -577,8 +582,9 @@ def test_both_directions_are_read_at_one_place(inverse_consistent):
     lo = common.compose(Similarity(1.0, -d / 2, 0.0, -0.3, c))
     pair = render(dataclasses.replace(sample_params(np.random.default_rng(2), noise=0.0), upper=up, lower=lo))
     m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
-                followup_labels=pair.followup_labels, engine="classical",
-                options=RegistrationOptions(inverse_consistent=inverse_consistent))
+                followup_labels=pair.followup_labels,
+                config=MeasureConfig(engine="classical",
+                                     registration=RegistrationOptions(inverse_consistent=inverse_consistent)))
     # one place: the two visits' articular centres, read half-way between them; on this
     # noiseless phantom the follow-up's is the baseline's carried by the lower bone (to the
     # network's scatter, ~1 px)

@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
-from jsnq import measure
+from jsnq import MeasureConfig, measure
 from jsnq.cli import app
 from jsnq.geometry import Similarity, crop_centre
 from jsnq.phantom import make_pair
@@ -175,7 +175,7 @@ def test_deep_engine_on_large_motions(seed):
     true motion takes it; its narrowing within DEEP_TOL_PX (its validation RMS error is 1.5 px
     on narrowings of +-4 px with +-12 deg relative rotations: see the weights' README)."""
     pair = make_pair(seed, noise=0.01, **LARGE)
-    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="deep")
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, config=MeasureConfig(engine="deep"))
     assert m.engine == "deep"
     for est, truth, side in ((m.upper_transform, pair.params.upper, 1), (m.lower_transform, pair.params.lower, 2)):
         rows, cols = np.nonzero(pair.baseline_labels == side)
@@ -200,7 +200,8 @@ def test_hybrid_engine_reaches_the_refinement_tolerance(seed):
     """Network + Gauss-Newton: within 0.05 px of the truth (the classical engine's noiseless
     spec) on large motions, and the fit reports convergence."""
     pair = make_pair(seed, noise=0.0, **LARGE)
-    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="hybrid")
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                config=MeasureConfig(engine="hybrid"))
     assert m.engine == "hybrid" and m.upper.converged and m.lower.converged
     assert abs(m.narrowing_px - pair.narrowing_px) <= 0.05
 

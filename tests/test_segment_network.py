@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from jsnq.cli import app
+from jsnq.config import MeasureConfig
 from jsnq.errors import JsnqInputError
 from jsnq.io import load_image, save_image
 from jsnq.jsw import joint_space_width
@@ -183,7 +184,7 @@ def test_real_validation_crops(validation_crops):
 def test_measure_with_the_network_reports_jsw_for_both_visits():
     assert SEGMENTERS == ("auto", "network", "classical")
     pair = make_pair(2, narrowing_px=(0.4, 0.6))
-    m = measure(pair.baseline, pair.followup, segmenter="network", spacing_mm=0.2)
+    m = measure(pair.baseline, pair.followup, spacing_mm=0.2, config=MeasureConfig(segmenter="network"))
     assert m.segmenter == "network"
     assert m.jsw_baseline is not None and m.jsw_followup is not None
     assert m.jsw_baseline.mean_mm == pytest.approx(0.2 * m.jsw_baseline.mean_px)
@@ -193,7 +194,7 @@ def test_measure_with_the_network_reports_jsw_for_both_visits():
     assert abs(m.narrowing_px - pair.narrowing_px) < 0.1
     # the JSW change agrees with the narrowing: no disagreement flag
     assert not any("JSW change" in r for r in m.reasons)
-    classical = measure(pair.baseline, pair.followup, segmenter="classical")
+    classical = measure(pair.baseline, pair.followup, config=MeasureConfig(segmenter="classical"))
     assert classical.segmenter == "classical" and classical.jsw_baseline is None
     assert classical.to_dict()["jsw_baseline"] is None
 
@@ -259,4 +260,4 @@ def test_auto_falls_back_to_the_classical_line_without_weights(monkeypatch):
     m = measure(pair.baseline, pair.followup)
     assert m.segmenter == "classical" and m.jsw_baseline is None
     with pytest.raises(WeightsUnavailableError, match="not found"):
-        measure(pair.baseline, pair.followup, segmenter="network")
+        measure(pair.baseline, pair.followup, config=MeasureConfig(segmenter="network"))

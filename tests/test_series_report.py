@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from jsnq import series
+from jsnq import MeasureConfig, series
 from jsnq.cli import app
 from jsnq.geometry import Similarity, crop_centre
 from jsnq.io import save_image, save_labels
@@ -128,7 +128,8 @@ def test_series_recovers_a_known_trajectory(visits):
     """Cumulative narrowing of each visit within 0.1 px of the truth (the classical engine
     with given labels; noise 0.5 %), and consistent: path RMS <= 0.1 px."""
     _, paths, labels = visits
-    s = series(paths, labels=labels, dates=["2020-01-01", "2021-01-01", "2022-07-01"], engine="classical")
+    s = series(paths, labels=labels, dates=["2020-01-01", "2021-01-01", "2022-07-01"],
+               config=MeasureConfig(engine="classical"))
     np.testing.assert_allclose(s.trajectory.narrowing_px, TRUE, atol=0.1)
     assert s.trajectory.path_rms_px <= 0.1
     assert len(s.measurements) == 6 and not s.errors
@@ -142,7 +143,7 @@ def test_series_files_are_written_by_the_library(visits, tmp_path):
     from jsnq.longitudinal import SERIES_CSV_COLUMNS, write_series_outputs
 
     _, paths, labels = visits
-    s = series(paths, labels=labels, engine="classical")
+    s = series(paths, labels=labels, config=MeasureConfig(engine="classical"))
     out = {k: tmp_path / f"s.{k}" for k in ("json", "csv", "png", "html")}
     written = write_series_outputs(s, json_out=out["json"], csv_out=out["csv"], plot=out["png"], report=out["html"],
                                    inputs=paths)
@@ -224,8 +225,8 @@ def test_report_shows_precision_notes_apart_from_the_flag():
     from jsnq.report.html import render_report
 
     pair = make_pair(0, noise=0.01)
-    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels, engine="classical",
-                segmenter="classical")
+    m = measure(pair.baseline, pair.followup, baseline_labels=pair.baseline_labels,
+                config=MeasureConfig(engine="classical", segmenter="classical"))
     note = "imprecise: standard error 0.300 px > 0.25 px (test note)"
     text = render_report([("noted", dataclasses.replace(m, notes=(note,)))])
     row = re.search(r'<tr data-flagged="0">.*?</tr>', text, re.S).group(0)

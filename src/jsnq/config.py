@@ -139,21 +139,14 @@ class MeasureConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-_LEGACY = {"options": "registration"}
+def resolve(config: MeasureConfig | None) -> MeasureConfig:
+    """The configuration of a call to the Python API: ``config``, or ``MeasureConfig()`` when None.
 
-
-def resolve(config: MeasureConfig | None, **settings: Any) -> MeasureConfig:
-    """The configuration of a call to the Python API: ``config``, or one built from keyword settings.
-
-    ``settings`` are :class:`MeasureConfig` fields (``options`` is accepted for ``registration``,
-    as the API has always called it); those left None are not set. Giving both a ``config`` and
-    settings is refused, so there is never a question of which one won.
+    Raises:
+        ValueError: ``config`` is not a :class:`MeasureConfig`.
     """
-    given = {_LEGACY.get(k, k): v for k, v in settings.items() if v is not None}
     if config is None:
-        return MeasureConfig(**given)
+        return MeasureConfig()
     if not isinstance(config, MeasureConfig):
         raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
-    if given:
-        raise ValueError(f"give either config or {', '.join(sorted(given))}, not both")
     return config

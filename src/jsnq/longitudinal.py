@@ -21,10 +21,9 @@ import numpy as np
 
 from .config import MeasureConfig, resolve
 from .errors import JsnqInputError, one_line
-from .io import load_image
-from .pipeline import ImageLike, finish, prepare, source_of
-from .quality import ReliabilityThresholds, combine_directions
-from .register.classical import RegistrationOptions
+from .io import Image, load_image
+from .pipeline import ImageLike, finish, fit, prepare, source_of
+from .quality import combine_directions
 from .results import Measurement, SeriesResult
 from .trajectory import PairEstimate, fit_trajectory
 
@@ -70,10 +69,8 @@ def pair_estimates(n_visits: int, measurements: dict[tuple[int, int], Measuremen
 
 def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | None = None,
            dates: Sequence[str] | None = None, spacing_mm: float | None = None,
-           points: Sequence[tuple[float, float] | None] | None = None, config: MeasureConfig | None = None,
-           split_masks: bool | None = None, engine: str | None = None, segmenter: str | None = None,
-           options: RegistrationOptions | None = None,
-           thresholds: ReliabilityThresholds | None = None) -> SeriesResult:
+           points: Sequence[tuple[float, float] | None] | None = None,
+           config: MeasureConfig | None = None) -> SeriesResult:
     """Follow one joint across visits: measure every ordered pair, fit one trajectory.
 
     Args:
@@ -88,9 +85,9 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
             also when labels are given; the crop centre when the network cannot run), carried
             to each later visit by the lower bone's fit of the pair (first, that visit), so
             that every pair is read at the same anatomical place and the pairs add up.
-        config: how to measure (:class:`~jsnq.config.MeasureConfig`), or the settings one by
-            one as for :func:`jsnq.measure`. ``symmetric`` does not apply: every pair is measured
-            both ways anyway.
+        config: how to measure (:class:`~jsnq.config.MeasureConfig`; default
+            ``MeasureConfig()``). ``symmetric`` does not apply: every pair is measured both ways
+            anyway.
 
     Returns:
         A :class:`~jsnq.results.SeriesResult`; pairs that fail are recorded in ``errors`` and
@@ -101,8 +98,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
         JsnqInputError: fewer than two visits, a bad visit image, dates out of order, or
             no pair could be measured.
     """
-    config = resolve(config, split_masks=split_masks, engine=engine, segmenter=segmenter, options=options,
-                     thresholds=thresholds)
+    config = resolve(config)
     if len(visits) < 2:
         raise JsnqInputError("series", f"needs at least two visits, got {len(visits)}")
     if labels is not None and len(labels) != len(visits):
@@ -112,31 +108,51 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     lab = list(labels) if labels is not None else [None] * len(images)
     if points is not None and len(points) != len(images):
         raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")
+    measurements, errors = _measure_pairs(images, lab, points, config.replace(symmetric=True))
+    pairs = pair_estimates(len(images), measurements)
+    if not pairs:
+        first = next(iter(errors.values()), "no pair measured")
+        raise JsnqInputError("series", f"no pair of visits could be measured ({first})")
+    spacing = next((m.spacing_mm for m in measurements.values() if m.spacing_mm is not None), None)
+    return SeriesResult(sources=tuple(im.source for im in images), dates=checked_dates, spacing_mm=spacing,
+                        trajectory=fit_trajectory(len(images), pairs), measurements=measurements, errors=errors,
+                        inputs={"visits": [im.source for im in images], "labels": [source_of(x) for x in lab],
+                                "dates": None if dates is None else list(checked_dates),
+                                "spacing_mm": spacing_mm, "points": None if points is None else
+                                [None if p is None else list(p) for p in points]},
+                        config=config)
+
+
+def _measure_pairs(images: Sequence[Image], labels: Sequence[ImageLike | None],
+                   points: Sequence[tuple[float, float] | None] | None, config: MeasureConfig
+                   ) -> tuple[dict[tuple[int, int], Measurement], dict[tuple[int, int], str]]:
+    """Every ordered pair of visits ``(a, b)`` measured -> (measurements, one-line errors).
+
+    One anatomical place for every pair: the pair (0, 1) is measured as jsnq.measure measures
+    it (each visit's point, or given ones, read half-way between them); that half-way place,
+    in the first visit, is carried to every later visit k by the lower bone's fit of the pair
+    (0, k), and every other pair (i, j) is read at visits i's and j's carried points. One
+    inverse-consistent fit per unordered pair (its reverse reuses the fit): J(j, i) = -J(i, j)
+    exactly, and a two-visit series gives exactly the pair's narrowing.
+    """
     cache: dict = {}
     fits: dict = {}
     anchors = list(points) if points is not None else [None] * len(images)
-    both_ways = config.replace(symmetric=True)
     measurements: dict[tuple[int, int], Measurement] = {}
     errors: dict[tuple[int, int], str] = {}
     source = None
     n = len(images)
-    # One anatomical place for every pair: the pair (0, 1) is measured as jsnq.measure measures
-    # it (each visit's point, or given ones, read half-way between them); that half-way place,
-    # in the first visit, is carried to every later visit k by the lower bone's fit of the pair
-    # (0, k), and every other pair (i, j) is read at visits i's and j's carried points. One
-    # inverse-consistent fit per unordered pair (its reverse reuses the fit): J(j, i) = -J(i, j)
-    # exactly, and a two-visit series gives exactly the pair's narrowing.
     order = [(0, k) for k in range(1, n)] + [(i, j) for i in range(1, n) for j in range(i + 1, n)]
     for i, j in order:
         first = points is None and (i, j) == (0, 1)
         for a, b in ((i, j), (j, i)):
             try:
-                prepared = prepare(images[a], images[b], both_ways, baseline_labels=lab[a], followup_labels=lab[b],
+                prepared = prepare(images[a], images[b], config, baseline_labels=labels[a], followup_labels=labels[b],
                                    segment_cache=cache, point=None if first else anchors[a],
                                    followup_point=None if first else anchors[b], fit_cache=fits)
                 if points is None and not first and source is not None:
                     prepared.point_source = source  # a place carried from the first pair's
-                m = measurements[a, b] = finish(prepared, both_ways)
+                m = measurements[a, b] = finish(prepared, config, fit(prepared, config))
             except ValueError as err:
                 errors[a, b] = one_line(err)
                 continue
@@ -152,18 +168,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
                 anchors[1] = (float(carried[0]), float(carried[1]))
             elif a == 0 and m.followup_point_px is not None:
                 anchors[b] = (float(m.followup_point_px[0]), float(m.followup_point_px[1]))
-    pairs = pair_estimates(len(images), measurements)
-    if not pairs:
-        first = next(iter(errors.values()), "no pair measured")
-        raise JsnqInputError("series", f"no pair of visits could be measured ({first})")
-    spacing = next((m.spacing_mm for m in measurements.values() if m.spacing_mm is not None), None)
-    return SeriesResult(sources=tuple(im.source for im in images), dates=checked_dates, spacing_mm=spacing,
-                        trajectory=fit_trajectory(len(images), pairs), measurements=measurements, errors=errors,
-                        inputs={"visits": [im.source for im in images], "labels": [source_of(x) for x in lab],
-                                "dates": None if dates is None else list(checked_dates),
-                                "spacing_mm": spacing_mm, "points": None if points is None else
-                                [None if p is None else list(p) for p in points]},
-                        config=config)
+    return measurements, errors
 
 
 #: The columns of a series' trajectory CSV, in order.

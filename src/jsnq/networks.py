@@ -10,6 +10,7 @@ a checkpoint loads without code edits). The shipped files (:data:`SHIPPED`) are 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ._torch import fuse_batchnorm
 from .errors import WeightsUnavailableError
 
 __all__ = ["SHIPPED", "ARCHITECTURES", "Architecture", "shipped_weights", "load_network"]
@@ -111,6 +113,19 @@ def load_network(source: Any, *, kind: str | None = None, map_location: str | to
     model.config = config
     model.to(map_location).eval()
     return model, ckpt
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_network(name: str) -> nn.Module:
+    """The shipped network ``name`` (one of :data:`SHIPPED`) for inference: loaded
+    (:func:`load_network`), batch norms folded (:func:`jsnq._torch.fuse_batchnorm`, the copy
+    keeps ``model.config``), once per process.
+
+    Raises:
+        WeightsUnavailableError: the weights are missing or cannot be read.
+    """
+    model, _ = load_network(name)
+    return fuse_batchnorm(model)
 
 
 def _read(source: Any, name: str) -> dict[str, Any]:

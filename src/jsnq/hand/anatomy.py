@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .types import JOINT_NAMES
 
-__all__ = ["BONES", "JOINT_BONES", "SEGMENTS", "BASE_WIDTH_MM", "HEAD_WIDTH_MM", "SHAFT_WIDTH_MM",
+__all__ = ["BONES", "JOINT_BONES", "SEGMENTS", "BONE_MM", "BASE_WIDTH_MM", "HEAD_WIDTH_MM", "SHAFT_WIDTH_MM",
            "LENGTH_MM", "joint_type", "finger_of", "distal_bone_width_mm", "JOINT_TYPES"]
 
 #: The joint types; the networks were trained on MCP crops only.
@@ -30,28 +30,34 @@ JOINT_BONES = {"MCP1": ("MC1", "PP1"), "IP1": ("PP1", "DP1"),
                **{f"PIP{f}": (f"PP{f}", f"MP{f}") for f in (2, 3, 4, 5)},
                **{f"DIP{f}": (f"MP{f}", f"DP{f}") for f in (2, 3, 4, 5)}}
 
-#: Bone lengths (mm).
-LENGTH_MM = {"MC1": 46.0, "PP1": 31.5, "DP1": 23.0,
-             "MC2": 68.0, "PP2": 40.0, "MP2": 22.5, "DP2": 17.0,
-             "MC3": 65.0, "PP3": 44.5, "MP3": 26.5, "DP3": 18.5,
-             "MC4": 58.0, "PP4": 41.5, "MP4": 25.0, "DP4": 18.0,
-             "MC5": 53.0, "PP5": 33.0, "MP5": 18.0, "DP5": 16.0}
-#: Full width of each bone at its base (proximal end), shaft and head (distal end), mm.
-BASE_WIDTH_MM = {"MC1": 15.0, "PP1": 16.0, "DP1": 13.0,
-                 "MC2": 14.0, "PP2": 15.0, "MP2": 12.0, "DP2": 9.5,
-                 "MC3": 14.0, "PP3": 15.5, "MP3": 12.5, "DP3": 10.0,
-                 "MC4": 12.0, "PP4": 14.0, "MP4": 11.5, "DP4": 9.5,
-                 "MC5": 12.0, "PP5": 12.5, "MP5": 10.0, "DP5": 8.5}
-SHAFT_WIDTH_MM = {"MC1": 10.0, "PP1": 10.0, "DP1": 7.0,
-                  "MC2": 8.5, "PP2": 9.5, "MP2": 8.0, "DP2": 5.0,
-                  "MC3": 8.5, "PP3": 10.0, "MP3": 8.5, "DP3": 5.5,
-                  "MC4": 7.5, "PP4": 9.0, "MP4": 8.0, "DP4": 5.0,
-                  "MC5": 7.5, "PP5": 8.0, "MP5": 7.0, "DP5": 4.5}
-HEAD_WIDTH_MM = {"MC1": 14.0, "PP1": 13.0, "DP1": 9.0,
-                 "MC2": 13.5, "PP2": 12.0, "MP2": 10.0, "DP2": 6.5,
-                 "MC3": 14.0, "PP3": 12.5, "MP3": 10.5, "DP3": 7.0,
-                 "MC4": 12.5, "PP4": 11.5, "MP4": 10.0, "DP4": 6.5,
-                 "MC5": 11.5, "PP5": 10.5, "MP5": 8.5, "DP5": 6.0}
+#: Per bone, in mm: its length, and its full width at the base (proximal end), shaft and head
+#: (distal end).
+BONE_MM = {
+    #      length base shaft  head
+    "MC1": (46.0, 15.0, 10.0, 14.0),
+    "PP1": (31.5, 16.0, 10.0, 13.0),
+    "DP1": (23.0, 13.0,  7.0,  9.0),
+    "MC2": (68.0, 14.0,  8.5, 13.5),
+    "PP2": (40.0, 15.0,  9.5, 12.0),
+    "MP2": (22.5, 12.0,  8.0, 10.0),
+    "DP2": (17.0,  9.5,  5.0,  6.5),
+    "MC3": (65.0, 14.0,  8.5, 14.0),
+    "PP3": (44.5, 15.5, 10.0, 12.5),
+    "MP3": (26.5, 12.5,  8.5, 10.5),
+    "DP3": (18.5, 10.0,  5.5,  7.0),
+    "MC4": (58.0, 12.0,  7.5, 12.5),
+    "PP4": (41.5, 14.0,  9.0, 11.5),
+    "MP4": (25.0, 11.5,  8.0, 10.0),
+    "DP4": (18.0,  9.5,  5.0,  6.5),
+    "MC5": (53.0, 12.0,  7.5, 11.5),
+    "PP5": (33.0, 12.5,  8.0, 10.5),
+    "MP5": (18.0, 10.0,  7.0,  8.5),
+    "DP5": (16.0,  8.5,  4.5,  6.0),
+}
+LENGTH_MM = {b: d[0] for b, d in BONE_MM.items()}
+BASE_WIDTH_MM = {b: d[1] for b, d in BONE_MM.items()}
+SHAFT_WIDTH_MM = {b: d[2] for b, d in BONE_MM.items()}
+HEAD_WIDTH_MM = {b: d[3] for b, d in BONE_MM.items()}
 
 #: Segments between two joints of one finger whose lengths are bone lengths:
 #: (proximal joint, distal joint, the bone between them).

@@ -32,7 +32,6 @@ coordinates; angles in degrees, clockwise from image up.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from dataclasses import dataclass
@@ -43,10 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
-from ..networks import SHIPPED, shipped_weights as shipped_network_weights
+from ..networks import SHIPPED, shipped_network, shipped_weights as shipped_network_weights
 from ..io import Image, load_image
-from .network import (JointLocator, LocatorConfig, fuse_for_inference, heatmap_peaks,
-                      load_locator)
+from .network import JointLocator, LocatorConfig, heatmap_peaks
 from .types import JOINT_NAMES, Hand, Joint
 
 __all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate", "shipped_locator",
@@ -113,15 +111,13 @@ def shipped_weights() -> Any:
     return shipped_network_weights("locate")
 
 
-@functools.lru_cache(maxsize=1)
 def shipped_locator() -> JointLocator:
-    """The shipped locator, batch norms folded, loaded once per process.
+    """The shipped locator for inference (:func:`jsnq.networks.shipped_network`).
 
     Raises:
         WeightsUnavailableError: the weights are missing or cannot be read.
     """
-    model, _, _ = load_locator(shipped_weights())
-    return fuse_for_inference(model)
+    return shipped_network("locate")
 
 
 def _config(model: JointLocator) -> LocatorConfig:

@@ -44,7 +44,7 @@ from scipy import ndimage
 from ..geometry import Similarity
 from ..hand.anatomy import BASE_WIDTH_MM, BONES, HEAD_WIDTH_MM, JOINT_BONES, LENGTH_MM, SHAFT_WIDTH_MM
 from ..hand.types import JOINT_NAMES, Hand, Joint
-from .shapes import smooth_max, smoothstep
+from .shapes import plane_waves, smooth_max, smoothstep, wave_bank
 
 __all__ = ["HandParams", "HandPhantom", "sample_hand_params", "render_hand", "make_hand"]
 
@@ -267,15 +267,6 @@ def _layout_points(lengths, widths, axes, bases, gaps) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------
-def _waves(seed: int, stream: int, n: int, lam_px: tuple[float, float]):
-    rng = np.random.default_rng([seed, stream])
-    wl = np.exp(rng.uniform(math.log(lam_px[0]), math.log(lam_px[1]), n))
-    # trabeculae run mostly along the bone: 60 % of the wave vectors within 35 deg of "across"
-    theta = np.where(rng.uniform(size=n) < 0.6, rng.uniform(-0.6, 0.6, n), rng.uniform(0.0, math.pi, n))
-    k = (2.0 * math.pi / wl)[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
-    return k, rng.uniform(0.0, 2.0 * math.pi, n), math.sqrt(2.0 / n)
-
-
 class _Frame:
     """A bone's frame in pixels of the visit-0 image: ``p = origin + u * across + v * along``."""
 
@@ -350,19 +341,6 @@ def _local_affine(m: Similarity, frame: _Frame) -> tuple[np.ndarray, np.ndarray]
     return f @ inv[:2, :2], f @ (inv[:2, 2] - frame.origin)
 
 
-def _texture(bank, mat: np.ndarray, off: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """``sum_n amp cos(k_n . (u, v) + phase_n)`` on the grid, with ``(u, v)`` affine in ``(x, y)``:
-    each wave is a plane wave on the pixel grid, so the sum is one matrix product."""
-    k, phase, amp = bank
-    kp = k @ mat
-    ph = phase + k @ off
-    arg_y = ys[:, None] * kp[None, :, 1] + ph[None, :]
-    arg_x = kp[:, 0][:, None] * xs[None, :]
-    left = np.concatenate([amp * np.cos(arg_y), -amp * np.sin(arg_y)], axis=1)
-    right = np.concatenate([np.cos(arg_x), np.sin(arg_x)], axis=0)
-    return left @ right
-
-
 def _soft_tissue(p: HandParams, bones, visit: int) -> np.ndarray:
     """Smooth union of capsules around every phalanx and metacarpal, and the palm; evaluated
     on a grid 4x coarser (the tissue is smooth over millimetres) and interpolated."""
@@ -421,7 +399,7 @@ def _render_visit(p: HandParams, bones, visit: int, motions: Mapping[str, Simila
         u = mat[0, 0] * xs[None, :] + mat[0, 1] * ys[:, None] + off[0]
         v = mat[1, 0] * xs[None, :] + mat[1, 1] * ys[:, None] + off[1]
         d = _bone_sdf(u, v, length, hb, hs, hh, db, dh)
-        tex = _texture(_waves(p.texture_seed, k, 48, lam), mat, off, xs, ys)
+        tex = plane_waves(wave_bank(p.texture_seed, k, 48, lam, anisotropic=True), mat, off, xs, ys)
         inside = smoothstep(0.5 - d / _EDGE_PX)
         deep = smoothstep(0.5 - (d + cortex) / _EDGE_PX)
         img[y0:y1, x0:x1] += inside * (p.bone_level + p.texture_contrast * tex) + p.cortex_level * (inside - deep)

@@ -61,7 +61,7 @@ from scipy import ndimage
 
 from ..geometry import Similarity
 from .params import EDGE_PX, PhantomParams, check_number, sample_params
-from .shapes import smooth_max, smooth_min, smoothstep
+from .shapes import plane_waves, smooth_max, smooth_min, smoothstep, wave_bank
 
 __all__ = [
     "PhantomParams",
@@ -130,43 +130,6 @@ def _eval_affine(a: np.ndarray, b: np.ndarray, xs: np.ndarray, ys: np.ndarray
     return u, v
 
 
-def _wave_bank(seed: int, stream: int, n: int, lam: tuple[float, float],
-               anisotropic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Wave vectors (n, 2), phases (n,), amplitudes (n,) of a unit-variance random field."""
-    rng = np.random.default_rng([seed, stream])
-    wl = np.exp(rng.uniform(math.log(lam[0]), math.log(lam[1]), n))
-    if anisotropic:
-        # trabeculae run mostly along the bone axis (vertical streaks <=> wave vectors near
-        # horizontal): 60 % of the waves within +-35 deg of horizontal, the rest isotropic
-        theta = np.where(rng.uniform(size=n) < 0.6, rng.uniform(-0.6, 0.6, n),
-                         rng.uniform(0.0, math.pi, n))
-    else:
-        theta = rng.uniform(0.0, math.pi, n)
-    k = (2.0 * math.pi / wl)[:, None] * np.stack([np.cos(theta), np.sin(theta)], axis=1)
-    phase = rng.uniform(0.0, 2.0 * math.pi, n)
-    amp = np.full(n, math.sqrt(2.0 / n))
-    return k, phase, amp
-
-
-def _eval_waves(bank: tuple[np.ndarray, np.ndarray, np.ndarray], a: np.ndarray, b: np.ndarray,
-                xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """``sum_n amp_n cos(k_n . (A p + b) + phase_n)`` on the grid ``p = (xs, ys)``.
-
-    ``k.(A p + b) = (A^T k).p + k.b`` is again a plane wave on the pixel grid, and
-    ``cos(kx x + ky y + f) = cos(ky y + f) cos(kx x) - sin(ky y + f) sin(kx x)``: the sum
-    is one real matrix product ``(rows x 2n) @ (2n x cols)`` -- exact, and far cheaper than
-    n full-grid cosines.
-    """
-    k, phase, amp = bank
-    kp = k @ a  # rows: (A^T k_n)^T
-    ph = phase + k @ b
-    arg_y = ys[:, None] * kp[None, :, 1] + ph[None, :]
-    arg_x = kp[:, 0][:, None] * xs[None, :]
-    left = np.concatenate([amp * np.cos(arg_y), -amp * np.sin(arg_y)], axis=1)
-    right = np.concatenate([np.cos(arg_x), np.sin(arg_x)], axis=0)
-    return left @ right
-
-
 def _upper_sdf(p: PhantomParams, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Approximate signed distance (px, < 0 inside) to the upper bone, bone-local coords."""
     g2 = p.bone.gap_px / 2.0
@@ -216,7 +179,7 @@ def _soft_tissue(p: PhantomParams, a: np.ndarray, b: np.ndarray, xs: np.ndarray,
     edge = smoothstep((hw - np.abs(u)) / 12.0 + 0.5)               # skin edge over ~12 px
     st = p.texture.soft_tissue_level * edge * chord
     if p.texture.soft_tissue_variation > 0:
-        st = st * (1.0 + p.texture.soft_tissue_variation * 0.5 * _eval_waves(bank, a, b, xs, ys))
+        st = st * (1.0 + p.texture.soft_tissue_variation * 0.5 * plane_waves(bank, a, b, xs, ys))
     return st
 
 
@@ -264,7 +227,7 @@ def _render_visit(p: PhantomParams, upper: Similarity, lower: Similarity, soft: 
         d = sdf(p, u, v)
         # texture in the bone's baseline coordinates (no tilt): q = motion^-1(p) - c
         at, bt = _affine_to_local(motion, c)
-        tex = _eval_waves(bank, at, bt, xs, ys[r0:r1])
+        tex = plane_waves(bank, at, bt, xs, ys[r0:r1])
         fine[r0:r1] += _bone_intensity(p, d, tex)
     if p.acquisition.blur_sigma_px > 0:
         fine = ndimage.gaussian_filter(fine, p.acquisition.blur_sigma_px * ss, mode="nearest", truncate=4.0)
@@ -314,9 +277,9 @@ def render(params: PhantomParams) -> PhantomPair:
     c = p.centre
     ident = Similarity.identity(c)
     banks = (
-        _wave_bank(p.texture.seed, 0, p.texture.waves, p.texture.wavelength_px, True),
-        _wave_bank(p.texture.seed, 1, p.texture.waves, p.texture.wavelength_px, True),
-        _wave_bank(p.texture.seed, 2, 8, (0.25 * max(p.shape), 1.0 * max(p.shape)), False),
+        wave_bank(p.texture.seed, 0, p.texture.waves, p.texture.wavelength_px, True),
+        wave_bank(p.texture.seed, 1, p.texture.waves, p.texture.wavelength_px, True),
+        wave_bank(p.texture.seed, 2, 8, (0.25 * max(p.shape), 1.0 * max(p.shape)), False),
     )
     base = _render_visit(p, ident, ident, ident, banks)
     follow = _render_visit(p, p.upper, p.lower, _mean_motion(p), banks)

@@ -28,7 +28,6 @@ Everything here is pure tensor maths; loading shipped weights goes through
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -38,8 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._torch import fuse_batchnorm
-from ..networks import SHIPPED, load_network, shipped_weights as shipped_network_weights
+from ..networks import SHIPPED, load_network, shipped_network, shipped_weights as shipped_network_weights
 from ..geometry import Similarity, crop_centre
 from ..intensity import normalise
 
@@ -389,14 +387,10 @@ def shipped_regnet_weights() -> Any:
     return shipped_network_weights("register")
 
 
-@functools.lru_cache(maxsize=1)
 def shipped_regnet() -> RegistrationNet:
-    """The shipped network, batch norms folded, eval mode, loaded once per process.
+    """The shipped network for inference (:func:`jsnq.networks.shipped_network`).
 
     Raises:
         WeightsUnavailableError: the weights are missing or cannot be read.
     """
-    model, _ = load_regnet(shipped_regnet_weights())
-    fused = fuse_batchnorm(model)
-    fused.config = model.config
-    return fused
+    return shipped_network("register")

@@ -160,6 +160,28 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
     """
     p = Path(os.fspath(path))
     default = validate_spacing(default_spacing_mm, "--spacing")
+    header, rows = _read_rows(p)
+    kind = "crop" if "joint" in header else "hand"
+    if kind == "hand" and "labels" in header:
+        raise JsnqInputError(p, "a 'labels' column needs a 'joint' column (labels belong to crops)")
+    groups: dict[tuple[str, str, str], list[tuple[Visit, float | None, int]]] = {}
+    for n, (line, row) in enumerate(rows):
+        where = _where(p, line)
+        if None in row:  # more fields than the header
+            raise JsnqInputError(where, f"{len(header) + len(row[None])} fields but the header has {len(header)}")
+        key, visit, spacing = _row(row, kind, p.parent, where, line, default)
+        groups.setdefault(key, []).append((visit, spacing, n))
+    units = []
+    for (patient, side, joint), members in groups.items():
+        members.sort(key=lambda m: (m[0].date, m[2]))
+        _check_unit(p, kind, members)
+        units.append(Unit(kind=kind, patient=patient, side=side, joint=joint,
+                          visits=tuple(v for v, _, _ in members), spacing_mm=members[0][1]))
+    return Manifest(path=str(p), kind=kind, units=tuple(units))
+
+
+def _read_rows(p: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The manifest's stripped header and its rows with their line numbers, the required columns checked."""
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -176,56 +198,52 @@ def read_manifest(path: str | os.PathLike, *, default_spacing_mm: float | None =
                              f"optional: {', '.join(OPTIONAL_COLUMNS)}); {header_hint(header, REQUIRED_COLUMNS)}")
     if not rows:
         raise JsnqInputError(p, "the study manifest has no rows")
-    kind = "crop" if "joint" in header else "hand"
-    if kind == "hand" and "labels" in header:
-        raise JsnqInputError(p, "a 'labels' column needs a 'joint' column (labels belong to crops)")
-    folder = p.parent
-    groups: dict[tuple[str, str, str], list[tuple[Visit, float | None, int]]] = {}
-    for n, (line, row) in enumerate(rows):
-        where = _where(p, line)
-        if None in row:  # more fields than the header
-            raise JsnqInputError(where, f"{len(header) + len(row[None])} fields but the header has {len(header)}")
-        get = lambda c: (row.get(c) or "").strip()  # noqa: E731
-        patient = get("patient")
-        if not patient:
-            raise JsnqInputError(where, "empty patient")
-        if not get("image"):
-            raise JsnqInputError(where, "empty image")
-        if not get("date"):
-            raise JsnqInputError(where, "empty date")
-        joint = get("joint") if kind == "crop" else ""
-        if kind == "crop" and not joint:
-            raise JsnqInputError(where, "empty joint (every row of a crop study names its joint)")
-        spacing = validate_spacing(get("spacing_mm"), where) if get("spacing_mm") else default
-        visit = Visit(date=_date(get("date"), where), image=_resolve(get("image"), folder), image_as_given=get("image"),
-                      labels=_resolve(get("labels"), folder) if get("labels") else None, line=line)
-        groups.setdefault((patient, _side(get("side"), where), joint), []).append((visit, spacing, n))
-    units = []
-    for (patient, side, joint), members in groups.items():
-        members.sort(key=lambda m: (m[0].date, m[2]))
-        seen: dict[str, int] = {}
-        for v, _, _ in members:
-            if v.image in seen:
-                raise JsnqInputError(_where(p, v.line), f"image {v.image_as_given!r} repeats line {seen[v.image]} "
-                                     "of the same patient, side and joint")
-            seen[v.image] = v.line
-        dates: dict[str, int] = {}
-        for v, _, _ in members:
-            if v.date in dates:
-                what = "patient, side and joint" if kind == "crop" else "patient and side"
-                raise JsnqInputError(_where(p, v.line), f"date {v.date} repeats line {dates[v.date]} of the same {what}: "
-                                     "one image per visit (a duplicate row, or a missing side?)")
-            dates[v.date] = v.line
-        spacings = {s for _, s, _ in members}
-        if len(spacings) > 1:
-            given = sorted(s for s in spacings if s is not None)
-            line = next(v.line for v, s, _ in members if s != members[0][1])
-            if None in spacings:
-                raise JsnqInputError(_where(p, line), "spacing_mm is given for some visits of this patient, side and "
-                                     "joint but not others; give it for all (or none)")
-            if given[-1] - given[0] > SPACING_TOLERANCE * given[0]:
-                raise JsnqInputError(_where(p, line), f"the visits of this patient, side and joint have different "
-                                     f"pixel spacings ({given[0]:g}-{given[-1]:g} mm); resample to a common spacing")
-        units.append(Unit(kind=kind, patient=patient, side=side, joint=joint,
-                          visits=tuple(v for v, _, _ in members), spacing_mm=members[0][1]))
-    return Manifest(path=str(p), kind=kind, units=tuple(units))
+    return header, rows
+
+
+def _row(row: dict, kind: str, folder: Path, where: str, line: int, default: float | None
+         ) -> tuple[tuple[str, str, str], Visit, float | None]:
+    """One row -> ((patient, side, joint), its visit, its spacing), every value checked."""
+    get = lambda c: (row.get(c) or "").strip()  # noqa: E731
+    patient = get("patient")
+    if not patient:
+        raise JsnqInputError(where, "empty patient")
+    if not get("image"):
+        raise JsnqInputError(where, "empty image")
+    if not get("date"):
+        raise JsnqInputError(where, "empty date")
+    joint = get("joint") if kind == "crop" else ""
+    if kind == "crop" and not joint:
+        raise JsnqInputError(where, "empty joint (every row of a crop study names its joint)")
+    spacing = validate_spacing(get("spacing_mm"), where) if get("spacing_mm") else default
+    visit = Visit(date=_date(get("date"), where), image=_resolve(get("image"), folder), image_as_given=get("image"),
+                  labels=_resolve(get("labels"), folder) if get("labels") else None, line=line)
+    return (patient, _side(get("side"), where), joint), visit, spacing
+
+
+def _check_unit(p: Path, kind: str, members: list[tuple[Visit, float | None, int]]) -> None:
+    """Refuse a unit (its visits in date order) that lists an image twice, has two images of
+    one date, or mixes spacings."""
+    seen: dict[str, int] = {}
+    for v, _, _ in members:
+        if v.image in seen:
+            raise JsnqInputError(_where(p, v.line), f"image {v.image_as_given!r} repeats line {seen[v.image]} "
+                                 "of the same patient, side and joint")
+        seen[v.image] = v.line
+    dates: dict[str, int] = {}
+    for v, _, _ in members:
+        if v.date in dates:
+            what = "patient, side and joint" if kind == "crop" else "patient and side"
+            raise JsnqInputError(_where(p, v.line), f"date {v.date} repeats line {dates[v.date]} of the same {what}: "
+                                 "one image per visit (a duplicate row, or a missing side?)")
+        dates[v.date] = v.line
+    spacings = {s for _, s, _ in members}
+    if len(spacings) > 1:
+        given = sorted(s for s in spacings if s is not None)
+        line = next(v.line for v, s, _ in members if s != members[0][1])
+        if None in spacings:
+            raise JsnqInputError(_where(p, line), "spacing_mm is given for some visits of this patient, side and "
+                                 "joint but not others; give it for all (or none)")
+        if given[-1] - given[0] > SPACING_TOLERANCE * given[0]:
+            raise JsnqInputError(_where(p, line), f"the visits of this patient, side and joint have different "
+                                 f"pixel spacings ({given[0]:g}-{given[-1]:g} mm); resample to a common spacing")

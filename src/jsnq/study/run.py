@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..config import MeasureConfig
+from ..config import MeasureConfig, resolve
 from ..errors import JsnqInputError
 from ..version import __version__
 from ..reasons import join_reasons
@@ -132,9 +132,7 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     """
     start = time.perf_counter()
     m = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, default_spacing_mm=spacing_mm)
-    config = config if config is not None else MeasureConfig()
-    if not isinstance(config, MeasureConfig):
-        raise ValueError(f"config must be a MeasureConfig, got {type(config).__name__}")
+    config = resolve(config)
     if joints is not None:
         if m.kind != "hand":
             raise ValueError("joints= selects joints of whole hands; a crop study measures the joints its "
@@ -145,69 +143,95 @@ def run_study(manifest: str | os.PathLike | Manifest, out_dir: str | os.PathLike
     if report:
         store.reports.mkdir(exist_ok=True)
         report_dir = str(store.reports.resolve())
+    todo, skipped = _plan(m, store, config, joints, report)
+    run = _Run(m, store, config, joints, len(todo), skipped, progress, start)
+    _execute(todo, config, run, workers=workers, scheduler=scheduler, numeric_threads=numeric_threads,
+             retries=retries, report_dir=report_dir, joints=joints)
+    files, summary, not_measured = assemble(m, store, report=report, config=config,
+                                            run_info={"dashboard_link": run.dashboard_link, "workers": workers,
+                                                      "scheduler": scheduler})
+    run.tell("finish")
+    return StudyResult(out_dir=store.root, units=tuple(u.id for u in m.units), computed=tuple(run.computed),
+                       skipped=tuple(skipped), failed=tuple(run.failed), summary=tuple(summary),
+                       not_measured=tuple(not_measured), files=files,
+                       dashboard_link=run.dashboard_link, elapsed_s=time.perf_counter() - start)
+
+
+def _plan(manifest: Manifest, store: Store, config: MeasureConfig, joints: Sequence[str] | None,
+          report: bool) -> tuple[list[tuple[Unit, str]], list[str]]:
+    """-> (the units to measure with their rerun keys, the ids of those already done with the
+    same key); refuses unmeasurable units first (:func:`refuse_unmeasurable`)."""
     digest = config.digest()
-    by_id = {u.id: u for u in m.units}
     todo: list[tuple[Unit, str]] = []
     skipped: list[str] = []
-    digests = {u.id: input_digests(u) for u in m.units}
-    refuse_unmeasurable(m, digests)
-    for u in m.units:
+    digests = {u.id: input_digests(u) for u in manifest.units}
+    refuse_unmeasurable(manifest, digests)
+    for u in manifest.units:
         key = unit_key(u, digests[u.id], digest, joints)
         if _is_done(store.load(u.id), key, report):
             skipped.append(u.id)
         else:
             todo.append((u, key))
-    state = {"done": 0, "failed": 0}
-    computed: list[str] = []
-    failed: list[str] = []
-    dashboard: list[str | None] = [None]
+    return todo, skipped
 
-    def tell(event: str, **kw: Any) -> None:
-        if progress is not None:
-            progress(Progress(event=event, total=len(todo), done=state["done"], failed=state["failed"],
-                              skipped=len(skipped), elapsed_s=time.perf_counter() - start,
-                              dashboard_link=dashboard[0], **kw))
 
-    def on_done(unit_id: str, record: dict[str, Any] | None, error: BaseException | None) -> None:
-        unit = by_id[unit_id]
+class _Run:
+    """A run's bookkeeping: each finished unit's record saved, the counts, the progress events."""
+
+    def __init__(self, manifest: Manifest, store: Store, config: MeasureConfig, joints: Sequence[str] | None,
+                 total: int, skipped: list[str], progress: Callable[[Progress], None] | None, start: float):
+        self.by_id = {u.id: u for u in manifest.units}
+        self.store, self.config, self.joints = store, config, joints
+        self.total, self.skipped, self.progress, self.start = total, skipped, progress, start
+        self.done = 0
+        self.lost = 0  # joint series that could not be measured
+        self.computed: list[str] = []
+        self.failed: list[str] = []
+        self.dashboard_link: str | None = None
+
+    def tell(self, event: str, **kw: Any) -> None:
+        if self.progress is not None:
+            self.progress(Progress(event=event, total=self.total, done=self.done, failed=self.lost,
+                                   skipped=len(self.skipped), elapsed_s=time.perf_counter() - self.start,
+                                   dashboard_link=self.dashboard_link, **kw))
+
+    def on_done(self, unit_id: str, record: dict[str, Any] | None, error: BaseException | None) -> None:
+        unit = self.by_id[unit_id]
         if record is None:  # the task itself failed (a worker died too often, or a bug)
-            record = fail_record(new_record(unit, config, input_digests(unit), joints), unit, failure_message(error))
-        store.save(record)
-        state["done"] += 1
-        computed.append(unit_id)
-        lost = sum(1 for e in record.get("series") or [] if e.get("status") != "ok")
-        state["failed"] += lost
+            record = fail_record(new_record(unit, self.config, input_digests(unit), self.joints), unit,
+                                 failure_message(error))
+        self.store.save(record)
+        self.done += 1
+        self.computed.append(unit_id)
+        self.lost += sum(1 for e in record.get("series") or [] if e.get("status") != "ok")
         if record["status"] != "ok":
-            failed.append(unit_id)
-        tell("unit", unit=unit_id, status=record["status"], error=record.get("error"))
+            self.failed.append(unit_id)
+        self.tell("unit", unit=unit_id, status=record["status"], error=record.get("error"))
 
-    jobs = [(u.id, (run_unit, u, config, key)) for u, key in todo]
+
+def _execute(todo: list[tuple[Unit, str]], config: MeasureConfig, run: _Run, *, workers: int | None,
+             scheduler: str | None, numeric_threads: int | None, retries: int, report_dir: str | None,
+             joints: Sequence[str] | None) -> None:
+    """Measure the units to do, here one after another (``workers=0``) or on Dask, telling
+    ``run`` as each finishes."""
     if workers == 0:
         if numeric_threads is not None:
             from .schedule import limit_numeric_threads
 
             limit_numeric_threads(numeric_threads)
-        tell("start")
+        run.tell("start")
         for u, key in todo:
-            on_done(u.id, run_unit(u, config, key, report_dir=report_dir, joints=joints), None)
+            run.on_done(u.id, run_unit(u, config, key, report_dir=report_dir, joints=joints), None)
     elif todo:
         from .schedule import open_session, run_tasks
 
+        tasks = [(u.id, (run_unit, u, config, key, report_dir, joints)) for u, key in todo]
         with open_session(workers=workers, scheduler=scheduler, numeric_threads=numeric_threads) as session:
-            dashboard[0] = session.dashboard_link
-            tell("start")
-            run_tasks(session, _run_with_report, [(name, (*args, report_dir, joints)) for name, args in jobs],
-                      on_done=on_done, retries=retries)
+            run.dashboard_link = session.dashboard_link
+            run.tell("start")
+            run_tasks(session, _run_with_report, tasks, on_done=run.on_done, retries=retries)
     else:
-        tell("start")
-    files, summary, not_measured = assemble(m, store, report=report, config=config,
-                                            run_info={"dashboard_link": dashboard[0], "workers": workers,
-                                                      "scheduler": scheduler})
-    tell("finish")
-    return StudyResult(out_dir=store.root, units=tuple(u.id for u in m.units), computed=tuple(computed),
-                       skipped=tuple(skipped), failed=tuple(failed), summary=tuple(summary),
-                       not_measured=tuple(not_measured), files=files,
-                       dashboard_link=dashboard[0], elapsed_s=time.perf_counter() - start)
+        run.tell("start")
 
 
 def refuse_unmeasurable(manifest: Manifest, digests: dict[str, list[dict[str, str | None]]]) -> None:

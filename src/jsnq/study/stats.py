@@ -182,6 +182,17 @@ def _one_size(spacings: Sequence[float | None]) -> bool:
     return max(spacings) - min(spacings) <= 0.01 * min(spacings)
 
 
+def _patients_mean(patients: dict[str, list[Rate]], unit: str, valid: bool, rated: Sequence[UnitOutcome],
+                   notes: list[str], why_empty: str) -> tuple[float, float, float, float]:
+    """:func:`_mean_ci` of the per-patient mean rate (``Rate.<unit>``) when ``valid``; else NaNs,
+    with ``why_empty`` noted when there were rates."""
+    if valid:
+        return _mean_ci([float(np.mean([getattr(r, unit) for r in rs])) for rs in patients.values()])
+    if rated:
+        notes.append(why_empty)
+    return (NAN,) * 4
+
+
 def summarise(outcomes: Iterable[UnitOutcome]) -> list[JointSummary]:
     """One :class:`JointSummary` per joint type, in order of first appearance."""
     by_joint: dict[str, list[UnitOutcome]] = {}
@@ -199,19 +210,11 @@ def summarise(outcomes: Iterable[UnitOutcome]) -> list[JointSummary]:
         for u in rated:
             patients.setdefault(u.patient, []).append(u.rate)
         have_px = bool(rated) and _one_size([u.spacing_mm for u in rated])
-        if have_px:
-            px = _mean_ci([float(np.mean([r.px_per_year for r in rs])) for rs in patients.values()])
-        else:
-            px = (NAN,) * 4
-            if rated:
-                notes.append("px values empty: the units' pixels differ in size (see mm)")
+        px = _patients_mean(patients, "px_per_year", have_px, rated, notes,
+                            "px values empty: the units' pixels differ in size (see mm)")
         have_mm = bool(rated) and all(math.isfinite(u.rate.mm_per_year) for u in rated)
-        if have_mm:
-            mm = _mean_ci([float(np.mean([r.mm_per_year for r in rs])) for rs in patients.values()])
-        else:
-            mm = (NAN,) * 4
-            if rated:
-                notes.append("mm values empty: not every unit has a pixel spacing")
+        mm = _patients_mean(patients, "mm_per_year", have_mm, rated, notes,
+                            "mm values empty: not every unit has a pixel spacing")
         if len(patients) == 1:
             notes.append("confidence interval empty: one patient with a trusted rate")
         if len(rated) < len(trusted):

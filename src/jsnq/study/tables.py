@@ -100,17 +100,20 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
     Returns:
         ``(joint rows, pair rows)`` with the columns of :data:`JOINT_COLUMNS` and :data:`PAIR_COLUMNS`.
     """
-    from ..hand.tables import jsw_value
-    from ..reasons import join_reasons, rescale_px, visit_reasons
-
-    t = series.trajectory
     inv = 1.0 if zoom is None else 1.0 / zoom
     spacing = series.spacing_mm  # of what was measured (the crop)
     image_spacing = spacing if zoom is None else image_spacing_mm
     base = {"patient": identity["patient"], "side": identity["side"], "joint": identity["joint"]}
-    lead: dict[int, Any] = {}
-    for (i, _), m in sorted(series.measurements.items(), reverse=True):
-        lead[i] = m  # visit -> the measurement of the first pair it is the baseline of
+    jsw_of = _jsw_reader(segmentation, inv, spacing)
+    rows = _visit_rows(base, unit_id, dates, images, years, series, config_hash, boxes, inv, image_spacing, jsw_of)
+    return rows, _pair_rows(base, unit_id, dates, series, config_hash, zoom, inv, jsw_of)
+
+
+def _jsw_reader(segmentation: str | None, inv: float, spacing: float | None):
+    """``(measurement or None, "jsw_baseline" | "jsw_followup") -> (JSW in radiograph px, in mm,
+    the note why there is none)``: a JSW only where the segmentation status allows one."""
+    from ..hand.tables import jsw_value
+    from ..reasons import rescale_px
 
     def jsw_of(m: Any, which: str) -> tuple[float | None, float | None, str]:
         w, note = jsw_value(None if m is None else getattr(m, which), segmentation)
@@ -118,6 +121,21 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             return None, None, rescale_px(note, inv)
         return scaled(w.mean_px, inv), scaled(w.mean_px, spacing), ""
 
+    return jsw_of
+
+
+def _visit_rows(base: Mapping[str, Any], unit_id: str, dates: Sequence[str], images: Sequence[str],
+                years: Sequence[float], series: Any, config_hash: str,
+                boxes: Sequence[Mapping[str, Any] | None] | None, inv: float, image_spacing: float | None,
+                jsw_of) -> list[dict[str, Any]]:
+    """The joint-visit rows of :func:`series_rows`: the cumulative narrowing at every visit."""
+    from ..reasons import join_reasons, rescale_px, visit_reasons
+
+    t = series.trajectory
+    spacing = series.spacing_mm
+    lead: dict[int, Any] = {}
+    for (i, _), m in sorted(series.measurements.items(), reverse=True):
+        lead[i] = m  # visit -> the measurement of the first pair it is the baseline of
     rows = []
     for k in range(len(dates)):
         reasons = join_reasons([rescale_px(r, inv) for r in visit_reasons(series, k)])
@@ -138,6 +156,14 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             **{c: None if box is None else box.get(c) for c, _ in BOX_COLUMNS},
             "unit": unit_id, "unit_status": "ok", "config_hash": config_hash,
         })
+    return rows
+
+
+def _pair_rows(base: Mapping[str, Any], unit_id: str, dates: Sequence[str], series: Any, config_hash: str,
+               zoom: float | None, inv: float, jsw_of) -> list[dict[str, Any]]:
+    """The pair rows of :func:`series_rows`: every ordered pair of visits, measured or not."""
+    from ..reasons import join_reasons, rescale_px
+
     pairs = []
     n = len(dates)
     for i, j in ((i, j) for i in range(n) for j in range(n) if i != j):
@@ -162,7 +188,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             "engine": m.engine, "segmenter": m.segmenter, "reliable": bool(m.reliable),
             "reasons": join_reasons([rescale_px(r, inv) for r in m.reasons]), "error": "",
         })
-    return rows, pairs
+    return pairs
 
 
 def failed_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
