@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .geometry import Similarity, px_to_mm
+from .geometry import Similarity, crop_centre, px_to_mm
 from .jsw import JointSpaceWidth
 from .quality import IMPRECISE, ResidualMaps, residual_maps
 from .register.classical import BoneFit
@@ -45,6 +46,10 @@ class BoneMotion:
     converged: bool
     at_bound: bool
     iterations: int
+
+    def transform(self, shape: Sequence[int]) -> Similarity:
+        """The motion as a baseline -> follow-up :class:`Similarity` of a crop of ``shape``."""
+        return Similarity(self.scale, math.radians(self.angle_deg), self.tx_px, self.ty_px, center=crop_centre(shape))
 
     @classmethod
     def from_fit(cls, fit: BoneFit) -> "BoneMotion":

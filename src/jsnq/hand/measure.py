@@ -28,9 +28,10 @@ from ..errors import JsnqInputError, one_line
 from ..io import Image, load_image
 from ..labels import line_from_labels
 from ..results import json_safe
-from ..segment.profile import ProfileSplit, profile_candidates, profile_split
+from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_candidates, profile_line_near, profile_split
 from ..version import __version__
 from .anatomy import joint_type
+from .split import choose_split, nearest_split
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .types import JOINT_NAMES, Hand
 
@@ -46,11 +47,6 @@ Progress = Callable[[int, int, str], None]
 
 #: The network's split line must lie within this fraction of the crop's height of its centre.
 SPLIT_TOLERANCE = 0.15
-#: Two split lines of one joint are an ambiguous choice when the worse one's misfit is within
-#: this fraction of the better one's ...
-AMBIGUOUS_MISFIT = 0.05
-#: ... and their narrowings differ by more than this many (combined) standard errors.
-AMBIGUOUS_SE = 3.0
 #: Two visits whose finger regions correlate below this (median over the joints) are not
 #: taken for the same hand.
 MIN_SAME_HAND_NCC = 0.75
@@ -116,55 +112,6 @@ def named_crop(crops: JointCrops, k: int) -> Image:
     return Image(crops.images[k], None, f"{crops.joint} crop of {crops.boxes[k].source}")
 
 
-def _misfit(m: Any) -> float:
-    """Mean squared residual of both bones' fits over their labelled pixels: how well a split
-    lets the two visits be explained by one motion per side."""
-    n1, n2 = int(np.count_nonzero(m.labels == 1)), int(np.count_nonzero(m.labels == 2))
-    return (m.upper.mse_after * n1 + m.lower.mse_after * n2) / max(n1 + n2, 1)
-
-
-def _best_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence[ProfileSplit],
-                spacing_mm: float | None, config: MeasureConfig):
-    """Measure crop ``a`` -> crop ``b`` with each split line the baseline crop supports (``base``:
-    its :func:`jsnq.segment.profile.profile_candidates`; the follow-up's nearest of ``fol`` beside
-    it) and keep the first (nearest the crop centre) unless another fits clearly better
-    (:func:`_misfit` lower by :data:`AMBIGUOUS_MISFIT`): the joint line is where the two visits'
-    motions part. Where another line fits almost as well (within
-    :data:`AMBIGUOUS_MISFIT`) and reads a narrowing more than :data:`AMBIGUOUS_SE` standard
-    errors away, the choice decides the number and the pair does not: the result is flagged.
-
-    Returns ``(Measurement, baseline split, follow-up split, reason or None)``.
-    """
-    from .. import measure  # the public API (lazily: the pipeline is heavy)
-
-    tried = []
-    for sa in base:
-        sb = _nearest(fol, sa)
-        m = measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=spacing_mm,
-                    point=sa.centre_px, config=config)
-        tried.append((_misfit(m), m, sa, sb))
-    # the first (the line nearest the crop centre) unless another fits clearly better
-    best = tried[0]
-    for t in tried[1:]:
-        if t[0] < best[0] * (1 - AMBIGUOUS_MISFIT):
-            best = t
-    m = best[1]
-    for fit, other, sa, _ in tried:
-        se = math.hypot(m.narrowing_se_px, other.narrowing_se_px)
-        if other is not m and abs(fit - best[0]) <= best[0] * AMBIGUOUS_MISFIT and \
-                abs(other.narrowing_px - m.narrowing_px) > AMBIGUOUS_SE * se:
-            return m, best[2], best[3], (
-                f"ambiguous bone split: a line {sa.centre_px[1] - best[2].centre_px[1]:+.0f} crop px away fits as "
-                f"well and reads {other.narrowing_px - m.narrowing_px:+.2f} crop px more")
-    return m, best[2], best[3], None
-
-
-def _nearest(candidates: Sequence[ProfileSplit], split: ProfileSplit) -> ProfileSplit:
-    """The candidate whose centre row lies nearest ``split``'s: the same joint line in another visit
-    (the crops are placed so that the joint lies on the same rows)."""
-    return min(candidates, key=lambda c: abs(c.centre_px[1] - split.centre_px[1]))
-
-
 def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit) -> Any:
     """The measurement with both visits' profile JSW, a note where one cannot be read, and a
     failure where a split line does not lie in a joint space."""
@@ -183,7 +130,7 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
 
     The bones are split along the joint space found in each visit's crop from its intensity
     profiles, for every joint type; where a crop supports more than one line (a child's growth
-    plate beside the joint space), the one the pair supports best (:func:`_best_split`). The
+    plate beside the joint space), the one the pair supports (:func:`jsnq.hand.split.choose_split`). The
     narrowing is read at the baseline's joint centre carried to the follow-up. A split line that does
     not lie in a joint space makes the result unreliable with the reason; a JSW that cannot be
     read is a note. ``config.segmenter == "network"`` asks for the MCP-trained network instead,
@@ -205,10 +152,10 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
             return m, "network"
         reason = f"segmentation network failed ({problem})"
         return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network failed: {problem}"
-    m, sa, sb, ambiguous = _best_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
-                                       profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm,
-                                       config)
-    m = _with_profile_jsw(m, sa, sb)
+    choice = choose_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
+                          profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm, config)
+    sa, sb, ambiguous = choice.baseline, choice.followup, choice.ambiguous
+    m = _with_profile_jsw(choice.measurement, sa, sb)
     if ambiguous is not None:
         m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, ambiguous))
     why = "; ".join(p for p in (sa.problem, sb.problem, ambiguous) if p)
@@ -231,8 +178,9 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
         s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
         return s, f"{config.segmenter} (as configured)"
     candidates = [profile_candidates(im.array, spacing_mm=crops.spacing_mm) for im in images]
-    _, first, _, _ = _best_split(images[0], images[-1], candidates[0], candidates[-1], crops.spacing_mm, config)
-    splits = [first] + [_nearest(c, first) for c in candidates[1:]]
+    choice = choose_split(images[0], images[-1], candidates[0], candidates[-1], crops.spacing_mm, config)
+    first = choice.baseline
+    splits = [first] + [_same_line(c, im, first, crops.spacing_mm) for c, im in zip(candidates[1:], images[1:])]
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
                spacing_mm=crops.spacing_mm, config=config)
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
@@ -242,6 +190,17 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     t = s.trajectory
     flagged = {k: "; ".join(x for x in (t.flagged_visits.get(k), reason) if x) for k in range(len(images))}
     return dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged)), f"profile: {reason}"
+
+
+def _same_line(candidates: Sequence[ProfileSplit], image: Image, first: ProfileSplit,
+               spacing_mm: float | None) -> ProfileSplit:
+    """A visit's line for the joint line ``first`` of the series' first visit: its own candidate
+    nearest it, or, where none lies within :data:`~jsnq.segment.profile.DISTINCT_PX` (the pair
+    chose a line off the candidates), its valley nearest ``first``'s row."""
+    near = nearest_split(candidates, first)
+    if abs(near.centre_px[1] - first.centre_px[1]) <= DISTINCT_PX:
+        return near
+    return profile_line_near(image.array, first.centre_px[1], spacing_mm=spacing_mm)
 
 
 def _load(visits: Sequence[ImageLike], spacing_mm: float | None) -> list[Image]:

@@ -31,8 +31,8 @@ from ..jsw import JointSpaceWidth
 from ..labels import labels_from_line
 from .classical import joint_space_line
 
-__all__ = ["ProfileSplit", "profile_split", "profile_candidates", "profile_jsw", "valley_fraction", "split_problem", "search_columns",
-           "finger_columns",
+__all__ = ["ProfileSplit", "profile_split", "profile_candidates", "profile_line_near", "profile_jsw", "valley_fraction",
+           "split_problem", "search_rows", "search_columns", "finger_columns", "DISTINCT_PX",
            "SEARCH_HALF_BAND", "BONE_HALF_WIDTH", "MIN_VALLEY_FRACTION"]
 
 #: Rows searched either side of the crop's centre row, as a fraction of its height.
@@ -105,8 +105,8 @@ def profile_candidates(crop: np.ndarray, *, spacing_mm: float | None = None, smo
     strong penalty the valley nearest the centre, without one the deepest in the band (a
     child's growth plate may be deeper than the joint space; a landmark off by a few mm puts
     the joint away from the centre). Paths whose median rows lie within :data:`DISTINCT_PX`
-    of an earlier one are dropped. Which candidate the pair of visits supports best is the caller's
-    choice (:func:`jsnq.hand.measure.measure_joint`).
+    of an earlier one are dropped. Which line the pair of visits supports is
+    :func:`jsnq.hand.split.choose_split`'s choice.
 
     Args:
         crop: 2-D ``[row, col]`` crop, finger up, joint near the centre.
@@ -115,25 +115,40 @@ def profile_candidates(crop: np.ndarray, *, spacing_mm: float | None = None, smo
         centre_weights: the penalties tried, strongest first.
     """
     img = np.asarray(crop, dtype=float)
-    rows, cols = img.shape
-    c0, c1 = search_columns(cols)
-    r0 = int(round((0.5 - SEARCH_HALF_BAND) * (rows - 1)))
-    r1 = int(round((0.5 + SEARCH_HALF_BAND) * (rows - 1)))
+    c0, c1 = search_columns(img.shape[1])
     smooth = ndi.gaussian_filter(img, smooth_px)
     noise_sd = estimate_noise_sd(img)
-    n = r1 - r0 + 1
     out: list[ProfileSplit] = []
-
-    def add(line: np.ndarray, frac: float) -> None:
-        row = float(np.median(line[c0:c1 + 1]))
-        if all(abs(row - float(np.median(o.line[c0:c1 + 1]))) > DISTINCT_PX for o in out):
-            out.append(_split(img, smooth, line, frac, (c0, c1), spacing_mm))
-
     for weight in centre_weights:
-        prior = weight * ((np.arange(n) - 0.5 * (n - 1)) / PRIOR_SCALE_PX) ** 2
-        line = _line(img, smooth_px, (r0, r1), (c0, c1), prior)
-        add(line, valley_fraction(smooth, line, (c0, c1), smooth_px=smooth_px, smoothed=True, noise_sd=noise_sd))
+        split = _valley_split(img, smooth, noise_sd, None, weight, smooth_px, spacing_mm)
+        row = float(np.median(split.line[c0:c1 + 1]))
+        if all(abs(row - float(np.median(o.line[c0:c1 + 1]))) > DISTINCT_PX for o in out):
+            out.append(split)
     return out
+
+
+def profile_line_near(crop: np.ndarray, row: float, *, spacing_mm: float | None = None, smooth_px: float = 1.5,
+                      weight: float = CENTRE_WEIGHTS[0]) -> ProfileSplit:
+    """The valley path of :func:`profile_candidates` with its penalty centred on ``row``
+    instead of the crop's centre row: the joint line near a row found otherwise (where the two
+    visits' motions part, :func:`jsnq.hand.split.motion_boundary_row`)."""
+    img = np.asarray(crop, dtype=float)
+    return _valley_split(img, ndi.gaussian_filter(img, smooth_px), estimate_noise_sd(img), row, weight, smooth_px,
+                         spacing_mm)
+
+
+def _valley_split(img: np.ndarray, smooth: np.ndarray, noise_sd: float, row: float | None, weight: float,
+                  smooth_px: float, spacing_mm: float | None) -> ProfileSplit:
+    """The valley path through the search band with a penalty ``weight`` for leaving ``row``
+    (None: the band's centre), as a :class:`ProfileSplit`."""
+    c0, c1 = search_columns(img.shape[1])
+    r0, r1 = search_rows(img.shape[0])
+    n = r1 - r0 + 1
+    centre = 0.5 * (n - 1) if row is None else float(row) - r0
+    prior = weight * ((np.arange(n) - centre) / PRIOR_SCALE_PX) ** 2
+    line = _line(img, smooth_px, (r0, r1), (c0, c1), prior)
+    frac = valley_fraction(smooth, line, (c0, c1), smooth_px=smooth_px, smoothed=True, noise_sd=noise_sd)
+    return _split(img, smooth, line, frac, (c0, c1), spacing_mm)
 
 
 def _split(img, smooth, line, frac, columns, spacing_mm) -> ProfileSplit:
@@ -154,6 +169,11 @@ def finger_columns(cols: int) -> tuple[int, int]:
     (Tracing the line across them, rather than holding it flat beyond :func:`search_columns`,
     measured no better on benchmarks/hand_known.py.)"""
     return int(round((0.5 - FINGER_HALF_WIDTH) * (cols - 1))), int(round((0.5 + FINGER_HALF_WIDTH) * (cols - 1)))
+
+
+def search_rows(rows: int) -> tuple[int, int]:
+    """The rows of a crop ``rows`` high in which the split line is searched: the central band."""
+    return int(round((0.5 - SEARCH_HALF_BAND) * (rows - 1))), int(round((0.5 + SEARCH_HALF_BAND) * (rows - 1)))
 
 
 def search_columns(cols: int) -> tuple[int, int]:

@@ -1,0 +1,190 @@
+"""Which bone split of a hand joint the pair of visits supports.
+
+A hand crop's intensity profiles offer one or more split lines
+(:func:`jsnq.segment.profile.profile_candidates`): the valley nearest the crop's centre and
+the deepest one. A child's growth plate, or a landmark a few mm off, puts a valley beside the
+joint space, and a split there reads a fraction of the narrowing. The pair itself tells the
+joint line apart: the joint is where the two bones' motions part. So:
+
+1. every candidate is measured, and the first is kept unless another fits clearly better
+   (:data:`AMBIGUOUS_MISFIT`);
+2. with the kept fit's two motions, each row of the baseline is asked which one it follows
+   (:func:`motion_boundary_row`). Where the rows stop following the upper bone's motion far
+   from the kept line, the valley nearest that row is measured too, and taken when the band
+   of rows between the two lines follows the motion of the bone the new line gives it by more
+   than :data:`MOTION_Z` standard deviations of that comparison's noise (:func:`band_z`);
+3. otherwise, two lines that fit about as well and read narrowings more than
+   :data:`AMBIGUOUS_SE` standard errors apart flag the result.
+
+Where the bones hardly moved relative to each other, no band tells the lines apart, and the
+choice hardly changes the number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import MeasureConfig
+from ..intensity import estimate_noise_sd
+from ..io import Image
+from ..register.warp import warp_to_baseline
+from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_line_near, search_rows, search_columns
+
+__all__ = ["SplitChoice", "choose_split", "nearest_split", "motion_boundary_row", "band_z",
+           "AMBIGUOUS_MISFIT", "AMBIGUOUS_SE", "MOTION_Z", "BAND_MARGIN_PX"]
+
+#: Two split lines of one joint are an ambiguous choice when the worse one's misfit is within
+#: this fraction of the better one's ...
+AMBIGUOUS_MISFIT = 0.05
+#: ... and their narrowings differ by more than this many (combined) standard errors.
+AMBIGUOUS_SE = 3.0
+#: The band between two lines decides between them when it follows one bone's motion better
+#: than the other's by more than this many SDs of the comparison's noise.
+MOTION_Z = 3.0
+#: Rows this close to either line are left out of the band (the joint space's own edges).
+BAND_MARGIN_PX = 3
+
+
+@dataclass(frozen=True)
+class SplitChoice:
+    """The chosen split of one joint's pair: its measurement, each visit's line, and why the
+    choice is not to be trusted (or None)."""
+
+    measurement: Any
+    baseline: ProfileSplit
+    followup: ProfileSplit
+    ambiguous: str | None
+
+
+def nearest_split(candidates: Sequence[ProfileSplit], split: ProfileSplit) -> ProfileSplit:
+    """The candidate whose centre row lies nearest ``split``'s: the same joint line in another
+    visit (the crops are placed so that the joint lies on the same rows)."""
+    return min(candidates, key=lambda c: abs(c.centre_px[1] - split.centre_px[1]))
+
+
+def misfit(m: Any) -> float:
+    """Mean squared residual of both bones' fits over their labelled pixels: how well a split
+    lets the two visits be explained by one motion per side."""
+    n1, n2 = int(np.count_nonzero(m.labels == 1)), int(np.count_nonzero(m.labels == 2))
+    return (m.upper.mse_after * n1 + m.lower.mse_after * n2) / max(n1 + n2, 1)
+
+
+def _fitted(baseline: np.ndarray, warped: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``warped`` with the gain and offset that best match ``baseline`` over ``region``."""
+    ok = region & np.isfinite(warped)
+    if ok.sum() < 3:
+        return warped
+    design = np.c_[warped[ok], np.ones(int(ok.sum()))]
+    gain, offset = np.linalg.lstsq(design, baseline[ok], rcond=None)[0]
+    return gain * warped + offset
+
+
+def _warps(a: np.ndarray, b: np.ndarray, upper: Any, lower: Any) -> tuple[np.ndarray, np.ndarray]:
+    return (warp_to_baseline(b, upper.transform(a.shape)).astype(float),
+            warp_to_baseline(b, lower.transform(a.shape)).astype(float))
+
+
+def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit) -> int:
+    """The row of baseline crop ``a`` above which the rows follow the upper bone's motion of
+    ``m`` (its fit with ``split``) and below which the lower bone's, best: per row of the
+    central columns, the squared residual under the lower motion minus that under the upper
+    (each with its gain and offset over its own side of ``split``), then the flat split that
+    maximises the rows above's sum minus the rows below's."""
+    a = np.asarray(a, float)
+    r0, r1 = search_rows(a.shape[0])
+    c0, c1 = search_columns(a.shape[1])
+    up_w, lo_w = _warps(a, np.asarray(b, float), m.upper, m.lower)
+    rows = np.arange(a.shape[0])[:, None]
+    finger = split.labels > 0
+    up_f = _fitted(a, up_w, finger & (rows < split.line[None, :]))
+    lo_f = _fitted(a, lo_w, finger & (rows > split.line[None, :]))
+    evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[r0:r1 + 1, c0:c1 + 1]
+    per_row = np.where(np.isfinite(evidence), evidence, 0.0).sum(axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(per_row)])
+    return r0 + int(np.argmax(2 * cum - cum[-1]))
+
+
+def band_z(a: np.ndarray, b: np.ndarray, upper_fit: Any, lower_fit: Any, upper_line: np.ndarray,
+           lower_line: np.ndarray, finger: np.ndarray) -> float:
+    """How much better the band of ``a`` between ``upper_line`` and ``lower_line`` (rows, per
+    column; :data:`BAND_MARGIN_PX` left out at each) follows the upper bone's motion of
+    ``upper_fit`` (the fit split at the upper line, whose upper bone leaves the band out) than
+    the lower bone's of ``lower_fit``: the difference of the squared residuals (each with its
+    own gain and offset) over the SD of that difference under white noise, ``2 sigma |w_u -
+    w_l|`` (sigma: both visits' noise). Positive: the band moves with the upper bone."""
+    a = np.asarray(a, float)
+    up_w, _ = _warps(a, np.asarray(b, float), upper_fit.upper, upper_fit.lower)
+    _, lo_w = _warps(a, np.asarray(b, float), lower_fit.upper, lower_fit.lower)
+    rows = np.arange(a.shape[0])[:, None]
+    band = ((rows > np.asarray(upper_line)[None, :] + BAND_MARGIN_PX)
+            & (rows < np.asarray(lower_line)[None, :] - BAND_MARGIN_PX) & finger
+            & np.isfinite(up_w) & np.isfinite(lo_w))
+    if band.sum() < 50:
+        return 0.0
+    up_r = a[band] - _fitted(a, up_w, band)[band]
+    lo_r = a[band] - _fitted(a, lo_w, band)[band]
+    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(np.asarray(b, float)))
+    spread = 2.0 * sigma * math.sqrt(float(np.sum((up_w[band] - lo_w[band]) ** 2)))
+    return float((np.sum(lo_r ** 2) - np.sum(up_r ** 2)) / spread) if spread > 0 else 0.0
+
+
+def _row(split: ProfileSplit) -> float:
+    return split.centre_px[1]
+
+
+def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, fit,
+               spacing_mm: float | None) -> SplitChoice | None:
+    """The split at the motions' boundary (module doc, step 2), or None where the pair does not
+    show it clearly elsewhere than ``sa``."""
+    row = motion_boundary_row(a.array, b.array, m, sa)
+    if abs(row - _row(sa)) <= DISTINCT_PX:
+        return None
+    na = profile_line_near(a.array, row, spacing_mm=spacing_mm)
+    if abs(_row(na) - _row(sa)) <= DISTINCT_PX:
+        return None
+    nb = profile_line_near(b.array, row + _row(sb) - _row(sa), spacing_mm=spacing_mm)
+    mn = fit(na, nb)
+    finger = sa.labels > 0
+    if _row(na) > _row(sa):  # the band lies below the kept line: the new line gives it to the upper bone
+        z = band_z(a.array, b.array, m, mn, sa.line, na.line, finger)
+    else:
+        z = -band_z(a.array, b.array, mn, m, na.line, sa.line, finger)
+    return SplitChoice(mn, na, nb, None) if z > MOTION_Z else None
+
+
+def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence[ProfileSplit],
+                 spacing_mm: float | None, config: MeasureConfig) -> SplitChoice:
+    """Measure crop ``a`` -> crop ``b`` with the split line the pair supports (module doc).
+    ``base``/``fol``: each visit's :func:`~jsnq.segment.profile.profile_candidates`; the
+    follow-up's line is its candidate nearest the baseline's."""
+    from .. import measure  # the public API (lazily: the pipeline is heavy)
+
+    def fit(sa: ProfileSplit, sb: ProfileSplit) -> Any:
+        return measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=spacing_mm,
+                       point=sa.centre_px, config=config)
+
+    tried = []
+    for sa in base:
+        sb = nearest_split(fol, sa)
+        m = fit(sa, sb)
+        tried.append((misfit(m), m, sa, sb))
+    best = tried[0]  # the line nearest the crop centre unless another fits clearly better
+    for t in tried[1:]:
+        if t[0] < best[0] * (1 - AMBIGUOUS_MISFIT):
+            best = t
+    moved = _by_motion(a, b, best[1], best[2], best[3], fit, spacing_mm)
+    if moved is not None:
+        return moved
+    m = best[1]
+    for score, other, sa, _ in tried:
+        se = math.hypot(m.narrowing_se_px, other.narrowing_se_px)
+        if other is not m and abs(score - best[0]) <= best[0] * AMBIGUOUS_MISFIT and \
+                abs(other.narrowing_px - m.narrowing_px) > AMBIGUOUS_SE * se:
+            return SplitChoice(m, best[2], best[3], (
+                f"ambiguous bone split: a line {_row(sa) - _row(best[2]):+.0f} crop px away fits as "
+                f"well and reads {other.narrowing_px - m.narrowing_px:+.2f} crop px more"))
+    return SplitChoice(m, best[2], best[3], None)
