@@ -8,8 +8,9 @@ joint line apart: the joint is where the two bones' motions part. So:
 
 1. every candidate is measured, and the first is kept unless another fits clearly better
    (:data:`AMBIGUOUS_MISFIT`);
-2. with the kept fit's two motions, each row of the baseline is asked which one it follows
-   (:func:`motion_boundary_row`). Where the rows stop following the upper bone's motion far
+2. where the kept fit's two motions carry the bones apart by more than :data:`MOTION_Z`
+   narrowing SEs (:func:`relative_motion_px`), each row of the baseline is asked which one
+   it follows (:func:`motion_boundary_row`). Where the rows stop following the upper bone's motion far
    from the kept line, the valley nearest that row is measured too, and taken when the band
    of rows between the two lines follows the motion of the bone the new line gives it by more
    than :data:`MOTION_Z` standard deviations of that comparison's noise (:func:`band_z`);
@@ -34,8 +35,8 @@ from ..io import Image
 from ..register.warp import warp_to_baseline
 from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_line_near, search_rows, search_columns
 
-__all__ = ["SplitChoice", "choose_split", "nearest_split", "motion_boundary_row", "band_z",
-           "AMBIGUOUS_MISFIT", "AMBIGUOUS_SE", "MOTION_Z", "BAND_MARGIN_PX"]
+__all__ = ["SplitChoice", "choose_split", "nearest_split", "relative_motion_px", "motion_boundary_row", "band_z",
+           "AMBIGUOUS_MISFIT", "AMBIGUOUS_SE", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND"]
 
 #: Two split lines of one joint are an ambiguous choice when the worse one's misfit is within
 #: this fraction of the better one's ...
@@ -47,6 +48,10 @@ AMBIGUOUS_SE = 3.0
 MOTION_Z = 3.0
 #: Rows this close to either line are left out of the band (the joint space's own edges).
 BAND_MARGIN_PX = 3
+#: The motions' boundary, and the valley near it, are searched in this fraction of the crop's
+#: height either side of its centre: wider than the profiles' own band, since a landmark a few
+#: mm off puts the joint near the crop's edge.
+MOTION_HALF_BAND = 0.42
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,17 @@ def _warps(a: np.ndarray, b: np.ndarray, upper: Any, lower: Any) -> tuple[np.nda
             warp_to_baseline(b, lower.transform(a.shape)).astype(float))
 
 
+def relative_motion_px(m: Any, shape: tuple[int, int]) -> float:
+    """RMS over the crop's central band of how far the fit ``m``'s two bone motions carry a
+    point apart (crop px): zero where the bones moved as one."""
+    r0, r1 = search_rows(shape[0], MOTION_HALF_BAND)
+    c0, c1 = search_columns(shape[1])
+    yy, xx = np.mgrid[r0:r1 + 1:4, c0:c1 + 1:4]
+    pts = np.c_[xx.ravel(), yy.ravel()].astype(float)
+    gap = m.upper.transform(shape).apply(pts) - m.lower.transform(shape).apply(pts)
+    return float(np.sqrt(np.mean(np.sum(gap ** 2, axis=1))))
+
+
 def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit) -> int:
     """The row of baseline crop ``a`` above which the rows follow the upper bone's motion of
     ``m`` (its fit with ``split``) and below which the lower bone's, best: per row of the
@@ -95,7 +111,7 @@ def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSpli
     (each with its gain and offset over its own side of ``split``), then the flat split that
     maximises the rows above's sum minus the rows below's."""
     a = np.asarray(a, float)
-    r0, r1 = search_rows(a.shape[0])
+    r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     c0, c1 = search_columns(a.shape[1])
     up_w, lo_w = _warps(a, np.asarray(b, float), m.upper, m.lower)
     rows = np.arange(a.shape[0])[:, None]
@@ -140,13 +156,16 @@ def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, f
                spacing_mm: float | None) -> SplitChoice | None:
     """The split at the motions' boundary (module doc, step 2), or None where the pair does not
     show it clearly elsewhere than ``sa``."""
+    if relative_motion_px(m, a.array.shape) <= MOTION_Z * m.narrowing_se_px:
+        return None  # the bones hardly moved apart: no row can show which bone it follows
     row = motion_boundary_row(a.array, b.array, m, sa)
     if abs(row - _row(sa)) <= DISTINCT_PX:
         return None
-    na = profile_line_near(a.array, row, spacing_mm=spacing_mm)
+    na = profile_line_near(a.array, row, spacing_mm=spacing_mm, half_band=MOTION_HALF_BAND)
     if abs(_row(na) - _row(sa)) <= DISTINCT_PX:
         return None
-    nb = profile_line_near(b.array, row + _row(sb) - _row(sa), spacing_mm=spacing_mm)
+    nb = profile_line_near(b.array, row + _row(sb) - _row(sa), spacing_mm=spacing_mm,
+                           half_band=MOTION_HALF_BAND)
     mn = fit(na, nb)
     finger = sa.labels > 0
     if _row(na) > _row(sa):  # the band lies below the kept line: the new line gives it to the upper bone

@@ -128,21 +128,22 @@ def profile_candidates(crop: np.ndarray, *, spacing_mm: float | None = None, smo
 
 
 def profile_line_near(crop: np.ndarray, row: float, *, spacing_mm: float | None = None, smooth_px: float = 1.5,
-                      weight: float = CENTRE_WEIGHTS[0]) -> ProfileSplit:
+                      weight: float = CENTRE_WEIGHTS[0], half_band: float = SEARCH_HALF_BAND) -> ProfileSplit:
     """The valley path of :func:`profile_candidates` with its penalty centred on ``row``
     instead of the crop's centre row: the joint line near a row found otherwise (where the two
-    visits' motions part, :func:`jsnq.hand.split.motion_boundary_row`)."""
+    visits' motions part, :func:`jsnq.hand.split.motion_boundary_row`), searched in the
+    central ``half_band`` of the height either side of the centre."""
     img = np.asarray(crop, dtype=float)
     return _valley_split(img, ndi.gaussian_filter(img, smooth_px), estimate_noise_sd(img), row, weight, smooth_px,
-                         spacing_mm)
+                         spacing_mm, half_band)
 
 
 def _valley_split(img: np.ndarray, smooth: np.ndarray, noise_sd: float, row: float | None, weight: float,
-                  smooth_px: float, spacing_mm: float | None) -> ProfileSplit:
+                  smooth_px: float, spacing_mm: float | None, half_band: float = SEARCH_HALF_BAND) -> ProfileSplit:
     """The valley path through the search band with a penalty ``weight`` for leaving ``row``
     (None: the band's centre), as a :class:`ProfileSplit`."""
     c0, c1 = search_columns(img.shape[1])
-    r0, r1 = search_rows(img.shape[0])
+    r0, r1 = search_rows(img.shape[0], half_band)
     n = r1 - r0 + 1
     centre = 0.5 * (n - 1) if row is None else float(row) - r0
     prior = weight * ((np.arange(n) - centre) / PRIOR_SCALE_PX) ** 2
@@ -171,9 +172,10 @@ def finger_columns(cols: int) -> tuple[int, int]:
     return int(round((0.5 - FINGER_HALF_WIDTH) * (cols - 1))), int(round((0.5 + FINGER_HALF_WIDTH) * (cols - 1)))
 
 
-def search_rows(rows: int) -> tuple[int, int]:
-    """The rows of a crop ``rows`` high in which the split line is searched: the central band."""
-    return int(round((0.5 - SEARCH_HALF_BAND) * (rows - 1))), int(round((0.5 + SEARCH_HALF_BAND) * (rows - 1)))
+def search_rows(rows: int, half_band: float = SEARCH_HALF_BAND) -> tuple[int, int]:
+    """The rows of a crop ``rows`` high in which the split line is searched: the central band
+    of ``half_band`` of the height either side of the centre."""
+    return int(round((0.5 - half_band) * (rows - 1))), int(round((0.5 + half_band) * (rows - 1)))
 
 
 def search_columns(cols: int) -> tuple[int, int]:
