@@ -54,7 +54,7 @@ from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.hand.anatomy import joint_type  # noqa: E402
 from jsnq.hand.crops import JointCrops, baseline_box, cut, hand_scale_px_per_mm, joint_crops, joint_zoom  # noqa: E402
 from jsnq.hand.landmarks import hand_from_points  # noqa: E402
-from jsnq.hand.measure import measure_hand, measure_joint, joint_centre, segmentation_problem  # noqa: E402
+from jsnq.hand.measure import measure_hand, measure_joint, joint_centre  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
 from jsnq.phantom import make_hand  # noqa: E402

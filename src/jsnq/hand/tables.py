@@ -79,7 +79,7 @@ def _finish(row: dict[str, Any], reasons: Sequence[str], factor: float | None = 
 
 
 def hand_rows(result: Any) -> list[dict[str, Any]]:
-    """One row per joint of a two-visit :class:`~jsnq.hand.measure.HandMeasurement`, measured
+    """One row per joint of a two-visit :class:`~jsnq.hand.results.HandMeasurement`, measured
     or not, in :data:`~jsnq.hand.types.JOINT_NAMES` order (see the module doc for the units)."""
     out = []
     n = len(result.sources)
@@ -109,7 +109,7 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
 
 
 def series_rows(result: Any) -> list[dict[str, Any]]:
-    """One row per joint and visit of a :class:`~jsnq.hand.measure.HandSeries` (cumulative
+    """One row per joint and visit of a :class:`~jsnq.hand.results.HandSeries` (cumulative
     narrowing from the first visit, radiograph px); a joint not measured has one row with its
     reason."""
     out = []
