@@ -1,5 +1,8 @@
 """The whole-hand checks: are the visits one hand, and can a joint's bone split be trusted.
 
+* :class:`SplitStatus` / :class:`SplitCheck`: how a joint's bones were split and whether the
+  split is trusted, with the reason when it is not (what ``HandMeasurement.segmentation``
+  holds, and what the tables and JSON write).
 * :func:`segmentation_problem` (:func:`split_line_problem`, :func:`jsw_problem`): why the
   segmentation network's split of a joint is not trusted.
 * :func:`check_visits`, :func:`check_hands`, :func:`check_same_hand`: visits that cannot be
@@ -8,7 +11,9 @@
 
 from __future__ import annotations
 
+import enum
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,7 +24,7 @@ from ..labels import line_from_labels
 from .crops import JointCrops, hand_similarity
 from .types import Hand
 
-__all__ = ["segmentation_problem", "split_line_problem", "jsw_problem",
+__all__ = ["SplitStatus", "SplitCheck", "segmentation_problem", "split_line_problem", "jsw_problem",
            "check_visits", "check_hands", "check_same_hand",
            "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE", "MAX_HAND_LOG_SCALE"]
 
@@ -36,6 +41,46 @@ MIN_SAME_HAND_TEXTURE = 0.2
 #: Two visits whose hand sizes (joint layouts) differ by more than this |log scale| are not
 #: taken for the same hand (a change of magnification between visits is a few per cent).
 MAX_HAND_LOG_SCALE = 0.15
+
+
+class SplitStatus(enum.StrEnum):
+    """How a joint's bones were split; the value is what the CSV and JSON write."""
+
+    #: Along the joint space in the crops' intensity profiles, every line in a joint space.
+    PROFILE = "profile"
+    #: As PROFILE, but a line is not in a joint space or the choice between lines is ambiguous.
+    PROFILE_FLAGGED = "profile flagged"
+    #: By the segmentation network (``segmenter="network"``), its check passed.
+    NETWORK = "network"
+    #: By the segmentation network, its check failed (:func:`segmentation_problem`).
+    NETWORK_FAILED = "network failed"
+    #: By the segmentation network as configured, unchecked (a series).
+    NETWORK_AS_CONFIGURED = "network (as configured)"
+    #: By the classical joint-space line (``segmenter="classical"``), unchecked.
+    CLASSICAL = "classical (as configured)"
+
+
+_NOT_TRUSTED = (SplitStatus.PROFILE_FLAGGED, SplitStatus.NETWORK_FAILED)
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """A joint's :class:`SplitStatus` and, where the split is not trusted, why (crop px)."""
+
+    status: SplitStatus
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.reason) == self.trusted:
+            raise ValueError(f"a {self.status.value!r} split {'has no' if self.trusted else 'needs a'} reason")
+
+    @property
+    def trusted(self) -> bool:
+        """False where the split failed its check: the joint's JSW is then not a width."""
+        return self.status not in _NOT_TRUSTED
+
+    def __str__(self) -> str:
+        return f"{self.status.value}: {self.reason}" if self.reason else self.status.value
 
 
 def segmentation_problem(m: Any) -> str | None:

@@ -28,7 +28,7 @@ from ..errors import JsnqInputError, one_line
 from ..io import Image, load_image
 from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_candidates, profile_line_near, profile_split
 from .anatomy import joint_type
-from .checks import check_hands, check_same_hand, check_visits, segmentation_problem
+from .checks import SplitCheck, SplitStatus, check_hands, check_same_hand, check_visits, segmentation_problem
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .results import VALIDATION, HandMeasurement, HandSeries
 from .split import choose_split, nearest_split
@@ -59,7 +59,8 @@ def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit) -> Any:
                                reasons=(*m.reasons, *problems), notes=(*m.notes, *notes))
 
 
-def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0, j: int = 1):
+def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int = 0,
+                  j: int = 1) -> tuple[Any, SplitCheck]:
     """Measure visits ``i`` -> ``j`` of one joint's crops.
 
     The bones are split along the joint space found in each visit's crop from its intensity
@@ -70,22 +71,22 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     read is a note. ``config.segmenter == "network"`` asks for the MCP-trained network instead,
     with its check (:func:`segmentation_problem`); ``"classical"`` for the classical line.
 
-    Returns ``(Measurement, status)``: status ``"profile"``, ``"profile: <why not trusted>"``,
-    ``"network"``, ``"network failed: <why>"`` or ``"classical (as configured)"``.
+    Returns ``(Measurement, SplitCheck)``: :class:`~jsnq.hand.checks.SplitStatus` ``PROFILE``,
+    ``PROFILE_FLAGGED`` (with why), ``NETWORK``, ``NETWORK_FAILED`` (with why) or ``CLASSICAL``.
     """
     config = config or MeasureConfig()
     from .. import measure  # the public API (lazily: the pipeline is heavy)
 
     a, b = named_crop(crops, i), named_crop(crops, j)
     if config.segmenter == "classical":
-        return measure(a, b, spacing_mm=crops.spacing_mm, config=config), "classical (as configured)"
+        return measure(a, b, spacing_mm=crops.spacing_mm, config=config), SplitCheck(SplitStatus.CLASSICAL)
     if config.segmenter == "network":
         m = measure(a, b, spacing_mm=crops.spacing_mm, config=config)
         problem = segmentation_problem(m)
         if problem is None:
-            return m, "network"
-        reason = f"segmentation network failed ({problem})"
-        return dataclasses.replace(m, reliable=False, reasons=(*m.reasons, reason)), f"network failed: {problem}"
+            return m, SplitCheck(SplitStatus.NETWORK)
+        m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, f"segmentation network failed ({problem})"))
+        return m, SplitCheck(SplitStatus.NETWORK_FAILED, problem)
     choice = choose_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
                           profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm, config)
     sa, sb, ambiguous = choice.baseline, choice.followup, choice.ambiguous
@@ -93,15 +94,15 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     if ambiguous is not None:
         m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, ambiguous))
     why = "; ".join(p for p in (sa.problem, sb.problem, ambiguous) if p)
-    return m, "profile" if not why else f"profile: {why}"
+    return m, SplitCheck(SplitStatus.PROFILE_FLAGGED, why) if why else SplitCheck(SplitStatus.PROFILE)
 
 
-def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: MeasureConfig):
+def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: MeasureConfig) -> tuple[Any, SplitCheck]:
     """One joint's :func:`jsnq.series` with the bone split of :func:`measure_joint`: the line
     the first and last visits support best, and in every other visit its nearest candidate;
     every pair read at the visits' joint centres.
 
-    Returns ``(SeriesResult, status)``. Where a visit's split line does not lie in a joint
+    Returns ``(SeriesResult, SplitCheck)``. Where a visit's split line does not lie in a joint
     space, every visit is flagged with the reason (the trajectory links every visit through
     the others).
     """
@@ -110,7 +111,8 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     images = [named_crop(crops, k) for k in range(len(crops.images))]
     if config.segmenter in ("classical", "network"):
         s = series(images, dates=dates, spacing_mm=crops.spacing_mm, config=config)
-        return s, f"{config.segmenter} (as configured)"
+        as_configured = SplitStatus.CLASSICAL if config.segmenter == "classical" else SplitStatus.NETWORK_AS_CONFIGURED
+        return s, SplitCheck(as_configured)
     candidates = [profile_candidates(im.array, spacing_mm=crops.spacing_mm) for im in images]
     choice = choose_split(images[0], images[-1], candidates[0], candidates[-1], crops.spacing_mm, config)
     first = choice.baseline
@@ -119,11 +121,12 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
                spacing_mm=crops.spacing_mm, config=config)
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
     if not problems:
-        return s, "profile"
+        return s, SplitCheck(SplitStatus.PROFILE)
     reason = f"bone split ({'; '.join(problems)})"
     t = s.trajectory
     flagged = {k: "; ".join(x for x in (t.flagged_visits.get(k), reason) if x) for k in range(len(images))}
-    return dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged)), f"profile: {reason}"
+    s = dataclasses.replace(s, trajectory=dataclasses.replace(t, flagged_visits=flagged))
+    return s, SplitCheck(SplitStatus.PROFILE_FLAGGED, reason)
 
 
 def _same_line(candidates: Sequence[ProfileSplit], image: Image, first: ProfileSplit,
@@ -241,8 +244,9 @@ def _prepare(visits: Sequence[ImageLike], spacing_mm: float | None, hands: Seque
     errors: dict[str, str] = {}
     crops = _cut_all(images, found, errors, spacing, only=only, workers=workers)
     check_same_hand(crops, images)
-    return dict(errors=errors, hands=tuple(found), crops=crops, validation={n: VALIDATION[joint_type(n)] for n in JOINT_NAMES},
-                same_hand=same, sources=tuple(im.source for im in images), spacing_mm=spacing)
+    return dict(errors=errors, hands=tuple(found), crops=crops,
+                validation={n: VALIDATION[joint_type(n)] for n in JOINT_NAMES}, same_hand=same,
+                sources=tuple(im.source for im in images), spacing_mm=spacing)
 
 
 def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float | None = None,
@@ -270,7 +274,8 @@ def measure_hand(baseline: ImageLike, followup: ImageLike, *, spacing_mm: float 
     config = config or MeasureConfig()
     common = _prepare([baseline, followup], spacing_mm, hands, joints, workers)
     crops = common["crops"]
-    done = _each_joint(list(crops), lambda name: measure_joint(crops[name], config), common["errors"], workers, progress)
+    done = _each_joint(list(crops), lambda name: measure_joint(crops[name], config), common["errors"], workers,
+                       progress)
     return HandMeasurement(joints={n: m for n, (m, _) in done.items()},
                            segmentation={n: status for n, (_, status) in done.items()}, config=config, **common)
 

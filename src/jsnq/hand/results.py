@@ -11,6 +11,7 @@ from ..config import MeasureConfig
 from ..results import json_safe
 from ..version import __version__
 from .anatomy import joint_type
+from .checks import SplitCheck
 from .crops import JointCrops
 from .tables import hand_rows, series_rows
 from .types import JOINT_NAMES, Hand
@@ -36,7 +37,8 @@ class HandResult:
             measured (not located, cut off at the image edge, no match, failed).
         hands: each visit's :class:`~jsnq.hand.types.Hand`.
         crops: joint name -> :class:`~jsnq.hand.crops.JointCrops` (boxes in image coordinates).
-        segmentation: joint name -> ``"network"`` or the reason for the classical fallback.
+        segmentation: measured joint name -> its bone split's :class:`~jsnq.hand.checks.SplitCheck`
+            (status, and the reason where the split is not trusted).
         validation: joint name -> its joint type's validation status (:data:`VALIDATION`).
         same_hand: the check that both visits show one hand (side, similarity of the layouts).
         sources: the radiographs' names; spacing_mm their pixel spacing (or None).
@@ -47,7 +49,7 @@ class HandResult:
     errors: Mapping[str, str]
     hands: tuple[Hand, ...]
     crops: Mapping[str, JointCrops] = field(repr=False)
-    segmentation: Mapping[str, str]
+    segmentation: Mapping[str, SplitCheck]
     validation: Mapping[str, str]
     same_hand: Mapping[str, Any]
     sources: tuple[str, ...]
@@ -90,8 +92,8 @@ class HandSeries(HandResult):
 
 def hand_json(result: HandResult, kind: str, pairs: Callable[[Any], Any]) -> dict[str, Any]:
     """The JSON of a hand's result. Per joint: its table rows (radiograph px, as the CSV), crop
-    boxes and, measured, the full result (``pairs`` of it) in crop px beside its ``crop_zoom``;
-    the joint types' validation once."""
+    boxes and, measured, its bone split's status and reason and the full result (``pairs`` of
+    it) in crop px beside its ``crop_zoom``; the joint types' validation once."""
     joints = {}
     rows = result.rows()
     for name in JOINT_NAMES:
@@ -100,7 +102,9 @@ def hand_json(result: HandResult, kind: str, pairs: Callable[[Any], Any]) -> dic
             entry["crop_zoom"] = result.crops[name].boxes[0].zoom
             entry["boxes"] = [b.to_dict() for b in result.crops[name].boxes]
         if name in result.joints:
-            entry["segmentation"] = result.segmentation.get(name)
+            check = result.segmentation[name]
+            entry["segmentation"] = check.status.value
+            entry["segmentation_reason"] = check.reason  # crop px, as the result
             entry["result_units"] = "pixels of the joint's crop (crop px = radiograph px x crop_zoom)"
             entry["result"] = pairs(result.joints[name])
         else:
