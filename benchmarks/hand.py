@@ -54,7 +54,8 @@ from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.hand.anatomy import joint_type  # noqa: E402
 from jsnq.hand.crops import JointCrops, baseline_box, cut, hand_scale_px_per_mm, joint_crops, joint_zoom  # noqa: E402
 from jsnq.hand.landmarks import hand_from_points  # noqa: E402
-from jsnq.hand.measure import measure_hand, measure_joint, joint_centre, segmentation_problem  # noqa: E402
+from jsnq.hand.checks import SplitStatus  # noqa: E402
+from jsnq.hand.measure import measure_hand, measure_joint, joint_centre  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
 from jsnq.phantom import make_hand  # noqa: E402
@@ -123,10 +124,10 @@ def accuracy(n_hands: int, cases_per_joint: int, rng: np.random.Generator):
                     continue
                 truth = symmetric_narrowing_px(case.upper, case.lower, m.point_px, m.followup_point_px)
                 err = m.narrowing_px - truth
-                per[t]["seg_ok"].append(status == "network")
-                if status == "network":
+                per[t]["seg_ok"].append(status.status is SplitStatus.NETWORK)
+                if status.status is SplitStatus.NETWORK:
                     per[t]["err"].append(err)
-                elif status.startswith("network"):
+                elif status.status is SplitStatus.NETWORK_FAILED:
                     per[t]["jsw_failed_err"].append(err)
                 else:
                     per[t]["fallback_err"].append(err)
@@ -221,7 +222,7 @@ def repeatability_rows(joints):
             m, st = measure_joint(crops, MeasureConfig())
             values.append(m.narrowing_px)
             reliable.append(m.reliable)
-            status.append(st.split(":")[0])
+            status.append(st.status.value)
         v = np.array(values)
         rows.append([name, f"{v[0]:+.3f}", f"{np.std(v[1:], ddof=1):.3f}", f"{np.max(np.abs(v[1:] - v[0])):.3f}",
                      f"{sum(reliable)}", ", ".join(sorted(set(status)))])
@@ -282,7 +283,7 @@ def main() -> None:
                          "yes" if b and b.reliable else "no",
                          fmt((a.narrowing_px + b.narrowing_px) if a and b else None),
                          fmt(common_shift(a) if a else None, ".2f"),
-                         (fwd.segmentation.get(name) or fwd.errors.get(name, ""))[:60],
+                         str(fwd.segmentation.get(name) or fwd.errors.get(name, ""))[:60],
                          "; ".join(a.reasons)[:90] if a else fwd.errors.get(name, "")[:90]])
         print("\n## hand-pair: both visit orders (crop px; my annotation gives the Hands)\n")
         print(markdown_table(["joint", "narrowing 0→1", "SE", "reliable", "−narrowing 1→0", "reliable",

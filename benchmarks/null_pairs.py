@@ -144,7 +144,7 @@ def run_pair(name: str, image: np.ndarray, rng: np.random.Generator, *, points=N
         row = {"joint": j, "type": j.rstrip("12345"), "measured": m is not None}
         if m is not None:
             row.update(narrowing_px=m.narrowing_px, se_px=m.narrowing_se_px, z=m.narrowing_px / m.narrowing_se_px,
-                       reliable=bool(m.reliable), reasons=list(m.reasons), segmentation=hm.segmentation.get(j))
+                       reliable=bool(m.reliable), reasons=list(m.reasons), segmentation=str(hm.segmentation[j]))
         else:
             row.update(error=hm.errors.get(j, "?"))
         rows.append(row)

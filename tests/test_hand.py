@@ -19,7 +19,8 @@ from jsnq.errors import JsnqInputError
 from jsnq.geometry import symmetric_narrowing_px
 from jsnq.hand.crops import CROP_SIZE, TARGET_BASE_WIDTH_PX, CropOutsideImage, cut, joint_crops
 from jsnq.hand.landmarks import hand_from_points, mirror_hand
-from jsnq.hand.measure import measure_hand, measure_hand_series, segmentation_problem
+from jsnq.hand.checks import SplitCheck, SplitStatus, segmentation_problem
+from jsnq.hand.measure import measure_hand, measure_hand_series
 from jsnq.hand.types import JOINT_NAMES, Hand, Joint
 from jsnq.phantom import make_hand, render_hand, sample_hand_params
 
@@ -159,7 +160,7 @@ def test_measure_hand_recovers_each_joints_narrowing(phantom, measured):
         # in mm, against the phantom's own narrowing (the magnification change adds < 3 %)
         assert m.narrowing_mm == pytest.approx(phantom.narrowing_mm[name][1], abs=0.03 + 0.03 * abs(
             phantom.narrowing_mm[name][1]))
-        assert measured.segmentation[name] == "profile"
+        assert measured.segmentation[name] == SplitCheck(SplitStatus.PROFILE)
     d = measured.to_dict()
     assert d["joints"]["MCP3"]["boxes"][1]["method"] == "registered" and "config" in d
     missing = [r for r in measured.rows() if r["joint"] not in SUBSET]
@@ -257,7 +258,7 @@ def test_three_visits_give_one_series_per_joint():
     got = np.asarray(s.trajectory.narrowing_px) * s.spacing_mm
     assert got == pytest.approx(truth - truth[0], abs=0.03)
     assert hs.to_dict()["kind"] == "hand-series"
-    assert hs.segmentation["PIP3"] == "profile"  # every visit's split line lies in a joint space
+    assert hs.segmentation["PIP3"] == SplitCheck(SplitStatus.PROFILE)  # every visit's split line lies in a joint space
     assert all(r["reliable"] for r in hs.rows() if r["joint"] == "PIP3")
 
 
@@ -279,7 +280,12 @@ def test_series_flags_every_visit_when_one_split_misses_the_joint(monkeypatch):
     monkeypatch.setattr(hm, "profile_candidates", candidates)
     hs = measure_hand_series(ph.images, spacing_mm=ph.spacing_mm, hands=ph.hands, joints=("MCP3",))
     s = hs.joints["MCP3"]
-    assert hs.segmentation["MCP3"].startswith("profile: bone split (visit 1: no joint space found")
+    split = hs.segmentation["MCP3"]
+    assert split.status is SplitStatus.PROFILE_FLAGGED and not split.trusted
+    assert split.reason == "bone split (visit 1: no joint space found)"
+    rows = [r for r in hs.rows() if r["joint"] == "MCP3"]  # the table writes the enum's value, the reason apart
+    assert {(r["segmentation"], r["segmentation_reason"]) for r in rows} == {("profile flagged", split.reason)}
+    assert hs.to_dict()["joints"]["MCP3"]["segmentation"] == "profile flagged"
     assert len(s.trajectory.flagged_visits) == 2 and "bone split" in s.trajectory.flagged_visits[0]
     assert not any(r["reliable"] for r in hs.rows() if r["joint"] == "MCP3")
 
@@ -300,7 +306,7 @@ def test_a_split_outside_the_joint_space_fails_the_pair(monkeypatch, phantom):
     monkeypatch.setattr(hm, "profile_candidates", candidates)
     m, status = hm.measure_joint(crops)
     assert not m.reliable and any(r.startswith("bone split (follow-up)") for r in m.reasons)
-    assert status.startswith("profile: no joint space found")
+    assert status == SplitCheck(SplitStatus.PROFILE_FLAGGED, "no joint space found")
 
 
 # -- real data --------------------------------------------------------------------------------------
@@ -386,7 +392,7 @@ def test_hand_pair_mcp4_mcp5(shared_data):
     hm = measure_hand(ims[0], ims[1], hands=hands, joints=("MCP4", "MCP5"))
     for name in ("MCP4", "MCP5"):
         m = hm.joints[name]
-        assert hm.segmentation[name] == "profile" and m.jsw_baseline.mean_px > 0
+        assert hm.segmentation[name] == SplitCheck(SplitStatus.PROFILE) and m.jsw_baseline.mean_px > 0
         c = np.asarray(m.point_px)
         common = 0.5 * (m.upper_transform.apply(c) + m.lower_transform.apply(c)) - c
         assert np.hypot(*common) < 1.0, (name, common)

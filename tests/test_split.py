@@ -92,7 +92,7 @@ def test_a_split_offered_beside_the_joint_is_moved_to_where_the_bones_part(monke
         labels = np.where(first.labels > 0, labels_from_line(line, first.labels.shape), 0).astype(np.uint8)
         return [dataclasses.replace(first, line=line, labels=labels, centre_px=(first.centre_px[0], first.centre_px[1] - 30))]
     monkeypatch.setattr(hm, "profile_candidates", beside)
-    m, status = hm.measure_joint(crops)
+    m, _ = hm.measure_joint(crops)
     a, b = hm.named_crop(crops, 0), hm.named_crop(crops, 1)
     wrong, fol = beside(a.array)[0], beside(b.array)[0]
     off = measure(a, b, baseline_labels=wrong.labels, followup_labels=fol.labels, spacing_mm=crops.spacing_mm,

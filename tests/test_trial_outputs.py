@@ -252,16 +252,38 @@ def test_defect5_hand_rows_are_in_radiograph_px_with_the_radiographs_spacing(pha
 def test_defect3_a_jsw_that_is_not_valid_is_empty_with_its_reason():
     """A JSW from overlapping masks (negative) or from a joint whose network segmentation was not
     trusted is no width: empty, with the note; a positive one of a trusted joint is kept."""
+    from jsnq.hand.checks import SplitCheck, SplitStatus
     from jsnq.hand.tables import jsw_value
     from jsnq.jsw import JointSpaceWidth
 
     def w(mean):
         return JointSpaceWidth(mean, mean - 1, mean * 0.1, (mean - 1) * 0.1, 0.1, (0, 9), np.zeros(10))
 
-    assert jsw_value(w(-4.7), "network")[0] is None and "overlap" in jsw_value(w(-4.7), "network")[1]
-    value, note = jsw_value(w(5.0), "network, JSW failed: negative joint space width in the follow-up crop")
-    assert value is None and "JSW failed" in note
-    assert jsw_value(w(5.0), "network") == (w(5.0), "") or jsw_value(w(5.0), "network")[0].mean_px == 5.0
+    trusted = SplitCheck(SplitStatus.NETWORK)
+    assert jsw_value(w(-4.7), trusted)[0] is None and "overlap" in jsw_value(w(-4.7), trusted)[1]
+    failed = SplitCheck(SplitStatus.NETWORK_FAILED, "negative joint space width in the follow-up crop")
+    value, note = jsw_value(w(5.0), failed)
+    assert value is None and note == "JSW not valid: network failed: negative joint space width in the follow-up crop"
+    flagged = SplitCheck(SplitStatus.PROFILE_FLAGGED, "no joint space found")
+    assert jsw_value(w(5.0), flagged) == (None, "JSW not valid: profile flagged: no joint space found")
+    for split in (trusted, SplitCheck(SplitStatus.PROFILE), SplitCheck(SplitStatus.CLASSICAL), None):
+        value, note = jsw_value(w(5.0), split)
+        assert value.mean_px == 5.0 and note == ""
+
+
+def test_a_split_status_has_a_reason_exactly_when_not_trusted():
+    """The status is an enum whose value the tables write; a flagged split without its reason,
+    or a trusted one with one, is refused."""
+    from jsnq.hand.checks import SplitCheck, SplitStatus
+
+    assert [s.trusted for s in map(SplitCheck, (SplitStatus.PROFILE, SplitStatus.NETWORK, SplitStatus.CLASSICAL,
+                                                 SplitStatus.NETWORK_AS_CONFIGURED))] == [True] * 4
+    assert str(SplitCheck(SplitStatus.NETWORK_FAILED, "why")) == "network failed: why"
+    assert str(SplitCheck(SplitStatus.PROFILE)) == "profile"
+    with pytest.raises(ValueError, match="needs a reason"):
+        SplitCheck(SplitStatus.PROFILE_FLAGGED)
+    with pytest.raises(ValueError, match="has no reason"):
+        SplitCheck(SplitStatus.PROFILE, "why")
 
 
 def test_reasons_quote_radiograph_px():

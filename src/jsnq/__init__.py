@@ -37,7 +37,7 @@ _EXPORTS = {
     "run_study": "study",
     "measure_hand": "hand.measure",
     "measure_hand_series": "hand.measure",
-    "HandMeasurement": "hand.measure",
+    "HandMeasurement": "hand.results",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -50,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import MeasureConfig
     from .longitudinal import series
     from .hand.locate import find_joints
-    from .hand.measure import HandMeasurement, measure_hand, measure_hand_series
+    from .hand.measure import measure_hand, measure_hand_series
+    from .hand.results import HandMeasurement
     from .hand.types import Hand, Joint
     from .study import run_study
     from .pipeline import measure, measure_many

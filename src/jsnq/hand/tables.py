@@ -7,8 +7,9 @@ is resampled by ``crop_zoom`` crop px per radiograph px, so ``crop px / crop_zoo
 radiograph pixels too (:func:`jsnq.reasons.rescale_px`).
 
 No number without meaning: a joint not measured has every value empty (None) and its reason; a
-joint space width that is not a width (the masks overlap, or the network's segmentation of the
-joint was not trusted) is empty, with ``jsw_note`` saying why.
+joint space width that is not a width (the masks overlap, or the joint's bone split was not
+trusted) is empty, with ``jsw_note`` saying why. ``segmentation`` is the bone split's
+:class:`~jsnq.hand.checks.SplitStatus` value, ``segmentation_reason`` why it is not trusted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 from ..outputs import finite_or_none, scaled
 from ..reasons import codes, join_reasons, rescale_px, unique, visit_reasons
 from .anatomy import joint_type
+from .checks import SplitCheck
 from .types import JOINT_NAMES
 
 __all__ = ["hand_rows", "series_rows", "jsw_value", "crop_zoom"]
@@ -36,14 +38,12 @@ def _joint(result: Any, name: str) -> tuple[Any, Any, float | None, float | None
     return result.joints.get(name), crops, zoom, None if zoom is None else 1.0 / zoom
 
 
-def jsw_value(jsw: Any, status: str | None) -> tuple[Any, str]:
+def jsw_value(jsw: Any, split: SplitCheck | None) -> tuple[Any, str]:
     """``(jsw, "")`` when a visit's joint space width is a width; ``(None, why)`` when it is not:
-    none measured, not positive (the masks overlap), or the joint's bone split was not trusted
-    (a segmentation ``status`` with a reason, ``"<method> ...: <why>"``, as
-    :func:`jsnq.hand.measure.measure_joint` gives; ``"network"`` or ``"... (as configured)"``
-    carry none)."""
-    if status is not None and ":" in status:
-        return None, f"JSW not valid: {status}"
+    none measured, not positive (the masks overlap), or the joint's bone ``split`` was not
+    trusted (:attr:`jsnq.hand.checks.SplitCheck.trusted`; None: a crop study, no split check)."""
+    if split is not None and not split.trusted:
+        return None, f"JSW not valid: {split}"
     if jsw is None or not math.isfinite(jsw.mean_px):
         return None, "JSW not measured: no network segmentation of this visit"
     if jsw.mean_px <= 0:
@@ -51,11 +51,16 @@ def jsw_value(jsw: Any, status: str | None) -> tuple[Any, str]:
     return jsw, ""
 
 
-def _jsw_columns(prefix: str, jsw: Any, status: str | None, zoom: float | None) -> tuple[dict[str, Any], str]:
-    w, note = jsw_value(jsw, status)
+def _jsw_columns(prefix: str, jsw: Any, split: SplitCheck | None, zoom: float | None) -> tuple[dict[str, Any], str]:
+    w, note = jsw_value(jsw, split)
     if w is None or zoom is None:
         return {f"{prefix}_px": None, f"{prefix}_mm": None}, rescale_px(note, 1.0 / zoom if zoom else 1.0)
     return {f"{prefix}_px": finite_or_none(w.mean_px / zoom), f"{prefix}_mm": finite_or_none(w.mean_mm)}, ""
+
+
+def _split_columns(split: SplitCheck, inv: float | None) -> dict[str, str]:
+    """The bone split's status and, where not trusted, why (radiograph px)."""
+    return {"segmentation": split.status.value, "segmentation_reason": rescale_px(split.reason, inv or 1.0)}
 
 
 def _box_columns(crops: Any, n_visits: int) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def _finish(row: dict[str, Any], reasons: Sequence[str], factor: float | None = 
 
 
 def hand_rows(result: Any) -> list[dict[str, Any]]:
-    """One row per joint of a two-visit :class:`~jsnq.hand.measure.HandMeasurement`, measured
+    """One row per joint of a two-visit :class:`~jsnq.hand.results.HandMeasurement`, measured
     or not, in :data:`~jsnq.hand.types.JOINT_NAMES` order (see the module doc for the units)."""
     out = []
     n = len(result.sources)
@@ -90,16 +95,17 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
             row.update(narrowing_px=None, narrowing_se_px=None, narrowing_mm=None, narrowing_se_mm=None,
                        spacing_mm=result.spacing_mm, jsw_baseline_px=None, jsw_baseline_mm=None,
                        jsw_followup_px=None, jsw_followup_mm=None, jsw_note="", reliable=False,
-                       segmentation="", narrowing_crop_px=None, narrowing_se_crop_px=None, crop_zoom=zoom)
+                       segmentation="", segmentation_reason="", narrowing_crop_px=None, narrowing_se_crop_px=None,
+                       crop_zoom=zoom)
             _finish(row, [result.errors.get(name, "not measured")])
         else:
-            status = result.segmentation.get(name)
-            jb, note_b = _jsw_columns("jsw_baseline", m.jsw_baseline, status, zoom)
-            jf, note_f = _jsw_columns("jsw_followup", m.jsw_followup, status, zoom)
+            split = result.segmentation[name]
+            jb, note_b = _jsw_columns("jsw_baseline", m.jsw_baseline, split, zoom)
+            jf, note_f = _jsw_columns("jsw_followup", m.jsw_followup, split, zoom)
             row.update(narrowing_px=scaled(m.narrowing_px, inv), narrowing_se_px=scaled(m.narrowing_se_px, inv),
                        narrowing_mm=finite_or_none(m.narrowing_mm), narrowing_se_mm=finite_or_none(m.narrowing_se_mm),
                        spacing_mm=result.spacing_mm, **jb, **jf, jsw_note=join_reasons([note_b, note_f]),
-                       reliable=bool(m.reliable), segmentation=rescale_px(status or "", inv or 1.0),
+                       reliable=bool(m.reliable), **_split_columns(split, inv),
                        narrowing_crop_px=finite_or_none(m.narrowing_px),
                        narrowing_se_crop_px=finite_or_none(m.narrowing_se_px), crop_zoom=zoom)
             _finish(row, list(m.reasons), inv)
@@ -109,7 +115,7 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
 
 
 def series_rows(result: Any) -> list[dict[str, Any]]:
-    """One row per joint and visit of a :class:`~jsnq.hand.measure.HandSeries` (cumulative
+    """One row per joint and visit of a :class:`~jsnq.hand.results.HandSeries` (cumulative
     narrowing from the first visit, radiograph px); a joint not measured has one row with its
     reason."""
     out = []
@@ -122,11 +128,11 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
             row = {**base, "visit": None, "date": None, "narrowing_px": None, "narrowing_se_px": None,
                    "narrowing_mm": None, "narrowing_se_mm": None, "spacing_mm": result.spacing_mm, "jsw_px": None,
                    "jsw_mm": None, "jsw_note": "", "reliable": False, "segmentation": "",
-                   "narrowing_crop_px": None, "narrowing_se_crop_px": None, "crop_zoom": zoom}
+                   "segmentation_reason": "", "narrowing_crop_px": None, "narrowing_se_crop_px": None, "crop_zoom": zoom}
             out.append({**_finish(row, [result.errors.get(name, "not measured")]), **boxes})
             continue
         t = s.trajectory
-        status = result.segmentation.get(name)
+        split = result.segmentation[name]
         first = {i: m for (i, _), m in sorted(s.measurements.items(), reverse=True)}  # visit -> a pair it leads
         unreliable = [f"{p.i}->{p.j}" for p in t.pairs if not p.reliable]
         for k in range(n):
@@ -134,13 +140,13 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
             if not own and unreliable:  # the trajectory links every visit through the others
                 own = [f"the trajectory uses unreliable pairs of other visits ({', '.join(unreliable)})"]
             lead = first.get(k)
-            jsw, note = _jsw_columns("jsw", None if lead is None else lead.jsw_baseline, status, zoom)
+            jsw, note = _jsw_columns("jsw", None if lead is None else lead.jsw_baseline, split, zoom)
             value, se = finite_or_none(t.narrowing_px[k]), finite_or_none(t.se_px[k])
             row = {**base, "visit": k, "date": None if result.dates is None else result.dates[k],
                    "narrowing_px": scaled(value, inv), "narrowing_se_px": scaled(se, inv),
                    "narrowing_mm": scaled(value, s.spacing_mm), "narrowing_se_mm": scaled(se, s.spacing_mm),
                    "spacing_mm": result.spacing_mm, **jsw, "jsw_note": note, "reliable": not own,
-                   "segmentation": rescale_px(status or "", inv or 1.0), "narrowing_crop_px": value,
+                   **_split_columns(split, inv), "narrowing_crop_px": value,
                    "narrowing_se_crop_px": se, "crop_zoom": zoom}
             out.append({**_finish(row, own, inv), **boxes})
     return out

@@ -122,7 +122,7 @@ def _signed(v: float | None) -> str:
 
 
 def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str = "jsnq hand report") -> str:
-    """The report of a :class:`~jsnq.hand.measure.HandMeasurement` (or ``HandSeries``) as HTML.
+    """The report of a :class:`~jsnq.hand.results.HandMeasurement` (or ``HandSeries``) as HTML.
 
     Args:
         images: the visits' radiographs ``[row, col]`` (for the overview), in the result's order.
@@ -131,7 +131,7 @@ def render_hand_report(images: Sequence[np.ndarray], result: Any, *, title: str 
     from jinja2 import Environment, select_autoescape
 
     from ..hand.anatomy import joint_type
-    from ..hand.measure import VALIDATION
+    from ..hand.results import VALIDATION
     from ..reasons import legend
     from .html import render_report
 

@@ -2,7 +2,7 @@
 
 Empty values are ``None`` (CSV: empty cell; Parquet: null), never 0; ``missing`` says why a
 value is empty, ``reasons`` why a row is not reliable. A joint space width that is not a width
-(the masks overlap, or a whole-hand joint's network segmentation was not trusted) is empty, with
+(the masks overlap, or a whole-hand joint's bone split was not trusted) is empty, with
 the reason in ``missing`` (joints) or ``jsw_note`` (pairs).
 
 One pixel unit: every ``*_px`` column is in pixels of the study's image -- the radiograph in a
@@ -79,7 +79,7 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str], images: Sequence[str],
                 years: Sequence[float], series: Any, config_hash: str,
                 boxes: Sequence[Mapping[str, Any] | None] | None = None, *, zoom: float | None = None,
-                image_spacing_mm: float | None = None, segmentation: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                image_spacing_mm: float | None = None, segmentation: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The joint-visit rows and the pair rows of one measured series (a :class:`~jsnq.results.SeriesResult`).
 
     Args:
@@ -94,8 +94,8 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
             so its px figures (and the px figures of its reasons) are divided by it, and
             ``spacing_mm`` is the radiograph's, ``image_spacing_mm`` (None: a crop study, whose
             image is the crop).
-        segmentation: a whole-hand joint's segmentation status (:func:`jsnq.hand.measure.series_joint`):
-            a JSW is reported only where it is ``"network"``.
+        segmentation: a whole-hand joint's bone split (:class:`~jsnq.hand.checks.SplitCheck`, from
+            :func:`jsnq.hand.measure.series_joint`): a JSW is reported only where it is trusted.
 
     Returns:
         ``(joint rows, pair rows)`` with the columns of :data:`JOINT_COLUMNS` and :data:`PAIR_COLUMNS`.
@@ -109,7 +109,7 @@ def series_rows(identity: Mapping[str, str], unit_id: str, dates: Sequence[str],
     return rows, _pair_rows(base, unit_id, dates, series, config_hash, zoom, inv, jsw_of)
 
 
-def _jsw_reader(segmentation: str | None, inv: float, spacing: float | None):
+def _jsw_reader(segmentation: Any, inv: float, spacing: float | None):
     """``(measurement or None, "jsw_baseline" | "jsw_followup") -> (JSW in radiograph px, in mm,
     the note why there is none)``: a JSW only where the segmentation status allows one."""
     from ..hand.tables import jsw_value
