@@ -366,13 +366,14 @@ def predict_similarities_batch(model: RegistrationNet, pairs: Sequence[tuple[np.
     if not pairs:
         return []
     config = model.config
-    prepared = [prepare_inputs(b, f, lab, config) for b, f, lab in pairs]
-    p = next(model.parameters())
-    fol = torch.cat([x[0] for x in prepared]).to(p.device, p.dtype)
-    base = torch.cat([x[1] for x in prepared]).to(p.device, p.dtype)
-    lab = torch.cat([x[2] for x in prepared]).to(p.device, p.dtype)
-    with torch.inference_mode(), inference_threads():
-        out = cascade(model, fol, base, lab, passes or config.passes_at_inference)[-1].double().cpu().numpy()
+    with inference_threads():  # the resizes too
+        prepared = [prepare_inputs(b, f, lab, config) for b, f, lab in pairs]
+        p = next(model.parameters())
+        fol = torch.cat([x[0] for x in prepared]).to(p.device, p.dtype)
+        base = torch.cat([x[1] for x in prepared]).to(p.device, p.dtype)
+        lab = torch.cat([x[2] for x in prepared]).to(p.device, p.dtype)
+        with torch.inference_mode():
+            out = cascade(model, fol, base, lab, passes or config.passes_at_inference)[-1].double().cpu().numpy()
     return [(to_crop_similarity(o[0], x[3]), to_crop_similarity(o[1], x[3])) for o, x in zip(out, prepared)]
 
 

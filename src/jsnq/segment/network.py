@@ -293,8 +293,9 @@ def predict_masks(image: ImageLike, model: nn.Module | None = None) -> tuple[np.
     array, _ = _as_array(image)
     model = shipped_model() if model is None else model
     config = _config_of(model)
-    x = torch.from_numpy(preprocess(array, size=config.input_size, percentiles=config.percentiles))[None, None]
-    prob = torch.sigmoid(predict_logits(model, x, array.shape)).float()[0].cpu().numpy()
+    with inference_threads():  # the resizes and the sigmoid too
+        x = torch.from_numpy(preprocess(array, size=config.input_size, percentiles=config.percentiles))[None, None]
+        prob = torch.sigmoid(predict_logits(model, x, array.shape)).float()[0].cpu().numpy()
     return prob[0], prob[1]
 
 
