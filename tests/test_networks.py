@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from jsnq.errors import WeightsUnavailableError
-from jsnq.networks import SHIPPED, load_network, shipped_weights
+from jsnq.networks import INFERENCE_THREADS, SHIPPED, inference_threads, load_network, shipped_weights
 from jsnq.hand.network import LocatorConfig
-from jsnq.register.network import RegNetConfig
-from jsnq.segment.network import NetworkConfig
+from jsnq.register.network import RegNetConfig, predict_similarities, shipped_regnet
+from jsnq.segment.network import NetworkConfig, predict_masks, shipped_model
 
 CONFIGS = {"segment": NetworkConfig, "register": RegNetConfig, "locate": LocatorConfig}
 
@@ -48,14 +49,8 @@ def test_a_checkpoint_loads_as_the_network_its_config_names(tmp_path):
 
 def test_the_shipped_networks_infer_on_few_threads_and_restore_the_callers_setting():
     """Both networks that measure() runs see torch's threads lowered to INFERENCE_THREADS during
-    their forward pass (docs/benchmarks.md, "Speed"), and the
-    caller's setting is back afterwards; a lower setting is never raised."""
-    import numpy as np
-
-    from jsnq.networks import INFERENCE_THREADS, inference_threads
-    from jsnq.register.network import predict_similarities, shipped_regnet
-    from jsnq.segment.network import predict_masks, shipped_model
-
+    their forward pass (docs/benchmarks.md, issue 23's speed), and the caller's setting is back
+    afterwards; a lower setting is never raised."""
     before = torch.get_num_threads()
     seen: list[int] = []
     hooks = [m.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))

@@ -36,8 +36,8 @@ SHIPPED = {
 #: torch's intra-op threads at most during the shipped networks' inference. The networks are
 #: small (a 128 px UNet++, a 128 px ResNet): split over threads, every operation ends at a
 #: barrier that waits for the slowest thread, which on cores shared with other work is often a
-#: whole time slice away (docs/benchmarks.md, "Speed"). Parallelism comes from pairs, joints and
-#: workers instead (:mod:`jsnq.study`).
+#: whole time slice away (docs/benchmarks.md, issue 23's speed). Parallelism comes from pairs,
+#: joints and workers instead (:mod:`jsnq.study`).
 INFERENCE_THREADS = 1
 
 

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..networks import SHIPPED, inference_threads, load_network, shipped_network, shipped_weights as shipped_network_weights
+from ..networks import (SHIPPED, inference_threads, load_network, shipped_network,
+                        shipped_weights as shipped_network_weights)
 from ..geometry import Similarity, crop_centre
 from ..intensity import normalise
 
