@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from jsnq.errors import WeightsUnavailableError
-from jsnq.networks import SHIPPED, load_network, shipped_weights
+from jsnq.networks import INFERENCE_THREADS, SHIPPED, inference_threads, load_network, shipped_weights
 from jsnq.hand.network import LocatorConfig
-from jsnq.register.network import RegNetConfig
-from jsnq.segment.network import NetworkConfig
+from jsnq.register.network import RegNetConfig, predict_similarities, shipped_regnet
+from jsnq.segment.network import NetworkConfig, predict_masks, shipped_model
 
 CONFIGS = {"segment": NetworkConfig, "register": RegNetConfig, "locate": LocatorConfig}
 
@@ -44,3 +45,29 @@ def test_a_checkpoint_loads_as_the_network_its_config_names(tmp_path):
                tmp_path / "tiny.pt")
     model, _ = load_network(tmp_path / "tiny.pt")
     assert model.config == cfg and not model.training
+
+
+def test_the_shipped_networks_infer_on_few_threads_and_restore_the_callers_setting():
+    """Both networks that measure() runs see torch's threads lowered to INFERENCE_THREADS during
+    their forward pass (docs/benchmarks.md, issue 23's speed), and the caller's setting is back
+    afterwards; a lower setting is never raised."""
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    hooks = [m.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+             for m in (shipped_model(), shipped_regnet())]
+    try:
+        torch.set_num_threads(INFERENCE_THREADS + 2)
+        image = np.random.default_rng(0).random((64, 64))
+        labels = np.ones((64, 64), np.uint8)
+        labels[32:] = 2
+        predict_masks(image)
+        predict_similarities(shipped_regnet(), image, image, labels)
+        assert seen and set(seen) == {INFERENCE_THREADS}
+        assert torch.get_num_threads() == INFERENCE_THREADS + 2
+        torch.set_num_threads(1)
+        with inference_threads(2):
+            assert torch.get_num_threads() == 1
+    finally:
+        for h in hooks:
+            h.remove()
+        torch.set_num_threads(before)

@@ -10,11 +10,12 @@ a checkpoint loads without code edits). The shipped files (:data:`SHIPPED`) are 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -22,7 +23,8 @@ from torch import nn
 from ._torch import fuse_batchnorm
 from .errors import WeightsUnavailableError
 
-__all__ = ["SHIPPED", "ARCHITECTURES", "Architecture", "shipped_weights", "load_network"]
+__all__ = ["SHIPPED", "ARCHITECTURES", "Architecture", "shipped_weights", "load_network", "INFERENCE_THREADS",
+           "inference_threads"]
 
 #: The shipped networks: name -> file inside the jsnq package.
 SHIPPED = {
@@ -30,6 +32,30 @@ SHIPPED = {
     "register": "weights/register_resnet.pt",
     "locate": "weights/locate_unet2.pt",
 }
+
+#: torch's intra-op threads at most during the shipped networks' inference. The networks are
+#: small (a 128 px UNet++, a 128 px ResNet): split over threads, every operation ends at a
+#: barrier that waits for the slowest thread, which on cores shared with other work is often a
+#: whole time slice away (docs/benchmarks.md, issue 23's speed). Parallelism comes from pairs,
+#: joints and workers instead (:mod:`jsnq.study`).
+INFERENCE_THREADS = 1
+
+
+@contextlib.contextmanager
+def inference_threads(limit: int = INFERENCE_THREADS) -> Iterator[None]:
+    """torch's intra-op threads lowered to ``limit`` (never raised) while the block runs, and
+    the caller's setting back afterwards. torch keeps the setting per OS thread (OpenMP; a thread
+    that first runs torch starts from the latest one set), so threads running networks at once
+    (``jsnq hand --workers``) do not undo one another's limit."""
+    before = torch.get_num_threads()
+    if before <= limit:
+        yield
+        return
+    torch.set_num_threads(limit)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

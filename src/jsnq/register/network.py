@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..networks import SHIPPED, load_network, shipped_network, shipped_weights as shipped_network_weights
+from ..networks import (SHIPPED, inference_threads, load_network, shipped_network,
+                        shipped_weights as shipped_network_weights)
 from ..geometry import Similarity, crop_centre
 from ..intensity import normalise
 
@@ -361,17 +362,19 @@ def predict_similarities(model: RegistrationNet, baseline: np.ndarray, followup:
 def predict_similarities_batch(model: RegistrationNet, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                                *, passes: int | None = None) -> list[tuple[Similarity, Similarity]]:
     """:func:`predict_similarities` for many ``(baseline, followup, labels)`` at once: one
-    batched forward pass per cascade step (crops may differ in size)."""
+    batched forward pass per cascade step (crops may differ in size), with
+    :func:`jsnq.networks.inference_threads`."""
     if not pairs:
         return []
     config = model.config
-    prepared = [prepare_inputs(b, f, lab, config) for b, f, lab in pairs]
-    p = next(model.parameters())
-    fol = torch.cat([x[0] for x in prepared]).to(p.device, p.dtype)
-    base = torch.cat([x[1] for x in prepared]).to(p.device, p.dtype)
-    lab = torch.cat([x[2] for x in prepared]).to(p.device, p.dtype)
-    with torch.inference_mode():
-        out = cascade(model, fol, base, lab, passes or config.passes_at_inference)[-1].double().cpu().numpy()
+    with inference_threads():  # the resizes too
+        prepared = [prepare_inputs(b, f, lab, config) for b, f, lab in pairs]
+        p = next(model.parameters())
+        fol = torch.cat([x[0] for x in prepared]).to(p.device, p.dtype)
+        base = torch.cat([x[1] for x in prepared]).to(p.device, p.dtype)
+        lab = torch.cat([x[2] for x in prepared]).to(p.device, p.dtype)
+        with torch.inference_mode():
+            out = cascade(model, fol, base, lab, passes or config.passes_at_inference)[-1].double().cpu().numpy()
     return [(to_crop_similarity(o[0], x[3]), to_crop_similarity(o[1], x[3])) for o, x in zip(out, prepared)]
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from .._torch import fuse_batchnorm
 from ..errors import JsnqInputError, WeightsUnavailableError
-from ..networks import SHIPPED, load_network, shipped_weights as shipped_network_weights
+from ..networks import SHIPPED, inference_threads, load_network, shipped_weights as shipped_network_weights
 from ..intensity import normalise
 from ..io import Image, load_image, validate_spacing
 from ..jsw import JointSpaceWidth, joint_space_width
@@ -261,10 +261,10 @@ def preprocess(image: np.ndarray, *, size: int, percentiles: tuple[float, float]
 def predict_logits(model: nn.Module, batch: torch.Tensor, shape: tuple[int, int] | None = None) -> torch.Tensor:
     """Logits ``(N, 2, *shape)`` for a preprocessed batch ``(N, 1, S, S)``, resized bilinearly.
 
-    Runs on the model's device and dtype; no gradient.
+    Runs on the model's device and dtype; no gradient; :func:`jsnq.networks.inference_threads`.
     """
     p = next(model.parameters())
-    with torch.inference_mode():
+    with torch.inference_mode(), inference_threads():
         x = batch.to(device=p.device, dtype=p.dtype).contiguous(memory_format=torch.channels_last)
         logits = model(x)
         if shape is not None and tuple(logits.shape[-2:]) != tuple(shape):
@@ -293,8 +293,9 @@ def predict_masks(image: ImageLike, model: nn.Module | None = None) -> tuple[np.
     array, _ = _as_array(image)
     model = shipped_model() if model is None else model
     config = _config_of(model)
-    x = torch.from_numpy(preprocess(array, size=config.input_size, percentiles=config.percentiles))[None, None]
-    prob = torch.sigmoid(predict_logits(model, x, array.shape)).float()[0].cpu().numpy()
+    with inference_threads():  # the resizes and the sigmoid too
+        x = torch.from_numpy(preprocess(array, size=config.input_size, percentiles=config.percentiles))[None, None]
+        prob = torch.sigmoid(predict_logits(model, x, array.shape)).float()[0].cpu().numpy()
     return prob[0], prob[1]
 
 
