@@ -12,33 +12,26 @@ from .geometry import Similarity, narrowing_jacobian, symmetric_narrowing_px
 __all__ = ["Narrowing", "JointNarrowing", "narrowing", "inverse_consistent_narrowing", "SYSTEMATIC_SE_PX", "DEEP_SYSTEMATIC_SE_PX",
            "systematic_se_px", "READING_POINT_SD_PX", "point_gradient"]
 
-#: Systematic part of the narrowing's standard error, by where the bone sides came from (px).
-#: Measured by benchmarks/accuracy.py: the error SD of noise-free synthetic per-bone motions
-#: on real crops (0.017 px with labels from the true masks, 0.049 px with the automatic line),
-#: which the noise-driven covariance cannot see. Added in quadrature; the SD of error / SE
-#: then falls from 1.2-3 to about 1 on the benchmark's cases.
-#: The network's labels: 0.025 px. On benchmarks/real_pairs.py's synthetic cases without labels
-#: the SD of error / SE is then 0.84 / 1.11 / 1.25 at 0 / 2 / 5 % noise (0.05 px gave 0.43 /
-#: 0.70 / 0.93; 0.03 px would over-state the SE at 0 %, 0.70). On real pairs the label error is
-#: in the fit's covariance already (masks grown or shrunk by 1.4 px RMS move a pair by
-#: 0.08 px, against a fit term of 0.19 px at the median).
+#: Systematic part of the narrowing's standard error, by where the bone sides came from (px):
+#: what a noise-free fit still misses and the noise-driven covariance cannot see, added in
+#: quadrature. Set so that on synthetic motions of real crops the SD of error / SE is about 1
+#: (docs/benchmarks.md, "Figures behind the defaults").
 SYSTEMATIC_SE_PX = {"given": 0.02, "network": 0.025, "classical": 0.05}
 
 
 #: Systematic SE of the network-only ("deep") engine: about the largest SD of its narrowing
-#: error over benchmarks/registration.py's synthetic conditions (0.19-0.26 px with three
-#: cascade passes); it has no optimiser to reach the noise-limited fit, so the fit covariance
-#: at its answer does not describe its error.
+#: error on synthetic motions. It has no optimiser to reach the noise-limited fit, so the fit
+#: covariance at its answer does not describe its error (docs/benchmarks.md, "Figures behind
+#: the defaults").
 DEEP_SYSTEMATIC_SE_PX = 0.25
 
 
 #: SD ``(x, y)`` of the reading point about the joint's true articular centre, by where the
-#: point came from (px; :func:`jsnq.jsw.articular_centre`). "network": the network's bone masks
-#: against the true masks on held-out crops (0.5 / 1.2 px RMS; under +-3 px crop shifts the
-#: point moves by 0.14 / 0.45 px). "crop centre": the crop centre's distance from the true
-#: articular centre on the same crops, the fallback without the network. A point the user gives
-#: is taken as exact. Multiplied by the narrowing's gradient along each axis (along x: the
-#: relative rotation, 0.017 px per px and degree) and added to the variance.
+#: point came from (px; :func:`jsnq.jsw.articular_centre`): "network", the scatter of the
+#: network's masks' centre about the true masks' on held-out crops; "crop centre", the crop
+#: centre's distance from the true centre, the fallback without the network; "given", exact.
+#: Multiplied by the narrowing's gradient along each axis and added to the variance
+#: (docs/method.md, "What the numbers mean"; figures in docs/benchmarks.md, "Figures behind the defaults").
 READING_POINT_SD_PX = {"network": (0.5, 1.2), "crop centre": (5.5, 5.5), "given": (0.0, 0.0)}
 
 

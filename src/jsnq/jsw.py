@@ -196,9 +196,8 @@ def articular_centre(upper: np.ndarray, lower: np.ndarray) -> tuple[float, float
     * **y**: the mean mid-point between the upper bone's lowest and the lower bone's highest
       edge over the columns within 40 % of the shared span of x.
 
-    Both are averages over many pixels, so they move little when a mask's margin moves: on
-    the held-out crops the centre from the network's masks lies 0.5 px (x) and 1.2 px (y) RMS
-    from the true masks' (the span's middle: 1.9 px in x), see docs/benchmarks.md.
+    Both are averages over many pixels, so they move little when a mask's margin moves
+    (docs/benchmarks.md, "Issue 23: one reading point, the joint's articular centre").
 
     Args:
         upper, lower: 2-D boolean bone masks ``[row, col]`` of one visit (they may overlap).

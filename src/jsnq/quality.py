@@ -40,9 +40,9 @@ __all__ = ["ResidualMaps", "residual_maps", "ReliabilityThresholds", "assess", "
 #: max(DIRECTION_DISAGREEMENT_MIN_PX, DIRECTION_DISAGREEMENT_SIGMAS x the SE of their sum).
 DIRECTION_DISAGREEMENT_MIN_PX = 0.3
 DIRECTION_DISAGREEMENT_SIGMAS = 4.0
-#: Standard error (px) of one visit's mean JSW from the network's masks: the robust SD
-#: (1.4826 MAD) of its error against the true masks on the 187 validation crops, 1.07 px
-#: (benchmarks/segmentation.py; the RMS, 2.5 px, is dominated by crops whose bones overlap).
+#: Standard error (px) of one visit's mean JSW from the network's masks: the robust SD of its
+#: error against the true masks on the validation crops (docs/benchmarks.md, "Figures behind
+#: the defaults").
 JSW_SE_PX = 1.0
 #: The JSW change and the registration's narrowing "disagree grossly" beyond
 #: max(JSW_DISAGREEMENT_MIN_PX, JSW_DISAGREEMENT_SIGMAS x their combined standard error).
@@ -96,15 +96,11 @@ class ReliabilityThresholds:
     Attributes:
         min_ncc_after: smallest acceptable NCC of either side after registration.
         max_se_px: a standard error above it is implausible for two visits of one joint and
-            makes the measurement unreliable: 0.33 px. No otherwise reliable pair of the 452 real
-            visit pairs of the 54 validation joints with >= 2 visits has an SE above 0.316 px
-            (the largest, 0.334 px, fails another check), with true labels or none; the crops of
-            another joint give 0.29-0.6 px, and without this check the single inverse-consistent
-            fit lets 4 of 40 such mismatches through (benchmarks/reliability.py). It was 0.35 px
-            until the fit's SE took its two directions' measured correlation (5 % smaller at the
-            median on real pairs), which let one of those 40 through at 0.347 px. An SE below it
-            is the measurement's precision, not a failure: above ``note_se_px`` it is a note.
-            0.25 px restores the gate before issue 14; None disables it.
+            makes the measurement unreliable: it lies just above the largest SE of a real pair
+            that passes the other checks and below those of crops of another joint
+            (docs/benchmarks.md, "Reliability flag"). An SE below it is the measurement's
+            precision, not a failure: above ``note_se_px`` it is a note. 0.25 px restores the
+            former gate; None disables it.
         max_abs_narrowing_px: larger changes are implausible between two visits of a joint.
         max_relative_rotation_deg: a larger rotation of one bone relative to the other means
             the joint was positioned differently (flexion, deviation): the joint space then
@@ -114,10 +110,9 @@ class ReliabilityThresholds:
             split line and the follow-up's, carried into the baseline frame by the two bones'
             motions (:func:`label_disagreement_px`), or without follow-up labels between the
             given split line and the segmentation network's.
-            Labels that follow the joint space agree to about a pixel whatever the motion
-            (true-mask labels of 184 ordered real visit pairs of 20 validation joints: median
-            1.5 px, 95th percentile 4.1 px, largest 6.0 px); labels drawn in the wrong place
-            (a split through a bone, another joint's labels) disagree by the misplacement.
+            Labels that follow the joint space agree to a pixel or two whatever the motion;
+            labels drawn in the wrong place (a split through a bone, another joint's labels)
+            disagree by the misplacement (docs/benchmarks.md, "Figures behind the defaults").
         note_se_px: a standard error above it adds a precision note to the measurement
             (:func:`precision_notes`; ``Measurement.precise`` is then False); it does not
             make the measurement unreliable.
@@ -235,10 +230,9 @@ def combine_directions(forward_px: float, backward_px: float, forward_se_px: flo
     two directions' correlation instead, :func:`jsnq.jsn.inverse_consistent_narrowing`; it uses
     this rule only for the gross-gap check.)
 
-    The gap ``forward + backward`` is *not* added to the SE (before issue 14 half of it was,
-    in quadrature). It is the difference of the two directions' errors, and the directions'
-    own SEs describe it: on real visit pairs of the validation joints ``gap / (sqrt(2) se_one)``
-    has an RMS of 1.1 (benchmarks/real_pairs.py), so adding it counted the same error twice.
+    The gap ``forward + backward`` is *not* added to the SE: it is the difference of the two
+    directions' errors, which their own SEs already describe, so adding it would count the same
+    error twice (docs/method.md, "What the numbers mean").
     A gross gap, beyond ``max(DIRECTION_DISAGREEMENT_MIN_PX, DIRECTION_DISAGREEMENT_SIGMAS *
     sqrt(2) * se_one)``, is a failed check (``reason``). This is the rule for
     :func:`jsnq.series` and for two separate fits in :func:`jsnq.measure`.
@@ -287,14 +281,11 @@ def jsw_check(jsw: "JointSpaceWidth | None", visit: str) -> str | None:
 
     The JSW is signed: negative where the two bone masks overlap on the projection, which is
     ordinary (the phalanx base's lip covers the metacarpal head in about half of the real MCP
-    crops). A mean width that is not positive is ordinary too: the true masks of 44 of the 187
-    validation crops have one (down to -72 px), and where the network's does, the true masks'
-    does as well (16 of 17 such crops of the 20 joints in benchmarks/real_pairs.py). So it is
-    a note, not a failed check (before issue 14 it made the pair unreliable, which flagged 34
-    of 184 real pairs without labels that are reliable with the true masks; their narrowing
-    differs from the true-label one by 0.10 px RMS). The JSW is then no width, and the label
-    check and the JSW cross-check still guard the segmentation. None when the JSW is
-    positive or missing.
+    crops). A mean width that is not positive is ordinary too (a quarter of the true masks of
+    the validation crops have one, and the network's almost only where the true masks' do), so
+    it is a note, not a failed check (docs/benchmarks.md, "Figures behind the defaults"). The
+    JSW is then no width, and the label check and the JSW cross-check still guard the
+    segmentation. None when the JSW is positive or missing.
     """
     if jsw is None:
         return None
@@ -312,10 +303,9 @@ def jsw_disagreement(jsw_baseline: "JointSpaceWidth | None", jsw_followup: "Join
     follow-up's width is brought to the baseline's magnification by the bones' mean scale).
     It is a coarse cross-check: each visit's mean JSW from the network's masks errs by about
     :data:`JSW_SE_PX`, so the tolerance is ``max(JSW_DISAGREEMENT_MIN_PX, JSW_DISAGREEMENT_SIGMAS *
-    sqrt(se_px**2 + 2 * JSW_SE_PX**2))``, about 4.3 px: 3 SD of the disagreement expected
-    from the JSW's own error. On 126 real visit pairs of the validation joints the
-    disagreement has a robust SD of 1.9 px and this flags 9 pairs (1 of the 77 that pass the
-    other checks). None when they agree or a JSW is missing.
+    sqrt(se_px**2 + 2 * JSW_SE_PX**2))``: 3 SD of the disagreement expected from the JSW's own
+    error (how often it fires on real pairs: docs/benchmarks.md, "Figures behind the defaults").
+    None when they agree or a JSW is missing.
     """
     if jsw_baseline is None or jsw_followup is None or not math.isfinite(narrowing_px):
         return None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -12,6 +13,9 @@ from . import options as opt
 from ..outputs import csv_text, json_ready
 from .common import (EXIT_PARTIAL, display, output_file, plural, reports_input_errors, signed, stderr, stdout, unsigned,
                      write_text)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import MeasureConfig
 
 
 @reports_input_errors
@@ -61,26 +65,44 @@ def hand_cmd(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _run(visits, spacing, date_list, only, landmarks, side, workers, config, json_out, csv_out, report)
+        _run(_HandRun(visits=visits, spacing=spacing, dates=date_list, joints=only, landmarks=landmarks, side=side,
+                      workers=workers, config=config, json_out=json_out, csv_out=csv_out, report=report))
     finally:
         torch.set_num_threads(before)  # the process's setting again (the command may run in-process)
 
 
-def _run(visits, spacing, date_list, only, landmarks, side, workers, config, json_out, csv_out, report) -> None:
+@dataclass(frozen=True)
+class _HandRun:
+    """What one ``jsnq hand`` run was asked for: its inputs, settings and output files (built by :func:`hand_cmd`)."""
+
+    visits: list[Path]
+    spacing: Optional[float]
+    dates: Optional[list[str]]
+    joints: Optional[list[str]]
+    landmarks: Optional[Path]
+    side: str
+    workers: int
+    config: "MeasureConfig"
+    json_out: Optional[Path]
+    csv_out: Optional[Path]
+    report: Optional[Path]
+
+
+def _run(run: _HandRun) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..hand.measure import measure_hand, measure_hand_series
     from ..io import load_image
 
-    images = [load_image(v, spacing_mm=spacing) for v in visits]
+    images = [load_image(v, spacing_mm=run.spacing) for v in run.visits]
     hands = None
-    if landmarks is not None:
+    if run.landmarks is not None:
         from ..hand.landmarks import read_landmarks
 
-        if side not in ("L", "R"):
-            raise ValueError(f"--side must be L or R, got {side!r}")
-        hands = read_landmarks(landmarks, n_visits=len(images), side=side, shapes=[im.array.shape for im in images],
-                               sources=[im.source for im in images])
+        if run.side not in ("L", "R"):
+            raise ValueError(f"--side must be L or R, got {run.side!r}")
+        hands = read_landmarks(run.landmarks, n_visits=len(images), side=run.side,
+                               shapes=[im.array.shape for im in images], sources=[im.source for im in images])
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=stderr(), transient=True)
     task: list = []
@@ -92,26 +114,26 @@ def _run(visits, spacing, date_list, only, landmarks, side, workers, config, jso
         bar.update(task[0], completed=done, total=total, description=f"joints (last: {joint})")
 
     try:
-        if len(images) == 2 and date_list is None:
-            result = measure_hand(images[0], images[1], config=config, progress=progress, joints=only, hands=hands,
-                                  workers=workers)
+        if len(images) == 2 and run.dates is None:
+            result = measure_hand(images[0], images[1], config=run.config, progress=progress, joints=run.joints,
+                                  hands=hands, workers=run.workers)
         else:
-            result = measure_hand_series(images, dates=date_list, config=config, progress=progress, joints=only,
-                                         hands=hands)
+            result = measure_hand_series(images, dates=run.dates, config=run.config, progress=progress,
+                                         joints=run.joints, hands=hands)
     finally:
         if task:
             bar.stop()
     rows = result.rows()
-    _print_table(rows, series=len(images) > 2 or date_list is not None)
-    if json_out is not None:
-        write_text(json_out, json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False) + "\n")
-    if csv_out is not None:
-        write_text(csv_out, csv_text(rows, list(rows[0])))
-    if report is not None:
+    _print_table(rows, series=len(images) > 2 or run.dates is not None)
+    if run.json_out is not None:
+        write_text(run.json_out, json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False) + "\n")
+    if run.csv_out is not None:
+        write_text(run.csv_out, csv_text(rows, list(rows[0])))
+    if run.report is not None:
         from ..report.hand import write_hand_report
 
-        write_hand_report(report, [im.array for im in images], result, inputs=[*visits, landmarks])
-    for path in (json_out, csv_out, report):
+        write_hand_report(run.report, [im.array for im in images], result, inputs=[*run.visits, run.landmarks])
+    for path in (run.json_out, run.csv_out, run.report):
         if path is not None:
             stderr().print(f"wrote {display(path)}", markup=False)
     failed = [n for n, why in result.errors.items() if why != "not requested"]

@@ -34,7 +34,7 @@ EDGE_RAMP = typer.Option(
 GAIN_FREE = typer.Option(
     False, "--gain-free",
     help="Make the geometry independent of the fitted gain, which unequal noise in the two visits biases "
-         "(up to ~0.02 px at 2 % noise in one visit only); ~10 % slower.")
+         "(see docs/benchmarks.md, 'Unequal noise'); slower.")
 REPORT = typer.Option(None, "--report", metavar="OUT.html", help="Write a self-contained HTML report.")
 ALLOW_MISMATCH = typer.Option(False, "--allow-mismatch",
                               help="Write the report even when a number measured again differs from the saved one.")

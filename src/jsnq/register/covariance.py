@@ -72,9 +72,9 @@ def noise_free_normal(level: Level, st: Evaluation, center: tuple[float, float],
     two noise gradients, a positive term of expectation ``sigma^2 c M`` (``c`` from
     :func:`gradient_noise_overlap`, ``M`` the samples' lever-arm moments). The estimate's real
     sensitivity is to the noise-free gradient: the follow-up's gradient, whose noise is
-    independent of ``Z``, would give the same matrix (checked to 2 % on 5 % noise). Left in,
-    the term made ``A`` too large and the covariance ``A^-1 B A^-T`` too small, by ~20 % in SD
-    at 5 % noise on real crops and more on smooth phantoms. The fixed point does not depend on
+    independent of ``Z``, gives the same matrix. Left in, the term makes ``A`` too large and
+    the covariance ``A^-1 B A^-T`` too small (docs/method.md, "What the numbers mean"; figures
+    in docs/benchmarks.md, "Figures behind the defaults"). The fixed point does not depend on
     ``A`` (it only scales the steps), so only the covariance uses the corrected matrix."""
     if not noise_sd > 0:
         return st.a_mat

@@ -24,7 +24,7 @@ __all__ = ["N_FIT_PARAMS", "Evaluation", "PairSolution", "Solution", "evaluate",
            "symmetric_gauss_newton"]
 
 #: Gauss-Newton also stops once its step is below this fraction of the step's own noise SD:
-#: further iterations only chase noise (at 5 % noise they doubled the run time).
+#: further iterations only chase noise and cost time (docs/benchmarks.md, "Figures behind the defaults").
 NOISE_STOP_FRACTION = 0.1
 #: Parameters fitted per side: 4 of the similarity, gain and offset (degrees of freedom of the residual).
 N_FIT_PARAMS = 6
@@ -107,8 +107,8 @@ def evaluate(level: Level, s: Similarity) -> Evaluation | None:
         offset = mv - gain * mt
         resid = vc - gain * tc
         # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
-        # Using the smoothed one on both sides shortens every step and made convergence
-        # linear (step ratio ~0.9 at 10 % scale change).
+        # Using the smoothed one on both sides shortens every step and makes convergence
+        # linear (docs/benchmarks.md, "Figures behind the defaults").
         return Evaluation(gain, offset, resid, jc, a_mat, vals, valid, n)
     gain, curve, resid = monotone_exposure(level, w, n, tc, vc)
     # The curve's slope at each sample, relative to the mean gain, scales its row of the Jacobian.
@@ -178,7 +178,7 @@ def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float
     The gain is the ratio of the intensity standard deviations over the side (geometric-mean
     regression) rather than the least-squares slope: noise in the baseline attenuates the
     least-squares slope ("regression dilution"), and a biased gain leaks into the geometry
-    through the mask boundary (a 0.02 px narrowing bias at 2 % noise before this choice).
+    through the mask boundary (docs/method.md, "How the classical engine works").
     The ratio is consistent when each visit's noise scales with its exposure.
 
     Returns the :class:`Solution`, with the state at the last evaluation.

@@ -34,34 +34,29 @@ class RegistrationOptions:
         gap_exclusion_px: pixels of one side closer than this to the other side are left out
             of both fits. They lie in the joint space, which belongs to neither bone and
             deforms as the joint narrows; including them biases the narrowing towards zero
-            (on real crops moved by known per-bone motions, the noise-free error SD falls
-            from 0.042 to 0.016 px with a 3 px band; see benchmarks/split_line.py).
+            (docs/benchmarks.md, "Figures behind the defaults").
         edge_ramp_px: 0 (the default): every pixel of a side outside the gap band counts
             fully. Above 0: each side's pixels are weighted by their distance from the side's
             edge (0 within ``gap_exclusion_px``, rising linearly to 1 over ``edge_ramp_px``;
             :func:`~jsnq.labels.edge_weights`), so that pixels near the split line and near the bones'
-            overlap enter a fit gradually. With 10 px this halves how much the narrowing
-            depends on where the labels put the split (real pairs, network against true-mask
-            labels: 0.046 instead of 0.090 px RMS) but discards information: at 5 % noise the
-            error SD rises from 0.055 to 0.067 px (above the Cramér-Rao bound) and on real
-            pairs the repeatability from 0.048 to 0.058 px. For labels you do not trust.
+            overlap enter a fit gradually. It about halves how much the narrowing depends on
+            where the labels put the split but discards information, so the noise error grows
+            (docs/benchmarks.md, "Segmentation", "Soft edge weights"). For labels you do not trust.
         gain_free: False (the default): the geometric update uses the smoothed-gradient
             instrument as is. True: the instrument is made orthogonal to the (centred)
             template, so the fixed point of the geometry no longer depends on the fitted gain
             and offset (:class:`~jsnq.register.scale_space.Level`). The gain is then only a
-            step size. Without it, a gain error leaks into the geometry through the mask's boundary. Unequal noise in
-            the two visits biases the ratio-of-SDs gain, and with it the narrowing: on
-            synthetic motions of real crops, -0.015 px with 2 % noise in the baseline only,
-            +0.016 px with 2 % in the follow-up only, and about 0.08 px at 5 %. With the
-            option these are below 0.006 px, and equal noise gives the same SD as the
-            default. On real pairs the forward/backward disagreement rises slightly (0.44
-            against 0.40 px RMS), and a pair takes ~10 % longer, so it is not the default.
+            step size. Without it, a gain error leaks into the geometry through the mask's
+            boundary, and unequal noise in the two visits biases the ratio-of-SDs gain and
+            with it the narrowing. The option largely removes that bias but raises the forward/backward
+            disagreement on real pairs slightly and is slower, so it is not the default
+            (docs/benchmarks.md, "Unequal noise and --gain-free").
         max_abs_angle_deg, scale_range, max_shift_px: plausibility bounds; a fit beyond them
             is flagged ``at_bound``.
         parallel_bones: fit the two bones in two threads. The fits are independent (the
             same result either way) and numpy and scipy release the GIL in their heavy loops,
-            so on two cores a registration takes about a fifth less time; turn it off when
-            every core already runs its own process.
+            so on two cores a registration takes less time (docs/benchmarks.md, "Registration
+            engines"); turn it off when every core already runs its own process.
         inverse_consistent: with both visits' labels (and ``symmetric``), fit each bone once,
             inverse-consistently (:func:`~jsnq.register.classical.register_pair`: the forward
             and backward Gauss-Newton steps averaged into one transform), instead of registering both ways and averaging
@@ -69,17 +64,14 @@ class RegistrationOptions:
         exposure_model: ``monotone`` (the default): the follow-up is a monotone quadratic
             curve of the baseline on each side (gain, offset and curvature, fitted with the
             geometry: :func:`~jsnq.register.gauss_newton.monotone_exposure`), which absorbs
-            nonlinear exposure changes such as a gamma (synthetic error SD 0.037 -> 0.024 px under I -> a I^g + b,
-            g = exp(U(+-0.25))) and on those real crops costs no precision under noise (the
-            same SD within 2 % at 0, 2 and 5 % noise); on phantoms at 2 % noise its SD is 9 %
-            larger and at the +10 % scale corners of the capture range its worst error 0.067
-            against 0.040 px (tests/test_register.py). Fitted at the full-resolution level
-            only. ``linear``: a gain and an offset (jsnq 0.1).
+            nonlinear exposure changes such as a gamma at no cost in precision on real crops
+            (docs/benchmarks.md, "Issue 14's conditions", "Nonlinear exposure"). Fitted at the
+            full-resolution level only. ``linear``: a gain and an offset (jsnq 0.1).
         network_passes: forward passes of the registration network's cascade that start the
             hybrid's refinement (default 1: the refinement reaches the same fit from the
-            coarse pass, identical to 4 decimals on the wide-motion condition, in a third of
-            the network's time); 0: the shipped weights' own number (``inference_passes``, 3,
-            which the network-only engine always uses).
+            coarse pass in a third of the network's time; docs/benchmarks.md, "Issue 14's
+            conditions"); 0: the shipped weights' own number (``inference_passes``, 3, which
+            the network-only engine always uses).
     """
 
     global_levels: tuple[tuple[float, int], ...] = ((4.0, 4),)

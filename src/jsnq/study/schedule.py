@@ -142,8 +142,8 @@ def open_session(*, workers: int | None = None, scheduler: str | None = None, nu
         with_dashboard = importlib.util.find_spec("bokeh") is not None
         # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 so that they hand freed memory back
         # to the OS; jsnq allocates and frees large arrays on every pair, and with that setting a
-        # unit took 32-41 % longer (benchmarks in docs/study.md). glibc's own adaptive threshold is
-        # kept instead; a unit's peak memory is a few hundred MB either way.
+        # unit takes longer (docs/study.md, "Benchmark", malloc). glibc's own adaptive threshold is kept
+        # instead; a unit's peak memory is a few hundred MB either way.
         # A Nanny also copies its variables into the spawning process's own environment, where
         # every later worker inherits them: undo that copy if an earlier default cluster left it.
         dask_value = dask.config.get("distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_", None)
