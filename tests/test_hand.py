@@ -21,7 +21,7 @@ from jsnq.hand.crops import CROP_SIZE, TARGET_BASE_WIDTH_PX, CropOutsideImage, c
 from jsnq.hand.landmarks import hand_from_points, mirror_hand
 from jsnq.hand.checks import SplitCheck, SplitStatus, segmentation_problem
 from jsnq.hand.measure import measure_hand, measure_hand_series
-from jsnq.hand.types import JOINT_NAMES, Hand, Joint
+from jsnq.hand.types import JOINT_NAMES, Hand
 from jsnq.phantom import make_hand, render_hand, sample_hand_params
 
 #: A few joints, one of each type, keep the measuring tests fast.

@@ -193,7 +193,7 @@ def _report_from_phantoms(folder: Path, n: int = 3) -> Path:
         save_labels(folder / f"l{k}.png", pair.baseline_labels)
         rows.append(f"joint{k},b{k}.png,f{k}.png,l{k}.png")
     # a pair from two different joints: must come out flagged
-    rows.append(f"mixed,b0.png,f1.png,l0.png")
+    rows.append("mixed,b0.png,f1.png,l0.png")
     (folder / "pairs.csv").write_text("\n".join(rows) + "\n")
     out = folder / "report.html"
     result = runner.invoke(app, ["measure-batch", str(folder / "pairs.csv"), "--out", str(folder / "res.csv"),
