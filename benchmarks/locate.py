@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from jsnq.errors import JsnqInputError
-from jsnq.hand.locate import find_joints, shipped_weights
+from jsnq.hand.locate import find_joints
+from jsnq.networks import shipped_weights
 from jsnq.hand.network import fuse_for_inference, load_locator
 from jsnq.hand.types import JOINT_NAMES
 from jsnq.io import load_image
@@ -168,7 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     root = data_dir("hand-landmarks/landmarks.csv")
-    model, _, ckpt = load_locator(args.weights or shipped_weights())
+    model, _, ckpt = load_locator(args.weights or shipped_weights("locate"))
     model = fuse_for_inference(model)
     val_ids = list(ckpt["config"]["split"]["validation_hands"])
     folder = root / "hand-landmarks"

@@ -75,11 +75,12 @@ def model_size() -> dict:
     import torch
 
     from benchmarks.segmentation import conv_macs, ms
-    from jsnq.register.network import load_regnet, predict_similarities, predict_similarities_batch, shipped_regnet_weights
+    from jsnq.networks import shipped_weights
+    from jsnq.register.network import load_regnet, predict_similarities, predict_similarities_batch
     from jsnq._torch import fuse_batchnorm
 
     torch.set_num_threads(2)
-    model, _ = load_regnet(shipped_regnet_weights())
+    model, _ = load_regnet(shipped_weights("register"))
     cfg = model.config
     size = cfg.input_size
     params = sum(p.numel() for p in model.parameters())
@@ -97,7 +98,7 @@ def model_size() -> dict:
     one = ms(lambda: predict_similarities(fused, a, b, lab), 30)
     many = ms(lambda: predict_similarities_batch(fused, [(a, b, lab)] * 32), 5) / 32
     return {"params": params, "macs_per_pass": macs, "input_px": size, "passes": cfg.passes_at_inference,
-            "file_mb": shipped_regnet_weights().stat().st_size / 1e6 if hasattr(shipped_regnet_weights(), "stat")
+            "file_mb": shipped_weights("register").stat().st_size / 1e6 if hasattr(shipped_weights("register"), "stat")
             else float("nan"), "ms_forward": fwd, "ms_pair": one, "ms_pair_batched32": many}
 
 

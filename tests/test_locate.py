@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from jsnq.errors import JsnqInputError
-from jsnq.hand.locate import WEIGHTS_FILE, find_joints, shipped_weights
+from jsnq.hand.locate import WEIGHTS_FILE, find_joints
+from jsnq.networks import shipped_weights
 from jsnq.hand.network import (COARSE_LANDMARKS, LocatorConfig, apply_affine, build_locator, fit_affine,
                                gaussian_heatmaps, heatmap_peaks, invert_affine, load_locator, warp)
 from jsnq.hand.types import JOINT_NAMES
@@ -59,14 +60,14 @@ def test_warp_moves_points_as_the_inverse_affine() -> None:
 
 
 def test_shipped_weights_load_safely_and_are_small() -> None:
-    path = Path(str(shipped_weights()))
+    path = Path(str(shipped_weights("locate")))
     assert path.name == Path(WEIGHTS_FILE).name
     assert path.stat().st_size < 15e6
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors, numbers, strings only
     assert {"format", "config", "state_dict"} <= set(ckpt) and "optimizer" not in ckpt
     cfg = LocatorConfig.from_dict(ckpt["config"]["network"])
     assert cfg.coarse_landmarks == COARSE_LANDMARKS
-    model, _, _ = load_locator(shipped_weights())
+    model, _, _ = load_locator(shipped_weights("locate"))
     assert not model.training
 
 
@@ -104,7 +105,7 @@ def test_joint_crop_is_no_hand(shared_data: Path) -> None:
 
 
 def _held_out(shared_data: Path, k: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    _, _, ckpt = load_locator(shipped_weights())
+    _, _, ckpt = load_locator(shipped_weights("locate"))
     val = ckpt["config"]["split"]["validation_hands"][:k]  # never seen in training
     paths, pts, wrist = read_landmarks(shared_data / "hand-landmarks", JOINT_NAMES)
     idx = [i for i, p in enumerate(paths) if p.stem in val]

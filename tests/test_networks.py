@@ -9,7 +9,8 @@ import torch
 from jsnq.errors import WeightsUnavailableError
 from jsnq.networks import INFERENCE_THREADS, SHIPPED, inference_threads, load_network, shipped_weights
 from jsnq.hand.network import LocatorConfig
-from jsnq.register.network import RegNetConfig, predict_similarities, shipped_regnet
+from jsnq.networks import shipped_network
+from jsnq.register.network import RegNetConfig, predict_similarities
 from jsnq.segment.network import NetworkConfig, predict_masks, shipped_model
 
 CONFIGS = {"segment": NetworkConfig, "register": RegNetConfig, "locate": LocatorConfig}
@@ -54,14 +55,14 @@ def test_the_shipped_networks_infer_on_few_threads_and_restore_the_callers_setti
     before = torch.get_num_threads()
     seen: list[int] = []
     hooks = [m.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
-             for m in (shipped_model(), shipped_regnet())]
+             for m in (shipped_model(), shipped_network("register"))]
     try:
         torch.set_num_threads(INFERENCE_THREADS + 2)
         image = np.random.default_rng(0).random((64, 64))
         labels = np.ones((64, 64), np.uint8)
         labels[32:] = 2
         predict_masks(image)
-        predict_similarities(shipped_regnet(), image, image, labels)
+        predict_similarities(shipped_network("register"), image, image, labels)
         assert seen and set(seen) == {INFERENCE_THREADS}
         assert torch.get_num_threads() == INFERENCE_THREADS + 2
         torch.set_num_threads(1)

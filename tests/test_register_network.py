@@ -17,9 +17,10 @@ from jsnq.geometry import Similarity, crop_centre
 from jsnq.phantom import make_pair
 from jsnq.register.network import (REGNET_WEIGHTS_FILE, RegNetConfig, build_regnet, cascade, compose_params,
                                    load_regnet, matrix_to_params, net_geometry, params_to_matrix,
-                                   predict_similarities, predict_similarities_batch, shipped_regnet_weights,
+                                   predict_similarities, predict_similarities_batch,
                                    to_crop_similarity, warp)
 from jsnq.register.warp import warp_to_baseline
+from jsnq.networks import shipped_weights
 
 from manifests import write_manifest_folder
 
@@ -131,7 +132,7 @@ def test_batched_prediction_equals_one_at_a_time():
 
 
 def test_shipped_weights_exist_are_small_and_load_safely():
-    path = shipped_regnet_weights()
+    path = shipped_weights("register")
     assert path.is_file(), f"missing {REGNET_WEIGHTS_FILE}"
     with path.open("rb") as fh:
         data = fh.read()
@@ -143,7 +144,7 @@ def test_shipped_weights_exist_are_small_and_load_safely():
 
 
 def test_shipped_weights_are_deterministic():
-    model, _ = load_regnet(shipped_regnet_weights())
+    model, _ = load_regnet(shipped_weights("register"))
     pair = make_pair(3)
     a = predict_similarities(model, pair.baseline, pair.followup, pair.baseline_labels)
     b = predict_similarities(model, pair.baseline, pair.followup, pair.baseline_labels)

@@ -43,10 +43,10 @@ Inits = tuple[Similarity, Similarity]
 
 def _shipped_regnet(required: bool):
     """The shipped registration network, or None when ``required`` is False and it cannot load."""
-    from .register.network import shipped_regnet
+    from .networks import shipped_network
 
     try:
-        return shipped_regnet()
+        return shipped_network("register")
     except WeightsUnavailableError:
         if required:
             raise

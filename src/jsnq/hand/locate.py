@@ -35,20 +35,20 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
-from ..networks import SHIPPED, shipped_network, shipped_weights as shipped_network_weights
+from ..networks import SHIPPED, shipped_network
 from ..io import Image, load_image
 from .network import JointLocator, LocatorConfig, heatmap_peaks
 from .types import JOINT_NAMES, Hand, Joint
 
-__all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate", "shipped_locator",
-           "shipped_weights", "FINGERS", "WEIGHTS_FILE", "MIN_SCORE", "MIN_JOINTS"]
+__all__ = ["find_joints", "locate_landmarks", "intensity_window", "LandmarkEstimate",
+           "FINGERS", "WEIGHTS_FILE", "MIN_SCORE", "MIN_JOINTS"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 
@@ -105,19 +105,6 @@ class LandmarkEstimate:
     disagreement_px: np.ndarray
     frame_px: float
 
-
-def shipped_weights() -> Any:
-    """The shipped weights as an :mod:`importlib.resources` traversable (may not exist)."""
-    return shipped_network_weights("locate")
-
-
-def shipped_locator() -> JointLocator:
-    """The shipped locator for inference (:func:`jsnq.networks.shipped_network`).
-
-    Raises:
-        WeightsUnavailableError: the weights are missing or cannot be read.
-    """
-    return shipped_network("locate")
 
 
 def _config(model: JointLocator) -> LocatorConfig:
@@ -357,7 +344,7 @@ def find_joints(image: ImageLike, *, spacing_mm: float | None = None, model: Joi
         image: a path, a 2-D array ``[row, col]`` or an :class:`~jsnq.io.Image`.
         spacing_mm: pixel spacing (recorded in the result; the method itself works at the
             hand's own scale and does not need it).
-        model: default: the shipped locator (:func:`shipped_locator`).
+        model: default: the shipped locator (``jsnq.networks.shipped_network("locate")``).
         min_score: a joint scoring below this is missing.
 
     Returns:
@@ -377,7 +364,7 @@ def find_joints(image: ImageLike, *, spacing_mm: float | None = None, model: Joi
             raise JsnqInputError(err.source, f"no hand found: {err.problem}") from None
         raise
     source = img.source
-    model = shipped_locator() if model is None else model
+    model = shipped_network("locate") if model is None else model
     est = locate_landmarks(img.array, model)
     names = est.names
     idx = {n: i for i, n in enumerate(names)}

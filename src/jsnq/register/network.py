@@ -37,13 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..networks import (SHIPPED, inference_threads, load_network, shipped_network,
-                        shipped_weights as shipped_network_weights)
+from ..networks import SHIPPED, inference_threads, load_network
 from ..geometry import Similarity, crop_centre
 from ..intensity import normalise
 
 __all__ = [
-    "RegNetConfig", "RegistrationNet", "build_regnet", "load_regnet", "shipped_regnet", "REGNET_WEIGHTS_FILE",
+    "RegNetConfig", "RegistrationNet", "build_regnet", "load_regnet", "REGNET_WEIGHTS_FILE",
     "params_to_matrix", "matrix_to_params", "compose_params", "warp", "side_weights", "predict_similarities",
     "net_geometry", "prepare_inputs", "predict_similarities_batch", "cascade", "composite",
 ]
@@ -386,14 +385,3 @@ def load_regnet(path: Any, *, map_location: str | torch.device = "cpu") -> tuple
     return load_network(path, kind="register", map_location=map_location)
 
 
-def shipped_regnet_weights() -> Any:
-    return shipped_network_weights("register")
-
-
-def shipped_regnet() -> RegistrationNet:
-    """The shipped network for inference (:func:`jsnq.networks.shipped_network`).
-
-    Raises:
-        WeightsUnavailableError: the weights are missing or cannot be read.
-    """
-    return shipped_network("register")
