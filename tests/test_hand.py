@@ -496,3 +496,24 @@ def test_a_null_pair_of_the_ra_hand_places_every_joint(shared_data):
         b0, b1 = crops.boxes
         assert np.hypot(*(forward(b0.centre_xy) - np.array(b1.centre_xy))) < 0.25, name
         assert abs(b1.angle_deg - b0.angle_deg - angle) < 0.2, name
+
+
+def test_the_library_writes_a_hand_results_files(measured, phantom, tmp_path):
+    """jsnq.hand.results.write_outputs writes what `jsnq hand --json --csv --report` writes, from
+    Python; it refuses a path that is one of the inputs before writing anything."""
+    import json
+
+    from jsnq.hand.results import write_outputs
+
+    paths = write_outputs(measured, [np.asarray(im) for im in phantom.images], json_out=tmp_path / "h.json",
+                          csv_out=tmp_path / "h.csv", report=tmp_path / "h.html")
+    assert [p.name for p in paths] == ["h.json", "h.csv", "h.html"]
+    assert json.loads((tmp_path / "h.json").read_text())["kind"] == "hand"
+    header = (tmp_path / "h.csv").read_text().splitlines()[0].split(",")
+    assert "joint" in header and "segmentation" in header
+    assert "<html" in (tmp_path / "h.html").read_text().lower()
+    source = tmp_path / "baseline.png"
+    source.write_bytes(b"not really")
+    with pytest.raises(JsnqInputError):
+        write_outputs(measured, [], json_out=tmp_path / "x.json", csv_out=source, inputs=[source])
+    assert not (tmp_path / "x.json").exists() and source.read_bytes() == b"not really"

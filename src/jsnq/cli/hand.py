@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -10,9 +9,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from . import options as opt
-from ..outputs import csv_text, json_ready
-from .common import (EXIT_PARTIAL, display, output_file, plural, reports_input_errors, signed, stderr, stdout, unsigned,
-                     write_text)
+from .common import EXIT_PARTIAL, display, output_file, plural, reports_input_errors, signed, stderr, stdout, unsigned
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import MeasureConfig
@@ -89,20 +86,43 @@ class _HandRun:
 
 
 def _run(run: _HandRun) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..hand.measure import measure_hand, measure_hand_series
+    from ..hand.results import write_outputs
     from ..io import load_image
 
     images = [load_image(v, spacing_mm=run.spacing) for v in run.visits]
-    hands = None
-    if run.landmarks is not None:
-        from ..hand.landmarks import read_landmarks
+    result = _measure(run, images, _hands(run, images))
+    rows = result.rows()
+    _print_table(rows, series=len(images) > 2 or run.dates is not None)
+    for path in write_outputs(result, [im.array for im in images], json_out=run.json_out, csv_out=run.csv_out,
+                              report=run.report, inputs=[*run.visits, run.landmarks]):
+        stderr().print(f"wrote {display(path)}", markup=False)
+    failed = [n for n, why in result.errors.items() if why != "not requested"]
+    asked = len(result.joints) + len(failed)
+    reliable = sum(1 for n, m in result.joints.items() if all(r["reliable"] for r in rows if r["joint"] == n))
+    stderr().print(f"{len(result.joints)} of {plural(asked, 'joint')} measured, {reliable} reliable"
+                   + (f"; not measured: {', '.join(failed)} (see the reasons)" if failed else ""), markup=False)
+    if failed:
+        raise typer.Exit(EXIT_PARTIAL)
 
-        if run.side not in ("L", "R"):
-            raise ValueError(f"--side must be L or R, got {run.side!r}")
-        hands = read_landmarks(run.landmarks, n_visits=len(images), side=run.side,
-                               shapes=[im.array.shape for im in images], sources=[im.source for im in images])
+
+def _hands(run: _HandRun, images: list) -> list | None:
+    """The visits' hands from ``--landmarks``, or None (the locator finds them)."""
+    if run.landmarks is None:
+        return None
+    from ..hand.landmarks import read_landmarks
+
+    if run.side not in ("L", "R"):
+        raise ValueError(f"--side must be L or R, got {run.side!r}")
+    return read_landmarks(run.landmarks, n_visits=len(images), side=run.side,
+                          shapes=[im.array.shape for im in images], sources=[im.source for im in images])
+
+
+def _measure(run: _HandRun, images: list, hands: list | None):
+    """The hand measured (two visits) or followed (a series), with a progress bar on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..hand.measure import measure_hand, measure_hand_series
+
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=stderr(), transient=True)
     task: list = []
@@ -115,34 +135,13 @@ def _run(run: _HandRun) -> None:
 
     try:
         if len(images) == 2 and run.dates is None:
-            result = measure_hand(images[0], images[1], config=run.config, progress=progress, joints=run.joints,
-                                  hands=hands, workers=run.workers)
-        else:
-            result = measure_hand_series(images, dates=run.dates, config=run.config, progress=progress,
-                                         joints=run.joints, hands=hands)
+            return measure_hand(images[0], images[1], config=run.config, progress=progress, joints=run.joints,
+                                hands=hands, workers=run.workers)
+        return measure_hand_series(images, dates=run.dates, config=run.config, progress=progress,
+                                   joints=run.joints, hands=hands)
     finally:
         if task:
             bar.stop()
-    rows = result.rows()
-    _print_table(rows, series=len(images) > 2 or run.dates is not None)
-    if run.json_out is not None:
-        write_text(run.json_out, json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False) + "\n")
-    if run.csv_out is not None:
-        write_text(run.csv_out, csv_text(rows, list(rows[0])))
-    if run.report is not None:
-        from ..report.hand import write_hand_report
-
-        write_hand_report(run.report, [im.array for im in images], result, inputs=[*run.visits, run.landmarks])
-    for path in (run.json_out, run.csv_out, run.report):
-        if path is not None:
-            stderr().print(f"wrote {display(path)}", markup=False)
-    failed = [n for n, why in result.errors.items() if why != "not requested"]
-    asked = len(result.joints) + len(failed)
-    reliable = sum(1 for n, m in result.joints.items() if all(r["reliable"] for r in rows if r["joint"] == n))
-    stderr().print(f"{len(result.joints)} of {plural(asked, 'joint')} measured, {reliable} reliable"
-                   + (f"; not measured: {', '.join(failed)} (see the reasons)" if failed else ""), markup=False)
-    if failed:
-        raise typer.Exit(EXIT_PARTIAL)
 
 
 def _print_table(rows: list[dict], *, series: bool) -> None:

@@ -4,8 +4,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from ..config import MeasureConfig
 from ..results import json_safe
@@ -16,7 +21,7 @@ from .crops import JointCrops
 from .tables import hand_rows, series_rows
 from .types import JOINT_NAMES, Hand
 
-__all__ = ["HandResult", "HandMeasurement", "HandSeries", "hand_json", "VALIDATION"]
+__all__ = ["HandResult", "HandMeasurement", "HandSeries", "hand_json", "write_outputs", "VALIDATION"]
 
 #: The validation of each joint type, shown in the report's legend (the figures: docs/hand.md,
 #: "Known narrowing rendered into real radiographs", from benchmarks/hand_known.py).
@@ -115,3 +120,32 @@ def hand_json(result: HandResult, kind: str, pairs: Callable[[Any], Any]) -> dic
                       "same_hand": dict(result.same_hand), "hands": [h.to_dict() for h in result.hands],
                       "units": "px: pixels of the radiograph; spacing_mm: the radiograph's",
                       "validation": dict(VALIDATION), "joints": joints, "config": result.config.to_dict()})
+
+
+def write_outputs(result: HandResult, images: Sequence[np.ndarray], *, json_out: str | os.PathLike | None = None,
+                  csv_out: str | os.PathLike | None = None, report: str | os.PathLike | None = None,
+                  inputs: Sequence[Any] = ()) -> list[Path]:
+    """Write a hand result's files: the JSON (``result.to_dict()``), the per-joint CSV (its
+    rows) and the HTML report over ``images`` (the visits' arrays). Every path is checked
+    first, then each file written atomically, never over one of ``inputs`` nor through a
+    symlink. Returns the paths written, in that order."""
+    from ..outputs import check_output, csv_text, json_ready, write_atomic
+
+    inputs = [Path(os.fspath(p)) for p in inputs if p is not None]
+    for path in (json_out, csv_out, report):
+        if path is not None:
+            check_output(path, inputs=inputs)
+    written = []
+    if json_out is not None:
+        write_atomic(json_out, json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False) + "\n")
+        written.append(Path(json_out))
+    if csv_out is not None:
+        rows = result.rows()
+        write_atomic(csv_out, csv_text(rows, list(rows[0])))
+        written.append(Path(csv_out))
+    if report is not None:
+        from ..report.hand import write_hand_report
+
+        write_hand_report(report, images, result, inputs=inputs)
+        written.append(Path(report))
+    return written
