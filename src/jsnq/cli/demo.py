@@ -38,12 +38,28 @@ def demo_cmd(
 
 
 def _hand_demo(out: Path, seed: int) -> None:
-    from ..io import save_image
-    from ..outputs import csv_text, write_atomic
     from typer.main import get_command
 
-    from ..phantom import make_hand
     from . import app
+
+    visits, truth = _hand_demo_inputs(out, seed)
+    args = ["hand", *map(str, visits), "--spacing", str(HAND_SPACING_MM), "--csv", str(out / "hand.csv"),
+            "--json", str(out / "hand.json"), "--report", str(out / "report.html")]
+    typer.echo("$ jsnq " + " ".join(args))
+    code = get_command(app).main(args, prog_name="jsnq", standalone_mode=False)
+    if code not in (None, 0, 1):  # 1: some joint not measured, shown in the table below
+        raise typer.Exit(code)
+    with open(out / "hand.csv", newline="", encoding="utf-8") as fh:
+        _print_against_truth({r["joint"]: r for r in csv.DictReader(fh)}, truth)
+    typer.echo(f"Report: {out / 'report.html'}")
+
+
+def _hand_demo_inputs(out: Path, seed: int) -> tuple[list[Path], dict[str, float]]:
+    """A synthetic two-visit hand written to ``out`` as 16-bit PNGs, with its true narrowings
+    (mm) in ``truth.csv``: the visits' paths and joint -> true narrowing."""
+    from ..io import save_image
+    from ..outputs import csv_text, write_atomic
+    from ..phantom import make_hand
 
     ph = make_hand(seed, spacing_mm=HAND_SPACING_MM)
     visits = [out / "baseline.png", out / "followup.png"]
@@ -55,14 +71,12 @@ def _hand_demo(out: Path, seed: int) -> None:
                                              ["joint", "true_narrowing_mm", "true_narrowing_px"]))
     typer.echo(f"Synthetic hand (seed {seed}): {visits[0]}, {visits[1]} (16-bit PNG, {HAND_SPACING_MM} mm/px; "
                f"the true narrowings in {out / 'truth.csv'})")
-    args = ["hand", *map(str, visits), "--spacing", str(HAND_SPACING_MM), "--csv", str(out / "hand.csv"),
-            "--json", str(out / "hand.json"), "--report", str(out / "report.html")]
-    typer.echo("$ jsnq " + " ".join(args))
-    code = get_command(app).main(args, prog_name="jsnq", standalone_mode=False)
-    if code not in (None, 0, 1):  # 1: some joint not measured, shown in the table below
-        raise typer.Exit(code)
-    with open(out / "hand.csv", newline="", encoding="utf-8") as fh:
-        rows = {r["joint"]: r for r in csv.DictReader(fh)}
+    return visits, truth
+
+
+def _print_against_truth(rows: dict[str, dict], truth: dict[str, float]) -> None:
+    """Each joint's measured narrowing (the hand CSV's ``rows``) beside the truth, and the RMS
+    error over the reliable ones."""
     typer.echo("\nMeasured against true narrowing (mm):")
     typer.echo(f"{'joint':<6}{'measured':>20}{'true':>9}{'error':>9}  reliable")
     errors = []
@@ -70,17 +84,15 @@ def _hand_demo(out: Path, seed: int) -> None:
         r = rows.get(joint, {})
         value = float(r["narrowing_mm"]) if r.get("narrowing_mm") else None
         se = float(r["narrowing_se_mm"]) if r.get("narrowing_se_mm") else None
-        measured = pm(value, se, "")
         error = "" if value is None else signed(value - true)
         if value is not None and r.get("reliable") == "true":
             errors.append(value - true)
-        typer.echo(f"{joint:<6}{measured.strip():>20}{signed(true):>9}{error:>9}  "
+        typer.echo(f"{joint:<6}{pm(value, se, '').strip():>20}{signed(true):>9}{error:>9}  "
                    f"{'yes' if r.get('reliable') == 'true' else 'no'}")
     if errors:
         rms = (sum(e * e for e in errors) / len(errors)) ** 0.5
         typer.echo(f"RMS error over the {plural(len(errors), 'reliable joint')}: {unsigned(rms)} mm "
                    f"= {unsigned(rms / HAND_SPACING_MM)} px of the radiograph")
-    typer.echo(f"Report: {out / 'report.html'}")
 
 
 def _crop_demo(out: Path, seed: int) -> None:
