@@ -39,8 +39,10 @@ __all__ = ["ProfileSplit", "profile_split", "profile_candidates", "profile_line_
 SEARCH_HALF_BAND = 0.3
 #: The penalty on the line's distance from the centre row grows as (distance / this)^2 (px).
 PRIOR_SCALE_PX = 51.0
-#: The penalties tried for leaving the centre row (see :func:`profile_candidates`).
-CENTRE_WEIGHTS = (6.0, 0.0)
+#: The penalties tried for leaving the centre row (see :func:`profile_candidates`): one, the
+#: valley nearest the centre. The deepest valley (penalty 0) was a second candidate until the
+#: pair's motions chose the line (:mod:`jsnq.hand.split`); with them it only misled (docs/hand.md).
+CENTRE_WEIGHTS = (6.0,)
 #: Candidate lines whose median rows lie closer than this (px) are the same line.
 DISTINCT_PX = 5.0
 #: Columns searched either side of the crop's centre column, as a fraction of its width (the
