@@ -48,7 +48,7 @@ class SplitStatus(enum.StrEnum):
 
     #: Along the joint space in the crops' intensity profiles, every line in a joint space.
     PROFILE = "profile"
-    #: As PROFILE, but a line is not in a joint space or the choice between lines is ambiguous.
+    #: As PROFILE, but a visit's line is not in a joint space.
     PROFILE_FLAGGED = "profile flagged"
     #: By the segmentation network (``segmenter="network"``), its check passed.
     NETWORK = "network"

@@ -10,8 +10,8 @@ joint is either measured or given a one-line reason; nothing is printed;
 
 Bone split. Every joint's crops are split along the joint space found in their own intensity
 profiles (:mod:`jsnq.segment.profile`; the MCP-trained networks miss PIP, DIP, IP and RA
-joints): where a crop supports two lines, the pair's fit decides, and an ambiguous choice or a
-line outside a joint space flags the joint. The JSW comes from the same profiles; one that
+joints), moved to where the two visits' motions part when the pair shows the joint elsewhere
+(:mod:`jsnq.hand.split`); a line outside a joint space flags the joint. The JSW comes from the same profiles; one that
 cannot be read is a note, never a number.
 """
 
@@ -64,8 +64,8 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     """Measure visits ``i`` -> ``j`` of one joint's crops.
 
     The bones are split along the joint space found in each visit's crop from its intensity
-    profiles, for every joint type; where a crop supports more than one line (a child's growth
-    plate beside the joint space), the one the pair supports (:func:`jsnq.hand.split.choose_split`). The
+    profiles, for every joint type, or where the pair's motions part when they show the joint
+    elsewhere (a child's growth plate, a landmark mm off: :func:`jsnq.hand.split.choose_split`). The
     narrowing is read at the baseline's joint centre carried to the follow-up. A split line that does
     not lie in a joint space makes the result unreliable with the reason; a JSW that cannot be
     read is a note. ``config.segmenter == "network"`` asks for the MCP-trained network instead,
@@ -89,11 +89,9 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
         return m, SplitCheck(SplitStatus.NETWORK_FAILED, problem)
     choice = choose_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
                           profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm, config)
-    sa, sb, ambiguous = choice.baseline, choice.followup, choice.ambiguous
+    sa, sb = choice.baseline, choice.followup
     m = _with_profile_jsw(choice.measurement, sa, sb)
-    if ambiguous is not None:
-        m = dataclasses.replace(m, reliable=False, reasons=(*m.reasons, ambiguous))
-    why = "; ".join(p for p in (sa.problem, sb.problem, ambiguous) if p)
+    why = "; ".join(p for p in (sa.problem, sb.problem) if p)
     return m, SplitCheck(SplitStatus.PROFILE_FLAGGED, why) if why else SplitCheck(SplitStatus.PROFILE)
 
 

@@ -1,24 +1,22 @@
 """Which bone split of a hand joint the pair of visits supports.
 
-A hand crop's intensity profiles offer one or more split lines
-(:func:`jsnq.segment.profile.profile_candidates`): the valley nearest the crop's centre and
-the deepest one. A child's growth plate, or a landmark a few mm off, puts a valley beside the
-joint space, and a split there reads a fraction of the narrowing. The pair itself tells the
-joint line apart: the joint is where the two bones' motions part. So:
+A hand crop's intensity profiles offer a split line: the valley nearest the crop's centre
+(:func:`jsnq.segment.profile.profile_candidates`). A child's growth plate, or a landmark a few
+mm off, puts that valley beside the joint space, and a split there reads a fraction of the
+narrowing. The pair itself tells the joint line apart: the joint is where the two bones'
+motions part. So, after the line is measured:
 
-1. every candidate is measured, and the first is kept unless another fits clearly better
-   (:data:`AMBIGUOUS_MISFIT`);
-2. where the kept fit's two motions carry the bones apart by more than :data:`MOTION_Z`
-   narrowing SEs (:func:`relative_motion_px`), each row of the baseline is asked which one
-   it follows (:func:`motion_boundary_row`). Where the rows stop following the upper bone's motion far
-   from the kept line, the valley nearest that row is measured too, and taken when the band
-   of rows between the two lines follows the motion of the bone the new line gives it by more
-   than :data:`MOTION_Z` standard deviations of that comparison's noise (:func:`band_z`);
-3. otherwise, two lines that fit about as well and read narrowings more than
-   :data:`AMBIGUOUS_SE` standard errors apart flag the result.
+1. where the fit's two motions carry the bones apart by more than :data:`MOTION_Z` narrowing
+   SEs (:func:`relative_motion_px`), each row of the baseline is asked which one it follows
+   (:func:`motion_boundary_row`);
+2. where the rows stop following the upper bone's motion far from the line, the valley nearest
+   that row is measured too, and taken when the band of rows between the two lines follows the
+   motion of the bone the new line gives it by more than :data:`MOTION_Z` standard deviations
+   of that comparison's noise (:func:`band_z`).
 
 Where the bones hardly moved relative to each other, no band tells the lines apart, and the
-choice hardly changes the number.
+choice hardly changes the number. (A second candidate, the deepest valley, chosen by the
+fits' residuals, was measured and dropped: docs/hand.md.)
 """
 
 from __future__ import annotations
@@ -36,13 +34,8 @@ from ..register.warp import warp_to_baseline
 from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_line_near, search_rows, search_columns
 
 __all__ = ["SplitChoice", "choose_split", "nearest_split", "relative_motion_px", "motion_boundary_row", "band_z",
-           "AMBIGUOUS_MISFIT", "AMBIGUOUS_SE", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND"]
+           "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND"]
 
-#: Two split lines of one joint are an ambiguous choice when the worse one's misfit is within
-#: this fraction of the better one's ...
-AMBIGUOUS_MISFIT = 0.05
-#: ... and their narrowings differ by more than this many (combined) standard errors.
-AMBIGUOUS_SE = 3.0
 #: The band between two lines decides between them when it follows one bone's motion better
 #: than the other's by more than this many SDs of the comparison's noise.
 MOTION_Z = 3.0
@@ -56,26 +49,17 @@ MOTION_HALF_BAND = 0.42
 
 @dataclass(frozen=True)
 class SplitChoice:
-    """The chosen split of one joint's pair: its measurement, each visit's line, and why the
-    choice is not to be trusted (or None)."""
+    """The chosen split of one joint's pair: its measurement and each visit's line."""
 
     measurement: Any
     baseline: ProfileSplit
     followup: ProfileSplit
-    ambiguous: str | None
 
 
 def nearest_split(candidates: Sequence[ProfileSplit], split: ProfileSplit) -> ProfileSplit:
     """The candidate whose centre row lies nearest ``split``'s: the same joint line in another
     visit (the crops are placed so that the joint lies on the same rows)."""
     return min(candidates, key=lambda c: abs(c.centre_px[1] - split.centre_px[1]))
-
-
-def misfit(m: Any) -> float:
-    """Mean squared residual of both bones' fits over their labelled pixels: how well a split
-    lets the two visits be explained by one motion per side."""
-    n1, n2 = int(np.count_nonzero(m.labels == 1)), int(np.count_nonzero(m.labels == 2))
-    return (m.upper.mse_after * n1 + m.lower.mse_after * n2) / max(n1 + n2, 1)
 
 
 def _fitted(baseline: np.ndarray, warped: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -172,38 +156,21 @@ def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, f
         z = band_z(a.array, b.array, m, mn, sa.line, na.line, finger)
     else:
         z = -band_z(a.array, b.array, mn, m, na.line, sa.line, finger)
-    return SplitChoice(mn, na, nb, None) if z > MOTION_Z else None
+    return SplitChoice(mn, na, nb) if z > MOTION_Z else None
 
 
 def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence[ProfileSplit],
                  spacing_mm: float | None, config: MeasureConfig) -> SplitChoice:
     """Measure crop ``a`` -> crop ``b`` with the split line the pair supports (module doc).
     ``base``/``fol``: each visit's :func:`~jsnq.segment.profile.profile_candidates`; the
-    follow-up's line is its candidate nearest the baseline's."""
+    baseline's first, and the follow-up's nearest it."""
     from .. import measure  # the public API (lazily: the pipeline is heavy)
 
     def fit(sa: ProfileSplit, sb: ProfileSplit) -> Any:
         return measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=spacing_mm,
                        point=sa.centre_px, config=config)
 
-    tried = []
-    for sa in base:
-        sb = nearest_split(fol, sa)
-        m = fit(sa, sb)
-        tried.append((misfit(m), m, sa, sb))
-    best = tried[0]  # the line nearest the crop centre unless another fits clearly better
-    for t in tried[1:]:
-        if t[0] < best[0] * (1 - AMBIGUOUS_MISFIT):
-            best = t
-    moved = _by_motion(a, b, best[1], best[2], best[3], fit, spacing_mm)
-    if moved is not None:
-        return moved
-    m = best[1]
-    for score, other, sa, _ in tried:
-        se = math.hypot(m.narrowing_se_px, other.narrowing_se_px)
-        if other is not m and abs(score - best[0]) <= best[0] * AMBIGUOUS_MISFIT and \
-                abs(other.narrowing_px - m.narrowing_px) > AMBIGUOUS_SE * se:
-            return SplitChoice(m, best[2], best[3], (
-                f"ambiguous bone split: a line {_row(sa) - _row(best[2]):+.0f} crop px away fits as "
-                f"well and reads {other.narrowing_px - m.narrowing_px:+.2f} crop px more"))
-    return SplitChoice(m, best[2], best[3], None)
+    sa = base[0]
+    sb = nearest_split(fol, sa)
+    m = fit(sa, sb)
+    return _by_motion(a, b, m, sa, sb, fit, spacing_mm) or SplitChoice(m, sa, sb)
