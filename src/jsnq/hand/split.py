@@ -72,9 +72,9 @@ def _fitted(baseline: np.ndarray, warped: np.ndarray, region: np.ndarray) -> np.
     return gain * warped + offset
 
 
-def _warps(a: np.ndarray, b: np.ndarray, upper: Any, lower: Any) -> tuple[np.ndarray, np.ndarray]:
-    return (warp_to_baseline(b, upper.transform(a.shape)).astype(float),
-            warp_to_baseline(b, lower.transform(a.shape)).astype(float))
+def _warp(b: np.ndarray, motion: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Follow-up crop ``b`` carried into the baseline frame by one bone's ``motion``."""
+    return warp_to_baseline(b, motion.transform(shape)).astype(float)
 
 
 def relative_motion_px(m: Any, shape: tuple[int, int]) -> float:
@@ -97,7 +97,8 @@ def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSpli
     a = np.asarray(a, float)
     r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     c0, c1 = search_columns(a.shape[1])
-    up_w, lo_w = _warps(a, np.asarray(b, float), m.upper, m.lower)
+    b = np.asarray(b, float)
+    up_w, lo_w = _warp(b, m.upper, a.shape), _warp(b, m.lower, a.shape)
     rows = np.arange(a.shape[0])[:, None]
     finger = split.labels > 0
     up_f = _fitted(a, up_w, finger & (rows < split.line[None, :]))
@@ -117,8 +118,8 @@ def band_z(a: np.ndarray, b: np.ndarray, upper_fit: Any, lower_fit: Any, upper_l
     own gain and offset) over the SD of that difference under white noise, ``2 sigma |w_u -
     w_l|`` (sigma: both visits' noise). Positive: the band moves with the upper bone."""
     a = np.asarray(a, float)
-    up_w, _ = _warps(a, np.asarray(b, float), upper_fit.upper, upper_fit.lower)
-    _, lo_w = _warps(a, np.asarray(b, float), lower_fit.upper, lower_fit.lower)
+    b = np.asarray(b, float)
+    up_w, lo_w = _warp(b, upper_fit.upper, a.shape), _warp(b, lower_fit.lower, a.shape)
     rows = np.arange(a.shape[0])[:, None]
     band = ((rows > np.asarray(upper_line)[None, :] + BAND_MARGIN_PX)
             & (rows < np.asarray(lower_line)[None, :] - BAND_MARGIN_PX) & finger
@@ -127,7 +128,7 @@ def band_z(a: np.ndarray, b: np.ndarray, upper_fit: Any, lower_fit: Any, upper_l
         return 0.0
     up_r = a[band] - _fitted(a, up_w, band)[band]
     lo_r = a[band] - _fitted(a, lo_w, band)[band]
-    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(np.asarray(b, float)))
+    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(b))
     spread = 2.0 * sigma * math.sqrt(float(np.sum((up_w[band] - lo_w[band]) ** 2)))
     return float((np.sum(lo_r ** 2) - np.sum(up_r ** 2)) / spread) if spread > 0 else 0.0
 
