@@ -80,11 +80,17 @@ class Source:
     #: is the joint space; seen on overlays of every seam, docs/hand.md)
     min_share: float = 0.5
     wide: float = 2.5
+    #: centre the seam across the finger on the bone seen in the image (:func:`_bone_offset`)
+    #: rather than on the landmark: my RA annotation lies up to 0.6 of the bone's half-width
+    #: beside the bone's middle (+-8 px), which left a third of the joint beyond the seam; the
+    #: atlas landmarks lie on the bone's axis.
+    centre_on_bone: bool = False
 
 
 def ra_sources() -> list[Source]:
     pts = ra_annotation()
-    return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3), 1.0, 1.0)
+    return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3), 1.0, 1.0,
+                   centre_on_bone=True)
             for k, n in enumerate(RA_IMAGES)]
 
 
@@ -111,6 +117,23 @@ def _valley_depth(prof: np.ndarray, k: int) -> np.ndarray:
     before = ndi.maximum_filter1d(prof, size=k + 1, axis=-1, origin=k // 2)   # max over [t - k, t]
     after = ndi.maximum_filter1d(prof, size=k + 1, axis=-1, origin=-(k // 2))  # max over [t, t + k]
     return np.minimum(before, after) - prof
+
+
+def _bone_offset(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half: float, window: tuple[float, float]) -> float:
+    """How far (px, across the axis ``u``) the middle of the bone at ``p`` lies from ``p``: the
+    mid-point of the steepest rise and the steepest fall of the lateral profile averaged over the
+    ``window`` along the axis (the two bones' ends), each searched within 1.8 ``half`` of ``p``
+    (the neighbouring fingers beyond). 0 where the two edges are not about a bone's width apart."""
+    n = np.array([-u[1], u[0]])
+    s = np.arange(-2.0 * half, 2.0 * half + 0.25, 0.5)
+    t = np.linspace(window[0], window[1], 25)
+    xy = p[None, None, :] + s[:, None, None] * n + t[None, :, None] * u
+    prof = ndi.map_coordinates(smooth, [xy[..., 1], xy[..., 0]], order=1, mode="nearest").mean(axis=1)
+    grad = np.gradient(ndi.gaussian_filter1d(prof, max(1.0, 0.16 * half)))
+    rise = (s >= -1.8 * half) & (s <= 0.6 * half)
+    fall = (s >= -0.6 * half) & (s <= 1.8 * half)
+    left, right = s[rise][np.argmax(grad[rise])], s[fall][np.argmin(grad[fall])]
+    return float(0.5 * (left + right)) if 0.7 * half <= 0.5 * (right - left) <= 1.7 * half else 0.0
 
 
 def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, window: tuple[float, float],
@@ -187,13 +210,18 @@ def _finger_owner(points: dict, shape: tuple[int, int]) -> np.ndarray:
 
 def render(src: Source, d_px: dict, *, scale: float):
     """The follow-up with narrowing ``d_px[J]`` (px of the radiograph) at each joint J, each
-    joint's distal axis (for the truth) and its seam's points ``(x, y)`` (for ``split_off``)."""
+    joint's distal axis (for the truth) and its seam's points ``(x, y)`` (for ``split_off``).
+
+    The content at ``y`` moves by the sum of ``-d_J u_J`` over the joints J whose seam it lies
+    distal of, judged where it lies in the baseline; each output pixel ``x`` shows the content
+    at the ``y`` with ``y + motion(y) = x`` (a fixed point, a few steps). Judged at ``x`` instead,
+    a joint's seam would stay where the joints proximal of it had moved it from, and a distal
+    bone's end plate within their summed narrowing of the seam would not move with its bone."""
     img = src.image
     smooth = ndi.gaussian_filter(img, max(1.0, 0.12 * scale))
     rows, cols = img.shape
-    disp = np.zeros((2, rows, cols))  # (dx, dy) of the content
-    axes, seams = {}, {}
-    owner = _finger_owner(src.points, img.shape)
+    axes, seams, strips = {}, {}, []
+    margin = 2 + sum(abs(v) for v in d_px.values())  # how far any content moves
     for finger, chain in FINGER_CHAINS.items():
         for k, joint in enumerate(chain[:-1]):
             if joint not in d_px or any(c not in src.points for c in chain[k:]):
@@ -204,6 +232,8 @@ def render(src: Source, d_px: dict, *, scale: float):
             half = 0.5 * distal_bone_width_mm(joint) * scale
             gap = TYPICAL_GAP_MM[joint_type(joint)] * scale
             window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
+            if src.centre_on_bone:
+                p = p + _bone_offset(smooth, p, u, half, window) * np.array([-u[1], u[0]])
             s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide)
             seams[joint] = p + s[:, None] * np.array([-u[1], u[0]]) + ts[:, None] * u
             # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
@@ -211,21 +241,33 @@ def render(src: Source, d_px: dict, *, scale: float):
             tip = np.asarray(src.points[chain[-1]], float)
             line = np.array([p + np.median(ts) * u] + [np.asarray(src.points[c], float) for c in chain[k + 1:]]
                             + [tip + 0.25 * (tip - np.asarray(src.points[chain[-2]], float))])
-            lo = np.floor(line.min(axis=0) - 2.5 * half).astype(int).clip(0)
-            hi = np.ceil(line.max(axis=0) + 2.5 * half).astype(int)
-            hi = np.minimum(hi, [cols - 1, rows - 1])
-            yy, xx = np.mgrid[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1].astype(float)
-            w = np.clip((2.5 * half - _dist_to_polyline(xx, yy, line)) / (0.7 * half), 0.0, 1.0)
+            lo = np.floor(line.min(axis=0) - 2.5 * half - margin).astype(int).clip(0)
+            hi = np.minimum(np.ceil(line.max(axis=0) + 2.5 * half + margin).astype(int), [cols - 1, rows - 1])
+            strips.append((finger, d_px[joint], p, u, s, ts, line, half,
+                           (slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))))
+    owner = _finger_owner(src.points, img.shape)
+
+    def motion(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+        """(dx, dy) of the content at baseline positions ``(xx, yy)``."""
+        out = np.zeros((2, *xx.shape))
+        for finger, d, p, u, s, ts, line, half, box in strips:
+            x, y = xx[box], yy[box]
+            w = np.clip((2.5 * half - _dist_to_polyline(x, y, line)) / (0.7 * half), 0.0, 1.0)
             # distal of the seam: the axial coordinate beyond t(s) at the pixel's lateral offset
-            rel_x, rel_y = xx - p[0], yy - p[1]
-            t_ax = rel_x * u[0] + rel_y * u[1]
-            s_lat = -rel_x * u[1] + rel_y * u[0]
-            t_seam = np.interp(s_lat, s, ts)
-            w = w * (t_ax > t_seam) * (owner[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] == finger)
-            disp[0, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] -= d_px[joint] * u[0] * w
-            disp[1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] -= d_px[joint] * u[1] * w
+            rel_x, rel_y = x - p[0], y - p[1]
+            distal = rel_x * u[0] + rel_y * u[1] > np.interp(-rel_x * u[1] + rel_y * u[0], s, ts)
+            mine = owner[np.clip(np.rint(y).astype(int), 0, rows - 1), np.clip(np.rint(x).astype(int), 0, cols - 1)]
+            w = w * distal * (mine == finger)
+            out[0][box] -= d * u[0] * w
+            out[1][box] -= d * u[1] * w
+        return out
+
     yy, xx = np.mgrid[0:rows, 0:cols].astype(float)
-    moved = ndi.map_coordinates(img, [yy - disp[1], xx - disp[0]], order=3, mode="nearest")
+    src_x, src_y = xx, yy
+    for _ in range(3):
+        move = motion(src_x, src_y)
+        src_x, src_y = xx - move[0], yy - move[1]
+    moved = ndi.map_coordinates(img, [src_y, src_x], order=3, mode="nearest")
     return moved, axes, seams
 
 
