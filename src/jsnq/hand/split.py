@@ -12,7 +12,13 @@ motions part. So, after the line is measured:
 2. where the rows stop following the upper bone's motion far from the line, the valley nearest
    that row is measured too, and taken when the band of rows between the two lines follows the
    motion of the bone the new line gives it by more than :data:`MOTION_Z` standard deviations
-   of that comparison's noise (:func:`band_z`).
+   of that comparison's noise (:func:`band_z`);
+3. where the motions still carry the bones apart, the line is traced again column by column
+   where the rows stop following the upper bone's motion, through the dark valley nearest it
+   (:func:`motion_line`), and the pair is measured along it: a joint line curves and runs
+   obliquely at the bones' margins, where a line held flat, or a valley path cutting a corner,
+   gives a strip of one bone's end plate to the other, which then reads a fraction of the
+   narrowing.
 
 Where the bones hardly moved relative to each other, no band tells the lines apart, and the
 choice hardly changes the number. (A second candidate, the deepest valley, chosen by the
@@ -26,15 +32,18 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..config import MeasureConfig
 from ..intensity import estimate_noise_sd
 from ..io import Image
 from ..register.warp import warp_to_baseline
-from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_line_near, search_rows, search_columns
+from ..segment.classical import min_cost_path, valley_response
+from ..segment.profile import (DISTINCT_PX, VALLEY_OFFSETS, ProfileSplit, finger_columns, profile_line_near, search_columns,
+                               search_rows, split_from_line)
 
 __all__ = ["SplitChoice", "choose_split", "nearest_split", "relative_motion_px", "motion_boundary_row", "band_z",
-           "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND"]
+           "motion_line", "carried_line", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND", "MOTION_COLUMN_SIGMA_PX", "MOTION_CAP"]
 
 #: The band between two lines decides between them when it follows one bone's motion better
 #: than the other's by more than this many SDs of the comparison's noise.
@@ -45,6 +54,11 @@ BAND_MARGIN_PX = 3
 #: height either side of its centre: wider than the profiles' own band, since a landmark a few
 #: mm off puts the joint near the crop's edge.
 MOTION_HALF_BAND = 0.42
+#: :func:`motion_line` pools each column's evidence with its neighbours' (Gaussian, px).
+MOTION_COLUMN_SIGMA_PX = 4.0
+#: ... and weighs it at most this many SDs of the valley response, so that a strong motion
+#: places the line in the joint but the valley still decides its row within it.
+MOTION_CAP = 10.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,55 @@ def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSpli
     per_row = np.where(np.isfinite(evidence), evidence, 0.0).sum(axis=1)
     cum = np.concatenate([[0.0], np.cumsum(per_row)])
     return r0 + int(np.argmax(2 * cum - cum[-1]))
+
+
+def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, smooth_px: float = 1.5) -> np.ndarray:
+    """The split line of baseline crop ``a`` traced where its rows stop following the upper
+    bone's motion of ``m`` (the fit with ``split``) and start following the lower's, column by
+    column, through the valley nearest that boundary: one row per column (``split``'s line
+    beyond the finger's columns).
+
+    Per pixel, the evidence is the squared residual under the lower motion minus that under the
+    upper (each with its gain and offset over its own side of ``split``), pooled over
+    neighbouring columns (:data:`MOTION_COLUMN_SIGMA_PX`). A row's cost in a column is the
+    evidence below it minus that above it, over the SD that white noise gives it (the same
+    noise model as :func:`band_z`), scaled to at most :data:`MOTION_CAP`; plus the valley
+    response's cost of :func:`jsnq.segment.profile.profile_candidates`. The path is the
+    minimal-cost one through the central ``MOTION_HALF_BAND`` of the rows."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
+    f0, f1 = finger_columns(a.shape[1])
+    up_w, lo_w = _warp(b, m.upper, a.shape), _warp(b, m.lower, a.shape)
+    rows = np.arange(a.shape[0])[:, None]
+    finger = split.labels > 0
+    up_f = _fitted(a, up_w, finger & (rows < split.line[None, :]))
+    lo_f = _fitted(a, lo_w, finger & (rows > split.line[None, :]))
+    part = (slice(r0, r1 + 1), slice(f0, f1 + 1))
+    evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[part]
+    contrast = ((up_f - lo_f) ** 2)[part]
+    ok = np.isfinite(evidence) & np.isfinite(contrast)
+    evidence = ndi.gaussian_filter1d(np.where(ok, evidence, 0.0), MOTION_COLUMN_SIGMA_PX, axis=1)
+    contrast = ndi.gaussian_filter1d(np.where(ok, contrast, 0.0), MOTION_COLUMN_SIGMA_PX, axis=1)
+    above = np.cumsum(evidence, axis=0) - evidence  # the evidence of the rows above each row
+    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(b))
+    # white noise: the pooled sum's SD over the ~2.5 sigma columns it effectively averages
+    spread = 2.0 * sigma * np.sqrt(contrast.sum(axis=0) / (2.5 * MOTION_COLUMN_SIGMA_PX)) + 1e-12
+    motion = -(2.0 * above - evidence.sum(axis=0)[None, :]) / spread[None, :]
+    motion /= max(1.0, float(np.abs(motion).max()) / MOTION_CAP)
+    valley = valley_response(ndi.gaussian_filter(a, smooth_px), VALLEY_OFFSETS)[part]
+    line = np.asarray(split.line, float).copy()
+    line[f0:f1 + 1] = min_cost_path(-valley / (valley.std() or 1.0) + motion, 1.0) + r0
+    return line
+
+
+def carried_line(line: np.ndarray, motion: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``line`` (one row per column of the baseline crop) carried into the follow-up's crop by
+    one bone's ``motion``, as one row per column."""
+    x = np.arange(shape[1], dtype=float)
+    pts = motion.transform(shape).apply(np.c_[x, np.asarray(line, float)])
+    order = np.argsort(pts[:, 0])
+    return np.interp(x, pts[order, 0], pts[order, 1])
 
 
 def band_z(a: np.ndarray, b: np.ndarray, upper_fit: Any, lower_fit: Any, upper_line: np.ndarray,
@@ -174,4 +237,11 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     sa = base[0]
     sb = nearest_split(fol, sa)
     m = fit(sa, sb)
-    return _by_motion(a, b, m, sa, sb, fit, spacing_mm) or SplitChoice(m, sa, sb)
+    choice = _by_motion(a, b, m, sa, sb, fit, spacing_mm) or SplitChoice(m, sa, sb)
+    m = choice.measurement
+    if relative_motion_px(m, a.array.shape) <= MOTION_Z * m.narrowing_se_px:
+        return choice
+    line = motion_line(a.array, b.array, m, choice.baseline)
+    ta = split_from_line(a.array, line, spacing_mm=spacing_mm)
+    tb = split_from_line(b.array, carried_line(line, m.lower, a.array.shape), spacing_mm=spacing_mm)
+    return SplitChoice(fit(ta, tb), ta, tb)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["joint_space_line"]
+__all__ = ["joint_space_line", "valley_response", "min_cost_path"]
 
 
-def _valley(img: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
+def valley_response(img: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
     """``max_k min(I(r-k), I(r+k)) - I(r)``: how much darker a pixel is than both sides."""
     best = np.full(img.shape, -np.inf)
     pad = max(offsets)
@@ -50,12 +50,19 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
     rows, cols = img.shape
     r0, r1 = int(band[0] * rows), int(np.ceil(band[1] * rows))
     s = ndi.gaussian_filter(img, smooth_px)
-    v = _valley(s, offsets)[r0:r1]
+    v = valley_response(s, offsets)[r0:r1]
     scale = v.std() or 1.0
     cost = -v / scale
     if prior is not None:
         cost = cost + np.asarray(prior, dtype=float)[:, None]
-    n = r1 - r0
+    return (min_cost_path(cost, step_penalty) + r0).astype(float)
+
+
+def min_cost_path(cost: np.ndarray, step_penalty: float) -> np.ndarray:
+    """The left-to-right path of one row per column through ``cost`` ``[row, col]`` that
+    minimises the summed cost plus ``step_penalty`` per row it moves between neighbouring
+    columns (at most one), found exactly by dynamic programming: ``(cols,)`` int rows."""
+    n, cols = cost.shape
     acc = cost[:, 0].copy()
     back = np.zeros((n, cols), dtype=np.int8)
     for c in range(1, cols):
@@ -67,4 +74,5 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
     path[-1] = int(np.argmin(acc))
     for c in range(cols - 1, 0, -1):
         path[c - 1] = path[c] + back[path[c], c]
-    return (path + r0).astype(float)
+    return path
+

@@ -31,7 +31,8 @@ from ..jsw import JointSpaceWidth
 from ..labels import labels_from_line
 from .classical import joint_space_line
 
-__all__ = ["ProfileSplit", "profile_split", "profile_candidates", "profile_line_near", "profile_jsw", "valley_fraction",
+__all__ = ["ProfileSplit", "profile_split", "profile_candidates", "profile_line_near", "split_from_line", "profile_jsw",
+           "valley_fraction", "VALLEY_OFFSETS",
            "split_problem", "search_rows", "search_columns", "finger_columns", "DISTINCT_PX",
            "SEARCH_HALF_BAND", "BONE_HALF_WIDTH", "MIN_VALLEY_FRACTION"]
 
@@ -45,6 +46,8 @@ PRIOR_SCALE_PX = 51.0
 CENTRE_WEIGHTS = (6.0,)
 #: Candidate lines whose median rows lie closer than this (px) are the same line.
 DISTINCT_PX = 5.0
+#: Row distances (px) at which a valley is compared with its neighbours above and below.
+VALLEY_OFFSETS = (2, 3, 5, 8, 12, 16)
 #: Columns searched either side of the crop's centre column, as a fraction of its width (the
 #: distal bone's base spans about +-0.34 of the crop).
 BONE_HALF_WIDTH = 0.24
@@ -140,6 +143,19 @@ def profile_line_near(crop: np.ndarray, row: float, *, spacing_mm: float | None 
                          spacing_mm, half_band)
 
 
+def split_from_line(crop: np.ndarray, line: np.ndarray, *, spacing_mm: float | None = None,
+                    smooth_px: float = 1.5) -> ProfileSplit:
+    """A :class:`ProfileSplit` along a ``line`` found otherwise (one row per column; where the
+    two visits' motions part, :func:`jsnq.hand.split.motion_line`), with the same valley check
+    and JSW as a profile line."""
+    img = np.asarray(crop, dtype=float)
+    smooth = ndi.gaussian_filter(img, smooth_px)
+    columns = search_columns(img.shape[1])
+    line = np.asarray(line, dtype=float)
+    frac = valley_fraction(smooth, line, columns, smooth_px=smooth_px, smoothed=True, noise_sd=estimate_noise_sd(img))
+    return _split(img, smooth, line, frac, columns, spacing_mm)
+
+
 def _valley_split(img: np.ndarray, smooth: np.ndarray, noise_sd: float, row: float | None, weight: float,
                   smooth_px: float, spacing_mm: float | None, half_band: float = SEARCH_HALF_BAND) -> ProfileSplit:
     """The valley path through the search band with a penalty ``weight`` for leaving ``row``
@@ -206,7 +222,7 @@ def _line(img: np.ndarray, smooth_px: float, rows: tuple[int, int], columns: tup
           prior: np.ndarray | None) -> np.ndarray:
     """The valley path through ``rows`` x ``columns`` of ``img``, held flat beyond the columns."""
     (r0, r1), (c0, c1) = rows, columns
-    part = joint_space_line(img[r0:r1 + 1, c0:c1 + 1], band=(0.0, 1.0), smooth_px=smooth_px, offsets=(2, 3, 5, 8, 12, 16),
+    part = joint_space_line(img[r0:r1 + 1, c0:c1 + 1], band=(0.0, 1.0), smooth_px=smooth_px, offsets=VALLEY_OFFSETS,
                             step_penalty=1.0, prior=prior) + r0
     line = np.empty(img.shape[1])
     line[c0:c1 + 1] = part
