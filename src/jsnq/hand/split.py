@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..config import MeasureConfig
+from ..config import MeasureConfig, resolve
 from ..intensity import estimate_noise_sd
 from ..io import Image
 from ..register.warp import warp_to_baseline
@@ -228,11 +228,19 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     """Measure crop ``a`` -> crop ``b`` with the split line the pair supports (module doc).
     ``base``/``fol``: each visit's :func:`~jsnq.segment.profile.profile_candidates`; the
     baseline's first, and the follow-up's nearest it."""
-    from .. import measure  # the public API (lazily: the pipeline is heavy)
+    from .. import pipeline  # lazily: the pipeline is heavy
 
-    def fit(sa: ProfileSplit, sb: ProfileSplit) -> Any:
-        return measure(a, b, baseline_labels=sa.labels, followup_labels=sb.labels, spacing_mm=spacing_mm,
-                       point=sa.centre_px, config=config)
+    config = resolve(config)
+
+    def fit(sa: ProfileSplit, sb: ProfileSplit, start: Any = None) -> Any:
+        """The pair measured with these lines; ``start``: a fit to refine from (its motions)."""
+        p = pipeline.prepare(a, b, config, baseline_labels=sa.labels, followup_labels=sb.labels,
+                             spacing_mm=spacing_mm, point=sa.centre_px)
+        inits = back = None
+        if start is not None:
+            inits = (start.upper.transform(a.array.shape), start.lower.transform(a.array.shape))
+            back = (inits[0].inverse(), inits[1].inverse())
+        return pipeline.finish(p, config, pipeline.fit(p, config, inits=inits, backward_inits=back))
 
     sa = base[0]
     sb = nearest_split(fol, sa)
@@ -244,4 +252,4 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     line = motion_line(a.array, b.array, m, choice.baseline)
     ta = split_from_line(a.array, line, spacing_mm=spacing_mm)
     tb = split_from_line(b.array, carried_line(line, m.lower, a.array.shape), spacing_mm=spacing_mm)
-    return SplitChoice(fit(ta, tb), ta, tb)
+    return SplitChoice(fit(ta, tb, start=m), ta, tb)
