@@ -12,8 +12,9 @@ crops come from the joints held out from the network's training. The Cramér-Rao
 The truth is read at the joint's articular centre from both visits' true masks, found half-way
 between them (:func:`jsnq.jsw.pair_articular_centre`, the true lower-bone motion), where jsnq aims
 to read; reported beside: the reading point's distance from it (and, on stderr and in the JSON,
-from the baseline's own centre in its rows and columns, the truth before), and the error against the truth at jsnq's own reading point (the
-figures before issue 23, when that point was the crop centre with labels given). The per-bone
+from the baseline's own centre in its rows and columns, the truth before), and the error
+against the truth at jsnq's own reading point (the figures before issue 23, when that point was
+the crop centre with labels given). The per-bone
 baselines (SimpleITK, POC) are read at the true articular centre, which they cannot find
 themselves.
 

@@ -477,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                 diff_rel.append(d)
             if "point_px" in p and "point_px" in q:
                 moved.append(np.subtract(p["point_px"], q["point_px"]))
-        result["label_source"] = {"rms_px": rms(diff), "rms_reliable_px": rms(diff_rel), "reliable_pairs": len(diff_rel),
+        result["label_source"] = {"rms_px": rms(diff), "rms_reliable_px": rms(diff_rel),
+                                  "reliable_pairs": len(diff_rel),
                                   "point_rms_xy_px": [float(v) for v in np.sqrt(np.mean(np.square(moved), axis=0))]
                                   if moved else [float("nan")] * 2}
     result["seconds"] = time.perf_counter() - t0
