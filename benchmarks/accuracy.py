@@ -9,10 +9,12 @@ noise to both images. Every method gets the same cases and the labels from the t
 jsnq segments the baseline itself (the shipped UNet++, or the dynamic-programming line). The
 crops come from the joints held out from the network's training. The Cramér-Rao bound is computed per case for the same image, motion and noise.
 
-The truth is read at the joint's articular centre from the baseline's true masks
-(:func:`jsnq.jsw.articular_centre`), where jsnq aims to read; reported beside: the reading
-point's distance from it, and the error against the truth at jsnq's own reading point (the
-figures before issue 23, when that point was the crop centre with labels given). The per-bone
+The truth is read at the joint's articular centre from both visits' true masks, found half-way
+between them (:func:`jsnq.jsw.pair_articular_centre`, the true lower-bone motion), where jsnq aims
+to read; reported beside: the reading point's distance from it (and, on stderr and in the JSON,
+from the baseline's own centre in its rows and columns, the truth before), and the error
+against the truth at jsnq's own reading point (the figures before issue 23, when that point was
+the crop centre with labels given). The per-bone
 baselines (SimpleITK, POC) are read at the true articular centre, which they cannot find
 themselves.
 
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         crb = [narrowing_crb(c.clean, c.labels, c.upper, c.lower, noise_baseline=cond.noise,
                              noise_followup=cond.noise, gain=c.gain) for c in cases]
         crb_rms = math.sqrt(float(np.mean(np.square(crb))))
-        res = {name: ([], [], [], [], []) for name in methods}
+        res = {name: ([], [], [], [], [], []) for name in methods}
         # Methods interleaved case by case, so that the machine's changing load (shared cores)
         # affects them alike and the ratios of their times are fair.
         for i, case in enumerate(cases):
@@ -235,16 +237,19 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 est, se, truth_own, truth, point = fn(case)
                 dt = time.perf_counter() - t0
-                errs, ses, times, own, dist = res[name]
+                errs, ses, times, own, dist, dist_image = res[name]
                 errs.append(est - truth)
                 ses.append(se)
                 times.append(dt)
                 own.append(est - truth_own)
                 dist.append(np.subtract(point, case.centre_px))
+                dist_image.append(np.subtract(point, case.image_centre_px))
         poc_ms = 1e3 * float(np.median(res[POC][2])) if POC in res else float("nan")
         for name in methods:
-            errs, ses, times, own, dist = res[name]
+            errs, ses, times, own, dist, dist_image = res[name]
             rec = _summary(cond, name, errs, ses, times, crb_rms, own, dist)
+            di = np.asarray(dist_image, dtype=float).reshape(-1, 2)
+            rec["point_rms_image_xy_px"] = [float(v) for v in np.sqrt(np.mean(di ** 2, axis=0))]
             rec["x_poc"] = rec["ms_median"] / poc_ms
             out.append(rec)
             rows.append([cond.name, name, rec["n"], rec["bias_px"], rec["sd_px"], rec["rmse_px"],
@@ -254,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{rec['ms_median']:.0f}", f"{rec['x_poc']:.1f}"])
             print(f"{cond.name:40s} {name:34s} sd {rec['sd_px']:.4f} bias {rec['bias_px']:+.4f} "
                   f"max {rec['max_abs_px']:.3f} z {rec['z_sd']:.2f} point {rec['point_rms_px']:.2f} "
+                  f"({rec['point_rms_xy_px'][0]:.2f}/{rec['point_rms_xy_px'][1]:.2f}; from the baseline's own "
+                  f"{rec['point_rms_image_xy_px'][0]:.2f}/{rec['point_rms_image_xy_px'][1]:.2f}) "
                   f"own sd {rec['own_sd_px']:.4f} ms {rec['ms_median']:.0f} "
                   f"x{rec['x_poc']:.2f}", file=sys.stderr, flush=True)
     if args.suite == "standard":

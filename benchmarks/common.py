@@ -13,7 +13,7 @@ import numpy as np
 
 from jsnq.geometry import Similarity, crop_centre, symmetric_narrowing_px
 from jsnq.io import load_image
-from jsnq.jsw import articular_centre
+from jsnq.jsw import articular_centre, pair_articular_centre
 from jsnq.phantom import apply_bone_motions
 from jsnq.labels import labels_from_masks
 
@@ -128,8 +128,12 @@ class Case:
     lower: Similarity
     gain: float
     truth_px: float
-    #: the joint's articular centre (x, y) from the baseline's true masks (jsnq.jsw.articular_centre)
+    #: the joint's articular centre (x, y) in the baseline from both visits' true masks, found
+    #: half-way between them (jsnq.jsw.pair_articular_centre with the true lower-bone motion)
     centre_px: tuple[float, float] | None = None
+    #: the baseline's own articular centre, in its rows and columns (jsnq.jsw.articular_centre;
+    #: the truth before the pair's centre)
+    image_centre_px: tuple[float, float] | None = None
 
     @property
     def truth_at_centre_px(self) -> float:
@@ -161,7 +165,15 @@ def synthesise(crop: Crop, cond: Condition, rng: np.random.Generator) -> Case:
     base = crop.image + rng.normal(0.0, cond.noise, crop.image.shape)
     fol = fol + rng.normal(0.0, cond.noise, fol.shape)
     return Case(base, fol, crop.image, labels, upper, lower, gain, symmetric_narrowing_px(upper, lower),
+                pair_articular_centre((crop.upper, crop.lower), followup_masks(crop, upper, lower), lower)[0],
                 articular_centre(crop.upper, crop.lower))
+
+
+def followup_masks(crop: Crop, upper: Similarity, lower: Similarity) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic follow-up's true bone masks: the crop's moved as its image is
+    (:func:`jsnq.phantom.apply_bone_motions`, bilinear, at the 0.5 level)."""
+    return tuple(apply_bone_motions(m.astype(np.float64), crop.labels, upper, lower, order=1) >= 0.5
+                 for m in (crop.upper, crop.lower))
 
 
 def followup_labels(case: Case) -> np.ndarray:

@@ -5,8 +5,8 @@ Held-out joints of the shipped networks' split (``jsnq.training.data.split_joint
 measured pair by pair through :func:`jsnq.measure_many` with the default configuration, in
 two ways:
 
-* **true**: both visits' labels from their true masks, each visit's anchor the joint centre
-  of its true masks (what a user with annotations gets);
+* **true**: both visits' labels from their true masks (what a user with annotations gets);
+  jsnq finds the reading point itself, as without labels;
 * **none**: no labels and no anchors (what most users get: the segmentation network labels
   both visits and gives the anchors).
 
@@ -77,7 +77,7 @@ from benchmarks.registration import _mismatch_share, _shifted, longitudinal  # n
 from jsnq import MeasureConfig, measure_many  # noqa: E402
 from jsnq.geometry import symmetric_narrowing_px  # noqa: E402
 from jsnq.jsn import systematic_se_px  # noqa: E402
-from jsnq.jsw import articular_centre  # noqa: E402
+from jsnq.jsw import pair_articular_centre  # noqa: E402
 from jsnq.phantom import apply_bone_motions  # noqa: E402
 
 MODES = ("true", "none")
@@ -125,9 +125,10 @@ def job(a: Crop, b: Crop, mode: str) -> dict:
     return {"baseline": a.image, "followup": b.image, "baseline_labels": a.labels, "followup_labels": b.labels}
 
 
-def true_centre(crop: Crop) -> tuple[float, float]:
-    """The articular centre of a visit's true masks (:func:`jsnq.jsw.articular_centre`)."""
-    return articular_centre(crop.upper, crop.lower)
+def true_centre(a: Crop, b: Crop, lower) -> tuple[float, float]:
+    """The pair's articular centre in ``a`` from both visits' true masks, found half-way between
+    them along the fitted lower-bone motion ``lower`` (:func:`jsnq.jsw.pair_articular_centre`)."""
+    return pair_articular_centre((a.upper, a.lower), (b.upper, b.lower), lower)[0]
 
 
 def _gap_in_se() -> bool:
@@ -160,18 +161,15 @@ def record(m, **where) -> dict:
         return {**where, "error": " ".join(str(m).split()), "reliable": False, "narrowing_px": float("nan"),
                 "se_px": float("nan"), "reasons": ["error"], "notes": [], "gap_px": float("nan")}
     gap = float("nan") if m.narrowing_forward_px is None else m.narrowing_forward_px + m.narrowing_backward_px
-    centres = where.pop("centre", None)
+    crops = where.pop("centre", None)
     point = {}
-    if centres is not None:
-        # jsnq's reading place (half-way between its two points) against the same half-way place
-        # of the two visits' true articular centres, both brought back by the fitted lower bone
+    if crops is not None:
+        # jsnq's reading place (half-way between its two points) against the pair's articular
+        # centre from both visits' true masks, with the same fitted lower bone
         back = m.lower_transform.inverse()
-
-        def half(p, q):
-            p = np.asarray(p, dtype=float)
-            return p if q is None else 0.5 * (p + back.apply(np.asarray(q, dtype=float)))
-
-        offset = half(m.point_px, m.followup_point_px) - half(*centres)
+        p, q = np.asarray(m.point_px, dtype=float), m.followup_point_px
+        place = p if q is None else 0.5 * (p + back.apply(np.asarray(q, dtype=float)))
+        offset = place - np.asarray(true_centre(*crops, m.lower_transform))
         point = {"point_px": list(m.point_px), "point_source": m.point_source, "point_offset_px": offset.tolist(),
                  "rotation_deg": m.upper.angle_deg - m.lower.angle_deg}
     return {**where, **point, "narrowing_px": m.narrowing_px, "se_px": m.narrowing_se_px, "reliable": m.reliable,
@@ -185,7 +183,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
     for ji, crops in enumerate(joints):
         for a, b in itertools.permutations(range(len(crops)), 2):
             jobs.append(job(crops[a], crops[b], mode))
-            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": (true_centre(crops[a]), true_centre(crops[b]))})
+            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": (crops[a], crops[b])})
     return [record(m, **w) for m, w in zip(measure_all(jobs), where)]
 
 
@@ -289,16 +287,23 @@ def repeats(joints: list[list[Crop]], mode: str, n: int, kind: str) -> list[dict
         rng = np.random.default_rng(zlib.crc32(f"{kind}:{crops[0].joint_id}".encode()))
         for r in range(n):
             if kind == "shift":
-                copy = [_shifted(c, *rng.integers(-3, 4, 2)) for c in crops]
+                moves = [rng.integers(-3, 4, 2) for _ in crops]
+                copy = [_shifted(c, *d) for c, d in zip(crops, moves)]
             else:
+                moves = [(0, 0) for _ in crops]
                 copy = [_perturbed(c, rng) for c in crops]
             for a, b in itertools.combinations(range(len(crops)), 2):
                 jobs.append(job(copy[a], copy[b], mode))
-                where.append((ji, r, a, b))
+                where.append((ji, r, a, b, moves[a]))
     out: dict[tuple[int, int], dict] = collections.defaultdict(dict)
-    for m, (ji, r, a, b) in zip(measure_all(jobs), where):
+    points: dict[tuple[int, int], dict] = collections.defaultdict(dict)
+    for m, (ji, r, a, b, (dy, dx)) in zip(measure_all(jobs), where):
         out[ji, r][a, b] = float("nan") if isinstance(m, Exception) else m.narrowing_px
-    return [{"j": ji, "copy": r, "values": {f"{a},{b}": v for (a, b), v in vals.items()}}
+        # the reading point in the baseline's unshifted crop (the anatomy's frame)
+        points[ji, r][a, b] = ([float("nan")] * 2 if isinstance(m, Exception)
+                               else [m.point_px[0] - float(dx), m.point_px[1] - float(dy)])
+    return [{"j": ji, "copy": r, "values": {f"{a},{b}": v for (a, b), v in vals.items()},
+             "points": {f"{a},{b}": v for (a, b), v in points[ji, r].items()}}
             for (ji, r), vals in sorted(out.items())]
 
 
@@ -311,6 +316,16 @@ def repeat_summary(reps: list[dict], pairs: list[dict]) -> dict:
     for rec in reps:
         by_joint[rec["j"]].append({tuple(map(int, k.split(","))): v for k, v in rec["values"].items()})
     sd, sd_rel, mism, psd, psd_rel, failed = [], [], [], [], [], 0
+    point_sd = []
+    by_pair: dict[tuple[int, str], list] = collections.defaultdict(list)
+    for rec in reps:
+        for k, v in rec.get("points", {}).items():
+            by_pair[rec["j"], k].append(v)
+    for v in by_pair.values():
+        v = np.asarray(v, dtype=float)
+        v = v[np.isfinite(v).all(axis=1)]
+        if len(v) >= 2:
+            point_sd.append(v.std(axis=0, ddof=1))
 
     def j_(vals, a, b):
         return vals[a, b] if (a, b) in vals else -vals[b, a]
@@ -338,7 +353,10 @@ def repeat_summary(reps: list[dict], pairs: list[dict]) -> dict:
                 psd_rel.append(psd[-1])
     return {"pairs": len(sd), "sd_rms_px": rms(sd), "sd_rms_reliable_px": rms(sd_rel),
             "path_sd_rms_px": rms(psd), "path_sd_rms_reliable_px": rms(psd_rel), "triples": len(psd),
-            "mismatch_rate": finite_mean(mism), "failed": failed}
+            "mismatch_rate": finite_mean(mism), "failed": failed,
+            # the reading point's SD over the copies (x, y), RMS over pairs
+            "point_sd_rms_xy_px": ([float(v) for v in np.sqrt(np.mean(np.square(point_sd), axis=0))]
+                                   if point_sd else [float("nan")] * 2)}
 
 
 #: The relative motion added to a follow-up's bones by the "motion" source (px of narrowing).
@@ -450,14 +468,19 @@ def main(argv: list[str] | None = None) -> int:
         result["modes"][mode] = rec
     if {"true", "none"} <= set(result["modes"]):
         t = {(p["j"], p["a"], p["b"]): p for p in result["modes"]["true"]["pairs"]}
-        diff, diff_rel = [], []
+        diff, diff_rel, moved = [], [], []
         for p in result["modes"]["none"]["pairs"]:
             q = t[p["j"], p["a"], p["b"]]
             d = p["narrowing_px"] - q["narrowing_px"]
             diff.append(d)
             if p["reliable"] and q["reliable"]:
                 diff_rel.append(d)
-        result["label_source"] = {"rms_px": rms(diff), "rms_reliable_px": rms(diff_rel), "reliable_pairs": len(diff_rel)}
+            if "point_px" in p and "point_px" in q:
+                moved.append(np.subtract(p["point_px"], q["point_px"]))
+        result["label_source"] = {"rms_px": rms(diff), "rms_reliable_px": rms(diff_rel),
+                                  "reliable_pairs": len(diff_rel),
+                                  "point_rms_xy_px": [float(v) for v in np.sqrt(np.mean(np.square(moved), axis=0))]
+                                  if moved else [float("nan")] * 2}
     result["seconds"] = time.perf_counter() - t0
 
     print(f"\nMachine: {machine()}; {len(joints)} held-out joints with >= 2 visits; "
@@ -504,14 +527,16 @@ def main(argv: list[str] | None = None) -> int:
                     r = rec[kind]
                     rows.append([mode, what, r["pairs"], f"{r['sd_rms_px']:.3f} / {r['sd_rms_reliable_px']:.3f}",
                                  f"{r['path_sd_rms_px']:.3f} / {r['path_sd_rms_reliable_px']:.3f}",
-                                 f"{100 * r['mismatch_rate']:.2f} %", r["failed"]])
+                                 f"{100 * r['mismatch_rate']:.2f} %", r["failed"],
+                                 "{:.2f} / {:.2f}".format(*r["point_sd_rms_xy_px"])])
         print(markdown_table(["labels", "perturbation (each visit once per copy)", "pairs",
                               "pair SD RMS px", "path residual SD RMS px (triples)",
-                              "mismatch rate (0.3 mm gate)", "failed"], rows))
+                              "mismatch rate (0.3 mm gate)", "failed", "reading point SD RMS px (x / y)"], rows))
         if "label_source" in result:
             ls = result["label_source"]
             print(f"\nlabel source (no labels minus true labels, per ordered pair): RMS {ls['rms_px']:.3f} px; "
-                  f"{ls['rms_reliable_px']:.3f} px over the {ls['reliable_pairs']} pairs reliable both ways")
+                  f"{ls['rms_reliable_px']:.3f} px over the {ls['reliable_pairs']} pairs reliable both ways; "
+                  "the reading point moves by {:.2f} / {:.2f} px RMS (x / y)".format(*ls["point_rms_xy_px"]))
     if "synthetic" in args.sources:
         print(f"\n(c) synthetic error over SE ({args.crops} held-out crops per condition)\n")
         print(markdown_table(["labels", "condition", "n", "bias px", "error SD px", "median SE px", "SD of error/SE",

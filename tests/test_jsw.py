@@ -136,13 +136,56 @@ def _joint(cx: float = 60.0, gap_row: int = 50, half_width: int = 20, shape=(100
     return upper, lower
 
 
-def test_articular_centre_is_the_middle_of_the_facing_surfaces():
-    """Two symmetric bones: x the bones' common axis, y half-way across the gap (the masks'
-    edges are pixel boundaries: the upper's lowest at 47.5, the lower's highest at 51.5)."""
+def test_articular_centre_is_the_middle_of_the_lower_bones_facing_surface():
+    """Two symmetric bones: x the bones' common axis, y the lower bone's highest edge (the
+    masks' edges are pixel boundaries: the lower's highest at 51.5)."""
     from jsnq.jsw import articular_centre
 
     x, y = articular_centre(*_joint())
-    assert x == pytest.approx(60.0, abs=1e-9) and y == pytest.approx(49.5, abs=1e-9)
+    assert x == pytest.approx(60.0, abs=1e-9) and y == pytest.approx(51.5, abs=1e-9)
+
+
+def test_articular_centre_y_ignores_the_upper_bones_lip():
+    """The upper bone's mask reaching 6 px into the lower one at the centre (as the network's
+    does where the bones overlap on the projection) leaves y, which is the lower bone's, alone."""
+    from jsnq.jsw import articular_centre
+
+    up, lo = _joint()
+    lip = up.copy()
+    lip[48:58, 55:66] = True
+    assert articular_centre(up, lo)[1] == articular_centre(lip, lo)[1]
+
+
+def _turned(mask: np.ndarray, transform) -> np.ndarray:
+    from scipy.ndimage import map_coordinates
+
+    rows, cols = np.indices(mask.shape, dtype=float)
+    src = transform.inverse().apply(np.stack([cols.ravel(), rows.ravel()], axis=1))
+    return map_coordinates(mask.astype(float), [src[:, 1], src[:, 0]], order=1).reshape(mask.shape) >= 0.5
+
+
+def test_pair_articular_centre_is_one_anatomical_point_whatever_the_turn():
+    """A follow-up turned by 12 deg: each visit's own centre (found in its rows and columns)
+    carried back differs from the baseline's by several px, the pair's centre found in one frame
+    is the same point in both visits (to the masks' resampling, 0.5 px) and is symmetric: the
+    visits swapped (with the inverse motion) give the same two points swapped."""
+    from jsnq.geometry import Similarity
+    from jsnq.jsw import articular_centre, pair_articular_centre
+
+    up, lo = _joint(cx=64.0, shape=(128, 128))
+    up[20:40, 40:50] = True  # something off the axis, so that a turn moves the column-based centre
+    motion = Similarity(1.0, np.radians(12.0), 2.0, -3.0, (64.0, 64.0))
+    fol = (_turned(up, motion), _turned(lo, motion))
+    own = motion.inverse().apply(np.asarray(articular_centre(*fol)))
+    p, q = pair_articular_centre((up, lo), fol, motion)
+    assert np.hypot(*(own - np.asarray(articular_centre(up, lo)))) > 1.0
+    assert np.hypot(*(motion.apply(np.asarray(p)) - np.asarray(q))) < 1e-9
+    q2, p2 = pair_articular_centre(fol, (up, lo), motion.inverse())
+    assert np.allclose(p2, p, atol=1e-6) and np.allclose(q2, q, atol=1e-6)
+    alone, _ = pair_articular_centre((up, lo), None, Similarity.identity((64.0, 64.0)))
+    assert alone == pytest.approx(articular_centre(up, lo), abs=1e-9)
+    with pytest.raises(ValueError):
+        pair_articular_centre(None, None, motion)
 
 
 def test_articular_centre_moves_with_the_bones_not_the_window():

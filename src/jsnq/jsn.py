@@ -27,12 +27,13 @@ DEEP_SYSTEMATIC_SE_PX = 0.25
 
 
 #: SD ``(x, y)`` of the reading point about the joint's true articular centre, by where the
-#: point came from (px; :func:`jsnq.jsw.articular_centre`): "network", the scatter of the
-#: network's masks' centre about the true masks' on held-out crops; "crop centre", the crop
-#: centre's distance from the true centre, the fallback without the network; "given", exact.
-#: Multiplied by the narrowing's gradient along each axis and added to the variance
-#: (docs/method.md, "What the numbers mean"; figures in docs/benchmarks.md, "Figures behind the defaults").
-READING_POINT_SD_PX = {"network": (0.5, 1.2), "crop centre": (5.5, 5.5), "given": (0.0, 0.0)}
+#: point came from (px; :func:`jsnq.jsw.pair_articular_centre`): "network", the scatter of the
+#: pair's centre from the network's masks about the true masks' on held-out crops and real
+#: pairs; "crop centre", the crop centre's distance from the true centre, the fallback without
+#: the network; "given", exact. Multiplied by the narrowing's gradient along each axis and added
+#: to the variance (docs/method.md, "What the numbers mean"; figures in docs/benchmarks.md,
+#: "Issue 23: one reading point").
+READING_POINT_SD_PX = {"network": (0.6, 0.6), "crop centre": (5.5, 5.5), "given": (0.0, 0.0)}
 
 
 def point_gradient(upper: Similarity, lower: Similarity, point: tuple[float, float],

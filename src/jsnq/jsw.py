@@ -1,4 +1,4 @@
-"""Joint space width (JSW) of one visit from the two bone masks (pure numpy).
+"""Joint space width (JSW) of one visit from the two bone masks, and the joint's articular centre.
 
 Conventions: arrays ``[row, col]``; points ``(x, y) = (col, row)`` with pixel centres at
 integer coordinates; +y points down, from the upper bone (proximal phalanx) towards the lower
@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
-from .geometry import px_to_mm
+from .geometry import Similarity, px_to_mm, sqrt_similarity
 
-__all__ = ["JointSpaceWidth", "joint_space_width", "facing_surfaces", "articular_centre"]
+__all__ = ["JointSpaceWidth", "joint_space_width", "facing_surfaces", "articular_centre",
+           "pair_articular_centre"]
 
 #: Fraction of the bones' shared column span that is measured (centred).
 CENTRAL_FRACTION = 0.5
@@ -181,23 +183,29 @@ def joint_space_width(upper: np.ndarray, lower: np.ndarray, *, spacing_mm: float
 
 
 #: :func:`articular_centre`: the band around the joint line whose bone pixels give x, and the
-#: columns whose joint-line mid-points give y, as fractions of the bones' shared column span.
+#: columns whose lower-bone surface gives y, as fractions of the bones' shared column span.
 CENTRE_BAND = 0.5
-CENTRE_COLUMNS = 0.4
+CENTRE_COLUMNS = 0.15
 
 
 def articular_centre(upper: np.ndarray, lower: np.ndarray) -> tuple[float, float]:
-    """The joint's articular centre ``(x, y)``: where jsnq reads the narrowing.
+    """The joint's articular centre ``(x, y)`` in one visit's rows and columns.
 
     * **x**: the mean of the two bones' column centroids over their pixels within half the
       joint's width of the joint line (the mid-points of the facing surfaces, interpolated
       over every column), i.e. the middle of the span where the two bones face each other,
       taken over areas rather than at the span's two ends;
-    * **y**: the mean mid-point between the upper bone's lowest and the lower bone's highest
-      edge over the columns within 40 % of the shared span of x.
+    * **y**: the lower bone's articular surface there: the mean of its highest edge over the
+      columns within 15 % of the shared span of x.
 
-    Both are averages over many pixels, so they move little when a mask's margin moves
+    Both are averages over many pixels, so they move little when a mask's margin moves. y is
+    on the lower bone, not half-way across the gap: the upper bone's lowest edge is what the
+    network finds worst (it lies inside the lower bone where the two overlap on the projection),
+    and a point of the lower bone is what its fit carries to the other visit
     (docs/benchmarks.md, "Issue 23: one reading point, the joint's articular centre").
+
+    The definition is in the image's rows and columns, so two visits' centres are the same
+    anatomical point only when found in one frame: :func:`pair_articular_centre`.
 
     Args:
         upper, lower: 2-D boolean bone masks ``[row, col]`` of one visit (they may overlap).
@@ -224,5 +232,47 @@ def articular_centre(upper: np.ndarray, lower: np.ndarray) -> tuple[float, float
     else:
         x = 0.5 * (float(xu.mean()) + float(xl.mean()))
     near = cols[np.abs(cols - x) <= max(CENTRE_COLUMNS * span, 1.0)]
-    y = float(mid[near].mean()) if near.size else float(np.interp(x, cols, mid[cols]))
+    y = float(yl[near].mean()) if near.size else float(np.interp(x, cols, yl[cols]))
     return float(x), y
+
+
+def _warp_mask(mask: np.ndarray, transform: Similarity) -> np.ndarray:
+    """``mask`` moved by ``transform`` (its frame -> the output's), bilinear, at the 0.5 level."""
+    h, w = mask.shape
+    rows, cols = np.indices((h, w), dtype=float)
+    src = transform.inverse().apply(np.stack([cols.ravel(), rows.ravel()], axis=1))
+    moved = map_coordinates(np.asarray(mask, dtype=float), [src[:, 1], src[:, 0]], order=1, mode="constant")
+    return moved.reshape(h, w) >= 0.5
+
+
+def pair_articular_centre(baseline: tuple[np.ndarray, np.ndarray] | None,
+                          followup: tuple[np.ndarray, np.ndarray] | None,
+                          lower: Similarity) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The articular centre of a pair, one anatomical point, in each visit's frame.
+
+    Each visit's ``(upper, lower)`` masks are moved into the frame half-way between the visits
+    along the lower bone's motion ``lower`` (baseline -> follow-up): the baseline's by
+    ``H = sqrt(lower)``, the follow-up's by ``H^-1``; their :func:`articular_centre` there are
+    averaged and taken back to each visit (``H^-1(c)``, ``H(c)``). Found in one frame, the
+    centre does not depend on how each visit's crop is turned, and swapping the visits (with
+    ``lower^-1``) gives the same point. A visit without masks (None) or without a centre is
+    left out.
+
+    Raises:
+        ValueError: neither visit has a centre.
+    """
+    h = sqrt_similarity(lower)
+    h_inv = h.inverse()
+    centres = []
+    for masks, move in ((baseline, h), (followup, h_inv)):
+        if masks is None:
+            continue
+        try:
+            centres.append(articular_centre(_warp_mask(masks[0], move), _warp_mask(masks[1], move)))
+        except ValueError:
+            continue
+    if not centres:
+        raise ValueError("neither visit's masks give an articular centre")
+    c = np.mean(np.asarray(centres, dtype=float), axis=0)
+    p, q = h_inv.apply(c), h.apply(c)
+    return (float(p[0]), float(p[1])), (float(q[0]), float(q[1]))

@@ -26,7 +26,7 @@ from .geometry import Similarity, crop_centre, px_to_mm, symmetric_narrowing_px
 from .intensity import normalise
 from .io import Image, common_spacing, load_image, load_labels
 from .jsn import READING_POINT_SD_PX, Narrowing, inverse_consistent_narrowing, narrowing, systematic_se_px
-from .jsw import JointSpaceWidth, articular_centre
+from .jsw import JointSpaceWidth, articular_centre, pair_articular_centre
 from .quality import assess, combine_directions, jsw_check, jsw_disagreement, label_check, precision_notes
 from .register.classical import Registration, RegistrationOptions, register_bones, register_pair
 from .results import BoneMotion, Measurement
@@ -261,6 +261,9 @@ class Prepared:
         label_reference: the network's labels of the baseline, to check given ones.
         point_source: ``given``, ``network`` or ``crop centre`` (:data:`~jsnq.jsn.READING_POINT_SD_PX`).
         fit_cache: see :func:`prepare`.
+        point_masks: each visit's network bone masks ``(upper, lower)`` (or None) when the
+            reading point is found from them: once the lower bone is fitted, the pair's centre
+            is found in one frame (:func:`_network_anchors`).
     """
 
     baseline: np.ndarray
@@ -280,6 +283,7 @@ class Prepared:
     label_reference: np.ndarray | None = None
     point_source: str = "crop centre"
     fit_cache: dict | None = field(default=None, repr=False)
+    point_masks: tuple[Any, Any] | None = field(default=None, repr=False)
 
 
 def _cached_segmenter(cache: dict | None):
@@ -351,15 +355,34 @@ def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
     if point is None and followup_point is None and config.segmenter != "classical":
         # The reading point: the joint's articular centre from the network's bone masks, also
         # when labels are given (split labels do not carry the bones' extent), of both visits
-        # when the pair is measured both ways (read half-way between them: symmetric in the
-        # visits, so swapping them negates the narrowing exactly); else the baseline's,
-        # carried to the follow-up by the lower bone's fit.
-        p.point = reading_point(seg_base if seg_base is not None else segment(base, False))
-        if seg_fol is not None or (p.symmetric and p.followup_labels is not None):
-            p.followup_point = reading_point(seg_fol if seg_fol is not None else segment(fol, False))
+        # when the pair is measured both ways. Each visit's own centre is the fallback; once
+        # the lower bone is fitted, the pair's centre is found from both visits' masks in one
+        # frame half-way between them (_network_anchors): symmetric in the visits, so swapping
+        # them negates the narrowing exactly.
+        seg_b = seg_base if seg_base is not None else segment(base, False)
+        both_ways = seg_fol is not None or (p.symmetric and p.followup_labels is not None)
+        seg_f = (seg_fol if seg_fol is not None else segment(fol, False)) if both_ways else None
+        p.point = reading_point(seg_b)
+        if both_ways:
+            p.followup_point = reading_point(seg_f)
         if p.point is not None or p.followup_point is not None:
             p.point_source = "network"
+            p.point_masks = tuple(None if seg is None else (seg.upper_mask, seg.lower_mask) for seg in (seg_b, seg_f))
     return p
+
+
+def _network_anchors(p: Prepared, lower: Similarity, *, reverse: bool = False) -> tuple[Point, Point] | None:
+    """Both visits' reading points, one anatomical place found in one frame from both visits'
+    network masks (:func:`jsnq.jsw.pair_articular_centre`) with the lower bone's fit ``lower``
+    (baseline -> follow-up; with ``reverse``, follow-up -> baseline, and the points are returned
+    in that order), or None when the point did not come from the network's masks."""
+    if p.point_masks is None:
+        return None
+    masks = p.point_masks[::-1] if reverse else p.point_masks
+    try:
+        return pair_articular_centre(masks[0], masks[1], lower)
+    except ValueError:
+        return None
 
 
 def reading_point(seg: Any) -> Point | None:
@@ -426,7 +449,9 @@ def _fit_jointly(p: Prepared, config: MeasureConfig, inits: Inits | None, backwa
         pair = register_pair(first, second, first_labels, second_labels, inits=first_inits, options=options)
         if p.fit_cache is not None:
             p.fit_cache[key] = pair, engine
-    first_point, second_point = _anchors(first_point, second_point, pair.forward.lower.transform, first.shape)
+    found = _network_anchors(p, pair.forward.lower.transform, reverse=swap)
+    first_point, second_point = found if found is not None else _anchors(
+        first_point, second_point, pair.forward.lower.transform, first.shape)
     # Both readings and the one fit's SE: the mean of the two directions' errors, with their
     # correlation measured from the paired scores (in the canonical order, so the same both ways).
     joint = inverse_consistent_narrowing(
@@ -462,13 +487,21 @@ def _fit_per_bone(p: Prepared, config: MeasureConfig, inits: Inits | None, backw
         back, _ = _register(engine, p.followup, p.baseline, p.followup_labels, options, backward_inits)
     floor = systematic_se_px(p.segmenter, engine)
     place = READING_POINT_SD_PX[p.point_source]
+    found = _network_anchors(p, reg.lower.transform)
     if back is None:
+        point, followup_point = found if found is not None else (p.point, p.followup_point)
         nar = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
-                        point=p.point, followup_point=p.followup_point, systematic_px=floor, point_sd_px=place)
-        return Readings(reg, engine, nar, p.followup_point)
-    # both directions read at one anatomical place
-    point, followup_point = _anchors(p.point, p.followup_point, reg.lower.transform, p.baseline.shape,
-                                     back.lower.transform)
+                        point=point, followup_point=followup_point, systematic_px=floor, point_sd_px=place)
+        return Readings(reg, engine, nar, followup_point)
+    # both directions read at one anatomical place: with the network's masks, the pair's centre
+    # found with each direction's lower-bone fit, averaged (so that swapping the visits swaps them)
+    found_back = _network_anchors(p, back.lower.transform, reverse=True)
+    if found is not None and found_back is not None:
+        point, followup_point = ((0.5 * (u[0] + v[0]), 0.5 * (u[1] + v[1]))
+                                 for u, v in ((found[0], found_back[1]), (found[1], found_back[0])))
+    else:
+        point, followup_point = _anchors(p.point, p.followup_point, reg.lower.transform, p.baseline.shape,
+                                         back.lower.transform)
     forward = narrowing(reg.upper.transform, reg.lower.transform, reg.upper.covariance, reg.lower.covariance,
                         point=point, followup_point=followup_point, systematic_px=floor, point_sd_px=place)
     backward = narrowing(back.upper.transform, back.lower.transform, back.upper.covariance, back.lower.covariance,
