@@ -30,7 +30,6 @@ from image up (as :class:`~jsnq.hand.types.Joint`), arrays ``[row, col]``.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -85,6 +84,9 @@ MAX_GUESS_ANGLE_DEG = 9.0
 MAX_GUESS_SHIFT = 0.25
 #: Fraction of a crop allowed outside the image before the joint is called cut off.
 MAX_OUTSIDE_FRACTION = 0.02
+#: Margin (px) a cut's window keeps beyond what its spline reads: the cubic spline's
+#: prefilter (pole -0.268) carries 0.268^24 ~ 2e-14 of the window's edge that far.
+SPLINE_MARGIN_PX = 24
 
 
 class CropOutsideImage(JsnqInputError):
@@ -208,29 +210,68 @@ def _scaled(box: CropBox, factor: float, side: int | None = None) -> CropBox:
 
 
 class Resampler:
-    """A radiograph ``[row, col]`` prepared once for many crops: its cubic-spline coefficients
-    (the B-spline prefilter of a whole radiograph costs far more than sampling one crop), and a
-    Gaussian-smoothed copy per zoom below 1 (anti-aliasing)."""
+    """A radiograph ``[row, col]`` ready for many crops: held once as float64. Each cut filters
+    only the window of it that the crop reads (:func:`cut`), so no whole-radiograph filter is
+    ever computed, and threads cutting different joints share nothing but the array."""
 
     def __init__(self, image: np.ndarray) -> None:
         self.array = np.asarray(image, dtype=np.float64)
         self.shape = self.array.shape
-        self._splines: dict[float, SplineImage] = {}
-        self._lock = threading.Lock()  # joints are placed in threads; each spline made once
-
-    def spline(self, zoom: float) -> SplineImage:
-        # the anti-aliasing blur in steps of 1/4 px: a few smoothed copies per radiograph, not
-        # one per crop (the finger regions' zooms differ from joint to joint)
-        sigma = round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
-        with self._lock:
-            if sigma not in self._splines:
-                img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
-                self._splines[sigma] = SplineImage(img)
-            return self._splines[sigma]
 
 
 def _resampler(image: np.ndarray | Resampler) -> Resampler:
     return image if isinstance(image, Resampler) else Resampler(image)
+
+
+def _antialias_sigma(zoom: float) -> float:
+    """The Gaussian prefilter (image px) of a crop coarser than the image (``zoom`` < 1),
+    rounded to 1/4 px; 0 otherwise."""
+    return round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
+
+
+def _window_sample(array: np.ndarray, pts: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Cubic-spline values of ``array`` (blurred by ``sigma``) at the ``(N, 2)`` points ``(x, y)``,
+    computed on the window of ``array`` around the ``valid`` points only. The window reaches
+    :data:`SPLINE_MARGIN_PX` beyond the blur's support, so within it the blur and the spline's
+    prefilter equal those of the whole radiograph (to ~1e-14 of the intensities); the values at
+    invalid points are meaningless."""
+    if not valid.any():
+        return np.zeros(len(pts))
+    h, w = array.shape
+    m = SPLINE_MARGIN_PX + (int(4.0 * sigma + 0.5) if sigma > 0 else 0)
+    x, y = pts[valid, 0], pts[valid, 1]
+    x0, x1 = max(0, int(math.floor(x.min())) - m), min(w, int(math.ceil(x.max())) + m + 1)
+    y0, y1 = max(0, int(math.floor(y.min())) - m), min(h, int(math.ceil(y.max())) + m + 1)
+    window = array[y0:y1, x0:x1]
+    if sigma > 0:
+        window = ndimage.gaussian_filter(window, sigma)
+    vals, _ = SplineImage(window).sample(pts - np.array([x0, y0], dtype=float))
+    return vals
+
+
+def _resample(image: np.ndarray | Resampler, box: CropBox) -> np.ndarray:
+    """``image`` resampled into ``box``: float64 ``[row, col]``, NaN where the box lies outside."""
+    r = _resampler(image)
+    pts = box.transform().apply(pixel_grid(box.size))
+    h, w = r.shape
+    valid = (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
+    vals = _window_sample(r.array, pts, valid, _antialias_sigma(box.zoom))
+    return np.where(valid, vals, np.nan).reshape(box.size)
+
+
+def _filled(raw: np.ndarray, box: CropBox, allow_outside: bool) -> np.ndarray:
+    """A :func:`_resample` result as :func:`cut` returns it: the outside filled with the nearest
+    edge value (or refused), float32."""
+    bad = np.isnan(raw)
+    if not bad.any():
+        return raw.astype(np.float32)
+    if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
+        raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
+                               "image (the hand is cut off at the image edge there)")
+    if bad.all():
+        return np.zeros(box.size, np.float32)
+    idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return raw[tuple(idx)].astype(np.float32)
 
 
 def cut(image: np.ndarray | Resampler, box: CropBox, *, allow_outside: bool = False) -> np.ndarray:
@@ -242,19 +283,7 @@ def cut(image: np.ndarray | Resampler, box: CropBox, *, allow_outside: bool = Fa
         CropOutsideImage: more than :data:`MAX_OUTSIDE_FRACTION` of the box lies outside the
             image (unless ``allow_outside``, which fills it with the nearest edge value).
     """
-    spline = _resampler(image).spline(box.zoom)
-    vals, valid = spline.sample(box.transform().apply(pixel_grid(box.size)))
-    out = np.where(valid, vals, np.nan).reshape(box.size)
-    bad = ~valid.reshape(box.size)
-    if bad.any():
-        if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
-            raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
-                                   "image (the hand is cut off at the image edge there)")
-        if bad.all():
-            return np.zeros(box.size, np.float32)
-        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
-        out = out[tuple(idx)]
-    return out.astype(np.float32)
+    return _filled(_resample(image, box), box, allow_outside)
 
 
 # -- hands against each other ----------------------------------------------------------------
