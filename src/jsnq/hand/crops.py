@@ -17,7 +17,8 @@ centre, and the distal bone's base about :data:`TARGET_BASE_WIDTH_PX` wide.
   follow-up's landmark, or where the baseline's joint lands under the similarity between the
   two hands' joints when the follow-up lacks it, and registered to the baseline's region (a
   coarse rotation/shift search, then a similarity fit); the baseline's box carried through
-  that registration is the follow-up's box. Where the follow-up's own landmark disagrees with
+  that registration, then moved by the mean motion of the crop's upper and lower halves (fitted
+  in the crop's field at half its resolution), is the follow-up's box. Where the follow-up's own landmark disagrees with
   the box carried by the hands' similarity (axis or position), both are registered and the
   better match kept: a landmark's axis hangs on the next landmark of its finger. Its zoom stays the baseline's (the registered
   scale is recorded: the per-bone registration absorbs a magnification change).
@@ -70,11 +71,11 @@ _REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1))
                                       search_scales=(1.0,), search_factor=2)
 #: The difference of Gaussians (sigmas, crop px) whose correlation is the texture match.
 TEXTURE_DOG = (1.4, 4.0)
-#: The refinement at the crop's own resolution; it leaves out this many crop px either side
-#: of the centre row (the joint space) when it fits the two halves.
+#: The refinement in the crop's own field (at half its resolution); it leaves out this many
+#: crop px either side of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
-#: Its registration options, for the crops at half their resolution (blurred by 2 crop px,
-#: then every crop px pair).
+#: Its registration options, on the half-resolution crops: a blur of 1 of their px (2 crop
+#: px), then none.
 _FINE_OPTIONS = RegistrationOptions(bone_levels=((1.0, 1), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
