@@ -17,7 +17,8 @@ centre, and the distal bone's base about :data:`TARGET_BASE_WIDTH_PX` wide.
   follow-up's landmark, or where the baseline's joint lands under the similarity between the
   two hands' joints when the follow-up lacks it, and registered to the baseline's region (a
   coarse rotation/shift search, then a similarity fit); the baseline's box carried through
-  that registration is the follow-up's box. Where the follow-up's own landmark disagrees with
+  that registration, then moved by the mean motion of the crop's upper and lower halves (fitted
+  in the crop's field at half its resolution), is the follow-up's box. Where the follow-up's own landmark disagrees with
   the box carried by the hands' similarity (axis or position), both are registered and the
   better match kept: a landmark's axis hangs on the next landmark of its finger. Its zoom stays the baseline's (the registered
   scale is recorded: the per-bone registration absorbs a magnification change).
@@ -30,7 +31,7 @@ from image up (as :class:`~jsnq.hand.types.Joint`), arrays ``[row, col]``.
 from __future__ import annotations
 
 import math
-import threading
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,7 +41,7 @@ from scipy import ndimage
 from ..errors import JsnqInputError
 from ..geometry import Similarity, crop_centre
 from ..register.classical import RegistrationOptions, fit_similarity, global_search
-from ..register.warp import SplineImage, pixel_grid, warp_to_baseline
+from ..register.warp import SplineImage, pixel_grid
 from .anatomy import LENGTH_MM, SEGMENTS, distal_bone_width_mm, joint_type
 from .types import Hand, Joint
 
@@ -70,11 +71,12 @@ _REGION_OPTIONS = RegistrationOptions(bone_levels=((4.0, 2), (2.0, 2), (0.0, 1))
                                       search_scales=(1.0,), search_factor=2)
 #: The difference of Gaussians (sigmas, crop px) whose correlation is the texture match.
 TEXTURE_DOG = (1.4, 4.0)
-#: The refinement at the crop's own resolution; it leaves out this many crop px either side
-#: of the centre row (the joint space) when it fits the two halves.
+#: The refinement in the crop's own field (at half its resolution); it leaves out this many
+#: crop px either side of the centre row (the joint space) when it fits the two halves.
 FINE_GAP_PX = 8
-#: Its registration options.
-_FINE_OPTIONS = RegistrationOptions(bone_levels=((2.0, 2), (0.0, 1)), max_iter=30)
+#: Its registration options, on the half-resolution crops: a blur of 1 of their px (2 crop
+#: px), then none.
+_FINE_OPTIONS = RegistrationOptions(bone_levels=((1.0, 1), (0.0, 1)), max_iter=30)
 #: A region registration whose correlation ends below this is reported, not used.
 MIN_REGION_NCC = 0.5
 #: A follow-up landmark whose axis differs from the baseline's (carried by the hands'
@@ -85,6 +87,9 @@ MAX_GUESS_ANGLE_DEG = 9.0
 MAX_GUESS_SHIFT = 0.25
 #: Fraction of a crop allowed outside the image before the joint is called cut off.
 MAX_OUTSIDE_FRACTION = 0.02
+#: Margin (px) a cut's window keeps beyond what its spline reads: the cubic spline's
+#: prefilter (pole -0.268) carries 0.268^24 ~ 2e-14 of the window's edge that far.
+SPLINE_MARGIN_PX = 24
 
 
 class CropOutsideImage(JsnqInputError):
@@ -208,29 +213,68 @@ def _scaled(box: CropBox, factor: float, side: int | None = None) -> CropBox:
 
 
 class Resampler:
-    """A radiograph ``[row, col]`` prepared once for many crops: its cubic-spline coefficients
-    (the B-spline prefilter of a whole radiograph costs far more than sampling one crop), and a
-    Gaussian-smoothed copy per zoom below 1 (anti-aliasing)."""
+    """A radiograph ``[row, col]`` ready for many crops: held once as float64. Each cut filters
+    only the window of it that the crop reads (:func:`cut`), so no whole-radiograph filter is
+    ever computed, and threads cutting different joints share nothing but the array."""
 
     def __init__(self, image: np.ndarray) -> None:
         self.array = np.asarray(image, dtype=np.float64)
         self.shape = self.array.shape
-        self._splines: dict[float, SplineImage] = {}
-        self._lock = threading.Lock()  # joints are placed in threads; each spline made once
-
-    def spline(self, zoom: float) -> SplineImage:
-        # the anti-aliasing blur in steps of 1/4 px: a few smoothed copies per radiograph, not
-        # one per crop (the finger regions' zooms differ from joint to joint)
-        sigma = round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
-        with self._lock:
-            if sigma not in self._splines:
-                img = ndimage.gaussian_filter(self.array, sigma) if sigma > 0 else self.array
-                self._splines[sigma] = SplineImage(img)
-            return self._splines[sigma]
 
 
 def _resampler(image: np.ndarray | Resampler) -> Resampler:
     return image if isinstance(image, Resampler) else Resampler(image)
+
+
+def _antialias_sigma(zoom: float) -> float:
+    """The Gaussian prefilter (image px) of a crop coarser than the image (``zoom`` < 1),
+    rounded to 1/4 px; 0 otherwise."""
+    return round(2.0 * math.sqrt(1.0 / zoom ** 2 - 1.0)) / 4.0 if zoom < 1.0 else 0.0
+
+
+def _window_sample(array: np.ndarray, pts: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
+    """Cubic-spline values of ``array`` (blurred by ``sigma``) at the ``(N, 2)`` points ``(x, y)``,
+    computed on the window of ``array`` around the ``valid`` points only. The window reaches
+    :data:`SPLINE_MARGIN_PX` beyond the blur's support, so within it the blur and the spline's
+    prefilter equal those of the whole radiograph (to ~1e-14 of the intensities); the values at
+    invalid points are meaningless."""
+    if not valid.any():
+        return np.zeros(len(pts))
+    h, w = array.shape
+    m = SPLINE_MARGIN_PX + (int(4.0 * sigma + 0.5) if sigma > 0 else 0)
+    x, y = pts[valid, 0], pts[valid, 1]
+    x0, x1 = max(0, int(math.floor(x.min())) - m), min(w, int(math.ceil(x.max())) + m + 1)
+    y0, y1 = max(0, int(math.floor(y.min())) - m), min(h, int(math.ceil(y.max())) + m + 1)
+    window = array[y0:y1, x0:x1]
+    if sigma > 0:
+        window = ndimage.gaussian_filter(window, sigma)
+    vals, _ = SplineImage(window).sample(pts - np.array([x0, y0], dtype=float))
+    return vals
+
+
+def _resample(image: np.ndarray | Resampler, box: CropBox) -> np.ndarray:
+    """``image`` resampled into ``box``: float64 ``[row, col]``, NaN where the box lies outside."""
+    r = _resampler(image)
+    pts = box.transform().apply(pixel_grid(box.size))
+    h, w = r.shape
+    valid = (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
+    vals = _window_sample(r.array, pts, valid, _antialias_sigma(box.zoom))
+    return np.where(valid, vals, np.nan).reshape(box.size)
+
+
+def _filled(raw: np.ndarray, box: CropBox, allow_outside: bool) -> np.ndarray:
+    """A :func:`_resample` result as :func:`cut` returns it: the outside filled with the nearest
+    edge value (or refused), float32."""
+    bad = np.isnan(raw)
+    if not bad.any():
+        return raw.astype(np.float32)
+    if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
+        raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
+                               "image (the hand is cut off at the image edge there)")
+    if bad.all():
+        return np.zeros(box.size, np.float32)
+    idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return raw[tuple(idx)].astype(np.float32)
 
 
 def cut(image: np.ndarray | Resampler, box: CropBox, *, allow_outside: bool = False) -> np.ndarray:
@@ -242,19 +286,7 @@ def cut(image: np.ndarray | Resampler, box: CropBox, *, allow_outside: bool = Fa
         CropOutsideImage: more than :data:`MAX_OUTSIDE_FRACTION` of the box lies outside the
             image (unless ``allow_outside``, which fills it with the nearest edge value).
     """
-    spline = _resampler(image).spline(box.zoom)
-    vals, valid = spline.sample(box.transform().apply(pixel_grid(box.size)))
-    out = np.where(valid, vals, np.nan).reshape(box.size)
-    bad = ~valid.reshape(box.size)
-    if bad.any():
-        if bad.mean() > MAX_OUTSIDE_FRACTION and not allow_outside:
-            raise CropOutsideImage(box.source, f"{box.joint}: {100 * bad.mean():.0f} % of its crop lies outside the "
-                                   "image (the hand is cut off at the image edge there)")
-        if bad.all():
-            return np.zeros(box.size, np.float32)
-        idx = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
-        out = out[tuple(idx)]
-    return out.astype(np.float32)
+    return _filled(_resample(image, box), box, allow_outside)
 
 
 # -- hands against each other ----------------------------------------------------------------
@@ -282,12 +314,14 @@ def _band(size: tuple[int, int], half_width_px: float) -> np.ndarray:
     return np.broadcast_to(np.abs(cols - cx) <= half_width_px, size).copy()
 
 
-def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.ndarray) -> float:
+def _texture_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """Correlation of the fine texture (difference of Gaussians, :data:`TEXTURE_DOG`) of the
-    baseline crop and the registered follow-up crop inside ``mask``. Bone outlines look
-    alike in every hand (they are left out); the trabecular texture is the hand's own, so this
-    tells one hand at two visits (high) from two hands (near 0)."""
-    w = warp_to_baseline(b, transform, a.shape).astype(np.float64)
+    baseline crop ``a`` and the follow-up's crop ``b`` at its registered box (NaN where it lies
+    outside the image) inside ``mask``. Bone outlines look alike in every hand (they are left
+    out); the trabecular texture is the hand's own, so this tells one hand at two visits (high)
+    from two hands (near 0)."""
+    a = np.asarray(a, dtype=np.float32)
+    w = np.asarray(b, dtype=np.float32)
     # away from the bones' outlines (the strongest fifth of the smoothed gradient), which
     # every hand shares
     g = ndimage.gaussian_gradient_magnitude(a, 2.0)
@@ -302,6 +336,14 @@ def _texture_ncc(a: np.ndarray, b: np.ndarray, transform: Similarity, mask: np.n
     return float((x @ y) / (np.sqrt((x @ x) * (y @ y)) + 1e-12))
 
 
+def _halved(crop: np.ndarray) -> np.ndarray:
+    """A crop at half its resolution (the mean of each 2 x 2 block), z-scored: pixel ``k`` of the
+    result is crop pixel ``2k + 0.5``, so the two crops' centres correspond."""
+    h, w = (crop.shape[0] // 2) * 2, (crop.shape[1] // 2) * 2
+    half = np.asarray(crop, dtype=np.float64)[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    return (half - half.mean()) / (half.std() + 1e-12)
+
+
 def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str,
                  spacing_mm: float | None) -> CropBox:
     """The baseline's box carried into the follow-up image by ``carried`` (baseline image ->
@@ -314,9 +356,9 @@ def _box_through(base_box: CropBox, carried: Similarity, visit: int, source: str
                    base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered")
 
 
-def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *, guess_xy: tuple[float, float],
-                   guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
-                   init: str = "landmark", base_crop: np.ndarray | None = None) -> CropBox:
+def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *,
+                   guess_xy: tuple[float, float], guess_angle_deg: float, visit: int, source: str,
+                   spacing_mm: float | None, init: str = "landmark", base_crop: np.ndarray | None = None) -> CropBox:
     """The follow-up's box: the baseline's box carried by registering the finger regions.
 
     Args:
@@ -331,6 +373,14 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
         CropOutsideImage: the region or the crop reaches beyond the follow-up image.
         JsnqInputError: the regions do not register (correlation below :data:`MIN_REGION_NCC`).
     """
+    return _place(base_image, base_box, fol_image, guess_xy=guess_xy, guess_angle_deg=guess_angle_deg, visit=visit,
+                  source=source, spacing_mm=spacing_mm, init=init, base_crop=base_crop)[0]
+
+
+def _place(base_image: np.ndarray | Resampler, base_box: CropBox, fol_image: np.ndarray | Resampler, *,
+           guess_xy: tuple[float, float], guess_angle_deg: float, visit: int, source: str, spacing_mm: float | None,
+           init: str, base_crop: np.ndarray | None) -> tuple[CropBox, np.ndarray]:
+    """:func:`place_followup`'s box, and the follow-up resampled into it (:func:`_resample`)."""
     base_image, fol_image = _resampler(base_image), _resampler(fol_image)
     region_b = _scaled(base_box, REGION_FACTOR, REGION_SIDE)
     guess = CropBox(base_box.joint, visit, source, (float(guess_xy[0]), float(guess_xy[1])), float(guess_angle_deg),
@@ -347,21 +397,21 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
                              f"baseline's (correlation {fit.ncc_after:.2f} < {MIN_REGION_NCC}); is it the same hand?")
     # region_b(r) is a baseline image point; guess(T(r)) the same anatomy in the follow-up.
     carried = guess.transform().compose(fit.transform).compose(region_b.transform().inverse())
-    # Then at the crop's own field and resolution: the part above the crop centre (the distal
-    # bone) and the part below (the proximal bone) fitted apart, and the box moved by the mean
-    # of their displacements at the centre, so that what the crops leave for the per-bone
-    # registration is their relative motion, not a common shift (flexion, the motion of the
-    # finger region far from the joint).
+    # Then at the crop's own field, at half its resolution (the fit only has to leave the
+    # per-bone registration a small common motion; for white noise, halving the resolution
+    # leaves the shift's precision in crop px as it was, at a quarter of the pixels): the
+    # part above the crop centre (the distal bone) and the part below (the proximal bone)
+    # fitted apart, and the box moved by the mean of their displacements at the centre, so
+    # that what the crops leave for the per-bone registration is their relative motion, not a
+    # common shift (flexion, the motion of the finger region far from the joint).
     fine_b = cut(base_image, base_box, allow_outside=True) if base_crop is None else base_crop
     first = _box_through(base_box, carried, visit, source, spacing_mm)
-    fine_f = cut(fol_image, first, allow_outside=True)
-    zb = (fine_b - fine_b.mean()) / (fine_b.std() + 1e-12)
-    zf = (fine_f - fine_f.mean()) / (fine_f.std() + 1e-12)
-    band = _band(zb.shape, REGION_BAND * TARGET_BASE_WIDTH_PX)
-    qc = np.array(crop_centre(zb.shape))
+    zb, zf = _halved(fine_b), _halved(cut(fol_image, first, allow_outside=True))
+    band = _band(zb.shape, REGION_BAND * TARGET_BASE_WIDTH_PX / 2)
+    qh = np.array(crop_centre(zb.shape))
     rows = np.arange(zb.shape[0])[:, None]
     halves = []
-    for part in (rows < qc[1] - FINE_GAP_PX, rows > qc[1] + FINE_GAP_PX):
+    for part in (rows < qh[1] - FINE_GAP_PX / 2, rows > qh[1] + FINE_GAP_PX / 2):
         try:
             f = fit_similarity(zb, zf, band & part, options=_FINE_OPTIONS)
         except ValueError:
@@ -369,23 +419,24 @@ def place_followup(base_image: np.ndarray | Resampler, base_box: CropBox, fol_im
         if not (f.ncc_after >= MIN_REGION_NCC and abs(math.log(f.transform.scale)) < 0.1):
             break
         halves.append(f.transform)
-    if len(halves) == 2:
-        shift = 0.5 * (halves[0].apply(qc) + halves[1].apply(qc)) - qc
-        angle = 0.5 * (halves[0].angle + halves[1].angle)
-        corr = Similarity(1.0, angle, float(shift[0]), float(shift[1]), (float(qc[0]), float(qc[1])))
-        carried = first.transform().compose(corr).compose(base_box.transform().inverse())
-    else:
-        corr = Similarity.identity((float(qc[0]), float(qc[1])))
-    texture = _texture_ncc(zb, zf, corr, band)
     qc = crop_centre(base_box.size)
+    if len(halves) == 2:
+        shift = (halves[0].apply(qh) + halves[1].apply(qh)) - 2 * qh  # 2 crop px a half-resolution px
+        angle = 0.5 * (halves[0].angle + halves[1].angle)
+        corr = Similarity(1.0, angle, float(shift[0]), float(shift[1]), qc)
+        carried = first.transform().compose(corr).compose(base_box.transform().inverse())
     centre = carried.apply(base_box.to_image(qc))
     up = carried.apply(base_box.to_image([qc[0], qc[1] - 10.0])) - centre
     angle = math.degrees(math.atan2(up[0], -up[1]))
     moved = float(math.hypot(centre[0] - guess_xy[0], centre[1] - guess_xy[1]))
-    reg = {"ncc": float(fit.ncc_after), "texture_ncc": texture, "scale": float(fit.transform.scale), "angle_deg": float(fit.transform.angle_deg),
-           "moved_px": moved, "init": init, "refined_at_crop_scale": len(halves) == 2}
-    return CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
-                   base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered", reg)
+    box = CropBox(base_box.joint, visit, source, (float(centre[0]), float(centre[1])), float(angle), base_box.zoom,
+                  base_box.size, None if spacing_mm is None else spacing_mm / base_box.zoom, "registered")
+    crop = _resample(fol_image, box)
+    texture = _texture_ncc(fine_b, crop, _band(fine_b.shape, REGION_BAND * TARGET_BASE_WIDTH_PX))
+    reg = {"ncc": float(fit.ncc_after), "texture_ncc": texture, "scale": float(fit.transform.scale),
+           "angle_deg": float(fit.transform.angle_deg), "moved_px": moved, "init": init,
+           "refined_at_crop_scale": len(halves) == 2}
+    return dataclasses.replace(box, registration=reg), crop
 
 
 def recentre(box: CropBox, point_xy: tuple[float, float], *, max_shift: float = 0.15) -> CropBox:
@@ -449,20 +500,20 @@ def joint_crops(images: Sequence[np.ndarray | Resampler], hands: Sequence[Hand],
                                     sources[k], spacing_mm)
         if not guesses:
             raise JsnqInputError(sources[k], f"{joint}: not found at visit {k}")
-        box, failure = None, None
+        best, failure = None, None
         for guess, angle, init in guesses:
             try:
-                b = place_followup(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
-                                   source=sources[k], spacing_mm=spacing_mm, init=init, base_crop=first)
+                placed = _place(images[0], box0, images[k], guess_xy=guess, guess_angle_deg=angle, visit=k,
+                                source=sources[k], spacing_mm=spacing_mm, init=init, base_crop=first)
             except JsnqInputError as err:  # no match, or a fit that strayed off the image
                 failure = failure or err
                 continue
-            if box is None or b.registration["ncc"] > box.registration["ncc"]:
-                box = b
-        if box is None:
+            if best is None or placed[0].registration["ncc"] > best[0].registration["ncc"]:
+                best = placed
+        if best is None:
             raise failure
-        boxes.append(box)
-        crops.append(cut(images[k], box))
+        boxes.append(best[0])
+        crops.append(_filled(best[1], best[0], allow_outside=False))
     return JointCrops(joint, tuple(boxes), tuple(crops))
 
 

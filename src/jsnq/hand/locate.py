@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import JsnqInputError
-from ..networks import SHIPPED, shipped_network
+from ..networks import SHIPPED, inference_threads, shipped_network
 from ..io import Image, load_image
 from .network import JointLocator, LocatorConfig, heatmap_peaks
 from .types import JOINT_NAMES, Hand, Joint
@@ -176,6 +176,10 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
 
     Returns:
         The :class:`LandmarkEstimate`.
+
+    The networks run on at most :data:`jsnq.networks.INFERENCE_THREADS` torch threads
+    (:func:`jsnq.networks.inference_threads`): on two busy cores, two threads took five times
+    the wall time of one (docs/hand.md, "Time of a two-visit hand").
     """
     cfg = _config(model)
     p = next(model.parameters())
@@ -185,7 +189,7 @@ def locate_landmarks(array: np.ndarray, model: JointLocator, *, normalise_scale:
     norm = torch.from_numpy((a - lo) / (hi - lo if hi > lo else 1.0))[None, None].to(p.device, p.dtype)
     names = cfg.coarse_landmarks
     centre, side = ((w - 1) / 2.0, (h - 1) / 2.0), float(max(h, w))
-    with torch.inference_mode():
+    with torch.inference_mode(), inference_threads():
         for attempt in range(2):
             frame, (x0, y0, n) = _frame(norm, centre, side, cfg.fine_frame)
             f = cfg.fine_frame / n  # frame px per input px
