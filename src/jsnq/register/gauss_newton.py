@@ -172,6 +172,46 @@ def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float
     return ev, dp, _noise_px(ev.a_mat, ev.jc, ev.resid, ev.n, ev.gain, level.radius)
 
 
+#: A step the secant correction lengthens beyond this factor of the plain Gauss-Newton step, or
+#: turns away from it, is not trusted: the correction starts afresh from the plain step.
+MAX_SECANT_GAIN = 20.0
+
+
+class _Secant:
+    """Broyden's method on the fixed-point iteration ``s <- s o W(d(s))`` of the Gauss-Newton steps.
+
+    The instrumental-variable step ``d`` is a Newton step only where the baseline's gradient is
+    the follow-up's: on real pairs the two differ (texture, blur and exposure change between
+    visits) and the normal matrix overstates the score's slope up to ten-fold in some direction,
+    so the plain steps fall short and converge linearly. The fixed point (``d = 0``) does not
+    depend on the step's length. From consecutive steps the secant learns ``K``, how much the
+    step shrinks per unit of motion (Broyden's good update, in pixels at ``radius``: lever arm
+    times log-scale and angle, and the shifts), and moves by ``K^-1 d``; ``K`` starts at the
+    identity, i.e. the plain step."""
+
+    def __init__(self, radius: float) -> None:
+        self.units = np.array([radius, radius, 1.0, 1.0]) if radius > 0 else np.ones(4)
+        self.k = np.eye(4)
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, d: np.ndarray) -> np.ndarray:
+        """The update to apply for the plain step ``d`` (parameters, as ``d``)."""
+        dt = d * self.units
+        if self.last is not None:
+            u, d_last = self.last
+            uu = float(u @ u)
+            if uu > 0:
+                self.k = self.k + np.outer(d_last - dt - self.k @ u, u) / uu
+        try:
+            u = np.linalg.solve(self.k, dt)
+        except np.linalg.LinAlgError:
+            u = np.full(4, np.nan)
+        if not (np.isfinite(u).all() and u @ dt > 0 and u @ u <= MAX_SECANT_GAIN ** 2 * (dt @ dt)):
+            self.k, u = np.eye(4), dt
+        self.last = (u, dt)
+        return u / self.units
+
+
 def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float) -> Solution:
     """Inverse-compositional Gauss-Newton with a symmetric photometric fit.
 
@@ -189,6 +229,7 @@ def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float
     it = 0
     state = Evaluation.start(level)
     step = np.inf
+    secant = _Secant(level.radius)
     for it in range(1, max_iter + 1):
         out = _ic_step(level, s)
         if out is None:
@@ -196,9 +237,11 @@ def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float
         state, dp, noise = out
         if not np.isfinite(dp).all():
             break
-        s = s.compose(Similarity.from_params(dp, center).inverse())
-        step = _step_px(dp, level.radius)
-        if step < max(tol_px, NOISE_STOP_FRACTION * noise):
+        d = Similarity.from_params(dp, center).inverse().params
+        u = secant(d)
+        s = s.compose(Similarity.from_params(u, center))
+        step = _step_px(u, level.radius)
+        if step < tol_px or _step_px(d, level.radius) < NOISE_STOP_FRACTION * noise:
             converged = True
             break
     else:
@@ -253,6 +296,7 @@ def symmetric_gauss_newton(lev_f: Level, lev_b: Level, init: Similarity, *, max_
     step = np.inf
     it = 0
     radius = max(lev_f.radius, lev_b.radius)
+    secant = _Secant(radius)
     for it in range(1, max_iter + 1):
         out_f = _ic_step(lev_f, s)
         out_b = _ic_step(lev_b, s.inverse())
@@ -266,11 +310,12 @@ def symmetric_gauss_newton(lev_f: Level, lev_b: Level, init: Similarity, *, max_
         d_f = Similarity.from_params(dp_f, center).inverse().params
         d_b = s.inverse().compose(Similarity.from_params(dp_b, center)).compose(s).params
         d = 0.5 * (d_f + d_b)
+        u = secant(d)
         s_eval = s
-        s = s.compose(Similarity.from_params(d, center))
-        step = _step_px(d, radius)
+        s = s.compose(Similarity.from_params(u, center))
+        step = _step_px(u, radius)
         noise = math.sqrt(0.5 * (noise_f ** 2 + noise_b ** 2))
-        if step < max(tol_px, NOISE_STOP_FRACTION * noise):
+        if step < tol_px or _step_px(d, radius) < NOISE_STOP_FRACTION * noise:
             converged = True
             break
     else:
