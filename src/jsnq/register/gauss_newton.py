@@ -12,13 +12,14 @@ are solvers for :func:`~jsnq.register.scale_space.coarse_to_fine`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..geometry import Similarity
-from .scale_space import MIN_SAMPLES, Level, dot
+from .scale_space import MIN_SAMPLES, Instrument, Level, dot
 
 __all__ = ["N_FIT_PARAMS", "Evaluation", "PairSolution", "Solution", "evaluate", "gauss_newton", "monotone_exposure",
            "symmetric_gauss_newton"]
@@ -37,14 +38,15 @@ DITHER_FACTOR = 10.0
 
 @dataclass
 class Evaluation:
-    """The fit's state at one transform: photometric fit, residual, centred Jacobian (instrument),
-    normal matrix, the resampled follow-up and its validity, and the number of valid samples."""
+    """The fit's state at one transform: photometric fit, residual, the instrument of the valid
+    samples, the resampled follow-up and its validity, and the number of valid samples. The
+    N x 4 instrument ``jc`` and the normal matrix ``a_mat`` (the monotone curve's slope
+    included) are formed when asked, i.e. once, for the covariance."""
 
     gain: float
     offset: float
     resid: np.ndarray
-    jc: np.ndarray
-    a_mat: np.ndarray
+    instrument: Instrument
     vals: np.ndarray
     valid: np.ndarray
     n: float
@@ -55,7 +57,26 @@ class Evaluation:
     def start(cls, level: Level) -> "Evaluation":
         """The state before any evaluation (unit gain, zero residual, every sample valid)."""
         m = len(level.t)
-        return cls(1.0, 0.0, np.zeros(m), level.design, np.eye(4), np.zeros(m), np.ones(m, bool), float(m))
+        return cls(1.0, 0.0, np.zeros(m), level.instrument(np.ones(m), float(m)), np.zeros(m), np.ones(m, bool),
+                   float(m))
+
+    def score(self) -> np.ndarray:
+        """``Z^T r``: the instrument (times the curve's slope) against the residual."""
+        return self.instrument.score(self.resid if self.slope is None else self.resid * self.slope)
+
+    @functools.cached_property
+    def jc(self) -> np.ndarray:
+        """The instrument, centred, weighted and scaled by the curve's slope (N x 4)."""
+        z = self.instrument.matrix()
+        return z if self.slope is None else z * self.slope[:, None]
+
+    @functools.cached_property
+    def a_mat(self) -> np.ndarray:
+        """The instrumental-variable normal matrix: ``jc`` against the plain Jacobian, both
+        scaled by the curve's slope."""
+        if self.slope is None:
+            return self.instrument.a_mat
+        return self.jc.T @ (self.instrument.raw_matrix() * self.slope[:, None])
 
 
 @dataclass
@@ -74,14 +95,15 @@ class Solution:
         return dataclasses.replace(self, iterations=iterations)
 
 
-def _noise_px(a_mat: np.ndarray, jc: np.ndarray, resid: np.ndarray, n: float, gain: float, radius: float) -> float:
-    """Noise SD of a Gauss-Newton step, as a pixel displacement (white-noise approximation)."""
+def _noise_px(a_mat: np.ndarray, zz: np.ndarray, resid: np.ndarray, n: float, gain: float, radius: float) -> float:
+    """Noise SD of a Gauss-Newton step, as a pixel displacement (white-noise approximation;
+    ``zz``: the instrument's product with itself)."""
     try:
         a_inv = np.linalg.inv(a_mat)
     except np.linalg.LinAlgError:
         return 0.0
     var = dot(resid, resid) / max(n - N_FIT_PARAMS, 1.0)
-    sd = np.sqrt(np.maximum(np.diag(a_inv @ (jc.T @ jc) @ a_inv.T), 0.0) * var) / abs(gain)
+    sd = np.sqrt(np.maximum(np.diag(a_inv @ zz @ a_inv.T), 0.0) * var) / abs(gain)
     return _step_px(sd, radius)
 
 
@@ -101,20 +123,15 @@ def evaluate(level: Level, s: Similarity) -> Evaluation | None:
     t = level.t
     mt, mv = dot(w, t) / n, dot(w, vals) / n
     tc, vc = (t - mt) * w, (vals - mv) * w
-    jc, a_mat, raw_c = level.instrument(w, n)
+    inst = level.instrument(w, n)
     if level.q is None:
         gain = math.copysign(math.sqrt(dot(vc, vc) / max(dot(tc, tc), 1e-300)), dot(tc, vc))
         offset = mv - gain * mt
         resid = vc - gain * tc
-        # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
-        # Using the smoothed one on both sides shortens every step and makes convergence
-        # linear (docs/benchmarks.md, "Figures behind the defaults").
-        return Evaluation(gain, offset, resid, jc, a_mat, vals, valid, n)
+        return Evaluation(gain, offset, resid, inst, vals, valid, n)
     gain, curve, resid = monotone_exposure(level, w, n, tc, vc)
     # The curve's slope at each sample, relative to the mean gain, scales its row of the Jacobian.
-    jc = jc * curve[:, None]
-    a_mat = jc.T @ (raw_c * curve[:, None])
-    return Evaluation(gain, mv - gain * mt, resid, jc, a_mat, vals, valid, n, curve)
+    return Evaluation(gain, mv - gain * mt, resid, inst, vals, valid, n, curve)
 
 
 #: The monotone exposure curve's slope stays above this fraction of its mean slope (the gain)
@@ -164,12 +181,17 @@ def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float
         return None
     if ev.gain <= MIN_GAIN:
         return ev, np.full(4, np.nan), 0.0
+    # The step's normal matrix: the instrumental-variable one (the smoothed Jacobian against the
+    # plain one; the smoothed one on both sides shortens every step, docs/benchmarks.md, "Figures
+    # behind the defaults"), without the monotone curve's slope, which changes it by a few
+    # per cent: the secant correction (:class:`_Secant`) absorbs that with the rest.
+    inst = ev.instrument
     try:
-        v = np.linalg.solve(ev.a_mat, ev.jc.T @ ev.resid)
+        v = np.linalg.solve(inst.a_mat, ev.score())
     except np.linalg.LinAlgError:
         return ev, np.full(4, np.nan), 0.0
     dp = v / ev.gain
-    return ev, dp, _noise_px(ev.a_mat, ev.jc, ev.resid, ev.n, ev.gain, level.radius)
+    return ev, dp, _noise_px(inst.a_mat, inst.zz, ev.resid, ev.n, ev.gain, level.radius)
 
 
 #: A step the secant correction lengthens beyond this factor of the plain Gauss-Newton step, or
