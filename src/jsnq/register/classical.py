@@ -284,7 +284,7 @@ def _bone_fit(space: ScaleSpace, sol: Solution, opts: RegistrationOptions,
     n = int(valid.sum())
     if a_mat is None:
         a_mat = normal_matrix(space, sol, opts)
-    cov = sandwich_cov(level, st.jc, resid, a_mat, gain, n, opts.block_px)
+    cov = sandwich_cov(level, st.scores, a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
     # evaluation, within ``tol_px`` of the fit when converged).
     # At the identity every sample sits on its own pixel: read the follow-up there (the

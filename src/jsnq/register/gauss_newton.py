@@ -67,8 +67,7 @@ class Evaluation:
     @functools.cached_property
     def jc(self) -> np.ndarray:
         """The instrument, centred, weighted and scaled by the curve's slope (N x 4)."""
-        z = self.instrument.matrix()
-        return z if self.slope is None else z * self.slope[:, None]
+        return self.instrument.matrix(self.slope)
 
     @functools.cached_property
     def a_mat(self) -> np.ndarray:
@@ -76,7 +75,12 @@ class Evaluation:
         scaled by the curve's slope."""
         if self.slope is None:
             return self.instrument.a_mat
-        return self.jc.T @ (self.instrument.raw_matrix() * self.slope[:, None])
+        return self.instrument.raw_product(self.jc, self.slope)
+
+    @functools.cached_property
+    def scores(self) -> np.ndarray:
+        """Each sample's score ``jc * resid`` (N x 4), whose block sums give the covariance."""
+        return self.jc * self.resid[:, None]
 
 
 @dataclass
@@ -113,9 +117,9 @@ def _step_px(dp: np.ndarray, radius: float) -> float:
 
 
 def evaluate(level: Level, s: Similarity) -> Evaluation | None:
-    """One evaluation of the fit at ``s``: the photometric fit, the residual, the centred
-    Jacobian and the instrumental-variable normal matrix; None with < MIN_SAMPLES valid samples."""
-    vals, valid = level.followup.sample(s.apply(level.pts))
+    """One evaluation of the fit at ``s``: the photometric fit, the residual and the instrument
+    of the valid samples; None with < MIN_SAMPLES valid samples."""
+    vals, valid = level.followup.sample_rows_cols(level.mapped(s))
     w = valid.astype(float)
     n = w.sum()
     if n < MIN_SAMPLES:
@@ -139,10 +143,8 @@ def evaluate(level: Level, s: Similarity) -> Evaluation | None:
 MIN_CURVE_SLOPE = 0.25
 
 
-
-
 def monotone_exposure(level: Level, w: np.ndarray, n: float, tc: np.ndarray,
-                       vc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+                      vc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """The monotone exposure model ``followup ~ offset + gain * t + beta * q(t)``, with ``q`` the
     square of the centred template made orthogonal to it (so ``gain`` is still the mean slope).
 
@@ -151,25 +153,39 @@ def monotone_exposure(level: Level, w: np.ndarray, n: float, tc: np.ndarray,
     ``gain + beta * q'(t)`` is kept above ``MIN_CURVE_SLOPE * gain`` over the side's range, so
     the curve stays monotone. Returns (gain, the slope relative to the gain at each sample, the
     residual)."""
-    t = level.t
+    # With qo = qc - k tc the part of q orthogonal to tc and rest = vc - beta qo, every product
+    # below is one of tc, qc and vc's (tc . qo = 0): no qo or rest array is formed.
     qc = (level.q - dot(w, level.q) / n) * w
     tt = max(dot(tc, tc), 1e-300)
-    k = dot(tc, qc) / tt
-    qo = qc - k * tc
-    qq = dot(qo, qo)
-    beta = dot(vc, qo) / qq if qq > 0 else 0.0
-    dq = 2.0 * (t - level.t_mean) - k  # d qo / d t
-    rest = vc - beta * qo
-    gain = math.copysign(math.sqrt(dot(rest, rest) / tt), dot(tc, rest))
+    tq, tv = dot(tc, qc), dot(tc, vc)
+    k = tq / tt
+    qq = dot(qc, qc) - k * tq  # qo . qo
+    vq = dot(vc, qc) - k * tv  # vc . qo
+    vv = dot(vc, vc)
+    beta = vq / qq if qq > 0 else 0.0
+
+    def fitted_gain(b: float) -> float:  # the ratio of SDs of rest, signed by tc . rest = tv
+        return math.copysign(math.sqrt(max(vv - 2.0 * b * vq + b * b * qq, 0.0) / tt), tv)
+
+    gain = fitted_gain(beta)
     if abs(gain) > 0 and beta != 0.0:
-        lo, hi = float(dq[w > 0].min()), float(dq[w > 0].max())
+        # d qo / d t = dq - k over the valid samples' intensities
+        valid = w > 0
+        lo = float(np.min(level.dq, where=valid, initial=np.inf)) - k
+        hi = float(np.max(level.dq, where=valid, initial=-np.inf)) - k
         worst = min(1.0 + beta / gain * lo, 1.0 + beta / gain * hi)
         if worst < MIN_CURVE_SLOPE:
             beta *= (1.0 - MIN_CURVE_SLOPE) / (1.0 - worst)
-            rest = vc - beta * qo
-            gain = math.copysign(math.sqrt(dot(rest, rest) / tt), dot(tc, rest))
-    curve = 1.0 + (beta / gain) * dq if gain != 0 else np.ones_like(t)
-    return gain, curve, rest - gain * tc
+            gain = fitted_gain(beta)
+    if gain == 0:
+        return gain, np.ones_like(tc), vc - beta * (qc - k * tc)
+    b = beta / gain
+    curve = b * level.dq
+    curve += 1.0 - b * k
+    # vc - beta qo - gain tc
+    resid = vc - beta * qc
+    resid += (beta * k - gain) * tc
+    return gain, curve, resid
 
 
 def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float] | None:

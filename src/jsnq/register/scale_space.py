@@ -32,9 +32,10 @@ COARSE_TOL_PX = 0.05
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """1-D dot product without BLAS: threaded OpenBLAS ``ddot`` can stall for milliseconds
-    when the other cores are busy, which dominated the run time of a registration."""
-    return float(np.multiply(a, b).sum())
+    """1-D dot product without BLAS (threaded OpenBLAS ``ddot`` can stall for milliseconds
+    when the other cores are busy, which dominated the run time of a registration) and
+    without a temporary array."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _zero_centre_kernel(sigma: float = 1.0, radius: int = 2) -> np.ndarray:
@@ -45,6 +46,16 @@ def _zero_centre_kernel(sigma: float = 1.0, radius: int = 2) -> np.ndarray:
 
 
 _ZERO_CENTRE_KERNEL = _zero_centre_kernel()
+
+
+def _jacobian(gx: np.ndarray, gy: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``(N, 4)``: the image gradient's Jacobian for (log_scale, angle, tx, ty) about the lever arms."""
+    out = np.empty((len(gx), 4))
+    out[:, 0] = gx * dx + gy * dy
+    out[:, 1] = gy * dx - gx * dy
+    out[:, 2] = gx
+    out[:, 3] = gy
+    return out
 
 
 class Level:
@@ -64,24 +75,25 @@ class Level:
         ys, xs = np.divmod(flat, mask.shape[1])
         self.weights = None if mask.dtype == bool else mask.ravel()[flat].astype(float)[:, None]
         self.rows, self.cols = ys, xs
-        self.pts = np.stack([xs, ys], axis=1).astype(float)
+        #: The samples' pixel coordinates.
+        self.x, self.y = xs.astype(float), ys.astype(float)
         t = base_s.ravel()[flat]
-        dx, dy = xs - center[0], ys - center[1]
+        dx, dy = self.x - center[0], self.y - center[1]
         # Jacobians of T(W(x; p)) at p = 0 for p = (log_scale, angle, tx, ty): from the
         # smoothed gradient (the "instrument" that weights the residual) and from the plain one
         # (which sets the step length).
-        self.design, self.design_raw = (
-            np.stack([gx * dx + gy * dy, -gx * dy + gy * dx, gx, gy], axis=1)
-            for gx, gy in ((g[1].ravel()[flat], g[0].ravel()[flat]) for g in grads))
+        self.design, self.design_raw = (_jacobian(g[1].ravel()[flat], g[0].ravel()[flat], dx, dy) for g in grads)
         self.t = t
-        # The square of the (centred) template: the quadratic term of the monotone exposure curve.
-        self.q = (t - t.mean()) ** 2 if curve and len(t) else None
         self.t_mean = float(t.mean()) if len(t) else 0.0
+        # The monotone exposure curve's quadratic term: the square of the centred template, and
+        # its derivative along the template.
+        self.q = (t - self.t_mean) ** 2 if curve and len(t) else None
+        self.dq = 2.0 * (t - self.t_mean) if curve and len(t) else None
         # The baseline smoothed by a kernel with a zero centre weight: a direction along the
         # template that is uncorrelated with each pixel's own noise (see :class:`Instrument`).
         self.t_other = None if base_other is None else base_other.ravel()[flat]
         # Largest lever arm, to turn a parameter step into a pixel displacement.
-        self.radius = float(np.max(np.hypot(dx, dy))) if len(xs) else 0.0
+        self.radius = math.sqrt(float(np.max(dx * dx + dy * dy))) if len(xs) else 0.0
         # Sums over all samples, from which each set of valid samples' products follow
         # (:class:`Instrument`): the weights, and their squares for the instrument's own product.
         ones = np.ones(len(t))
@@ -93,6 +105,18 @@ class Level:
         self._sums = (ones @ self.design, ones @ self.design_raw, om @ self.design, om @ self.design_raw,
                       float(om.sum()), zw.T @ self.design_raw, om2 @ self.design, float(om2.sum()),
                       zw2.T @ self.design)
+
+    def mapped(self, s: Similarity) -> np.ndarray:
+        """The samples mapped by ``s``, as ``(2, N)`` rows (y) and columns (x)."""
+        m = s.matrix()
+        out = np.empty((2, len(self.x)))
+        np.multiply(self.x, m[1, 0], out=out[0])
+        out[0] += m[1, 1] * self.y
+        out[0] += m[1, 2]
+        np.multiply(self.x, m[0, 0], out=out[1])
+        out[1] += m[0, 1] * self.y
+        out[1] += m[0, 2]
+        return out
 
     def instrument(self, w: np.ndarray, n: float) -> "Instrument":
         """The instrument of the valid samples ``w`` (0/1; ``n`` of them)."""
@@ -157,15 +181,22 @@ class Instrument:
         out = self._plain_score(x)
         return out if self._u is None else out - self._v * dot(self._u, x)
 
-    def matrix(self) -> np.ndarray:
-        """The N x 4 instrument ``Z``."""
+    def matrix(self, scale: np.ndarray | None = None) -> np.ndarray:
+        """The N x 4 instrument ``Z``, each row times ``scale`` when given."""
         wt = self.w if self.level.weights is None else self.w * self.level.omega
-        z = (self.level.design - self.mz) * wt[:, None]
-        return z if self._u is None else z - np.outer(self._u, self._v)
+        if scale is not None:
+            wt = wt * scale
+        z = self.level.design - self.mz
+        z *= wt[:, None]
+        if self._u is not None:
+            z -= np.outer(self._u if scale is None else self._u * scale, self._v)
+        return z
 
-    def raw_matrix(self) -> np.ndarray:
-        """The plain Jacobian, centred over the valid samples and zero elsewhere (N x 4)."""
-        return (self.level.design_raw - self.mr) * self.w[:, None]
+    def raw_product(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """``z^T R``: an N x 4 ``z`` against the plain Jacobian centred over the valid samples,
+        each row of it times ``scale``."""
+        ws = self.w * scale
+        return z.T @ (self.level.design_raw * ws[:, None]) - np.outer(z.T @ ws, self.mr)
 
 
 class ScaleSpace:
