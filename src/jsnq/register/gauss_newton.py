@@ -210,9 +210,13 @@ def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float
     return ev, dp, _noise_px(inst.a_mat, inst.zz, ev.resid, ev.n, ev.gain, level.radius)
 
 
-#: A step the secant correction lengthens beyond this factor of the plain Gauss-Newton step, or
-#: turns away from it, is not trusted: the correction starts afresh from the plain step.
+#: The secant correction lengthens a plain Gauss-Newton step by at most this factor; a corrected
+#: step that turns away from the plain one is not trusted, and the correction starts afresh.
 MAX_SECANT_GAIN = 20.0
+#: The secant correction acts on plain steps below this length (px at the lever arm, as
+#: ``_Secant`` measures them) and makes steps no longer than it: beyond, the fit is not yet in
+#: the range where the steps are linear in the remaining motion.
+SECANT_RANGE_PX = 1.0
 
 
 class _Secant:
@@ -235,6 +239,11 @@ class _Secant:
     def __call__(self, d: np.ndarray) -> np.ndarray:
         """The update to apply for the plain step ``d`` (parameters, as ``d``)."""
         dt = d * self.units
+        if dt @ dt > SECANT_RANGE_PX ** 2:
+            # Far from the fixed point the steps are not linear in the motion: plain steps, and
+            # nothing learnt from them.
+            self.k, self.last = np.eye(4), None
+            return d
         if self.last is not None:
             u, d_last = self.last
             uu = float(u @ u)
@@ -244,8 +253,12 @@ class _Secant:
             u = np.linalg.solve(self.k, dt)
         except np.linalg.LinAlgError:
             u = np.full(4, np.nan)
-        if not (np.isfinite(u).all() and u @ dt > 0 and u @ u <= MAX_SECANT_GAIN ** 2 * (dt @ dt)):
+        if not (np.isfinite(u).all() and u @ dt > 0):
             self.k, u = np.eye(4), dt
+        else:
+            longest = min(MAX_SECANT_GAIN * math.sqrt(float(dt @ dt)), SECANT_RANGE_PX)
+            if u @ u > longest ** 2:
+                u = u * (longest / math.sqrt(float(u @ u)))
         self.last = (u, dt)
         return u / self.units
 

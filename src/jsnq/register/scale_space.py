@@ -291,26 +291,29 @@ _S = TypeVar("_S", bound=_Solved)
 
 
 def coarse_to_fine(solve: Callable[..., _S], views: tuple[tuple[ScaleSpace, np.ndarray], ...], init: Similarity,
-                   levels: tuple[tuple[float, int], ...], opts: RegistrationOptions) -> _S:
+                   levels: tuple[tuple[float, int], ...], opts: RegistrationOptions,
+                   capture: Callable[..., _Solved] | None = None) -> _S:
     """Run ``solve`` through the scale-space ``levels``, each level from the last one's transform.
 
     ``views`` holds one ``(space, mask)`` per direction the solver fits: one for
     :func:`~jsnq.register.gauss_newton.gauss_newton`, the forward and the backward one for
-    :func:`~jsnq.register.gauss_newton.symmetric_gauss_newton`. At each level the solver is
-    called as ``solve(*levels, start, max_iter=, tol_px=)``, with one :class:`Level` per view
-    (about ``init``'s centre), with ``tol_px`` on the last level and at least ``COARSE_TOL_PX``
-    on the others. Returns the last level's solution, with the iterations of all.
+    :func:`~jsnq.register.gauss_newton.symmetric_gauss_newton`. The last level is solved as
+    ``solve(*levels, start, max_iter=, tol_px=)``, with one :class:`Level` per view (about
+    ``init``'s centre). The levels before it only bring the fit into the last one's capture
+    range: they stop at ``COARSE_TOL_PX``, and with ``capture`` (a one-way solver) they fit the
+    first view alone. Returns the last level's solution, with the iterations of all.
 
     Raises:
         ValueError: a mask has fewer than ``MIN_SAMPLES`` pixels on a level's grid.
     """
     s, total, sol = init, 0, None
     for i, (sigma, step) in enumerate(levels):
-        built = [space.level(mask, sigma, step, init.center, opts) for space, mask in views]
+        last = i == len(levels) - 1
+        run, used = (solve, views) if last or capture is None else (capture, views[:1])
+        built = [space.level(mask, sigma, step, init.center, opts) for space, mask in used]
         if any(len(level.t) < MIN_SAMPLES for level in built):
             raise ValueError("too few pixels in the mask to register")
-        tol = opts.tol_px if i == len(levels) - 1 else max(opts.tol_px, COARSE_TOL_PX)
-        sol = solve(*built, s, max_iter=opts.max_iter, tol_px=tol)
+        sol = run(*built, s, max_iter=opts.max_iter, tol_px=opts.tol_px if last else max(opts.tol_px, COARSE_TOL_PX))
         s = sol.transform
         total += sol.iterations
     return sol.with_iterations(total)
