@@ -224,7 +224,7 @@ class _Secant:
 
     The instrumental-variable step ``d`` is a Newton step only where the baseline's gradient is
     the follow-up's: on real pairs the two differ (texture, blur and exposure change between
-    visits) and the normal matrix overstates the score's slope up to ten-fold in some direction,
+    visits) and the normal matrix overstates the score's slope up to 10-30 fold in some direction,
     so the plain steps fall short and converge linearly. The fixed point (``d = 0``) does not
     depend on the step's length. From consecutive steps the secant learns ``K``, how much the
     step shrinks per unit of motion (Broyden's good update, in pixels at ``radius``: lever arm
