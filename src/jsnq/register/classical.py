@@ -162,7 +162,7 @@ def register_bones(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarra
     if inits is not None and not refine:
         return Registration(*(_evaluate_at(space, m, s, opts) for m, s in zip(masks, inits)), initial=inits[0])
     inits, start = _starts(space, labels, init, inits, opts)
-    upper, lower = _per_bone(lambda k: _fit(space, masks[k], inits[k], opts), (space,), opts)
+    upper, lower = _per_bone(lambda k: _fit(space, masks[k], inits[k], opts), ((space, opts.bone_levels),), opts)
     return Registration(upper=upper, lower=lower, initial=start)
 
 
@@ -196,9 +196,10 @@ def register_pair(baseline: np.ndarray, followup: np.ndarray, labels: np.ndarray
 
     def fit(k: int) -> PairSolution:
         views = ((space_f, masks_f[k]), (space_b, masks_b[k]))
-        return coarse_to_fine(symmetric_gauss_newton, views, inits[k], opts.bone_levels, opts)
+        return coarse_to_fine(symmetric_gauss_newton, views, inits[k], opts.bone_levels, opts, capture=gauss_newton)
 
-    bones = _per_bone(fit, (space_f, space_b), opts)
+    # The backward direction joins at the last level only (coarse_to_fine's capture).
+    bones = _per_bone(fit, ((space_f, opts.bone_levels), (space_b, opts.bone_levels[-1:])), opts)
     # Each direction's normal matrix, once: for its covariance and for the cross-covariance.
     normals = [(normal_matrix(space_f, b.forward, opts), normal_matrix(space_b, b.backward, opts)) for b in bones]
     return PairRegistration(
@@ -245,13 +246,14 @@ def _starts(space: ScaleSpace, labels: np.ndarray, init: Similarity | None,
     return inits, init if init is not None else inits[0]
 
 
-def _per_bone(fit: Callable[[int], T], spaces: tuple[ScaleSpace, ...], opts: RegistrationOptions) -> tuple[T, T]:
+def _per_bone(fit: Callable[[int], T], fills: tuple[tuple[ScaleSpace, tuple[tuple[float, int], ...]], ...],
+              opts: RegistrationOptions) -> tuple[T, T]:
     """``(fit(0), fit(1))``: the upper and the lower bone, in two threads with ``parallel_bones``
-    (the spaces' levels filled first, so that the threads only read them)."""
+    (the levels ``fills`` names filled first in each space, so that the threads only read them)."""
     if not opts.parallel_bones:
         return fit(0), fit(1)
-    for space in spaces:
-        space.fill(opts.bone_levels, opts)
+    for space, levels in fills:
+        space.fill(levels, opts)
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(fit, 0)
         lower = fit(1)
@@ -284,7 +286,7 @@ def _bone_fit(space: ScaleSpace, sol: Solution, opts: RegistrationOptions,
     n = int(valid.sum())
     if a_mat is None:
         a_mat = normal_matrix(space, sol, opts)
-    cov = sandwich_cov(level, st.jc, resid, a_mat, gain, n, opts.block_px)
+    cov = sandwich_cov(level, st.scores, a_mat, gain, n, opts.block_px)
     # Diagnostics over the mask at full resolution: before (identity) and after (the last
     # evaluation, within ``tol_px`` of the fit when converged).
     # At the identity every sample sits on its own pixel: read the follow-up there (the

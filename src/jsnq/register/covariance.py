@@ -31,10 +31,9 @@ def _block_sums(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, per_row:
     return np.stack([np.bincount(idx, weights=scores[:, k], minlength=n_blocks) for k in range(4)], axis=1)
 
 
-def sandwich_cov(level: Level, jc: np.ndarray, resid: np.ndarray, a_mat: np.ndarray,
-                 gain: float, n: int, block: int) -> np.ndarray:
-    """Block-sandwich covariance ``A^-1 B A^-T / gain^2`` of the geometric step (4x4)."""
-    score = jc * resid[:, None]
+def sandwich_cov(level: Level, score: np.ndarray, a_mat: np.ndarray, gain: float, n: int, block: int) -> np.ndarray:
+    """Block-sandwich covariance ``A^-1 B A^-T / gain^2`` of the geometric step (4x4), from each
+    sample's score (``jc * resid``, N x 4)."""
     # Empty blocks add zero rows, which leave B unchanged.
     per_row = int(level.cols.max()) // block + 1 if len(level.cols) else 0
     summed = _block_sums(score, level.rows, level.cols, per_row, block, 0)
@@ -116,18 +115,20 @@ def cross_covariance(shape: tuple[int, int], sol_f: Solution, a_f: np.ndarray, s
     sums = []
     for sol, a_mat, to_baseline in ((sol_f, a_f, None), (sol_b, a_b, sol_b.transform)):
         level, st = sol.level, sol.state
-        score = st.jc * st.resid[:, None]
-        pts = level.pts if to_baseline is None else to_baseline.apply(level.pts)
-        x, y = pts[:, 0], pts[:, 1]
-        inside = (x >= -0.5) & (x < shape[1] - 0.5) & (y >= -0.5) & (y < shape[0] - 0.5)
-        rows = np.clip(np.rint(y[inside]).astype(int), 0, shape[0] - 1)
-        cols = np.clip(np.rint(x[inside]).astype(int), 0, shape[1] - 1)
-        n = float(st.valid.sum())
         try:
             a_inv = np.linalg.inv(a_mat)
         except np.linalg.LinAlgError:
             return np.full((4, 4), np.nan)
+        if to_baseline is None:  # the samples are the baseline's own pixels
+            score, rows, cols = st.scores, level.rows, level.cols
+        else:
+            y, x = level.mapped(to_baseline)
+            inside = (x >= -0.5) & (x < shape[1] - 0.5) & (y >= -0.5) & (y < shape[0] - 0.5)
+            rows = np.clip(np.rint(y[inside]).astype(int), 0, shape[0] - 1)
+            cols = np.clip(np.rint(x[inside]).astype(int), 0, shape[1] - 1)
+            score = st.scores if inside.all() else st.scores[inside]
+        n = float(st.valid.sum())
         scale = math.sqrt(n / max(n - N_FIT_PARAMS, 1.0)) / st.gain
-        sums.append((_block_sums(score[inside], rows, cols, per_row, block, n_blocks), a_inv, scale))
+        sums.append((_block_sums(score, rows, cols, per_row, block, n_blocks), a_inv, scale))
     (s_f, inv_f, k_f), (s_b, inv_b, k_b) = sums
     return inv_f @ (s_f.T @ s_b) @ inv_b.T * (k_f * k_b)

@@ -12,13 +12,14 @@ are solvers for :func:`~jsnq.register.scale_space.coarse_to_fine`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..geometry import Similarity
-from .scale_space import MIN_SAMPLES, Level, dot
+from .scale_space import MIN_SAMPLES, Instrument, Level, dot
 
 __all__ = ["N_FIT_PARAMS", "Evaluation", "PairSolution", "Solution", "evaluate", "gauss_newton", "monotone_exposure",
            "symmetric_gauss_newton"]
@@ -37,14 +38,15 @@ DITHER_FACTOR = 10.0
 
 @dataclass
 class Evaluation:
-    """The fit's state at one transform: photometric fit, residual, centred Jacobian (instrument),
-    normal matrix, the resampled follow-up and its validity, and the number of valid samples."""
+    """The fit's state at one transform: photometric fit, residual, the instrument of the valid
+    samples, the resampled follow-up and its validity, and the number of valid samples. The
+    N x 4 instrument ``jc`` and the normal matrix ``a_mat`` (the monotone curve's slope
+    included) are formed when asked, i.e. once, for the covariance."""
 
     gain: float
     offset: float
     resid: np.ndarray
-    jc: np.ndarray
-    a_mat: np.ndarray
+    instrument: Instrument
     vals: np.ndarray
     valid: np.ndarray
     n: float
@@ -55,7 +57,30 @@ class Evaluation:
     def start(cls, level: Level) -> "Evaluation":
         """The state before any evaluation (unit gain, zero residual, every sample valid)."""
         m = len(level.t)
-        return cls(1.0, 0.0, np.zeros(m), level.design, np.eye(4), np.zeros(m), np.ones(m, bool), float(m))
+        return cls(1.0, 0.0, np.zeros(m), level.instrument(np.ones(m), float(m)), np.zeros(m), np.ones(m, bool),
+                   float(m))
+
+    def score(self) -> np.ndarray:
+        """``Z^T r``: the instrument (times the curve's slope) against the residual."""
+        return self.instrument.score(self.resid if self.slope is None else self.resid * self.slope)
+
+    @functools.cached_property
+    def jc(self) -> np.ndarray:
+        """The instrument, centred, weighted and scaled by the curve's slope (N x 4)."""
+        return self.instrument.matrix(self.slope)
+
+    @functools.cached_property
+    def a_mat(self) -> np.ndarray:
+        """The instrumental-variable normal matrix: ``jc`` against the plain Jacobian, both
+        scaled by the curve's slope."""
+        if self.slope is None:
+            return self.instrument.a_mat
+        return self.instrument.raw_product(self.jc, self.slope)
+
+    @functools.cached_property
+    def scores(self) -> np.ndarray:
+        """Each sample's score ``jc * resid`` (N x 4), whose block sums give the covariance."""
+        return self.jc * self.resid[:, None]
 
 
 @dataclass
@@ -74,14 +99,15 @@ class Solution:
         return dataclasses.replace(self, iterations=iterations)
 
 
-def _noise_px(a_mat: np.ndarray, jc: np.ndarray, resid: np.ndarray, n: float, gain: float, radius: float) -> float:
-    """Noise SD of a Gauss-Newton step, as a pixel displacement (white-noise approximation)."""
+def _noise_px(a_mat: np.ndarray, zz: np.ndarray, resid: np.ndarray, n: float, gain: float, radius: float) -> float:
+    """Noise SD of a Gauss-Newton step, as a pixel displacement (white-noise approximation;
+    ``zz``: the instrument's product with itself)."""
     try:
         a_inv = np.linalg.inv(a_mat)
     except np.linalg.LinAlgError:
         return 0.0
     var = dot(resid, resid) / max(n - N_FIT_PARAMS, 1.0)
-    sd = np.sqrt(np.maximum(np.diag(a_inv @ (jc.T @ jc) @ a_inv.T), 0.0) * var) / abs(gain)
+    sd = np.sqrt(np.maximum(np.diag(a_inv @ zz @ a_inv.T), 0.0) * var) / abs(gain)
     return _step_px(sd, radius)
 
 
@@ -91,9 +117,9 @@ def _step_px(dp: np.ndarray, radius: float) -> float:
 
 
 def evaluate(level: Level, s: Similarity) -> Evaluation | None:
-    """One evaluation of the fit at ``s``: the photometric fit, the residual, the centred
-    Jacobian and the instrumental-variable normal matrix; None with < MIN_SAMPLES valid samples."""
-    vals, valid = level.followup.sample(s.apply(level.pts))
+    """One evaluation of the fit at ``s``: the photometric fit, the residual and the instrument
+    of the valid samples; None with < MIN_SAMPLES valid samples."""
+    vals, valid = level.followup.sample_rows_cols(level.mapped(s))
     w = valid.astype(float)
     n = w.sum()
     if n < MIN_SAMPLES:
@@ -101,20 +127,15 @@ def evaluate(level: Level, s: Similarity) -> Evaluation | None:
     t = level.t
     mt, mv = dot(w, t) / n, dot(w, vals) / n
     tc, vc = (t - mt) * w, (vals - mv) * w
-    jc, a_mat, raw_c = level.instrument(w, n)
+    inst = level.instrument(w, n)
     if level.q is None:
         gain = math.copysign(math.sqrt(dot(vc, vc) / max(dot(tc, tc), 1e-300)), dot(tc, vc))
         offset = mv - gain * mt
         resid = vc - gain * tc
-        # Instrumental-variable normal matrix: the smoothed Jacobian against the plain one.
-        # Using the smoothed one on both sides shortens every step and makes convergence
-        # linear (docs/benchmarks.md, "Figures behind the defaults").
-        return Evaluation(gain, offset, resid, jc, a_mat, vals, valid, n)
+        return Evaluation(gain, offset, resid, inst, vals, valid, n)
     gain, curve, resid = monotone_exposure(level, w, n, tc, vc)
     # The curve's slope at each sample, relative to the mean gain, scales its row of the Jacobian.
-    jc = jc * curve[:, None]
-    a_mat = jc.T @ (raw_c * curve[:, None])
-    return Evaluation(gain, mv - gain * mt, resid, jc, a_mat, vals, valid, n, curve)
+    return Evaluation(gain, mv - gain * mt, resid, inst, vals, valid, n, curve)
 
 
 #: The monotone exposure curve's slope stays above this fraction of its mean slope (the gain)
@@ -122,10 +143,8 @@ def evaluate(level: Level, s: Similarity) -> Evaluation | None:
 MIN_CURVE_SLOPE = 0.25
 
 
-
-
 def monotone_exposure(level: Level, w: np.ndarray, n: float, tc: np.ndarray,
-                       vc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+                      vc: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """The monotone exposure model ``followup ~ offset + gain * t + beta * q(t)``, with ``q`` the
     square of the centred template made orthogonal to it (so ``gain`` is still the mean slope).
 
@@ -134,25 +153,39 @@ def monotone_exposure(level: Level, w: np.ndarray, n: float, tc: np.ndarray,
     ``gain + beta * q'(t)`` is kept above ``MIN_CURVE_SLOPE * gain`` over the side's range, so
     the curve stays monotone. Returns (gain, the slope relative to the gain at each sample, the
     residual)."""
-    t = level.t
+    # With qo = qc - k tc the part of q orthogonal to tc and rest = vc - beta qo, every product
+    # below is one of tc, qc and vc's (tc . qo = 0): no qo or rest array is formed.
     qc = (level.q - dot(w, level.q) / n) * w
     tt = max(dot(tc, tc), 1e-300)
-    k = dot(tc, qc) / tt
-    qo = qc - k * tc
-    qq = dot(qo, qo)
-    beta = dot(vc, qo) / qq if qq > 0 else 0.0
-    dq = 2.0 * (t - level.t_mean) - k  # d qo / d t
-    rest = vc - beta * qo
-    gain = math.copysign(math.sqrt(dot(rest, rest) / tt), dot(tc, rest))
+    tq, tv = dot(tc, qc), dot(tc, vc)
+    k = tq / tt
+    qq = dot(qc, qc) - k * tq  # qo . qo
+    vq = dot(vc, qc) - k * tv  # vc . qo
+    vv = dot(vc, vc)
+    beta = vq / qq if qq > 0 else 0.0
+
+    def fitted_gain(b: float) -> float:  # the ratio of SDs of rest, signed by tc . rest = tv
+        return math.copysign(math.sqrt(max(vv - 2.0 * b * vq + b * b * qq, 0.0) / tt), tv)
+
+    gain = fitted_gain(beta)
     if abs(gain) > 0 and beta != 0.0:
-        lo, hi = float(dq[w > 0].min()), float(dq[w > 0].max())
+        # d qo / d t = dq - k over the valid samples' intensities
+        valid = w > 0
+        lo = float(np.min(level.dq, where=valid, initial=np.inf)) - k
+        hi = float(np.max(level.dq, where=valid, initial=-np.inf)) - k
         worst = min(1.0 + beta / gain * lo, 1.0 + beta / gain * hi)
         if worst < MIN_CURVE_SLOPE:
             beta *= (1.0 - MIN_CURVE_SLOPE) / (1.0 - worst)
-            rest = vc - beta * qo
-            gain = math.copysign(math.sqrt(dot(rest, rest) / tt), dot(tc, rest))
-    curve = 1.0 + (beta / gain) * dq if gain != 0 else np.ones_like(t)
-    return gain, curve, rest - gain * tc
+            gain = fitted_gain(beta)
+    if gain == 0:
+        return gain, np.ones_like(tc), vc - beta * (qc - k * tc)
+    b = beta / gain
+    curve = b * level.dq
+    curve += 1.0 - b * k
+    # vc - beta qo - gain tc
+    resid = vc - beta * qc
+    resid += (beta * k - gain) * tc
+    return gain, curve, resid
 
 
 def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float] | None:
@@ -164,12 +197,70 @@ def _ic_step(level: Level, s: Similarity) -> tuple[Evaluation, np.ndarray, float
         return None
     if ev.gain <= MIN_GAIN:
         return ev, np.full(4, np.nan), 0.0
+    # The step's normal matrix: the instrumental-variable one (the smoothed Jacobian against the
+    # plain one; the smoothed one on both sides shortens every step, docs/benchmarks.md, "Figures
+    # behind the defaults"), without the monotone curve's slope, which changes it by a few
+    # per cent: the secant correction (:class:`_Secant`) absorbs that with the rest.
+    inst = ev.instrument
     try:
-        v = np.linalg.solve(ev.a_mat, ev.jc.T @ ev.resid)
+        v = np.linalg.solve(inst.a_mat, ev.score())
     except np.linalg.LinAlgError:
         return ev, np.full(4, np.nan), 0.0
     dp = v / ev.gain
-    return ev, dp, _noise_px(ev.a_mat, ev.jc, ev.resid, ev.n, ev.gain, level.radius)
+    return ev, dp, _noise_px(inst.a_mat, inst.zz, ev.resid, ev.n, ev.gain, level.radius)
+
+
+#: The secant correction lengthens a plain Gauss-Newton step by at most this factor; a corrected
+#: step that turns away from the plain one is not trusted, and the correction starts afresh.
+MAX_SECANT_GAIN = 20.0
+#: The secant correction acts on plain steps below this length (px at the lever arm, as
+#: ``_Secant`` measures them) and makes steps no longer than it: beyond, the fit is not yet in
+#: the range where the steps are linear in the remaining motion.
+SECANT_RANGE_PX = 1.0
+
+
+class _Secant:
+    """Broyden's method on the fixed-point iteration ``s <- s o W(d(s))`` of the Gauss-Newton steps.
+
+    The instrumental-variable step ``d`` is a Newton step only where the baseline's gradient is
+    the follow-up's: on real pairs the two differ (texture, blur and exposure change between
+    visits) and the normal matrix overstates the score's slope up to 10-30 fold in some direction,
+    so the plain steps fall short and converge linearly. The fixed point (``d = 0``) does not
+    depend on the step's length. From consecutive steps the secant learns ``K``, how much the
+    step shrinks per unit of motion (Broyden's good update, in pixels at ``radius``: lever arm
+    times log-scale and angle, and the shifts), and moves by ``K^-1 d``; ``K`` starts at the
+    identity, i.e. the plain step."""
+
+    def __init__(self, radius: float) -> None:
+        self.units = np.array([radius, radius, 1.0, 1.0]) if radius > 0 else np.ones(4)
+        self.k = np.eye(4)
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, d: np.ndarray) -> np.ndarray:
+        """The update to apply for the plain step ``d`` (parameters, as ``d``)."""
+        dt = d * self.units
+        if dt @ dt > SECANT_RANGE_PX ** 2:
+            # Far from the fixed point the steps are not linear in the motion: plain steps, and
+            # nothing learnt from them.
+            self.k, self.last = np.eye(4), None
+            return d
+        if self.last is not None:
+            u, d_last = self.last
+            uu = float(u @ u)
+            if uu > 0:
+                self.k = self.k + np.outer(d_last - dt - self.k @ u, u) / uu
+        try:
+            u = np.linalg.solve(self.k, dt)
+        except np.linalg.LinAlgError:
+            u = np.full(4, np.nan)
+        if not (np.isfinite(u).all() and u @ dt > 0):
+            self.k, u = np.eye(4), dt
+        else:
+            longest = min(MAX_SECANT_GAIN * math.sqrt(float(dt @ dt)), SECANT_RANGE_PX)
+            if u @ u > longest ** 2:
+                u = u * (longest / math.sqrt(float(u @ u)))
+        self.last = (u, dt)
+        return u / self.units
 
 
 def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float) -> Solution:
@@ -189,6 +280,7 @@ def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float
     it = 0
     state = Evaluation.start(level)
     step = np.inf
+    secant = _Secant(level.radius)
     for it in range(1, max_iter + 1):
         out = _ic_step(level, s)
         if out is None:
@@ -196,9 +288,11 @@ def gauss_newton(level: Level, init: Similarity, *, max_iter: int, tol_px: float
         state, dp, noise = out
         if not np.isfinite(dp).all():
             break
-        s = s.compose(Similarity.from_params(dp, center).inverse())
-        step = _step_px(dp, level.radius)
-        if step < max(tol_px, NOISE_STOP_FRACTION * noise):
+        d = Similarity.from_params(dp, center).inverse().params
+        u = secant(d)
+        s = s.compose(Similarity.from_params(u, center))
+        step = _step_px(u, level.radius)
+        if step < tol_px or _step_px(d, level.radius) < NOISE_STOP_FRACTION * noise:
             converged = True
             break
     else:
@@ -253,6 +347,7 @@ def symmetric_gauss_newton(lev_f: Level, lev_b: Level, init: Similarity, *, max_
     step = np.inf
     it = 0
     radius = max(lev_f.radius, lev_b.radius)
+    secant = _Secant(radius)
     for it in range(1, max_iter + 1):
         out_f = _ic_step(lev_f, s)
         out_b = _ic_step(lev_b, s.inverse())
@@ -266,11 +361,12 @@ def symmetric_gauss_newton(lev_f: Level, lev_b: Level, init: Similarity, *, max_
         d_f = Similarity.from_params(dp_f, center).inverse().params
         d_b = s.inverse().compose(Similarity.from_params(dp_b, center)).compose(s).params
         d = 0.5 * (d_f + d_b)
+        u = secant(d)
         s_eval = s
-        s = s.compose(Similarity.from_params(d, center))
-        step = _step_px(d, radius)
+        s = s.compose(Similarity.from_params(u, center))
+        step = _step_px(u, radius)
         noise = math.sqrt(0.5 * (noise_f ** 2 + noise_b ** 2))
-        if step < max(tol_px, NOISE_STOP_FRACTION * noise):
+        if step < tol_px or _step_px(d, radius) < NOISE_STOP_FRACTION * noise:
             converged = True
             break
     else:

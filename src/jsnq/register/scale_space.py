@@ -20,16 +20,22 @@ from ..intensity import estimate_noise_sd
 from .options import RegistrationOptions
 from .warp import SplineImage
 
-__all__ = ["MIN_SAMPLES", "Level", "ScaleSpace", "coarse_to_fine", "dot"]
+__all__ = ["COARSE_TOL_PX", "MIN_SAMPLES", "Instrument", "Level", "ScaleSpace", "coarse_to_fine", "dot"]
 
 #: Fewer valid samples than this and a fit is not attempted (the 4 + 2 parameters need many more).
 MIN_SAMPLES = 20
+#: A level before the last stops once its step moves no pixel by more than this: it only brings
+#: the fit into the next level's capture range, and its own optimum lies about this far or
+#: farther from the full-resolution one (median 0.05 px on the accuracy targets' crops, 0.8 px
+#: on the RA hand pair's joints; docs/benchmarks.md, "Speed, the registration's own cost").
+COARSE_TOL_PX = 0.05
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """1-D dot product without BLAS: threaded OpenBLAS ``ddot`` can stall for milliseconds
-    when the other cores are busy, which dominated the run time of a registration."""
-    return float(np.multiply(a, b).sum())
+    """1-D dot product without BLAS (threaded OpenBLAS ``ddot`` can stall for milliseconds
+    when the other cores are busy, which dominated the run time of a registration) and
+    without a temporary array."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _zero_centre_kernel(sigma: float = 1.0, radius: int = 2) -> np.ndarray:
@@ -40,6 +46,16 @@ def _zero_centre_kernel(sigma: float = 1.0, radius: int = 2) -> np.ndarray:
 
 
 _ZERO_CENTRE_KERNEL = _zero_centre_kernel()
+
+
+def _jacobian(gx: np.ndarray, gy: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``(N, 4)``: the image gradient's Jacobian for (log_scale, angle, tx, ty) about the lever arms."""
+    out = np.empty((len(gx), 4))
+    out[:, 0] = gx * dx + gy * dy
+    out[:, 1] = gy * dx - gx * dy
+    out[:, 2] = gx
+    out[:, 3] = gy
+    return out
 
 
 class Level:
@@ -55,70 +71,132 @@ class Level:
         self.followup = followup
         sel = np.zeros(mask.shape, bool)
         sel[::step, ::step] = mask[::step, ::step] > 0
-        ys, xs = np.nonzero(sel)
-        self.weights = None if mask.dtype == bool else mask[ys, xs].astype(float)[:, None]
+        flat = np.flatnonzero(sel)
+        ys, xs = np.divmod(flat, mask.shape[1])
+        self.weights = None if mask.dtype == bool else mask.ravel()[flat].astype(float)[:, None]
         self.rows, self.cols = ys, xs
-        self.pts = np.stack([xs, ys], axis=1).astype(float)
-        t = base_s[ys, xs]
-        dx, dy = xs - center[0], ys - center[1]
+        #: The samples' pixel coordinates.
+        self.x, self.y = xs.astype(float), ys.astype(float)
+        t = base_s.ravel()[flat]
+        dx, dy = self.x - center[0], self.y - center[1]
         # Jacobians of T(W(x; p)) at p = 0 for p = (log_scale, angle, tx, ty): from the
         # smoothed gradient (the "instrument" that weights the residual) and from the plain one
         # (which sets the step length).
-        self.design, self.design_raw = (
-            np.stack([gx * dx + gy * dy, -gx * dy + gy * dx, gx, gy], axis=1)
-            for gx, gy in ((g[1][ys, xs], g[0][ys, xs]) for g in grads))
+        self.design, self.design_raw = (_jacobian(g[1].ravel()[flat], g[0].ravel()[flat], dx, dy) for g in grads)
         self.t = t
-        # The square of the (centred) template: the quadratic term of the monotone exposure curve.
-        self.q = (t - t.mean()) ** 2 if curve and len(t) else None
         self.t_mean = float(t.mean()) if len(t) else 0.0
+        # The monotone exposure curve's quadratic term: the square of the centred template, and
+        # its derivative along the template.
+        self.q = (t - self.t_mean) ** 2 if curve and len(t) else None
+        self.dq = 2.0 * (t - self.t_mean) if curve and len(t) else None
         # The baseline smoothed by a kernel with a zero centre weight: a direction along the
-        # template that is uncorrelated with each pixel's own noise (see :func:`_gain_free`).
-        self.t_other = None if base_other is None else base_other[ys, xs]
+        # template that is uncorrelated with each pixel's own noise (see :class:`Instrument`).
+        self.t_other = None if base_other is None else base_other.ravel()[flat]
         # Largest lever arm, to turn a parameter step into a pixel displacement.
-        self.radius = float(np.max(np.hypot(dx, dy))) if len(xs) else 0.0
-        self._all_valid: tuple[np.ndarray, np.ndarray] | None = None
-        self._last: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self.radius = math.sqrt(float(np.max(dx * dx + dy * dy))) if len(xs) else 0.0
+        # Sums over all samples, from which each set of valid samples' products follow
+        # (:class:`Instrument`): the weights, and their squares for the instrument's own product.
+        ones = np.ones(len(t))
+        om = ones if self.weights is None else self.weights[:, 0]
+        om2 = om if self.weights is None else om * om
+        zw = self.design if self.weights is None else self.design * om[:, None]
+        zw2 = self.design if self.weights is None else self.design * om2[:, None]
+        self.omega, self.omega2 = om, om2
+        self._sums = (ones @ self.design, ones @ self.design_raw, om @ self.design, om @ self.design_raw,
+                      float(om.sum()), zw.T @ self.design_raw, om2 @ self.design, float(om2.sum()),
+                      zw2.T @ self.design)
 
-    def instrument(self, w: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The instrument (the smoothed Jacobian, centred over the valid samples ``w``, times
-        the weights, and with ``gain_free`` made orthogonal to the template) and the
-        instrumental-variable normal matrix. When every sample is valid both are fixed for
-        the level, so they are computed once rather than every iteration."""
-        if n == len(w):
-            if self._all_valid is None:
-                self._all_valid = self._finish(self.design - self.design.mean(axis=0),
-                                               self.design_raw - self.design_raw.mean(axis=0), w, n)
-            return self._all_valid
-        # The valid samples rarely change from one iteration to the next: the last set's result
-        # is reused when they did not (the same numbers, without the N x 4 products).
-        if self._last is not None and np.array_equal(self._last[0], w):
-            return self._last[1]
-        out = self._finish((self.design - (w @ self.design) / n) * w[:, None],
-                           (self.design_raw - (w @ self.design_raw) / n) * w[:, None], w, n)
-        self._last = (w.copy(), out)
+    def mapped(self, s: Similarity) -> np.ndarray:
+        """The samples mapped by ``s``, as ``(2, N)`` rows (y) and columns (x)."""
+        m = s.matrix()
+        out = np.empty((2, len(self.x)))
+        np.multiply(self.x, m[1, 0], out=out[0])
+        out[0] += m[1, 1] * self.y
+        out[0] += m[1, 2]
+        np.multiply(self.x, m[0, 0], out=out[1])
+        out[1] += m[0, 1] * self.y
+        out[1] += m[0, 2]
         return out
 
-    def _finish(self, jc: np.ndarray, raw_c: np.ndarray, w: np.ndarray,
-                n: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.weights is not None:
-            jc = jc * self.weights
-        if self.t_other is not None:
-            jc = _gain_free(self, jc, w, n)
-        return jc, jc.T @ raw_c, raw_c
+    def instrument(self, w: np.ndarray, n: float) -> "Instrument":
+        """The instrument of the valid samples ``w`` (0/1; ``n`` of them)."""
+        return Instrument(self, w, n)
 
 
-def _gain_free(level: Level, jc: np.ndarray, w: np.ndarray, n: float) -> np.ndarray:
-    """The instrument made orthogonal to the centred template, so that the geometric
-    estimating equation no longer depends on the gain (nor the offset): a gain error, e.g.
-    from unequal noise in the two visits, then cannot leak into the geometry through the
-    mask's boundary. The direction removed is the template smoothed without its centre
-    pixel, so the projection adds no correlation with a pixel's own noise."""
-    tc = (level.t - dot(w, level.t) / n) * w
-    u = (level.t_other - dot(w, level.t_other) / n) * w
-    denom = dot(tc, u)
-    if abs(denom) < 1e-300:
-        return jc
-    return jc - np.outer(u, (tc @ jc) / denom)
+class Instrument:
+    """The instrument of one set of valid samples: the smoothed Jacobian centred over them and
+    zero elsewhere, times the weights, and with ``gain_free`` made orthogonal to the template
+    (the direction removed is the template smoothed without its centre pixel, so the projection
+    adds no correlation with a pixel's own noise); ``a_mat``, its product with the plain
+    Jacobian centred alike (the instrumental-variable normal matrix), and ``zz``, with itself.
+
+    Both products come from the level's sums over all samples less those of the invalid ones,
+    and :meth:`score` is one matrix-vector product: an iteration forms no N x 4 matrix.
+    :meth:`matrix` gives the N x 4 instrument itself (for the covariance)."""
+
+    def __init__(self, level: Level, w: np.ndarray, n: float) -> None:
+        self.level, self.w, self.n = level, w, n
+        s_z, s_r, s_wz, s_wr, s_w, s_wzr, s_w2z, s_w2, s_w2zz = level._sums
+        bad = np.flatnonzero(w == 0)
+        if len(bad):
+            z, r = level.design[bad], level.design_raw[bad]
+            om, om2 = level.omega[bad], level.omega2[bad]
+            s_z, s_r = s_z - z.sum(axis=0), s_r - r.sum(axis=0)
+            s_wz, s_wr, s_w = s_wz - om @ z, s_wr - om @ r, s_w - float(om.sum())
+            s_wzr = s_wzr - (z * om[:, None]).T @ r
+            s_w2z, s_w2 = s_w2z - om2 @ z, s_w2 - float(om2.sum())
+            s_w2zz = s_w2zz - (z * om2[:, None]).T @ z
+        self.mz, self.mr = s_z / n, s_r / n
+        mz, mr = self.mz, self.mr
+        self.a_mat = s_wzr - np.outer(mz, s_wr) - np.outer(s_wz, mr) + s_w * np.outer(mz, mr)
+        self.zz = s_w2zz - np.outer(mz, s_w2z) - np.outer(s_w2z, mz) + s_w2 * np.outer(mz, mz)
+        self._u: np.ndarray | None = None
+        self._v = np.zeros(4)
+        if level.t_other is not None:
+            self._gain_free()
+
+    def _gain_free(self) -> None:
+        """``Z <- Z - u v^T``: ``u`` the centred smoothed template, ``v`` chosen so that the
+        instrument is orthogonal to the centred template ``tc`` (``Z^T tc = 0``)."""
+        level, w, n = self.level, self.w, self.n
+        tc = (level.t - dot(w, level.t) / n) * w
+        u = (level.t_other - dot(w, level.t_other) / n) * w
+        denom = dot(tc, u)
+        if abs(denom) < 1e-300:
+            return
+        v = self._plain_score(tc) / denom
+        zu = self._plain_score(u)
+        ru = level.design_raw.T @ u - self.mr * float(u.sum())
+        self.a_mat = self.a_mat - np.outer(v, ru)
+        self.zz = self.zz - np.outer(zu, v) - np.outer(v, zu) + dot(u, u) * np.outer(v, v)
+        self._u, self._v = u, v
+
+    def _plain_score(self, x: np.ndarray) -> np.ndarray:
+        if self.level.weights is not None:
+            x = x * self.level.omega
+        return self.level.design.T @ x - self.mz * float(x.sum())
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """``Z^T x`` for a per-sample ``x`` that is zero at the invalid samples."""
+        out = self._plain_score(x)
+        return out if self._u is None else out - self._v * dot(self._u, x)
+
+    def matrix(self, scale: np.ndarray | None = None) -> np.ndarray:
+        """The N x 4 instrument ``Z``, each row times ``scale`` when given."""
+        wt = self.w if self.level.weights is None else self.w * self.level.omega
+        if scale is not None:
+            wt = wt * scale
+        z = self.level.design - self.mz
+        z *= wt[:, None]
+        if self._u is not None:
+            z -= np.outer(self._u if scale is None else self._u * scale, self._v)
+        return z
+
+    def raw_product(self, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """``z^T R``: an N x 4 ``z`` against the plain Jacobian centred over the valid samples,
+        each row of it times ``scale``."""
+        ws = self.w * scale
+        return z.T @ (self.level.design_raw * ws[:, None]) - np.outer(z.T @ ws, self.mr)
 
 
 class ScaleSpace:
@@ -213,24 +291,29 @@ _S = TypeVar("_S", bound=_Solved)
 
 
 def coarse_to_fine(solve: Callable[..., _S], views: tuple[tuple[ScaleSpace, np.ndarray], ...], init: Similarity,
-                   levels: tuple[tuple[float, int], ...], opts: RegistrationOptions) -> _S:
+                   levels: tuple[tuple[float, int], ...], opts: RegistrationOptions,
+                   capture: Callable[..., _Solved] | None = None) -> _S:
     """Run ``solve`` through the scale-space ``levels``, each level from the last one's transform.
 
     ``views`` holds one ``(space, mask)`` per direction the solver fits: one for
     :func:`~jsnq.register.gauss_newton.gauss_newton`, the forward and the backward one for
-    :func:`~jsnq.register.gauss_newton.symmetric_gauss_newton`. At each level the solver is
-    called as ``solve(*levels, start, max_iter=, tol_px=)``, with one :class:`Level` per view
-    (about ``init``'s centre). Returns the last level's solution, with the iterations of all.
+    :func:`~jsnq.register.gauss_newton.symmetric_gauss_newton`. The last level is solved as
+    ``solve(*levels, start, max_iter=, tol_px=)``, with one :class:`Level` per view (about
+    ``init``'s centre). The levels before it only bring the fit into the last one's capture
+    range: they stop at ``COARSE_TOL_PX``, and with ``capture`` (a one-way solver) they fit the
+    first view alone. Returns the last level's solution, with the iterations of all.
 
     Raises:
         ValueError: a mask has fewer than ``MIN_SAMPLES`` pixels on a level's grid.
     """
     s, total, sol = init, 0, None
-    for sigma, step in levels:
-        built = [space.level(mask, sigma, step, init.center, opts) for space, mask in views]
+    for i, (sigma, step) in enumerate(levels):
+        last = i == len(levels) - 1
+        run, used = (solve, views) if last or capture is None else (capture, views[:1])
+        built = [space.level(mask, sigma, step, init.center, opts) for space, mask in used]
         if any(len(level.t) < MIN_SAMPLES for level in built):
             raise ValueError("too few pixels in the mask to register")
-        sol = solve(*built, s, max_iter=opts.max_iter, tol_px=opts.tol_px)
+        sol = run(*built, s, max_iter=opts.max_iter, tol_px=opts.tol_px if last else max(opts.tol_px, COARSE_TOL_PX))
         s = sol.transform
         total += sol.iterations
     return sol.with_iterations(total)

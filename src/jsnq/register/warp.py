@@ -32,10 +32,13 @@ class SplineImage:
 
     def sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values at ``(N, 2)`` points ``(x, y)`` and a boolean validity mask."""
-        x, y = points[:, 0], points[:, 1]
+        return self.sample_rows_cols(np.stack([points[:, 1], points[:, 0]]))
+
+    def sample_rows_cols(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample` at ``(2, N)`` coordinates: rows (y), then columns (x)."""
+        y, x = coords
         valid = (x >= -0.5) & (x <= self.shape[1] - 0.5) & (y >= -0.5) & (y <= self.shape[0] - 0.5)
-        vals = ndi.map_coordinates(self._coeffs, np.stack([y, x]), order=self.order,
-                                   prefilter=False, mode="mirror")
+        vals = ndi.map_coordinates(self._coeffs, coords, order=self.order, prefilter=False, mode="mirror")
         return vals, valid
 
 
