@@ -247,6 +247,21 @@ def test_an_unreadable_jsw_is_a_note_not_a_failure(monkeypatch, phantom):
     assert any("no joint space width in the baseline crop" in n for n in m.notes)
 
 
+def test_a_two_visit_series_reads_what_the_pair_reads(phantom):
+    """series_joint's last visit takes the pair's own line (traced where the motions part, and
+    carried into it), so two visits give the pair's narrowing: within 5e-4 crop px, the
+    difference of reading the follow-up at its line's centre rather than the baseline's carried
+    by the lower bone (~1e-4 px here; with the follow-up's own profile line, up to 1.2e-3 px)."""
+    import jsnq.hand.measure as hm
+    from jsnq.config import MeasureConfig
+
+    for joint in ("MCP3", "PIP3", "DIP4"):
+        crops = joint_crops(list(phantom.images), list(phantom.hands), joint)
+        pair, _ = hm.measure_joint(crops)
+        s, _ = hm.series_joint(crops, None, MeasureConfig())
+        assert s.trajectory.narrowing_px[1] == pytest.approx(pair.narrowing_px, abs=5e-4)
+
+
 def test_three_visits_give_one_series_per_joint():
     ph = make_hand(5, n_visits=3)
     hs = measure_hand_series(ph.images, spacing_mm=ph.spacing_mm, hands=ph.hands, joints=("PIP3",),
@@ -265,17 +280,14 @@ def test_series_flags_every_visit_when_one_split_misses_the_joint(monkeypatch):
     trajectory links them). The failure is injected at the split, since the phantom's joints
     split well."""
     import jsnq.hand.measure as hm
-    from jsnq.segment import profile
 
     ph = make_hand(5, n_visits=2)
-    real = profile.profile_candidates
-    calls = []
+    real = hm.choose_split
 
-    def candidates(crop, **kw):
-        calls.append(1)
-        out = real(crop, **kw)
-        return [dataclasses.replace(c, problem="no joint space found") for c in out] if len(calls) >= 2 else out
-    monkeypatch.setattr(hm, "profile_candidates", candidates)
+    def choose(*args, **kw):  # the last visit's line, as the pair chose it, lies in no joint space
+        c = real(*args, **kw)
+        return dataclasses.replace(c, followup=dataclasses.replace(c.followup, problem="no joint space found"))
+    monkeypatch.setattr(hm, "choose_split", choose)
     hs = measure_hand_series(ph.images, spacing_mm=ph.spacing_mm, hands=ph.hands, joints=("MCP3",))
     s = hs.joints["MCP3"]
     split = hs.segmentation["MCP3"]

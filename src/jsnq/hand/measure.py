@@ -96,8 +96,9 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
 
 
 def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: MeasureConfig) -> tuple[Any, SplitCheck]:
-    """One joint's :func:`jsnq.series` with the bone split of :func:`measure_joint`: the line
-    the first and last visits support best, and in every other visit its nearest candidate;
+    """One joint's :func:`jsnq.series` with the bone split of :func:`measure_joint`: the lines
+    the first and last visits support best, and in every other visit its candidate nearest the
+    first's;
     every pair read at the visits' joint centres.
 
     Returns ``(SeriesResult, SplitCheck)``. Where a visit's split line does not lie in a joint
@@ -114,7 +115,8 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     candidates = [profile_candidates(im.array, spacing_mm=crops.spacing_mm) for im in images]
     choice = choose_split(images[0], images[-1], candidates[0], candidates[-1], crops.spacing_mm, config)
     first = choice.baseline
-    splits = [first] + [_same_line(c, im, first, crops.spacing_mm) for c, im in zip(candidates[1:], images[1:])]
+    middle = [_same_line(c, im, first, crops.spacing_mm) for c, im in zip(candidates[1:-1], images[1:-1])]
+    splits = [first, *middle, choice.followup]  # the last visit's line as the pair found it
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
                spacing_mm=crops.spacing_mm, config=config)
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
