@@ -132,3 +132,22 @@ def test_a_split_offered_beside_the_joint_is_moved_to_where_the_bones_part(monke
                   point=wrong.centre_px, config=MeasureConfig())
     assert abs(off.narrowing_px - right.narrowing_px) > 0.1  # the test can fail: the offered line misreads
     assert m.narrowing_px == pytest.approx(right.narrowing_px, abs=0.05)
+
+
+def test_fits_along_a_profile_split_leave_out_a_wider_band():
+    """The profile's line is less certain than masks: its fits leave out at least
+    SPLIT_GAP_EXCLUSION_PX either side of it; a wider band asked for is kept, and the result
+    records the band it was measured with."""
+    from jsnq.config import MeasureConfig
+    from jsnq.hand.split import SPLIT_GAP_EXCLUSION_PX, split_config
+    from jsnq.register.options import RegistrationOptions
+
+    assert MeasureConfig().registration.gap_exclusion_px < SPLIT_GAP_EXCLUSION_PX
+    assert split_config(None).registration.gap_exclusion_px == SPLIT_GAP_EXCLUSION_PX
+    wide = MeasureConfig(registration=RegistrationOptions(gap_exclusion_px=10.0))
+    assert split_config(wide) == wide
+    import jsnq.hand.measure as hm
+
+    ph = make_hand(5, n_visits=2)
+    m, _ = hm.measure_joint(joint_crops(list(ph.images), list(ph.hands), "PIP3"))
+    assert m.config.registration.gap_exclusion_px == SPLIT_GAP_EXCLUSION_PX

@@ -31,7 +31,7 @@ from .anatomy import joint_type
 from .checks import SplitCheck, SplitStatus, check_hands, check_same_hand, check_visits, segmentation_problem
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .results import VALIDATION, HandMeasurement, HandSeries
-from .split import choose_split, nearest_split
+from .split import choose_split, nearest_split, split_config
 from .types import JOINT_NAMES, Hand
 
 __all__ = ["measure_hand", "measure_hand_series", "measure_joint", "series_joint", "named_crop", "joint_centre"]
@@ -118,7 +118,7 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     middle = [_same_line(c, im, first, crops.spacing_mm) for c, im in zip(candidates[1:-1], images[1:-1])]
     splits = [first, *middle, choice.followup]  # the last visit's line as the pair found it
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
-               spacing_mm=crops.spacing_mm, config=config)
+               spacing_mm=crops.spacing_mm, config=split_config(config))
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
     if not problems:
         return s, SplitCheck(SplitStatus.PROFILE)

@@ -27,6 +27,7 @@ fits' residuals, was measured and dropped: docs/hand.md.)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -43,7 +44,7 @@ from ..segment.profile import (DISTINCT_PX, VALLEY_OFFSETS, ProfileSplit, finger
                                search_rows, split_from_line)
 
 __all__ = ["SplitChoice", "choose_split", "nearest_split", "relative_motion_px", "motion_boundary_row", "band_z",
-           "motion_line", "carried_line", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND", "MOTION_COLUMN_SIGMA_PX", "MOTION_CAP"]
+           "motion_line", "carried_line", "split_config", "SPLIT_GAP_EXCLUSION_PX", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND", "MOTION_COLUMN_SIGMA_PX", "MOTION_CAP"]
 
 #: The band between two lines decides between them when it follows one bone's motion better
 #: than the other's by more than this many SDs of the comparison's noise.
@@ -54,6 +55,11 @@ BAND_MARGIN_PX = 3
 #: height either side of its centre: wider than the profiles' own band, since a landmark a few
 #: mm off puts the joint near the crop's edge.
 MOTION_HALF_BAND = 0.42
+#: The fits along a split from the profiles leave out this many px of either bone next to the
+#: line (``RegistrationOptions.gap_exclusion_px``, 3 px for masks): the line is less certain than
+#: a segmentation's, and a strip of one bone's end plate on the other's side reads a fraction of
+#: the narrowing (docs/hand.md, 3 -> 4.5 -> 6 -> 8 px on the rendered RA hand).
+SPLIT_GAP_EXCLUSION_PX = 6.0
 #: :func:`motion_line` pools each column's evidence with its neighbours' (Gaussian, px).
 MOTION_COLUMN_SIGMA_PX = 4.0
 #: ... and weighs it at most this many SDs of the valley response, so that a strong motion
@@ -223,6 +229,16 @@ def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, f
     return SplitChoice(mn, na, nb) if z > MOTION_Z else None
 
 
+def split_config(config: MeasureConfig | None) -> MeasureConfig:
+    """``config`` for the fits along a profile split: its gap band at least
+    :data:`SPLIT_GAP_EXCLUSION_PX` wide."""
+    config = resolve(config)
+    reg = config.registration
+    if reg.gap_exclusion_px >= SPLIT_GAP_EXCLUSION_PX:
+        return config
+    return dataclasses.replace(config, registration=dataclasses.replace(reg, gap_exclusion_px=SPLIT_GAP_EXCLUSION_PX))
+
+
 def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence[ProfileSplit],
                  spacing_mm: float | None, config: MeasureConfig) -> SplitChoice:
     """Measure crop ``a`` -> crop ``b`` with the split line the pair supports (module doc).
@@ -230,7 +246,7 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     baseline's first, and the follow-up's nearest it."""
     from .. import pipeline  # lazily: the pipeline is heavy
 
-    config = resolve(config)
+    config = split_config(config)
 
     def fit(sa: ProfileSplit, sb: ProfileSplit, start: Any = None) -> Any:
         """The pair measured with these lines; ``start``: a fit to refine from (its motions)."""
