@@ -40,11 +40,12 @@ from ..intensity import estimate_noise_sd
 from ..io import Image
 from ..register.warp import warp_to_baseline
 from ..segment.classical import min_cost_path, valley_response
-from ..segment.profile import (DISTINCT_PX, VALLEY_OFFSETS, ProfileSplit, finger_columns, profile_line_near, search_columns,
-                               search_rows, split_from_line)
+from ..segment.profile import (DISTINCT_PX, VALLEY_OFFSETS, ProfileSplit, finger_columns, profile_line_near,
+                               search_columns, search_rows, split_from_line)
 
 __all__ = ["SplitChoice", "choose_split", "nearest_split", "relative_motion_px", "motion_boundary_row", "band_z",
-           "motion_line", "carried_line", "split_config", "SPLIT_GAP_EXCLUSION_PX", "MOTION_Z", "BAND_MARGIN_PX", "MOTION_HALF_BAND", "MOTION_COLUMN_SIGMA_PX", "MOTION_CAP"]
+           "motion_line", "carried_line", "split_config", "SPLIT_GAP_EXCLUSION_PX", "MOTION_Z", "BAND_MARGIN_PX",
+           "MOTION_HALF_BAND", "MOTION_COLUMN_SIGMA_PX", "MOTION_CAP"]
 
 #: The band between two lines decides between them when it follows one bone's motion better
 #: than the other's by more than this many SDs of the comparison's noise.
@@ -97,6 +98,22 @@ def _warp(b: np.ndarray, motion: Any, shape: tuple[int, int]) -> np.ndarray:
     return warp_to_baseline(b, motion.transform(shape)).astype(float)
 
 
+def _noise_sd(a: np.ndarray, b: np.ndarray) -> float:
+    """Both visits' white noise together: the SD of a difference of the two crops."""
+    return math.hypot(estimate_noise_sd(a), estimate_noise_sd(b))
+
+
+def _fitted_warps(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit) -> tuple[np.ndarray, np.ndarray]:
+    """Follow-up ``b`` carried into the baseline frame by the upper and by the lower bone's
+    motion of ``m``, each with the gain and offset that best match ``a`` over its own side of
+    ``split``."""
+    up_w, lo_w = _warp(b, m.upper, a.shape), _warp(b, m.lower, a.shape)
+    rows = np.arange(a.shape[0])[:, None]
+    finger = split.labels > 0
+    return (_fitted(a, up_w, finger & (rows < split.line[None, :])),
+            _fitted(a, lo_w, finger & (rows > split.line[None, :])))
+
+
 def relative_motion_px(m: Any, shape: tuple[int, int]) -> float:
     """RMS over the crop's central band of how far the fit ``m``'s two bone motions carry a
     point apart (crop px): zero where the bones moved as one."""
@@ -108,6 +125,12 @@ def relative_motion_px(m: Any, shape: tuple[int, int]) -> float:
     return float(np.sqrt(np.mean(np.sum(gap ** 2, axis=1))))
 
 
+def _moved_apart(m: Any, shape: tuple[int, int]) -> bool:
+    """Whether the fit's two motions carry the bones apart by more than :data:`MOTION_Z`
+    narrowing SEs: only then can the rows show which bone they follow."""
+    return relative_motion_px(m, shape) > MOTION_Z * m.narrowing_se_px
+
+
 def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit) -> int:
     """The row of baseline crop ``a`` above which the rows follow the upper bone's motion of
     ``m`` (its fit with ``split``) and below which the lower bone's, best: per row of the
@@ -117,12 +140,7 @@ def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSpli
     a = np.asarray(a, float)
     r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     c0, c1 = search_columns(a.shape[1])
-    b = np.asarray(b, float)
-    up_w, lo_w = _warp(b, m.upper, a.shape), _warp(b, m.lower, a.shape)
-    rows = np.arange(a.shape[0])[:, None]
-    finger = split.labels > 0
-    up_f = _fitted(a, up_w, finger & (rows < split.line[None, :]))
-    lo_f = _fitted(a, lo_w, finger & (rows > split.line[None, :]))
+    up_f, lo_f = _fitted_warps(a, np.asarray(b, float), m, split)
     evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[r0:r1 + 1, c0:c1 + 1]
     per_row = np.where(np.isfinite(evidence), evidence, 0.0).sum(axis=1)
     cum = np.concatenate([[0.0], np.cumsum(per_row)])
@@ -146,11 +164,7 @@ def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, sm
     b = np.asarray(b, float)
     r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     f0, f1 = finger_columns(a.shape[1])
-    up_w, lo_w = _warp(b, m.upper, a.shape), _warp(b, m.lower, a.shape)
-    rows = np.arange(a.shape[0])[:, None]
-    finger = split.labels > 0
-    up_f = _fitted(a, up_w, finger & (rows < split.line[None, :]))
-    lo_f = _fitted(a, lo_w, finger & (rows > split.line[None, :]))
+    up_f, lo_f = _fitted_warps(a, b, m, split)
     part = (slice(r0, r1 + 1), slice(f0, f1 + 1))
     evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[part]
     contrast = ((up_f - lo_f) ** 2)[part]
@@ -158,9 +172,8 @@ def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, sm
     evidence = ndi.gaussian_filter1d(np.where(ok, evidence, 0.0), MOTION_COLUMN_SIGMA_PX, axis=1)
     contrast = ndi.gaussian_filter1d(np.where(ok, contrast, 0.0), MOTION_COLUMN_SIGMA_PX, axis=1)
     above = np.cumsum(evidence, axis=0) - evidence  # the evidence of the rows above each row
-    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(b))
     # white noise: the pooled sum's SD over the ~2.5 sigma columns it effectively averages
-    spread = 2.0 * sigma * np.sqrt(contrast.sum(axis=0) / (2.5 * MOTION_COLUMN_SIGMA_PX)) + 1e-12
+    spread = 2.0 * _noise_sd(a, b) * np.sqrt(contrast.sum(axis=0) / (2.5 * MOTION_COLUMN_SIGMA_PX)) + 1e-12
     motion = -(2.0 * above - evidence.sum(axis=0)[None, :]) / spread[None, :]
     motion /= max(1.0, float(np.abs(motion).max()) / MOTION_CAP)
     valley = valley_response(ndi.gaussian_filter(a, smooth_px), VALLEY_OFFSETS)[part]
@@ -197,8 +210,7 @@ def band_z(a: np.ndarray, b: np.ndarray, upper_fit: Any, lower_fit: Any, upper_l
         return 0.0
     up_r = a[band] - _fitted(a, up_w, band)[band]
     lo_r = a[band] - _fitted(a, lo_w, band)[band]
-    sigma = math.hypot(estimate_noise_sd(a), estimate_noise_sd(b))
-    spread = 2.0 * sigma * math.sqrt(float(np.sum((up_w[band] - lo_w[band]) ** 2)))
+    spread = 2.0 * _noise_sd(a, b) * math.sqrt(float(np.sum((up_w[band] - lo_w[band]) ** 2)))
     return float((np.sum(lo_r ** 2) - np.sum(up_r ** 2)) / spread) if spread > 0 else 0.0
 
 
@@ -210,8 +222,8 @@ def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, f
                spacing_mm: float | None) -> SplitChoice | None:
     """The split at the motions' boundary (module doc, step 2), or None where the pair does not
     show it clearly elsewhere than ``sa``."""
-    if relative_motion_px(m, a.array.shape) <= MOTION_Z * m.narrowing_se_px:
-        return None  # the bones hardly moved apart: no row can show which bone it follows
+    if not _moved_apart(m, a.array.shape):
+        return None
     row = motion_boundary_row(a.array, b.array, m, sa)
     if abs(row - _row(sa)) <= DISTINCT_PX:
         return None
@@ -263,7 +275,7 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     m = fit(sa, sb)
     choice = _by_motion(a, b, m, sa, sb, fit, spacing_mm) or SplitChoice(m, sa, sb)
     m = choice.measurement
-    if relative_motion_px(m, a.array.shape) <= MOTION_Z * m.narrowing_se_px:
+    if not _moved_apart(m, a.array.shape):
         return choice
     line = motion_line(a.array, b.array, m, choice.baseline)
     ta = split_from_line(a.array, line, spacing_mm=spacing_mm)
