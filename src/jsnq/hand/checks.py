@@ -21,11 +21,12 @@ import numpy as np
 from ..errors import JsnqInputError
 from ..io import Image
 from ..labels import line_from_labels
-from .crops import JointCrops, hand_similarity
+from .anatomy import distal_bone_width_mm
+from .crops import TARGET_BASE_WIDTH_PX, JointCrops, hand_similarity
 from .types import Hand
 
 __all__ = ["SplitStatus", "SplitCheck", "segmentation_problem", "split_line_problem", "jsw_problem",
-           "check_visits", "check_hands", "check_same_hand",
+           "line_offset_mm", "joint_line_problem", "MAX_LINE_OFFSET_MM", "check_visits", "check_hands", "check_same_hand",
            "SPLIT_TOLERANCE", "MIN_SAME_HAND_NCC", "MIN_SAME_HAND_TEXTURE", "MAX_HAND_LOG_SCALE"]
 
 #: The network's split line must lie within this fraction of the crop's height of its centre.
@@ -41,6 +42,10 @@ MIN_SAME_HAND_TEXTURE = 0.2
 #: Two visits whose hand sizes (joint layouts) differ by more than this |log scale| are not
 #: taken for the same hand (a change of magnification between visits is a few per cent).
 MAX_HAND_LOG_SCALE = 0.15
+#: A joint line found further than this (mm of typical anatomy, along the finger) from where the
+#: located joint puts it is not taken for that joint's space: beyond the locator's errors
+#: (docs/locate.md, at most 5.8 mm) and a joint space's width (1-2 mm).
+MAX_LINE_OFFSET_MM = 6.0
 
 
 class SplitStatus(enum.StrEnum):
@@ -117,6 +122,28 @@ def split_line_problem(m: Any) -> str | None:
     row = float(np.nanmedian(mid))
     if abs(row - (rows - 1) / 2.0) > SPLIT_TOLERANCE * rows:
         return f"split line at row {row:.0f}, not in the joint space near the crop centre (row {(rows - 1) / 2:.0f})"
+    return None
+
+
+def line_offset_mm(crops: JointCrops, centre_px: tuple[float, float]) -> float:
+    """How far (mm of typical anatomy, + distal) the baseline crop's split centre ``centre_px``
+    lies along the finger from the joint-space centre the located joint implies (the crop's
+    centre before :func:`~jsnq.hand.crops.recentre` moved it). A crop px is
+    ``distal_bone_width_mm / TARGET_BASE_WIDTH_PX`` mm of typical anatomy (the crop's zoom)."""
+    box = crops.boxes[0]
+    moved = box.registration.get("recentred_crop_px", (0.0, 0.0))
+    expected_row = (box.size[0] - 1) / 2.0 - float(moved[1])
+    return (expected_row - float(centre_px[1])) * distal_bone_width_mm(crops.joint) / TARGET_BASE_WIDTH_PX
+
+
+def joint_line_problem(crops: JointCrops, centre_px: tuple[float, float]) -> str | None:
+    """Why the baseline's split line is not taken for the joint's space: it lies more than
+    :data:`MAX_LINE_OFFSET_MM` from the located joint (:func:`line_offset_mm`); else None."""
+    off = line_offset_mm(crops, centre_px)
+    if abs(off) > MAX_LINE_OFFSET_MM:
+        side = "distal" if off > 0 else "proximal"
+        return (f"the joint line found lies {abs(off):.1f} mm {side} of the located joint (more than "
+                f"{MAX_LINE_OFFSET_MM:g} mm): not this joint's space")
     return None
 
 

@@ -28,7 +28,8 @@ from ..errors import JsnqInputError, one_line
 from ..io import Image, load_image
 from ..segment.profile import DISTINCT_PX, ProfileSplit, profile_candidates, profile_line_near, profile_split
 from .anatomy import joint_type
-from .checks import SplitCheck, SplitStatus, check_hands, check_same_hand, check_visits, segmentation_problem
+from .checks import (SplitCheck, SplitStatus, check_hands, check_same_hand, check_visits, joint_line_problem,
+                     segmentation_problem)
 from .crops import JointCrops, Resampler, hand_scale_px_per_mm, hand_similarity, joint_crops
 from .results import VALIDATION, HandMeasurement, HandSeries
 from .split import choose_split, nearest_split, split_config
@@ -46,15 +47,17 @@ def named_crop(crops: JointCrops, k: int) -> Image:
     return Image(crops.images[k], None, f"{crops.joint} crop of {crops.boxes[k].source}")
 
 
-def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit) -> Any:
+def _with_profile_jsw(m: Any, a: ProfileSplit, b: ProfileSplit, misplaced: str | None = None) -> Any:
     """The measurement with both visits' profile JSW, a note where one cannot be read, and a
-    failure where a split line does not lie in a joint space."""
+    failure where a split line does not lie in a joint space, or (``misplaced``) not in this
+    joint's."""
     notes = [f"no joint space width in the {w} crop (its bone edges were not found)"
              for w, s in (("baseline", a), ("follow-up", b)) if s.jsw is None]
     notes += [f"the {w} crop's joint space width is not positive ({s.jsw.mean_px:.1f} crop px): not a width"
               for w, s in (("baseline", a), ("follow-up", b)) if s.jsw is not None and s.jsw.mean_px <= 0]
     problems = [f"bone split ({w}): {s.problem}" for w, s in (("baseline", a), ("follow-up", b))
                 if s.problem is not None]
+    problems += [f"bone split: {misplaced}"] if misplaced else []
     return dataclasses.replace(m, jsw_baseline=a.jsw, jsw_followup=b.jsw, reliable=m.reliable and not problems,
                                reasons=(*m.reasons, *problems), notes=(*m.notes, *notes))
 
@@ -90,8 +93,9 @@ def measure_joint(crops: JointCrops, config: MeasureConfig | None = None, i: int
     choice = choose_split(a, b, profile_candidates(a.array, spacing_mm=crops.spacing_mm),
                           profile_candidates(b.array, spacing_mm=crops.spacing_mm), crops.spacing_mm, config)
     sa, sb = choice.baseline, choice.followup
-    m = _with_profile_jsw(choice.measurement, sa, sb)
-    why = "; ".join(p for p in (sa.problem, sb.problem) if p)
+    misplaced = joint_line_problem(crops, sa.centre_px)
+    m = _with_profile_jsw(choice.measurement, sa, sb, misplaced)
+    why = "; ".join(p for p in (sa.problem, sb.problem, misplaced) if p)
     return m, SplitCheck(SplitStatus.PROFILE_FLAGGED, why) if why else SplitCheck(SplitStatus.PROFILE)
 
 
@@ -120,6 +124,8 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
                spacing_mm=crops.spacing_mm, config=split_config(config))
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
+    misplaced = joint_line_problem(crops, first.centre_px)
+    problems += [misplaced] if misplaced else []
     if not problems:
         return s, SplitCheck(SplitStatus.PROFILE)
     reason = f"bone split ({'; '.join(problems)})"
