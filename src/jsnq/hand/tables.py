@@ -9,7 +9,9 @@ radiograph pixels too (:func:`jsnq.reasons.rescale_px`).
 No number without meaning: a joint not measured has every value empty (None) and its reason; a
 joint space width that is not a width (the masks overlap, or the joint's bone split was not
 trusted) is empty, with ``jsw_note`` saying why. ``segmentation`` is the bone split's
-:class:`~jsnq.hand.checks.SplitStatus` value, ``segmentation_reason`` why it is not trusted.
+:class:`~jsnq.hand.checks.SplitStatus` value, ``segmentation_reason`` why it is not trusted. ``point{k}_x/_y`` is where the narrowing was read
+at visit ``k`` (the joint line's reading point), ``box{k}_*`` the crop's box, both in the
+radiograph's pixels.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ def _box_columns(crops: Any, n_visits: int) -> dict[str, Any]:
     return out
 
 
+def _point_columns(crops: Any, points: Sequence[Any], n_visits: int) -> dict[str, Any]:
+    """Each visit's reading point (the crop point ``points[k]`` where the narrowing is read, or
+    None) in the radiograph's pixels: where jsnq places the joint at that visit."""
+    out: dict[str, Any] = {}
+    for k in range(n_visits):
+        p = points[k] if k < len(points) else None
+        xy = crops.boxes[k].to_image(p) if crops is not None and p is not None and k < len(crops.boxes) else None
+        out[f"point{k}_x"] = finite_or_none(float(xy[0])) if xy is not None else None
+        out[f"point{k}_y"] = finite_or_none(float(xy[1])) if xy is not None else None
+    return out
+
+
 def _finish(row: dict[str, Any], reasons: Sequence[str], factor: float | None = None) -> dict[str, Any]:
     """``codes`` and ``reasons`` (each once, px figures times ``factor``) of a row."""
     mine = unique([rescale_px(r, factor or 1.0) for r in reasons])
@@ -109,6 +123,8 @@ def hand_rows(result: Any) -> list[dict[str, Any]]:
                        narrowing_crop_px=finite_or_none(m.narrowing_px),
                        narrowing_se_crop_px=finite_or_none(m.narrowing_se_px), crop_zoom=zoom)
             _finish(row, list(m.reasons), inv)
+        points = [] if m is None else [m.point_px, m.followup_point_px]
+        row.update(_point_columns(crops, points, n))
         row.update(_box_columns(crops, n))
         out.append(row)
     return out
@@ -125,6 +141,7 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
         base = {"joint": name, "type": joint_type(name)}
         boxes = _box_columns(crops, n)
         if s is None:
+            boxes = {**_point_columns(crops, [], n), **boxes}
             row = {**base, "visit": None, "date": None, "narrowing_px": None, "narrowing_se_px": None,
                    "narrowing_mm": None, "narrowing_se_mm": None, "spacing_mm": result.spacing_mm, "jsw_px": None,
                    "jsw_mm": None, "jsw_note": "", "reliable": False, "segmentation": "",
@@ -135,6 +152,10 @@ def series_rows(result: Any) -> list[dict[str, Any]]:
         split = result.segmentation[name]
         first = {i: m for (i, _), m in sorted(s.measurements.items(), reverse=True)}  # visit -> a pair it leads
         unreliable = [f"{p.i}->{p.j}" for p in t.pairs if not p.reliable]
+        lead0 = s.measurements.get((0, 1))
+        points = [None if lead0 is None else lead0.point_px] + [
+            None if (0, k) not in s.measurements else s.measurements[(0, k)].followup_point_px for k in range(1, n)]
+        boxes = {**_point_columns(crops, points, n), **boxes}
         for k in range(n):
             own = visit_reasons(s, k)
             if not own and unreliable:  # the trajectory links every visit through the others
