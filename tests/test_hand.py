@@ -165,6 +165,16 @@ def test_measure_hand_recovers_each_joints_narrowing(phantom, measured):
     assert d["joints"]["MCP3"]["boxes"][1]["method"] == "registered" and "config" in d
     missing = [r for r in measured.rows() if r["joint"] not in SUBSET]
     assert len(measured.rows()) == len(JOINT_NAMES)
+    # the reading point in the radiograph: the joint-space centre, half a gap proximal of the
+    # phantom's landmark (the distal bone's base); 1.5 mm allows the gap and the bones' curvature
+    for row in measured.rows():
+        for k, h in enumerate(phantom.hands):
+            if row["joint"] in SUBSET:
+                j = h.joints[row["joint"]]
+                dist_mm = math.hypot(row[f"point{k}_x"] - j.x, row[f"point{k}_y"] - j.y) * phantom.spacing_mm
+                assert dist_mm < 1.5, (row["joint"], k, dist_mm)
+            else:
+                assert row[f"point{k}_x"] is None and row[f"point{k}_y"] is None
     assert all(r["narrowing_px"] is None and r["reasons"] and r["codes"] == "NOTREQ" for r in missing)
 
 
@@ -319,6 +329,28 @@ def test_a_split_outside_the_joint_space_fails_the_pair(monkeypatch, phantom):
     assert status == SplitCheck(SplitStatus.PROFILE_FLAGGED, "no joint space found")
 
 
+def test_a_joint_line_far_from_the_located_joint_is_not_its_space(phantom):
+    """joint_line_problem measures along the finger from where the landmark put the joint (the
+    crop's centre before any re-centring), in mm of typical anatomy: a line 7 mm off is flagged
+    on either side, one 2 mm off (within the locator's errors) is not."""
+    from jsnq.hand.anatomy import distal_bone_width_mm
+    from jsnq.hand.checks import MAX_LINE_OFFSET_MM, joint_line_problem, line_offset_mm
+    from jsnq.hand.crops import recentre
+
+    crops = joint_crops(list(phantom.images), list(phantom.hands), "PIP3")
+    per_mm = TARGET_BASE_WIDTH_PX / distal_bone_width_mm("PIP3")  # crop px per mm
+    c = (CROP_SIZE - 1) / 2.0
+    assert line_offset_mm(crops, (c, c - 2 * per_mm)) == pytest.approx(2.0)
+    assert joint_line_problem(crops, (c, c - 2 * per_mm)) is None
+    assert "7.0 mm distal" in joint_line_problem(crops, (c, c - 7 * per_mm))
+    assert "7.0 mm proximal" in joint_line_problem(crops, (c, c + 7 * per_mm))
+    assert MAX_LINE_OFFSET_MM < 7.0
+    # a box re-centred 20 crop px distally: the landmark's place is now 20 px below the centre
+    moved = recentre(crops.boxes[0], (c, c - 20.0))
+    shifted = dataclasses.replace(crops, boxes=(moved, *crops.boxes[1:]))
+    assert line_offset_mm(shifted, (c, c + 20.0)) == pytest.approx(0.0, abs=1e-9)
+
+
 # -- real data --------------------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
 
@@ -407,6 +439,17 @@ def test_hand_pair_mcp4_mcp5(shared_data):
         common = 0.5 * (m.upper_transform.apply(c) + m.lower_transform.apply(c)) - c
         assert np.hypot(*common) < 1.0, (name, common)
         assert math.isfinite(m.narrowing_px) and m.narrowing_se_px > 0
+
+
+def test_hand_pair_mcp2_line_inside_the_metacarpal_head_is_flagged(shared_data):
+    """The RA hand-pair with the locator: MCP2's joint space is hidden where the phalanx's base
+    overlaps the head, and its split line lies 7-8 mm proximal of the located joint, inside
+    the metacarpal head (seen on the crops): flagged as not this joint's space. DIP4's line lies
+    4.5 mm from a landmark that the locator put 22 px off: not flagged by this check."""
+    d = shared_data / "hand-pair"
+    hm = measure_hand(d / "IMAGE007_20110111.png", d / "IMAGE007_20120221.png", joints=("MCP2", "DIP4"))
+    assert not hm.joints["MCP2"].reliable and "not this joint's space" in hm.segmentation["MCP2"].reason
+    assert "not this joint's space" not in hm.segmentation["DIP4"].reason
 
 
 def _atlas(shared_data, k):
