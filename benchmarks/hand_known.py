@@ -85,12 +85,14 @@ class Source:
     #: beside the bone's middle (+-8 px), which left a third of the joint beyond the seam; the
     #: atlas landmarks lie on the bone's axis.
     centre_on_bone: bool = False
+    #: the seam as a continuous path of deepest valleys (:func:`_seam`)
+    path: bool = False
 
 
 def ra_sources() -> list[Source]:
     pts = ra_annotation()
     return [Source(f"RA visit {k}", load_image(DATA / "hand-pair" / n).array.astype(float), pts[k], (-3.0, 0.3), 1.0, 1.0,
-                   centre_on_bone=True)
+                   centre_on_bone=True, path=True)
             for k, n in enumerate(RA_IMAGES)]
 
 
@@ -137,14 +139,16 @@ def _bone_offset(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half: float, 
 
 
 def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, window: tuple[float, float],
-          reach: float, expect: float, min_share: float, wide: float):
+          reach: float, expect: float, min_share: float, wide: float, path: bool = False):
     """Axial position t(s) of the darkest point of the profile along ``u`` at each lateral
     offset s in [-half_width, half_width] (1 px steps), searched in ``window`` (px from p), as a
-    smooth curve.
+    smooth curve, extended along the joint line to +-2.6 ``half_width`` (the finger's strip).
     Darkest relative to its surroundings: the point whose value lies furthest below the
     dimmer of the profile's maxima within ``wide`` x ``reach`` px on either side (a valley, not merely
     a dark stretch of marrow or soft tissue), within ``reach`` of the valley chosen on the
-    central offsets' mean profile."""
+    central offsets' mean profile. ``path``: instead, the continuous path of deepest valleys across
+    the offsets in the whole window (:func:`_valley_path`; for the narrow, oblique joint lines of
+    the RA hand, whose valley the mean profile over the offsets washes out)."""
     n = np.array([-u[1], u[0]])
     s = np.arange(-math.floor(half_width), math.floor(half_width) + 1, dtype=float)
     step = 0.25
@@ -165,6 +169,16 @@ def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, w
     # anywhere in the window)
     depth = ndi.gaussian_filter1d(_valley_depth(prof, int(round(wide / step))), max(1.0, reach / 2), axis=0,
                                   mode="nearest")
+    # Beyond the offsets it tracks, the seam goes on along the joint line (its robust slope over
+    # the central offsets), out to the strip's edge: held square to the axis instead, it left the
+    # joint line where the landmarks' axis is off the finger's (RA DIP3: 13 deg, seen on the
+    # motion field in jsnq's crops).
+    wide_s = np.arange(-math.ceil(2.6 * half_width), math.ceil(2.6 * half_width) + 1, dtype=float)
+    if path:
+        ts = ndi.median_filter(t[inside][_valley_path(depth[:, inside])], size=9, mode="nearest")
+        slope = stats.theilslopes(ts[core], s[core])[0]
+        inner = np.interp(wide_s, s, ts)
+        return wide_s, inner + slope * (wide_s - np.clip(wide_s, s[0], s[-1]))
     if min_share < 1.0:
         inside &= np.abs(t - centre) <= reach
     ts = t[inside][np.argmax(depth[:, inside], axis=1)]
@@ -175,12 +189,38 @@ def _seam(smooth: np.ndarray, p: np.ndarray, u: np.ndarray, half_width: float, w
     tol = max(2.0, reach / 2)
     ok = core & (np.abs(ts - (icpt + slope * s)) <= tol)
     if ok.sum() < 5:
-        return s, icpt + slope * np.clip(s, s[core].min(), s[core].max())
+        return wide_s, icpt + slope * wide_s
     coef = np.polyfit(s[ok], ts[ok], 2)
     ok = np.abs(ts - np.polyval(coef, s)) <= tol
     smooth_ts = ndi.median_filter(np.interp(s, s[ok], ts[ok]), size=9, mode="nearest")
     lo, hi = s[ok].min(), s[ok].max()
-    return s, np.interp(np.clip(s, lo, hi), s, smooth_ts)
+    inner = np.interp(np.clip(wide_s, lo, hi), s, smooth_ts)
+    return wide_s, inner + slope * (wide_s - np.clip(wide_s, lo, hi))
+
+
+def _valley_path(depth: np.ndarray, max_step: int = 3, penalty: float = 0.01) -> np.ndarray:
+    """Per offset (row of ``depth``), the index of the continuous path of greatest summed valley
+    depth (normalised to the deepest), moving at most ``max_step`` samples from one offset to the
+    next at a cost of ``penalty`` per sample: a joint line is continuous across the bone."""
+    d = depth / max(float(depth.max()), 1e-12)
+    n_s, n_t = d.shape
+    idx = np.arange(n_t)
+    acc, back = d[0].copy(), np.zeros((n_s, n_t), int)
+    for i in range(1, n_s):
+        best, arg = np.full(n_t, -np.inf), np.zeros(n_t, int)
+        for dt in range(-max_step, max_step + 1):
+            src = idx - dt
+            ok = (src >= 0) & (src < n_t)
+            cand = np.full(n_t, -np.inf)
+            cand[ok] = acc[src[ok]] - penalty * abs(dt)
+            better = cand > best
+            best[better], arg[better] = cand[better], src[better]
+        acc, back[i] = best + d[i], arg
+    out = np.empty(n_s, int)
+    out[-1] = int(np.argmax(acc))
+    for i in range(n_s - 1, 0, -1):
+        out[i - 1] = back[i, out[i]]
+    return out
 
 
 def _dist_to_polyline(x: np.ndarray, y: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -234,8 +274,9 @@ def render(src: Source, d_px: dict, *, scale: float):
             window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
             if src.centre_on_bone:
                 p = p + _bone_offset(smooth, p, u, half, window) * np.array([-u[1], u[0]])
-            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide)
-            seams[joint] = p + s[:, None] * np.array([-u[1], u[0]]) + ts[:, None] * u
+            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide, src.path)
+            on_bone = np.abs(s) <= half  # the seam's points over the bone, for ``split_off``
+            seams[joint] = p + s[on_bone, None] * np.array([-u[1], u[0]]) + ts[on_bone, None] * u
             # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
             # seam to beyond the tip, ramping to 0 at 2.5 `half`
             tip = np.asarray(src.points[chain[-1]], float)
