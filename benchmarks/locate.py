@@ -8,7 +8,8 @@
 2. The adult RA hand-pair against both annotations of its 14 joints at both visits
    (``benchmarks/data/hand_pair_joints.csv``, the locate helper's, and
    ``hand-pair-joint-annotation.csv``, the distal bones' bases): error in pixels and whether
-   within 20 px.
+   within 20 px; then where ``jsnq hand`` places each joint (its reading point on the joint
+   line, ``point<k>_x/_y``) against the first, with each unreliable joint's reason codes.
 3. Time per hand: median over repeated runs of ``find_joints`` on an array already in memory,
    and on the file path (reading and decoding the JPEG included).
 
@@ -112,34 +113,50 @@ def _annotation_rows() -> tuple[list[dict], list[dict]]:
 
 def hand_pair(model, folder: Path) -> None:
     mine, base = _annotation_rows()
+    images = sorted({r["image"] for r in mine})
+    hands = {img: find_joints(folder / img, model=model) for img in images}
+    located = {img: {n: (j.x, j.y) for n, j in h.joints.items()} for img, h in hands.items()}
     for title, rows in (("the locate helper's annotation, hand_pair_joints.csv", mine),
                         ("the distal bones' bases, hand-pair-joint-annotation.csv", base)):
-        _hand_pair_table(model, folder, rows, title)
+        _hand_pair_table(located, rows, f"located; {title}")
+    for img, h in hands.items():
+        print(f"  {img}: side {h.side}, found {len(h.joints)} of 14, missing {dict(h.missing) or '-'}")
+    # where `jsnq hand` places each joint: the reading point on the joint line (point<k>_x/_y)
+    from jsnq.hand.measure import measure_hand
+
+    result = measure_hand(*(folder / img for img in images), hands=[hands[img] for img in images])
+    placed = {img: {} for img in images}
+    flags = {}
+    for r in result.rows():
+        flags[r["joint"]] = "" if r["reliable"] else (r["codes"] or "not measured")
+        for k, img in enumerate(images):
+            if r.get(f"point{k}_x") is not None:
+                placed[img][r["joint"]] = (r[f"point{k}_x"], r[f"point{k}_y"])
+    _hand_pair_table(placed, mine, "placed by jsnq hand (the reading point); the locate helper's annotation", flags)
 
 
-def _hand_pair_table(model, folder: Path, rows: list[dict], title: str) -> None:
+def _hand_pair_table(found: dict, rows: list[dict], title: str, flags: dict | None = None) -> None:
+    """Distances of ``found[image][joint] = (x, y)`` from the annotation ``rows``; ``flags``:
+    joint -> why it is not reliable (printed beside)."""
     print(f"\nhand-pair (adult RA left hand, two visits; {title}; tolerance {HAND_PAIR_TOLERANCE_PX:g} px)")
-    print(f"  {'joint':<6}" + "".join(f" {img[9:17]:>18}" for img in sorted({r['image'] for r in rows})))
-    res = {}
-    for img in sorted({r["image"] for r in rows}):
-        hand = find_joints(folder / img, model=model)
-        res[img] = (hand, {r["joint"]: (float(r["x"]), float(r["y"])) for r in rows if r["image"] == img})
+    images = sorted({r["image"] for r in rows})
+    truth = {img: {r["joint"]: (float(r["x"]), float(r["y"])) for r in rows if r["image"] == img} for img in images}
+    print(f"  {'joint':<6}" + "".join(f" {img[9:17]:>18}" for img in images))
     ok_all = 0
     for n in JOINT_NAMES:
         cells = []
-        for img, (hand, truth) in res.items():
-            if n not in hand.joints:
+        for img in images:
+            if n not in found[img]:
                 cells.append(f"{'missing':>18}")
                 continue
-            j = hand.joints[n]
-            e = math.hypot(j.x - truth[n][0], j.y - truth[n][1])
+            x, y = found[img][n]
+            e = math.hypot(x - truth[img][n][0], y - truth[img][n][1])
             ok = e <= HAND_PAIR_TOLERANCE_PX
             ok_all += ok
             cells.append(f"{e:>9.1f} px {'ok' if ok else 'FAR':>4} ")
-        print(f"  {n:<6}" + "".join(f" {c}" for c in cells))
-    for img, (hand, _) in res.items():
-        print(f"  {img}: side {hand.side}, found {len(hand.joints)} of 14, missing {dict(hand.missing) or '-'}")
-    print(f"  within {HAND_PAIR_TOLERANCE_PX:g} px and named right: {ok_all} of {14 * len(res)}")
+        note = f"  {flags[n]}" if flags and flags.get(n) else ""
+        print(f"  {n:<6}" + "".join(f" {c}" for c in cells) + note)
+    print(f"  within {HAND_PAIR_TOLERANCE_PX:g} px and named right: {ok_all} of {14 * len(images)}")
 
 
 def timing(model, path: Path, repeats: int) -> None:
