@@ -27,6 +27,7 @@ Usage::
     python benchmarks/hand_known.py --null
     python benchmarks/hand_known.py --atlas 3 --draws 1 --hands locator
     python benchmarks/hand_known.py --json out.json
+    python benchmarks/hand_known.py --misplaced          # the split check on misplaced lines
 """
 
 from __future__ import annotations
@@ -413,6 +414,60 @@ def summarise(rows: list[dict]) -> list[list]:
     return table
 
 
+#: How far (crop px) the rendered seam is moved into either bone for ``--misplaced``.
+MISPLACED_PX = (8, 12, 20, 30)
+
+
+def misplaced(sources: list[Source], rng, noise: float) -> None:
+    """Issue 20's check of the split check: in each source's baseline crop (1 % noise, joints
+    from the locator), the rendered seam as the split line, then moved +-8..+-30 crop px into
+    either bone; a line is caught when :func:`jsnq.segment.profile.split_problem` says it does
+    not lie in a joint space (which fails the pair)."""
+    from jsnq.hand.crops import joint_crops
+    from jsnq.hand.locate import find_joints
+    from jsnq.segment.profile import search_columns, split_problem, valley_fraction
+
+    counts: dict = {}
+    for src in sources:
+        scale = hand_scale_px_per_mm(hand_from_points(src.points, side="L"))
+        _, _, seams = render(src, {j: 0.0 for j in JOINT_NAMES}, scale=scale)
+        base = src.image + rng.normal(0, noise * float(np.ptp(src.image)), src.image.shape)
+        hand = find_joints(base.astype(np.float32))
+        for joint, seam in seams.items():
+            if joint not in hand.joints:
+                continue
+            try:
+                crops = joint_crops([base], [hand], joint)
+            except ValueError:
+                continue
+            crop = crops.images[0]
+            q = crops.boxes[0].transform().inverse().apply(seam)
+            order = np.argsort(q[:, 0])
+            line = np.interp(np.arange(crop.shape[1]), q[order, 0], q[order, 1])
+            c0, c1 = search_columns(crop.shape[1])
+            for shift in (0, *MISPLACED_PX, *(-k for k in MISPLACED_PX)):
+                moved = line + shift
+                if moved[c0:c1 + 1].min() < 0 or moved[c0:c1 + 1].max() > crop.shape[0] - 1:
+                    continue
+                caught = split_problem(valley_fraction(crop, moved)) is not None
+                for key in ((joint_type(joint), abs(shift)), ("all", abs(shift))):
+                    n, c = counts.get(key, (0, 0))
+                    counts[key] = (n + 1, c + caught)
+        print(f"  {src.name}: done", file=sys.stderr, flush=True)
+    print("\n## the split check on misplaced lines (the rendered seam moved by +-k crop px into either bone)\n")
+    head = ["type", "seam itself flagged", *(f"+-{k} px caught" for k in MISPLACED_PX), "all moved caught"]
+    table = []
+    for typ in (*TYPES, "all"):
+        if (typ, 0) not in counts:
+            continue
+        n0, c0_ = counts[(typ, 0)]
+        moved_n = sum(counts.get((typ, k), (0, 0))[0] for k in MISPLACED_PX)
+        moved_c = sum(counts.get((typ, k), (0, 0))[1] for k in MISPLACED_PX)
+        table.append([typ, f"{c0_}/{n0}", *(f"{counts.get((typ, k), (0, 0))[1]}/{counts.get((typ, k), (0, 0))[0]}"
+                                            for k in MISPLACED_PX), f"{moved_c}/{moved_n} ({moved_c / max(1, moved_n):.0%})"])
+    print(markdown_table(head, table))
+
+
 HEADER = ["type", "joints", "measured", "trusted", "RMS error trusted (px)", "worst trusted (px)",
           "error/SE RMS", "max |error/SE|", "RMS error flagged (n)"]
 
@@ -431,11 +486,16 @@ def main() -> None:
                     help="joints from jsnq's locator (as a user runs it) or the landmarks")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write every joint's row here")
+    ap.add_argument("--misplaced", action="store_true",
+                    help="instead: does the split check catch the rendered seam moved into a bone?")
     args = ap.parse_args()
     if not (DATA / "hand-landmarks").is_dir():
         sys.exit(f"needs {DATA}/hand-landmarks and hand-pair (set JSNQ_DATA)")
     sources = atlas_sources(args.atlas) + ([] if args.no_ra else ra_sources())
     rng = np.random.default_rng(args.seed)
+    if args.misplaced:
+        misplaced(sources, rng, args.noise)
+        return
     config = MeasureConfig()
     rows, times = [], []
     for src in sources:
