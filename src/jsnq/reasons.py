@@ -28,7 +28,7 @@ CODES: dict[str, tuple[tuple[str, ...], str]] = {
     "JSW": (("the jsw is not valid", "no joint space at", "jsw change"),
             "no valid joint space width (left empty)"),
     "SEG": (("segmentation network failed", "bone split", "classical joint-space line", "did not find both bones",
-             "no split line"), "bone split not trusted: no joint space found, or the segmentation network failed"),
+             "no split line"), "bone split not trusted: not in this joint's space, or the network failed"),
     "POSTURE": (("posture",), "posture changed: the bones rotated against each other"),
     "IMPLAUS": (("implausible narrowing", "narrowing is not finite"), "implausibly large narrowing"),
     "SE": (("standard error",), "standard error too large"),
