@@ -247,7 +247,8 @@ def split_problem(fraction: float) -> str | None:
     """Why a split line whose :func:`valley_fraction` is ``fraction`` is not taken to lie in a
     joint space, or None."""
     if fraction < MIN_VALLEY_FRACTION:
-        return (f"the split line lies in a dark valley in only {fraction:.0%} of the central columns "
+        shown = math.floor(fraction * 100)  # rounded down: 0.597 is not "60 % (< 60 %)"
+        return (f"the split line lies in a dark valley in only {shown}% of the central columns "
                 f"(< {MIN_VALLEY_FRACTION:.0%}): no joint space found")
     return None
 
