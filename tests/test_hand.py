@@ -385,6 +385,22 @@ def test_hand_report_links_every_box_to_its_section(measured, phantom):
         assert f'href="#pair-{k}"' in html and f'id="pair-{k}"' in html and f'title="{name}: ' in html
 
 
+def test_hand_overview_marks_where_each_narrowing_was_read(measured, phantom):
+    """A cross in the joint's status colour at its reading point (point<k>_x/_y), inside the box,
+    at both visits; nothing there for a joint not measured."""
+    from jsnq.report.hand import COLOURS, OVERVIEW_WIDTH, overview_image
+
+    rows = {r["joint"]: r for r in measured.rows()}
+    for k in range(2):
+        rgb, _ = overview_image(phantom.images[k], measured, k)
+        f = OVERVIEW_WIDTH / phantom.images[k].shape[1]
+        for name in SUBSET:
+            x, y = rows[name][f"point{k}_x"] * f, rows[name][f"point{k}_y"] * f
+            colour = COLOURS["reliable" if measured.joints[name].reliable else "flagged"]
+            patch = rgb[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].reshape(-1, 3)
+            assert any(tuple(p) == colour for p in patch), (name, k)
+
+
 def test_cli_hand(tmp_path, phantom):
     import json
 

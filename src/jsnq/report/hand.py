@@ -39,9 +39,10 @@ def _status(result: Any, name: str) -> str:
 
 def overview_image(image: np.ndarray, result: Any, visit: int, *, width: int = OVERVIEW_WIDTH
                    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """The radiograph of ``visit`` (downsampled to ``width`` px) with every joint's crop box and
-    name drawn in its status colour: an RGB uint8 array and, per box, its polygon in the
-    overview's pixels (``name``, ``status``, ``coords``)."""
+    """The radiograph of ``visit`` (downsampled to ``width`` px) with every joint's crop box,
+    name and reading point (a cross where the narrowing was read, ``point<k>_x/_y``) drawn in its
+    status colour: an RGB uint8 array and, per box, its polygon in the overview's pixels
+    (``name``, ``status``, ``coords``)."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
@@ -52,6 +53,11 @@ def overview_image(image: np.ndarray, result: Any, visit: int, *, width: int = O
     pil = PILImage.fromarray((grey * 255).astype(np.uint8)).convert("RGB")
     pil = pil.resize((width, max(1, int(round(a.shape[0] * f)))), PILImage.BILINEAR)
     draw = ImageDraw.Draw(pil)
+    points: dict[str, tuple[float, float]] = {}
+    for r in result.rows():
+        x, y = r.get(f"point{visit}_x"), r.get(f"point{visit}_y")
+        if x is not None and y is not None:
+            points.setdefault(r["joint"], (float(x) * f, float(y) * f))
     areas = []
     for name in JOINT_NAMES:
         crops = result.crops.get(name)
@@ -64,6 +70,10 @@ def overview_image(image: np.ndarray, result: Any, visit: int, *, width: int = O
         x0 = min(p[0] for p in poly)
         y0 = min(p[1] for p in poly)
         draw.text((x0 + 2, y0 - 11), name, fill=colour)
+        if name in points:
+            px, py = points[name]
+            draw.line([(px - 4, py), (px + 4, py)], fill=colour, width=1)
+            draw.line([(px, py - 4), (px, py + 4)], fill=colour, width=1)
         areas.append({"name": name, "status": status, "coords": ",".join(f"{v:.0f}" for p in poly for v in p)})
     return np.asarray(pil), areas
 
@@ -77,7 +87,7 @@ def _png_uri(rgb: np.ndarray) -> str:
 
 
 _OVERVIEW = """<h2>Hand overview</h2>
-<p class="note">Each joint's crop box at each visit: <span class="ok">green reliable</span>, <span class="warn">orange flagged</span>, <span class="bad">red not measured</span>. Click a box (or a name below) for the joint's details.</p>
+<p class="note">Each joint's crop box at each visit, and a cross where its narrowing was read: <span class="ok">green reliable</span>, <span class="warn">orange flagged</span>, <span class="bad">red not measured</span>. Click a box (or a name below) for the joint's details.</p>
 <div class="imgs">{% for v in visits %}<figure><img style="width:{{ v.width }}px" src="{{ v.img }}" usemap="#hand-map-{{ v.k }}" alt="visit {{ v.k }}"><figcaption>visit {{ v.k }}: {{ v.source }}</figcaption>
 <map name="hand-map-{{ v.k }}">{% for a in v.areas %}<area shape="poly" coords="{{ a.coords }}" href="#{{ keys.get(a.name, 'summary') }}" alt="{{ a.name }}" title="{{ a.name }}: {{ a.status }}">{% endfor %}</map></figure>{% endfor %}</div>
 <h2>Summary</h2>
