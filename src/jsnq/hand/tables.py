@@ -9,9 +9,9 @@ radiograph pixels too (:func:`jsnq.reasons.rescale_px`).
 No number without meaning: a joint not measured has every value empty (None) and its reason; a
 joint space width that is not a width (the masks overlap, or the joint's bone split was not
 trusted) is empty, with ``jsw_note`` saying why. ``segmentation`` is the bone split's
-:class:`~jsnq.hand.checks.SplitStatus` value, ``segmentation_reason`` why it is not trusted. ``point{k}_x/_y`` is where the narrowing was read
-at visit ``k`` (the joint line's reading point), ``box{k}_*`` the crop's box, both in the
-radiograph's pixels.
+:class:`~jsnq.hand.checks.SplitStatus` value, ``segmentation_reason`` why it is not trusted.
+``point{k}_x/_y`` is where the narrowing was read at visit ``k`` (the joint line's reading
+point), ``box{k}_*`` the crop's box, both in the radiograph's pixels.
 """
 
 from __future__ import annotations
