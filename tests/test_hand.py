@@ -283,6 +283,13 @@ def test_three_visits_give_one_series_per_joint():
     assert hs.to_dict()["kind"] == "hand-series"
     assert hs.segmentation["PIP3"] == SplitCheck(SplitStatus.PROFILE)  # every visit's split line lies in a joint space
     assert all(r["reliable"] for r in hs.rows() if r["joint"] == "PIP3")
+    # each visit's reading point in the radiograph, within 1.5 mm of the phantom's joint (the
+    # landmark on the distal bone's base, half a gap from the joint line); none for the others
+    rows = [r for r in hs.rows() if r["joint"] == "PIP3"]
+    for k, h in enumerate(ph.hands):
+        j = h.joints["PIP3"]
+        assert math.hypot(rows[0][f"point{k}_x"] - j.x, rows[0][f"point{k}_y"] - j.y) * ph.spacing_mm < 1.5
+    assert all(r["point0_x"] is None for r in hs.rows() if r["joint"] != "PIP3")
 
 
 def test_series_flags_every_visit_when_one_split_misses_the_joint(monkeypatch):
