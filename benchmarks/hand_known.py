@@ -249,6 +249,39 @@ def _finger_owner(points: dict, shape: tuple[int, int]) -> np.ndarray:
     return owner
 
 
+def _chain_joints(src: Source, names) -> list[tuple[int, tuple, int, str]]:
+    """``(finger, chain, k, joint)`` for each joint of ``names`` whose chain of landmarks, from
+    it to the fingertip, ``src`` has."""
+    return [(finger, chain, k, joint) for finger, chain in FINGER_CHAINS.items() for k, joint in enumerate(chain[:-1])
+            if joint in names and all(c in src.points for c in chain[k:])]
+
+
+def _joint_seam(src: Source, smooth: np.ndarray, chain: tuple, k: int, scale: float):
+    """Joint ``chain[k]``'s seam (:func:`_seam`): the point ``p`` it is traced about, the joint's
+    distal axis ``u``, the bone's half-width and the seam's ``(s, t(s))``."""
+    joint = chain[k]
+    p = np.asarray(src.points[joint], float)
+    u = _axis(src.points, chain, k)
+    half = 0.5 * distal_bone_width_mm(joint) * scale
+    gap = TYPICAL_GAP_MM[joint_type(joint)] * scale
+    window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
+    if src.centre_on_bone:
+        p = p + _bone_offset(smooth, p, u, half, window) * np.array([-u[1], u[0]])
+    s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide, src.path)
+    return p, u, half, s, ts
+
+
+def _seam_points(p: np.ndarray, u: np.ndarray, half: float, s: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The seam's points ``(x, y)`` over the bone (``|s| <= half``), for ``split_off``."""
+    on_bone = np.abs(s) <= half
+    return p + s[on_bone, None] * np.array([-u[1], u[0]]) + ts[on_bone, None] * u
+
+
+def _smoothed(src: Source, scale: float) -> np.ndarray:
+    """The radiograph smoothed as the seams are searched in."""
+    return ndi.gaussian_filter(src.image, max(1.0, 0.12 * scale))
+
+
 def render(src: Source, d_px: dict, *, scale: float):
     """The follow-up with narrowing ``d_px[J]`` (px of the radiograph) at each joint J, each
     joint's distal axis (for the truth) and its seam's points ``(x, y)`` (for ``split_off``).
@@ -259,34 +292,23 @@ def render(src: Source, d_px: dict, *, scale: float):
     a joint's seam would stay where the joints proximal of it had moved it from, and a distal
     bone's end plate within their summed narrowing of the seam would not move with its bone."""
     img = src.image
-    smooth = ndi.gaussian_filter(img, max(1.0, 0.12 * scale))
+    smooth = _smoothed(src, scale)
     rows, cols = img.shape
     axes, seams, strips = {}, {}, []
     margin = 2 + sum(abs(v) for v in d_px.values())  # how far any content moves
-    for finger, chain in FINGER_CHAINS.items():
-        for k, joint in enumerate(chain[:-1]):
-            if joint not in d_px or any(c not in src.points for c in chain[k:]):
-                continue
-            p = np.asarray(src.points[joint], float)
-            u = _axis(src.points, chain, k)
-            axes[joint] = u
-            half = 0.5 * distal_bone_width_mm(joint) * scale
-            gap = TYPICAL_GAP_MM[joint_type(joint)] * scale
-            window = (-gap + src.window_mm[0] * scale, src.window_mm[1] * scale)
-            if src.centre_on_bone:
-                p = p + _bone_offset(smooth, p, u, half, window) * np.array([-u[1], u[0]])
-            s, ts = _seam(smooth, p, u, half, window, 0.8 * scale, -gap, src.min_share, src.wide, src.path)
-            on_bone = np.abs(s) <= half  # the seam's points over the bone, for ``split_off``
-            seams[joint] = p + s[on_bone, None] * np.array([-u[1], u[0]]) + ts[on_bone, None] * u
-            # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
-            # seam to beyond the tip, ramping to 0 at 2.5 `half`
-            tip = np.asarray(src.points[chain[-1]], float)
-            line = np.array([p + np.median(ts) * u] + [np.asarray(src.points[c], float) for c in chain[k + 1:]]
-                            + [tip + 0.25 * (tip - np.asarray(src.points[chain[-2]], float))])
-            lo = np.floor(line.min(axis=0) - 2.5 * half - margin).astype(int).clip(0)
-            hi = np.minimum(np.ceil(line.max(axis=0) + 2.5 * half + margin).astype(int), [cols - 1, rows - 1])
-            strips.append((finger, d_px[joint], p, u, s, ts, line, half,
-                           (slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))))
+    for finger, chain, k, joint in _chain_joints(src, d_px):
+        p, u, half, s, ts = _joint_seam(src, smooth, chain, k, scale)
+        axes[joint] = u
+        seams[joint] = _seam_points(p, u, half, s, ts)
+        # the finger's strip, soft tissue included: within 1.8 `half` of the chain from the
+        # seam to beyond the tip, ramping to 0 at 2.5 `half`
+        tip = np.asarray(src.points[chain[-1]], float)
+        line = np.array([p + np.median(ts) * u] + [np.asarray(src.points[c], float) for c in chain[k + 1:]]
+                        + [tip + 0.25 * (tip - np.asarray(src.points[chain[-2]], float))])
+        lo = np.floor(line.min(axis=0) - 2.5 * half - margin).astype(int).clip(0)
+        hi = np.minimum(np.ceil(line.max(axis=0) + 2.5 * half + margin).astype(int), [cols - 1, rows - 1])
+        strips.append((finger, d_px[joint], p, u, s, ts, line, half,
+                       (slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))))
     owner = _finger_owner(src.points, img.shape)
 
     def motion(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
@@ -430,7 +452,9 @@ def misplaced(sources: list[Source], rng, noise: float) -> None:
     counts: dict = {}
     for src in sources:
         scale = hand_scale_px_per_mm(hand_from_points(src.points, side="L"))
-        _, _, seams = render(src, {j: 0.0 for j in JOINT_NAMES}, scale=scale)
+        smooth = _smoothed(src, scale)
+        seams = {joint: _seam_points(*_joint_seam(src, smooth, chain, k, scale))
+                 for _, chain, k, joint in _chain_joints(src, JOINT_NAMES)}
         base = src.image + rng.normal(0, noise * float(np.ptp(src.image)), src.image.shape)
         hand = find_joints(base.astype(np.float32))
         for joint, seam in seams.items():
