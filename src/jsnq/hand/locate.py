@@ -106,7 +106,6 @@ class LandmarkEstimate:
     frame_px: float
 
 
-
 def _config(model: JointLocator) -> LocatorConfig:
     cfg = getattr(model, "config", None)
     if not isinstance(cfg, LocatorConfig):
