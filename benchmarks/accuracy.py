@@ -183,6 +183,7 @@ def _summary(cond: Condition, name: str, errs: list[float], ses: list[float], ti
         "point_rms_px": float(np.sqrt(np.mean(np.sum(d ** 2, axis=1)))),
         "point_rms_xy_px": [float(v) for v in np.sqrt(np.mean(d ** 2, axis=0))],
         "times_s": [float(t) for t in times],
+        "errors_px": [float(v) for v in e], "se_px": [float(v) for v in ses],
     }
 
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from jsnq.geometry import Similarity, crop_centre, narrowing_px, symmetric_narrowing_px
 from jsnq.phantom import (
+    BLEND_PX,
     Acquisition,
     BoneShape,
     PhantomPair,
@@ -19,6 +20,7 @@ from jsnq.phantom import (
     render,
     Texture,
     sample_params,
+    side_weight,
 )
 
 SHAPE = (256, 256)
@@ -280,6 +282,32 @@ def test_apply_bone_motions_moves_each_side_with_its_bone():
         wy, wx = np.mgrid[r0 - 11:r0 + 12, c0 - 11:c0 + 12]
         got = np.array([(win * wx).sum(), (win * wy).sum()]) / win.sum()
         assert np.linalg.norm(got - exp) < 0.02, (x, y, got, exp)
+
+
+def test_default_blend_is_rigid_outside_the_engines_gap_band():
+    """With the default ``blend_px`` the pixels that the engine's fits keep (farther than
+    ``RegistrationOptions.gap_exclusion_px`` from the other side) move with their own bone:
+    exactly (to 1e-6 of the relative motion) along a straight split, and with a weight of at
+    least 0.95 at a step of the split, where distances between 3 and 4 px occur. A blend of 4
+    (the default before issue 23) gives the kept pixels weights down to 0.79 there. Pixels
+    nearer the split still blend, so the inverse map stays a contraction."""
+    from jsnq.labels import side_masks
+    from jsnq.register.options import RegistrationOptions
+
+    band = RegistrationOptions().gap_exclusion_px
+    m = 4  # the distance transforms see the array's edge as no boundary
+    straight = _split_labels((64, 80), 32)
+    stepped = straight.copy()
+    stepped[:, 60:] = np.where(np.arange(64)[:, None] < 36, 1, 2)
+    for lab, lowest in ((straight, 1.0 - 1e-6), (stepped, 0.95)):
+        kept_up, kept_lo = side_masks(lab, band)
+        inner = np.zeros(lab.shape, bool)
+        inner[m:-m, m:-m] = True
+        w = side_weight(lab, BLEND_PX)
+        assert w[kept_up & inner].min() >= lowest and 1.0 - w[kept_lo & inner].max() >= lowest
+        assert 0.0 < w[31, 10] < 1.0 and 0.0 < w[32, 10] < 1.0
+    kept_up, _ = side_masks(stepped, band)
+    assert side_weight(stepped, 4.0)[kept_up & inner].min() < 0.85
 
 
 def test_apply_bone_motions_validation():

@@ -12,8 +12,8 @@ images with their ground truth.
 """
 
 from .hand import HandParams, HandPhantom, make_hand, render_hand, sample_hand_params
-from .joint import PhantomPair, apply_bone_motions, make_pair, render, side_weight
+from .joint import BLEND_PX, PhantomPair, apply_bone_motions, make_pair, render, side_weight
 from .params import Acquisition, BoneShape, PhantomParams, Texture, sample_params
 
 __all__ = ["PhantomParams", "BoneShape", "Texture", "Acquisition", "PhantomPair", "sample_params", "render",
-           "make_pair", "apply_bone_motions", "side_weight", "HandParams", "HandPhantom", "sample_hand_params", "render_hand", "make_hand"]
+           "make_pair", "apply_bone_motions", "BLEND_PX", "side_weight", "HandParams", "HandPhantom", "sample_hand_params", "render_hand", "make_hand"]
