@@ -336,7 +336,7 @@ BLEND_PX = 2.0
 
 def apply_bone_motions(image: np.ndarray, labels: np.ndarray, upper: Similarity,
                        lower: Similarity, *, blend_px: float = BLEND_PX, order: int = 5,
-                       tol_px: float = 1e-9, max_iter: int = 200) -> np.ndarray:
+                       tol_px: float = 1e-9, max_iter: int = 1000) -> np.ndarray:
     """Synthesise a follow-up from a real crop by moving each side of the joint by its bone.
 
     Forward map (baseline -> follow-up): ``F(x) = x + D(x)`` with
