@@ -161,6 +161,7 @@ def test_measure_hand_recovers_each_joints_narrowing(phantom, measured):
         assert m.narrowing_mm == pytest.approx(phantom.narrowing_mm[name][1], abs=0.03 + 0.03 * abs(
             phantom.narrowing_mm[name][1]))
         assert measured.segmentation[name] == SplitCheck(SplitStatus.PROFILE)
+        assert m.segmenter == "profile"  # the profile split's SE floor, not a user's labels'
     d = measured.to_dict()
     assert d["joints"]["MCP3"]["boxes"][1]["method"] == "registered" and "config" in d
     missing = [r for r in measured.rows() if r["joint"] not in SUBSET]
@@ -270,6 +271,7 @@ def test_a_two_visit_series_reads_what_the_pair_reads(phantom):
         pair, _ = hm.measure_joint(crops)
         s, _ = hm.series_joint(crops, None, MeasureConfig())
         assert s.trajectory.narrowing_px[1] == pytest.approx(pair.narrowing_px, abs=5e-4)
+        assert {m.segmenter for m in s.measurements.values()} == {pair.segmenter} == {"profile"}
 
 
 def test_three_visits_give_one_series_per_joint():

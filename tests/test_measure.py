@@ -50,6 +50,29 @@ def test_phantom_with_true_labels(seed):
     assert abs(m.narrowing_px - _pair(seed).narrowing_px) <= 0.05
 
 
+def test_the_label_source_sets_the_se_floor_and_is_recorded():
+    """Given labels from a whole hand's profile split ("profile") get that source's systematic
+    floor, added in quadrature: the same fit, so the squared SEs differ by exactly the
+    floors' squares (to float rounding), and the source is recorded as the segmenter."""
+    from jsnq.jsn import SYSTEMATIC_SE_PX
+    from jsnq.pipeline import finish, fit, prepare
+
+    pair = make_pair(1, noise=0.01)
+    config = MeasureConfig(check_labels=False)
+    out = {}
+    for source in ("given", "profile"):
+        p = prepare(pair.baseline, pair.followup, config, baseline_labels=pair.baseline_labels,
+                    followup_labels=pair.followup_labels, label_source=source)
+        out[source] = finish(p, config, fit(p, config))
+        assert out[source].segmenter == source
+    given, profile = out["given"], out["profile"]
+    assert profile.narrowing_px == given.narrowing_px
+    assert profile.narrowing_se_px ** 2 - given.narrowing_se_px ** 2 == pytest.approx(
+        SYSTEMATIC_SE_PX["profile"] ** 2 - SYSTEMATIC_SE_PX["given"] ** 2, rel=1e-9)
+    with pytest.raises(ValueError, match="label source"):
+        prepare(pair.baseline, pair.followup, config, baseline_labels=pair.baseline_labels, label_source="mine")
+
+
 @pytest.mark.parametrize("seed", PHANTOM_SEEDS)
 def test_phantom_with_automatic_segmentation(seed):
     """Spec: 0.1 px with the classical joint-space line. The line may split the soft tissue

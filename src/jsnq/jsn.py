@@ -15,8 +15,9 @@ __all__ = ["Narrowing", "JointNarrowing", "narrowing", "inverse_consistent_narro
 #: Systematic part of the narrowing's standard error, by where the bone sides came from (px):
 #: what a noise-free fit still misses and the noise-driven covariance cannot see, added in
 #: quadrature. Set so that on synthetic motions of real crops the SD of error / SE is about 1
-#: (docs/benchmarks.md, "Figures behind the defaults").
-SYSTEMATIC_SE_PX = {"given": 0.02, "network": 0.025, "classical": 0.05}
+#: ("given", "network", "classical") and on known narrowing rendered into whole radiographs
+#: ("profile", a whole hand's split) (docs/benchmarks.md, "Figures behind the defaults").
+SYSTEMATIC_SE_PX = {"given": 0.01, "network": 0.01, "profile": 0.02, "classical": 0.05}
 
 
 #: Systematic SE of the network-only ("deep") engine: about the largest SD of its narrowing

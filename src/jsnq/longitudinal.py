@@ -70,7 +70,7 @@ def pair_estimates(n_visits: int, measurements: dict[tuple[int, int], Measuremen
 def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | None = None,
            dates: Sequence[str] | None = None, spacing_mm: float | None = None,
            points: Sequence[tuple[float, float] | None] | None = None,
-           config: MeasureConfig | None = None) -> SeriesResult:
+           config: MeasureConfig | None = None, label_source: str = "given") -> SeriesResult:
     """Follow one joint across visits: measure every ordered pair, fit one trajectory.
 
     Args:
@@ -88,6 +88,8 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
         config: how to measure (:class:`~jsnq.config.MeasureConfig`; default
             ``MeasureConfig()``). ``symmetric`` does not apply: every pair is measured both ways
             anyway.
+        label_source: where ``labels`` came from (:data:`jsnq.pipeline.LABEL_SOURCES`):
+            ``given`` (yours) or ``profile`` (a whole hand's split); sets the SE's floor.
 
     Returns:
         A :class:`~jsnq.results.SeriesResult`; pairs that fail are recorded in ``errors`` and
@@ -108,7 +110,7 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
     lab = list(labels) if labels is not None else [None] * len(images)
     if points is not None and len(points) != len(images):
         raise JsnqInputError("series", f"{len(points)} anchor points for {len(images)} visits")
-    measurements, errors = _measure_pairs(images, lab, points, config.replace(symmetric=True))
+    measurements, errors = _measure_pairs(images, lab, points, config.replace(symmetric=True), label_source)
     pairs = pair_estimates(len(images), measurements)
     if not pairs:
         first = next(iter(errors.values()), "no pair measured")
@@ -124,8 +126,8 @@ def series(visits: Sequence[ImageLike], *, labels: Sequence[ImageLike | None] | 
 
 
 def _measure_pairs(images: Sequence[Image], labels: Sequence[ImageLike | None],
-                   points: Sequence[tuple[float, float] | None] | None, config: MeasureConfig
-                   ) -> tuple[dict[tuple[int, int], Measurement], dict[tuple[int, int], str]]:
+                   points: Sequence[tuple[float, float] | None] | None, config: MeasureConfig,
+                   label_source: str = "given") -> tuple[dict[tuple[int, int], Measurement], dict[tuple[int, int], str]]:
     """Every ordered pair of visits ``(a, b)`` measured -> (measurements, one-line errors).
 
     One anatomical place for every pair: the pair (0, 1) is measured as jsnq.measure measures
@@ -149,7 +151,8 @@ def _measure_pairs(images: Sequence[Image], labels: Sequence[ImageLike | None],
             try:
                 prepared = prepare(images[a], images[b], config, baseline_labels=labels[a], followup_labels=labels[b],
                                    segment_cache=cache, point=None if first else anchors[a],
-                                   followup_point=None if first else anchors[b], fit_cache=fits)
+                                   followup_point=None if first else anchors[b], fit_cache=fits,
+                                   label_source=label_source)
                 if points is None and not first and source is not None:
                     prepared.point_source = source  # a place carried from the first pair's
                 m = measurements[a, b] = finish(prepared, config, fit(prepared, config))

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from .config import ENGINES, SEGMENTERS, MeasureConfig, resolve
+from .config import ENGINES, SEGMENTERS, MeasureConfig, choose, resolve
 from .errors import JsnqInputError, WeightsUnavailableError
 from .geometry import Similarity, crop_centre, px_to_mm, symmetric_narrowing_px
 from .intensity import normalise
@@ -34,10 +34,14 @@ from .labels import labels_from_line
 from .segment.classical import joint_space_line
 
 __all__ = ["measure", "measure_many", "prepare", "fit", "finish", "Prepared", "Readings", "network_segment",
-           "source_of", "reading_point", "ENGINES", "SEGMENTERS"]
+           "source_of", "reading_point", "ENGINES", "SEGMENTERS", "LABEL_SOURCES"]
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 Point = tuple[float, float]
+
+#: Where given labels may come from: ``given`` (the caller's: annotations, masks) or
+#: ``profile`` (a whole hand's intensity-profile split, :mod:`jsnq.hand.split`).
+LABEL_SOURCES = ("given", "profile")
 Inits = tuple[Similarity, Similarity]
 
 
@@ -310,12 +314,14 @@ def _load_pair(baseline: ImageLike, followup: ImageLike, spacing_mm: float | Non
     return base, fol, common_spacing(base, fol, spacing_mm=spacing_mm)
 
 
-def _label_baseline(base: Image, fol: Image, baseline_labels: ImageLike | None, config: MeasureConfig, segment):
+def _label_baseline(base: Image, fol: Image, baseline_labels: ImageLike | None, config: MeasureConfig, segment,
+                    label_source: str = "given"):
     """-> (the baseline's labels, where they came from, the network's segmentation of each
-    visit or None): given labels, else the network's (``config.segmenter``), else the
-    classical joint-space line."""
+    visit or None): given labels (from ``label_source``), else the network's
+    (``config.segmenter``), else the classical joint-space line."""
     if baseline_labels is not None:
-        return load_labels(baseline_labels, shape=base.array.shape, split_mask=config.split_masks), "given", None, None
+        return (load_labels(baseline_labels, shape=base.array.shape, split_mask=config.split_masks), label_source,
+                None, None)
     seg_base = segment(base, config.segmenter == "network") if config.segmenter != "classical" else None
     if seg_base is None:
         return labels_from_line(joint_space_line(base.array), base.array.shape), "classical", None, None
@@ -325,16 +331,21 @@ def _label_baseline(base: Image, fol: Image, baseline_labels: ImageLike | None, 
 def prepare(baseline: ImageLike, followup: ImageLike, config: MeasureConfig, *,
             baseline_labels: ImageLike | None = None, followup_labels: ImageLike | None = None,
             spacing_mm: float | None = None, point: Point | None = None, followup_point: Point | None = None,
-            segment_cache: dict | None = None, fit_cache: dict | None = None) -> Prepared:
+            segment_cache: dict | None = None, fit_cache: dict | None = None,
+            label_source: str = "given") -> Prepared:
     """Load, check and label a pair (the first step of :func:`measure`).
 
+    ``label_source`` (one of :data:`LABEL_SOURCES`): where given labels came from, recorded as
+    the result's ``segmenter`` and setting the SE's floor (:data:`~jsnq.jsn.SYSTEMATIC_SE_PX`).
     ``segment_cache`` (``id(image array) -> result``) lets a series segment each visit once;
     ``fit_cache`` (a dict kept by the caller) lets it fit each unordered pair once: the one
     inverse-consistent fit is made in the pair's canonical order, so its reverse reuses it.
     """
+    choose(label_source, LABEL_SOURCES, "label source")
     segment = _cached_segmenter(segment_cache)
     base, fol, spacing = _load_pair(baseline, followup, spacing_mm)
-    labels, used_segmenter, seg_base, seg_fol = _label_baseline(base, fol, baseline_labels, config, segment)
+    labels, used_segmenter, seg_base, seg_fol = _label_baseline(base, fol, baseline_labels, config, segment,
+                                                                label_source)
     fol_labels = (load_labels(followup_labels, shape=base.array.shape, split_mask=config.split_masks)
                   if followup_labels is not None else None)
     if fol_labels is None and seg_fol is not None:

@@ -79,7 +79,8 @@ class Measurement:
             ``ReliabilityThresholds.note_se_px`` (:func:`~jsnq.quality.precision_notes`;
             ``precise`` is then False), bone masks that overlap on the projection
             (:func:`~jsnq.quality.jsw_check`).
-        engine, segmenter: what produced the result ("given", "network" or "classical").
+        engine, segmenter: what produced the result; the labels "given" (the caller's),
+            "profile" (a whole hand's split), "network" or "classical".
         jsw_baseline, jsw_followup: joint space width of each visit from the network's bone
             masks (None unless the network segmented the baseline).
         point_px, followup_point_px: the anchor in each crop (the follow-up's may be None):

@@ -122,7 +122,7 @@ def series_joint(crops: JointCrops, dates: Sequence[str] | None, config: Measure
     middle = [_same_line(c, im, first, crops.spacing_mm) for c, im in zip(candidates[1:-1], images[1:-1])]
     splits = [first, *middle, choice.followup]  # the last visit's line as the pair found it
     s = series(images, labels=[sp.labels for sp in splits], points=[sp.centre_px for sp in splits], dates=dates,
-               spacing_mm=crops.spacing_mm, config=split_config(config))
+               spacing_mm=crops.spacing_mm, config=split_config(config), label_source="profile")
     problems = [f"visit {k}: {sp.problem}" for k, sp in enumerate(splits) if sp.problem is not None]
     misplaced = joint_line_problem(crops, first.centre_px)
     problems += [misplaced] if misplaced else []

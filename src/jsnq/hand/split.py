@@ -263,7 +263,7 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     def fit(sa: ProfileSplit, sb: ProfileSplit, start: Any = None) -> Any:
         """The pair measured with these lines; ``start``: a fit to refine from (its motions)."""
         p = pipeline.prepare(a, b, config, baseline_labels=sa.labels, followup_labels=sb.labels,
-                             spacing_mm=spacing_mm, point=sa.centre_px)
+                             spacing_mm=spacing_mm, point=sa.centre_px, label_source="profile")
         inits = back = None
         if start is not None:
             inits = (start.upper.transform(a.array.shape), start.lower.transform(a.array.shape))
