@@ -32,8 +32,8 @@ Two kinds of evidence:
     with a pure relative translation (no common motion, rotation or exposure change, no
     noise) so that any bias is clean to read. The follow-up is always built from the
     *midline* labels, blending the two bone motions across the midline (``apply_bone_motions``'s
-    default band, +-2 px since issue 23; +-4 px before); only the
-    fit uses each variant's labels. The synthetic truth therefore favours midline splits
+    default band: ``blend_px`` 2 since issue 23, 4 before); only the fit uses each variant's
+    labels. The synthetic truth therefore favours midline splits
     somewhat -- a bone-surface split puts the joint space, which moves with a blend of both
     bones, on one side -- which is why (b) matters. Reported: bias, SD, RMSE and max of the
     narrowing error (px) and the slope of error vs true narrowing (``np.polyfit``): a split

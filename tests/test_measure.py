@@ -515,7 +515,7 @@ def test_real_crop_known_motions(real_data, k, jid):
     """A real crop moved by known per-bone similarities (narrowing 0.5 px at the crop centre,
     relative rotation 0.5 deg) with apply_bone_motions, then 1 % independent noise on both
     images. At jsnq's own reading point the error must stay within 3 se (~0.07 px; the render
-    moves each side rigidly outside +-2 px of the split, which the engine's 3 px gap band
+    moves each side rigidly beyond about 3 px of the split, which the engine's 3 px gap band
     leaves out, so nothing but noise remains: 0.002-0.017 px measured). Against the crop
     centre's truth 0.1 px: the reading point (the articular centre) lies a few px from the
     centre, where a 0.5 deg relative rotation changes the narrowing by 0.009 px per px."""

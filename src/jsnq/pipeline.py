@@ -38,11 +38,11 @@ __all__ = ["measure", "measure_many", "prepare", "fit", "finish", "Prepared", "R
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image]
 Point = tuple[float, float]
+Inits = tuple[Similarity, Similarity]
 
 #: Where given labels may come from: ``given`` (the caller's: annotations, masks) or
 #: ``profile`` (a whole hand's intensity-profile split, :mod:`jsnq.hand.split`).
 LABEL_SOURCES = ("given", "profile")
-Inits = tuple[Similarity, Similarity]
 
 
 def _shipped_regnet(required: bool):

@@ -329,8 +329,9 @@ def side_weight(labels: np.ndarray, blend_px: float) -> np.ndarray:
 #: Half-width of the band (in :func:`side_weight`'s half-distance units) where
 #: :func:`apply_bone_motions` blends the two motions. Inside it the bones do not move rigidly;
 #: with 2 the weights are 0 or 1 (to 1e-9) from 3.5 px of a straight split, outside the
-#: engine's 3 px gap band. About the narrowest at which the inverse map converges for relative motions of ~2 px;
-#: 4 (before) reached into the facing edges of real MCP crops (docs/benchmarks.md, "The render's blend").
+#: engine's 3 px gap band. About the narrowest at which the inverse map converges for
+#: relative motions of ~2 px; 4 (before) reached into the facing edges of real MCP crops
+#: (docs/benchmarks.md, "The render's blend").
 BLEND_PX = 2.0
 
 
@@ -343,7 +344,7 @@ def apply_bone_motions(image: np.ndarray, labels: np.ndarray, upper: Similarity,
     ``D(x) = w(x) (upper(x) - x) + (1 - w(x)) (lower(x) - x)``, where ``w`` is 1 on the
     upper side (``labels == 1``), 0 on the lower side (``labels == 2``) and blends by a
     smoothstep over ``+-blend_px`` of :func:`side_weight`'s signed distance (half a pixel's
-    distance to the other side: ``blend_px`` 2 blends within about 3 px of the boundary)
+    distance from the other side: ``blend_px`` 2 blends within about 3 px of the boundary)
     (label-0 pixels get ``w`` from their distances to both sides). ``w`` is sampled on the
     pixel grid and evaluated between pixels by cubic-spline interpolation; the two affine
     displacements are evaluated exactly, so the displacement field is exact wherever ``w``
