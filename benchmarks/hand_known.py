@@ -59,6 +59,7 @@ from jsnq.hand.landmarks import FINGER_CHAINS, hand_from_points  # noqa: E402
 from jsnq.hand.measure import measure_hand  # noqa: E402
 from jsnq.hand.types import JOINT_NAMES  # noqa: E402
 from jsnq.io import load_image  # noqa: E402
+from jsnq.segment.classical import min_cost_path  # noqa: E402
 
 #: The locator's held-out atlas hands (docs/locate.md).
 HELD_OUT = ("3143", "3150", "3154", "3161", "3171", "3237", "3239", "3269", "3273", "3758", "3773", "3819")
@@ -204,24 +205,7 @@ def _valley_path(depth: np.ndarray, max_step: int = 3, penalty: float = 0.01) ->
     depth (normalised to the deepest), moving at most ``max_step`` samples from one offset to the
     next at a cost of ``penalty`` per sample: a joint line is continuous across the bone."""
     d = depth / max(float(depth.max()), 1e-12)
-    n_s, n_t = d.shape
-    idx = np.arange(n_t)
-    acc, back = d[0].copy(), np.zeros((n_s, n_t), int)
-    for i in range(1, n_s):
-        best, arg = np.full(n_t, -np.inf), np.zeros(n_t, int)
-        for dt in range(-max_step, max_step + 1):
-            src = idx - dt
-            ok = (src >= 0) & (src < n_t)
-            cand = np.full(n_t, -np.inf)
-            cand[ok] = acc[src[ok]] - penalty * abs(dt)
-            better = cand > best
-            best[better], arg[better] = cand[better], src[better]
-        acc, back[i] = best + d[i], arg
-    out = np.empty(n_s, int)
-    out[-1] = int(np.argmax(acc))
-    for i in range(n_s - 1, 0, -1):
-        out[i - 1] = back[i, out[i]]
-    return out
+    return min_cost_path(-d.T, penalty, max_step)
 
 
 def _dist_to_polyline(x: np.ndarray, y: np.ndarray, line: np.ndarray) -> np.ndarray:

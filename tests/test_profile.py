@@ -92,3 +92,18 @@ def test_real_mcp_crops_split_at_the_masks_midline_and_misplaced_lines_are_caugh
             caught += valley_fraction(crop.image, s.line + offset) < MIN_VALLEY_FRACTION
     assert near >= 0.75 * len(pick)
     assert caught >= 0.95 * tried
+
+
+def test_min_cost_path_steps_at_most_max_step_rows():
+    """The dynamic programme behind every valley path: a zero-cost trail that jumps 3 rows at
+    column 5 is followed exactly with ``max_step=3``; with the default of one row a column it
+    cannot be, and the path moves one row per column, paying the penalty, to stay on it
+    elsewhere."""
+    from jsnq.segment.classical import min_cost_path
+
+    cost = np.ones((12, 10))
+    trail = np.array([4] * 5 + [7] * 5)
+    cost[trail, np.arange(10)] = 0.0
+    assert np.array_equal(min_cost_path(cost, 0.1, max_step=3), trail)
+    one = min_cost_path(cost, 0.1)
+    assert np.abs(np.diff(one)).max() <= 1 and not np.array_equal(one, trail)

@@ -58,17 +58,20 @@ def joint_space_line(image: np.ndarray, *, band: tuple[float, float] = (0.2, 0.8
     return (min_cost_path(cost, step_penalty) + r0).astype(float)
 
 
-def min_cost_path(cost: np.ndarray, step_penalty: float) -> np.ndarray:
+def min_cost_path(cost: np.ndarray, step_penalty: float, max_step: int = 1) -> np.ndarray:
     """The left-to-right path of one row per column through ``cost`` ``[row, col]`` that
     minimises the summed cost plus ``step_penalty`` per row it moves between neighbouring
-    columns (at most one), found exactly by dynamic programming: ``(cols,)`` int rows."""
+    columns (at most ``max_step``), found exactly by dynamic programming: ``(cols,)`` int rows."""
     n, cols = cost.shape
     acc = cost[:, 0].copy()
     back = np.zeros((n, cols), dtype=np.int8)
+    moves = np.arange(-max_step, max_step + 1)  # from row r + move; ties go to the first
+    pad = np.full(max_step, np.inf)
     for c in range(1, cols):
-        cand = np.stack([np.r_[np.inf, acc[:-1]] + step_penalty, acc, np.r_[acc[1:], np.inf] + step_penalty])
+        padded = np.concatenate([pad, acc, pad])
+        cand = np.stack([padded[max_step + d:max_step + d + n] + step_penalty * abs(d) for d in moves])
         k = np.argmin(cand, axis=0)
-        back[:, c] = k - 1
+        back[:, c] = moves[k]
         acc = cand[k, np.arange(n)] + cost[:, c]
     path = np.empty(cols, dtype=int)
     path[-1] = int(np.argmin(acc))
