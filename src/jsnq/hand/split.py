@@ -131,23 +131,26 @@ def _moved_apart(m: Any, shape: tuple[int, int]) -> bool:
     return relative_motion_px(m, shape) > MOTION_Z * m.narrowing_se_px
 
 
-def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit) -> int:
+def motion_boundary_row(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *,
+                        warps: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """The row of baseline crop ``a`` above which the rows follow the upper bone's motion of
     ``m`` (its fit with ``split``) and below which the lower bone's, best: per row of the
     central columns, the squared residual under the lower motion minus that under the upper
     (each with its gain and offset over its own side of ``split``), then the flat split that
-    maximises the rows above's sum minus the rows below's."""
+    maximises the rows above's sum minus the rows below's. ``warps``: ``b`` under the two
+    motions so fitted, when already made (:func:`motion_line` uses the same)."""
     a = np.asarray(a, float)
     r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     c0, c1 = search_columns(a.shape[1])
-    up_f, lo_f = _fitted_warps(a, np.asarray(b, float), m, split)
+    up_f, lo_f = warps if warps is not None else _fitted_warps(a, np.asarray(b, float), m, split)
     evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[r0:r1 + 1, c0:c1 + 1]
     per_row = np.where(np.isfinite(evidence), evidence, 0.0).sum(axis=1)
     cum = np.concatenate([[0.0], np.cumsum(per_row)])
     return r0 + int(np.argmax(2 * cum - cum[-1]))
 
 
-def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, smooth_px: float = 1.5) -> np.ndarray:
+def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, smooth_px: float = 1.5,
+                warps: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The split line of baseline crop ``a`` traced where its rows stop following the upper
     bone's motion of ``m`` (the fit with ``split``) and start following the lower's, column by
     column, through the valley nearest that boundary: one row per column (``split``'s line
@@ -159,12 +162,13 @@ def motion_line(a: np.ndarray, b: np.ndarray, m: Any, split: ProfileSplit, *, sm
     evidence below it minus that above it, over the SD that white noise gives it (the same
     noise model as :func:`band_z`), scaled to at most :data:`MOTION_CAP`; plus the valley
     response's cost of :func:`jsnq.segment.profile.profile_candidates`. The path is the
-    minimal-cost one through the central ``MOTION_HALF_BAND`` of the rows."""
+    minimal-cost one through the central ``MOTION_HALF_BAND`` of the rows. ``warps``: as for
+    :func:`motion_boundary_row`."""
     a = np.asarray(a, float)
     b = np.asarray(b, float)
     r0, r1 = search_rows(a.shape[0], MOTION_HALF_BAND)
     f0, f1 = finger_columns(a.shape[1])
-    up_f, lo_f = _fitted_warps(a, b, m, split)
+    up_f, lo_f = warps if warps is not None else _fitted_warps(a, b, m, split)
     part = (slice(r0, r1 + 1), slice(f0, f1 + 1))
     evidence = ((a - lo_f) ** 2 - (a - up_f) ** 2)[part]
     contrast = ((up_f - lo_f) ** 2)[part]
@@ -219,12 +223,11 @@ def _row(split: ProfileSplit) -> float:
 
 
 def _by_motion(a: Image, b: Image, m: Any, sa: ProfileSplit, sb: ProfileSplit, fit,
-               spacing_mm: float | None) -> SplitChoice | None:
-    """The split at the motions' boundary (module doc, step 2), or None where the pair does not
-    show it clearly elsewhere than ``sa``."""
-    if not _moved_apart(m, a.array.shape):
-        return None
-    row = motion_boundary_row(a.array, b.array, m, sa)
+               spacing_mm: float | None, warps: tuple[np.ndarray, np.ndarray]) -> SplitChoice | None:
+    """The split at the motions' boundary (module doc, step 2) of a pair whose bones moved
+    apart (``warps``: ``b`` under ``m``'s fitted motions), or None where the pair does not show
+    it clearly elsewhere than ``sa``."""
+    row = motion_boundary_row(a.array, b.array, m, sa, warps=warps)
     if abs(row - _row(sa)) <= DISTINCT_PX:
         return None
     na = profile_line_near(a.array, row, spacing_mm=spacing_mm, half_band=MOTION_HALF_BAND)
@@ -273,11 +276,16 @@ def choose_split(a: Image, b: Image, base: Sequence[ProfileSplit], fol: Sequence
     sa = base[0]
     sb = nearest_split(fol, sa)
     m = fit(sa, sb)
-    choice = _by_motion(a, b, m, sa, sb, fit, spacing_mm) or SplitChoice(m, sa, sb)
-    m = choice.measurement
     if not _moved_apart(m, a.array.shape):
-        return choice
-    line = motion_line(a.array, b.array, m, choice.baseline)
+        return SplitChoice(m, sa, sb)  # no row can show which bone it follows
+    # b under m's two fitted motions, made once for both steps
+    warps = _fitted_warps(np.asarray(a.array, float), np.asarray(b.array, float), m, sa)
+    choice = _by_motion(a, b, m, sa, sb, fit, spacing_mm, warps) or SplitChoice(m, sa, sb)
+    if choice.measurement is not m:
+        m, warps = choice.measurement, None
+        if not _moved_apart(m, a.array.shape):
+            return choice
+    line = motion_line(a.array, b.array, m, choice.baseline, warps=warps)
     ta = split_from_line(a.array, line, spacing_mm=spacing_mm)
     tb = split_from_line(b.array, carried_line(line, m.lower, a.array.shape), spacing_mm=spacing_mm)
     return SplitChoice(fit(ta, tb, start=m), ta, tb)
