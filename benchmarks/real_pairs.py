@@ -156,12 +156,14 @@ def se_parts(m) -> dict[str, float]:
 
 
 def record(m, **where) -> dict:
+    """A pair's record; ``where`` may carry ``crops``, the pair's two visits, to place jsnq's reading
+    point against their true masks' articular centre."""
     if isinstance(m, Exception):
-        where.pop("centre", None)
+        where.pop("crops", None)
         return {**where, "error": " ".join(str(m).split()), "reliable": False, "narrowing_px": float("nan"),
                 "se_px": float("nan"), "reasons": ["error"], "notes": [], "gap_px": float("nan")}
     gap = float("nan") if m.narrowing_forward_px is None else m.narrowing_forward_px + m.narrowing_backward_px
-    crops = where.pop("centre", None)
+    crops = where.pop("crops", None)
     point = {}
     if crops is not None:
         # jsnq's reading place (half-way between its two points) against the pair's articular
@@ -183,7 +185,7 @@ def measure_pairs(joints: list[list[Crop]], mode: str) -> list[dict]:
     for ji, crops in enumerate(joints):
         for a, b in itertools.permutations(range(len(crops)), 2):
             jobs.append(job(crops[a], crops[b], mode))
-            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "centre": (crops[a], crops[b])})
+            where.append({"joint": crops[0].joint_id, "j": ji, "a": a, "b": b, "crops": (crops[a], crops[b])})
     return [record(m, **w) for m, w in zip(measure_all(jobs), where)]
 
 
