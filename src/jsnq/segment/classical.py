@@ -78,4 +78,3 @@ def min_cost_path(cost: np.ndarray, step_penalty: float, max_step: int = 1) -> n
     for c in range(cols - 1, 0, -1):
         path[c - 1] = path[c] + back[path[c], c]
     return path
-
